@@ -1,0 +1,1 @@
+"""The HTTP and WebSocket gateway that runs inside every node."""

@@ -1,0 +1,1 @@
+"""Fault injection, the recorded client workload and the history checkers."""

@@ -1,0 +1,95 @@
+"""The small vocabularies that cross the wire: sides, order kinds, reason codes.
+
+Integer enums keep the hot path on plain int comparisons; the string enums are
+the stable codes that the API maps to HTTP statuses and that clients match on.
+"""
+
+from enum import IntEnum, StrEnum
+
+
+class Side(IntEnum):
+    BUY = 0
+    SELL = 1
+
+
+class OrderType(IntEnum):
+    LIMIT = 0
+    MARKET = 1
+    STOP = 2
+    STOP_LIMIT = 3
+
+
+class TimeInForce(IntEnum):
+    GTC = 0
+    IOC = 1
+    FOK = 2
+    DAY = 3
+    GTD = 4
+
+
+class SelfTradePrevention(IntEnum):
+    """What happens when an order would trade against its own account."""
+
+    CANCEL_NEWEST = 0
+    CANCEL_OLDEST = 1
+    CANCEL_BOTH = 2
+    DECREMENT = 3
+
+
+class TradingStatus(IntEnum):
+    OPEN = 0
+    HALTED = 1
+    CLOSED = 2
+
+
+class RejectCode(StrEnum):
+    """Why a command changed nothing. Stable: clients and the API match on these."""
+
+    UNKNOWN_SYMBOL = "unknown_symbol"
+    UNKNOWN_ACCOUNT = "unknown_account"
+    UNKNOWN_ORDER = "unknown_order"
+    UNKNOWN_ASSET = "unknown_asset"
+    HALTED = "halted"
+    MARKET_CLOSED = "market_closed"
+    TICK_SIZE = "tick_size"
+    LOT_SIZE = "lot_size"
+    PRICE_OUT_OF_BAND = "price_out_of_band"
+    QTY_TOO_SMALL = "qty_too_small"
+    QTY_TOO_LARGE = "qty_too_large"
+    NOTIONAL_TOO_LARGE = "notional_too_large"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    INSUFFICIENT_SHARES = "insufficient_shares"
+    ACCOUNT_DISABLED = "account_disabled"
+    DUPLICATE_CLIENT_ORDER_ID = "duplicate_client_order_id"
+    TOO_MANY_OPEN_ORDERS = "too_many_open_orders"
+    POST_ONLY_WOULD_TAKE = "post_only_would_take"
+    NO_REFERENCE_PRICE = "no_reference_price"
+    INVALID_ORDER = "invalid_order"
+    INVALID_EXPIRY = "invalid_expiry"
+    INVALID_AMOUNT = "invalid_amount"
+    ORDER_NOT_OPEN = "order_not_open"
+    ALREADY_EXISTS = "already_exists"
+    INVALID_INSTRUMENT = "invalid_instrument"
+    UNKNOWN_COMMAND = "unknown_command"
+
+
+class CancelReason(StrEnum):
+    """Why an order (or part of one) left the book without trading."""
+
+    USER = "user"
+    MASS_CANCEL = "mass_cancel"
+    KILL_SWITCH = "kill_switch"
+    IOC = "ioc"
+    FOK = "fok"
+    MARKET_NO_LIQUIDITY = "market_no_liquidity"
+    SELF_TRADE = "self_trade"
+    CIRCUIT_BREAKER = "circuit_breaker"
+    HALTED = "halted"
+
+
+class StatusReason(StrEnum):
+    """Why an instrument's trading status changed."""
+
+    ADMIN = "admin"
+    CIRCUIT_BREAKER = "circuit_breaker"
+    PAUSE_ENDED = "pause_ended"

@@ -1,0 +1,240 @@
+"""Commands: the only inputs of the state machine.
+
+Commands are built at the edges (API, admin CLI, workload generator) and travel
+through the Raft log as msgpack arrays `[tag, field, ...]`. They are frozen so
+that the idempotency table can keep the original command and compare a retry
+with it field by field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from engine.codes import OrderType, SelfTradePrevention, Side, TimeInForce, TradingStatus
+
+CLIENT_ID_LEN_MAX = 64
+NAME_LEN_MAX = 32
+
+
+class CommandDecodeError(ValueError):
+    """A wire command that cannot be turned into a typed command (bad tag, field or type)."""
+
+
+@dataclass(slots=True, frozen=True)
+class AddInstrument:
+    symbol: str
+    base: str
+    quote: str
+    tick_size: int = 1
+    lot_size: int = 1
+    min_qty: int = 1
+    max_qty: int = 1_000_000
+    max_notional: int = 10**12
+    price_band_bps: int = 1000
+    maker_fee_bps: int = 0
+    taker_fee_bps: int = 0
+    reference_price: int = 0
+    halt_pause_ms: int = 60_000
+    status: TradingStatus = TradingStatus.OPEN
+
+
+@dataclass(slots=True, frozen=True)
+class UpdateInstrument:
+    """Changes the limits and fees of an instrument; a field left at -1 keeps its value."""
+
+    symbol: str
+    tick_size: int = -1
+    lot_size: int = -1
+    min_qty: int = -1
+    max_qty: int = -1
+    max_notional: int = -1
+    price_band_bps: int = -1
+    maker_fee_bps: int = -1
+    taker_fee_bps: int = -1
+    reference_price: int = -1
+    halt_pause_ms: int = -1
+
+
+@dataclass(slots=True, frozen=True)
+class SetTradingStatus:
+    symbol: str
+    status: TradingStatus
+
+
+@dataclass(slots=True, frozen=True)
+class CreateAccount:
+    account: str
+
+
+@dataclass(slots=True, frozen=True)
+class Deposit:
+    account: str
+    asset: str
+    amount: int
+    request_id: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class Withdraw:
+    account: str
+    asset: str
+    amount: int
+    request_id: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class SetAccountEnabled:
+    """The kill switch: disabling an account cancels its open orders and blocks new ones."""
+
+    account: str
+    enabled: bool
+
+
+@dataclass(slots=True, frozen=True)
+class PlaceOrder:
+    account: str
+    symbol: str
+    side: Side
+    qty: int
+    price: int = 0
+    order_type: OrderType = OrderType.LIMIT
+    tif: TimeInForce = TimeInForce.GTC
+    client_order_id: str = ""
+    stop_price: int = 0
+    display_qty: int = 0
+    post_only: bool = False
+    stp: SelfTradePrevention = SelfTradePrevention.CANCEL_NEWEST
+    expire_time_ms: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class CancelOrder:
+    """Cancels by engine order id, or by client order id when order_id is 0."""
+
+    account: str
+    order_id: int = 0
+    client_order_id: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class AmendOrder:
+    """New total quantity and/or price of an order (by id, or by client order id when
+    order_id is 0); 0 keeps the current value.
+
+    Quantity down keeps time priority; a price change or quantity up loses it.
+    """
+
+    account: str
+    order_id: int = 0
+    client_order_id: str = ""
+    qty: int = 0
+    price: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class MassCancel:
+    account: str
+    symbol: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class Tick:
+    """Carries only time: an idle leader appends one so expiries and pauses still end."""
+
+
+Command = (
+    AddInstrument
+    | UpdateInstrument
+    | SetTradingStatus
+    | CreateAccount
+    | Deposit
+    | Withdraw
+    | SetAccountEnabled
+    | PlaceOrder
+    | CancelOrder
+    | AmendOrder
+    | MassCancel
+    | Tick
+)
+
+# Wire tags are part of the log format: never renumber, only append.
+COMMAND_TAGS: dict[type, int] = {
+    AddInstrument: 1,
+    UpdateInstrument: 2,
+    SetTradingStatus: 3,
+    CreateAccount: 4,
+    Deposit: 5,
+    Withdraw: 6,
+    SetAccountEnabled: 7,
+    PlaceOrder: 8,
+    CancelOrder: 9,
+    AmendOrder: 10,
+    MassCancel: 11,
+    Tick: 12,
+}
+_CLASS_BY_TAG = {tag: cls for cls, tag in COMMAND_TAGS.items()}
+_ENUM_FIELDS = {
+    "side": Side,
+    "order_type": OrderType,
+    "tif": TimeInForce,
+    "stp": SelfTradePrevention,
+    "status": TradingStatus,
+}
+_FIELDS: dict[type, tuple[tuple[str, type], ...]] = {}
+for _cls in COMMAND_TAGS:
+    _FIELDS[_cls] = tuple(
+        (f.name, _ENUM_FIELDS.get(f.name) or {"str": str, "int": int, "bool": bool}[f.type])
+        for f in fields(_cls)
+    )
+
+
+def command_to_wire(command: Command) -> list[Any]:
+    """The msgpack-ready form: `[tag, field, ...]` in declaration order, enums as ints."""
+    cls = type(command)
+    return [COMMAND_TAGS[cls], *(getattr(command, name) for name, _ in _FIELDS[cls])]
+
+
+def command_from_wire(wire: Any) -> Command:
+    """Checks every field's type and length; raises CommandDecodeError on anything else."""
+    if not isinstance(wire, list | tuple) or not wire:
+        raise CommandDecodeError("a command is a non-empty array")
+    cls = _CLASS_BY_TAG.get(wire[0]) if type(wire[0]) is int else None
+    if cls is None:
+        raise CommandDecodeError(f"unknown command tag {wire[0]!r}")
+    spec = _FIELDS[cls]
+    values = wire[1:]
+    if len(values) > len(spec):
+        raise CommandDecodeError(f"{cls.__name__}: too many fields")
+    kwargs: dict[str, Any] = {}
+    for (name, kind), value in zip(spec, values, strict=False):
+        kwargs[name] = _decode_field(cls, name, kind, value)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise CommandDecodeError(f"{cls.__name__}: {exc}") from None
+
+
+def _decode_field(cls: type, name: str, kind: type, value: Any) -> Any:
+    where = f"{cls.__name__}.{name}"
+    if kind is bool:
+        if type(value) is not bool:
+            raise CommandDecodeError(f"{where}: expected a boolean")
+        return value
+    if kind is str:
+        if type(value) is not str:
+            raise CommandDecodeError(f"{where}: expected a string")
+        limit = CLIENT_ID_LEN_MAX if name.endswith("_id") else NAME_LEN_MAX
+        if len(value) > limit:
+            raise CommandDecodeError(f"{where}: longer than {limit} characters")
+        return value
+    if type(value) is not int:
+        raise CommandDecodeError(f"{where}: expected an integer")
+    if kind is int:
+        if not -(2**63) <= value < 2**63:
+            raise CommandDecodeError(f"{where}: out of the 64-bit range")
+        return value
+    try:
+        return kind(value)
+    except ValueError:
+        raise CommandDecodeError(f"{where}: {value} is not a valid {kind.__name__}") from None

@@ -1,0 +1,262 @@
+"""Events: every state change, numbered by one global gap-free sequence.
+
+Events are slotted dataclasses, not frozen ones: they are built on the hot path
+(several per command) and a frozen dataclass costs about 3.5x more to
+construct (measured: 0.84 us against 0.24 us for seven fields). Nothing mutates
+an event after the engine returns it.
+
+Every event carries `seq` and `ts_ms` (log time). Market data (L1/L2/L3) and
+account histories are built from these records alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(slots=True)
+class Accepted:
+    """An order passed every pre-trade check; what it holds is now held."""
+
+    seq: int
+    ts_ms: int
+    order_id: int
+    account: str
+    client_order_id: str
+    symbol: str
+    side: int
+    order_type: int
+    tif: int
+    price: int
+    qty: int
+    stop_price: int
+    display_qty: int
+    post_only: bool
+    expire_at_ms: int
+    hold: int
+
+
+@dataclass(slots=True)
+class Rejected:
+    """A command that changed nothing, with a stable code."""
+
+    seq: int
+    ts_ms: int
+    account: str
+    client_id: str
+    command: str
+    code: str
+    message: str
+
+
+@dataclass(slots=True)
+class Trade:
+    """A fill between a resting maker and an incoming taker at the maker's price."""
+
+    seq: int
+    ts_ms: int
+    trade_id: int
+    symbol: str
+    price: int
+    qty: int
+    aggressor_side: int
+    maker_order_id: int
+    maker_account: str
+    maker_fee: int
+    maker_leaves: int
+    taker_order_id: int
+    taker_account: str
+    taker_fee: int
+    taker_leaves: int
+
+
+@dataclass(slots=True)
+class Cancelled:
+    """Quantity left the book without trading; `leaves` > 0 means the order stays open."""
+
+    seq: int
+    ts_ms: int
+    order_id: int
+    account: str
+    symbol: str
+    side: int
+    price: int
+    qty: int
+    leaves: int
+    reason: str
+
+
+@dataclass(slots=True)
+class Expired:
+    seq: int
+    ts_ms: int
+    order_id: int
+    account: str
+    symbol: str
+    side: int
+    price: int
+    qty: int
+
+
+@dataclass(slots=True)
+class Amended:
+    seq: int
+    ts_ms: int
+    order_id: int
+    account: str
+    symbol: str
+    side: int
+    old_price: int
+    price: int
+    old_qty: int
+    qty: int
+    leaves: int
+    priority_kept: bool
+
+
+@dataclass(slots=True)
+class Triggered:
+    """A stop order's trigger price was reached; it now enters the book as a taker."""
+
+    seq: int
+    ts_ms: int
+    order_id: int
+    account: str
+    symbol: str
+    stop_price: int
+    last_price: int
+
+
+@dataclass(slots=True)
+class Replenished:
+    """An iceberg showed a new slice from its reserve and went to the back of its level."""
+
+    seq: int
+    ts_ms: int
+    order_id: int
+    symbol: str
+    side: int
+    price: int
+    visible_qty: int
+    hidden_qty: int
+
+
+@dataclass(slots=True)
+class BalanceChanged:
+    """The balance of one asset after a command; one per touched balance per command."""
+
+    seq: int
+    ts_ms: int
+    account: str
+    asset: str
+    available: int
+    held: int
+
+
+@dataclass(slots=True)
+class LevelChanged:
+    """An L2 price level after a command; qty 0 means the level is gone."""
+
+    seq: int
+    ts_ms: int
+    symbol: str
+    side: int
+    price: int
+    qty: int
+    orders: int
+
+
+@dataclass(slots=True)
+class StatusChanged:
+    seq: int
+    ts_ms: int
+    symbol: str
+    status: int
+    reason: str
+    resume_at_ms: int
+
+
+@dataclass(slots=True)
+class InstrumentChanged:
+    """An instrument was added or its limits and fees changed: all fields as they now are."""
+
+    seq: int
+    ts_ms: int
+    symbol: str
+    base: str
+    quote: str
+    tick_size: int
+    lot_size: int
+    min_qty: int
+    max_qty: int
+    max_notional: int
+    price_band_bps: int
+    maker_fee_bps: int
+    taker_fee_bps: int
+    reference_price: int
+    halt_pause_ms: int
+
+
+@dataclass(slots=True)
+class AccountChanged:
+    """An account was created or enabled/disabled (kill switch)."""
+
+    seq: int
+    ts_ms: int
+    account: str
+    enabled: bool
+
+
+Event = (
+    Accepted
+    | Rejected
+    | Trade
+    | Cancelled
+    | Expired
+    | Amended
+    | Triggered
+    | Replenished
+    | BalanceChanged
+    | LevelChanged
+    | StatusChanged
+    | InstrumentChanged
+    | AccountChanged
+)
+
+# Wire tags are part of the event-history format: never renumber, only append.
+EVENT_TAGS: dict[type, int] = {
+    Accepted: 1,
+    Rejected: 2,
+    Trade: 3,
+    Cancelled: 4,
+    Expired: 5,
+    Amended: 6,
+    Triggered: 7,
+    Replenished: 8,
+    BalanceChanged: 9,
+    LevelChanged: 10,
+    StatusChanged: 11,
+    InstrumentChanged: 12,
+    AccountChanged: 13,
+}
+_CLASS_BY_TAG = {tag: cls for cls, tag in EVENT_TAGS.items()}
+EVENT_NAMES: dict[type, str] = {cls: cls.__name__.lower() for cls in EVENT_TAGS}
+
+
+def event_to_wire(event: Event) -> list[Any]:
+    """The msgpack-ready form: `[tag, field, ...]` in declaration order."""
+    return [EVENT_TAGS[type(event)], *(getattr(event, f) for f in event.__match_args__)]
+
+
+def event_from_wire(wire: list[Any]) -> Event:
+    """Inverse of event_to_wire, for event histories written by this engine (trusted input)."""
+    return _CLASS_BY_TAG[wire[0]](*wire[1:])
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """A JSON-friendly form with a `type` field, for feeds and histories."""
+    out: dict[str, Any] = {"type": EVENT_NAMES[type(event)]}
+    for name in event.__match_args__:
+        out[name] = getattr(event, name)
+    return out

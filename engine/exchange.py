@@ -1,0 +1,1284 @@
+"""The replicated state machine: `Exchange.apply(command, ts_ms) -> events`.
+
+Deterministic by construction: no clock (time comes with the command and only
+moves forward), no randomness, no iteration over sets, integers only. Every
+command is validated before it changes anything; bad input becomes a
+`Rejected` event, never an exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from collections.abc import Callable
+
+from sortedcontainers import SortedList
+
+from engine.codes import (
+    CancelReason,
+    OrderType,
+    RejectCode,
+    SelfTradePrevention,
+    Side,
+    StatusReason,
+    TimeInForce,
+    TradingStatus,
+)
+from engine.commands import (
+    AddInstrument,
+    AmendOrder,
+    CancelOrder,
+    Command,
+    CreateAccount,
+    Deposit,
+    MassCancel,
+    PlaceOrder,
+    SetAccountEnabled,
+    SetTradingStatus,
+    Tick,
+    UpdateInstrument,
+    Withdraw,
+)
+from engine.events import (
+    Accepted,
+    AccountChanged,
+    Amended,
+    BalanceChanged,
+    Cancelled,
+    Event,
+    Expired,
+    InstrumentChanged,
+    LevelChanged,
+    Rejected,
+    Replenished,
+    StatusChanged,
+    Trade,
+    Triggered,
+)
+from engine.snapshot import decode_exchange, encode_exchange
+from engine.state import (
+    BPS_DENOMINATOR,
+    Account,
+    Balance,
+    Instrument,
+    Order,
+    PriceLevel,
+    buy_cost,
+)
+
+FEE_ACCOUNT = "fees"
+OPEN_ORDERS_PER_ACCOUNT_MAX = 1_000
+BALANCE_MAX = 2**62
+FEE_BPS_MAX = 1_000
+DAY_MS = 86_400_000
+
+BUY = Side.BUY.value
+SELL = Side.SELL.value
+LIMIT = OrderType.LIMIT.value
+MARKET = OrderType.MARKET.value
+STOP = OrderType.STOP.value
+STOP_LIMIT = OrderType.STOP_LIMIT.value
+GTC = TimeInForce.GTC.value
+IOC = TimeInForce.IOC.value
+FOK = TimeInForce.FOK.value
+DAY = TimeInForce.DAY.value
+GTD = TimeInForce.GTD.value
+OPEN = TradingStatus.OPEN.value
+HALTED = TradingStatus.HALTED.value
+STP_NEWEST = SelfTradePrevention.CANCEL_NEWEST.value
+STP_OLDEST = SelfTradePrevention.CANCEL_OLDEST.value
+STP_BOTH = SelfTradePrevention.CANCEL_BOTH.value
+STP_DECREMENT = SelfTradePrevention.DECREMENT.value
+
+
+class Exchange:
+    """Books, balances, holds and the event sequence of one exchange.
+
+    The apply thread is the only writer. `seq` is the sequence number of the
+    last event emitted; `now_ms` is log time, never behind any command's time.
+    """
+
+    def __init__(self, open_orders_per_account_max: int = OPEN_ORDERS_PER_ACCOUNT_MAX) -> None:
+        self.open_orders_per_account_max = open_orders_per_account_max
+        self.seq = 0
+        self.now_ms = 0
+        self.next_order_id = 1
+        self.next_trade_id = 1
+        self.instruments: dict[str, Instrument] = {}
+        self.accounts: dict[str, Account] = {FEE_ACCOUNT: Account(FEE_ACCOUNT)}
+        self.orders: dict[int, Order] = {}
+        # (account, client id) -> (the original command, its outcome event).
+        self.client_ids: dict[tuple[str, str], tuple[Command, Event]] = {}
+        self.expiries: list[tuple[int, int]] = []
+        self.paused: dict[str, int] = {}
+        self._out: list[Event] = []
+        self._triggering = False
+        self._dirty_balances: list[Balance] = []
+        self._dirty_levels: list[tuple[str, PriceLevel]] = []
+        self._handlers: dict[type, Callable[[Command], None]] = {
+            PlaceOrder: self._place,
+            CancelOrder: self._cancel,
+            AmendOrder: self._amend,
+            MassCancel: self._mass_cancel,
+            Deposit: self._deposit,
+            Withdraw: self._withdraw,
+            CreateAccount: self._create_account,
+            SetAccountEnabled: self._set_account_enabled,
+            AddInstrument: self._add_instrument,
+            UpdateInstrument: self._update_instrument,
+            SetTradingStatus: self._set_trading_status,
+            Tick: _ignore,
+        }
+
+    # ------------------------------------------------------------------ apply
+
+    def apply(self, command: Command, ts_ms: int = 0) -> list[Event]:
+        """Applies one command at log time `ts_ms` and returns the events it caused.
+
+        A retried command whose client id is already known returns its original
+        outcome event (with its original sequence number) and emits nothing new.
+        """
+        self.now_ms = max(self.now_ms, ts_ms)
+        out = self._out = []
+        if (self.expiries and self.expiries[0][0] <= self.now_ms) or self.paused:
+            self._run_timers()
+        handler = self._handlers.get(type(command))
+        if handler is None:
+            self._reject("", "", type(command).__name__, RejectCode.UNKNOWN_COMMAND, "unknown")
+        else:
+            handler(command)
+        if self._dirty_balances or self._dirty_levels:
+            self._flush_views()
+        return out
+
+    def _flush_views(self) -> None:
+        """One BalanceChanged per touched balance and one LevelChanged per touched level."""
+        out = self._out
+        now = self.now_ms
+        seq = self.seq
+        for bal in self._dirty_balances:
+            bal.dirty = False
+            seq += 1
+            out.append(BalanceChanged(seq, now, bal.account, bal.asset, bal.available, bal.held))
+        for symbol, level in self._dirty_levels:
+            level.dirty = False
+            seq += 1
+            out.append(
+                LevelChanged(
+                    seq, now, symbol, level.side, level.price, level.qty, len(level.orders)
+                )
+            )
+        self.seq = seq
+        self._dirty_balances = []
+        self._dirty_levels = []
+
+    def _reject(self, account: str, client_id: str, command: str, code: str, message: str) -> Event:
+        self.seq += 1
+        event = Rejected(self.seq, self.now_ms, account, client_id, command, code, message)
+        self._out.append(event)
+        return event
+
+    def _touch(self, bal: Balance) -> None:
+        if not bal.dirty:
+            bal.dirty = True
+            self._dirty_balances.append(bal)
+
+    def _touch_level(self, symbol: str, level: PriceLevel) -> None:
+        if not level.dirty:
+            level.dirty = True
+            self._dirty_levels.append((symbol, level))
+
+    def _run_timers(self) -> None:
+        now = self.now_ms
+        for symbol in sorted(self.paused):
+            if self.paused[symbol] <= now:
+                del self.paused[symbol]
+                inst = self.instruments[symbol]
+                inst.status = OPEN
+                inst.resume_at_ms = 0
+                self._status_event(inst, StatusReason.PAUSE_ENDED)
+        expiries = self.expiries
+        while expiries and expiries[0][0] <= now:
+            expire_at, order_id = heapq.heappop(expiries)
+            order = self.orders.get(order_id)
+            if order is not None and order.expire_at_ms == expire_at:
+                self.seq += 1
+                self._out.append(
+                    Expired(
+                        self.seq,
+                        now,
+                        order_id,
+                        order.account,
+                        order.symbol,
+                        order.side,
+                        order.price,
+                        order.leaves,
+                    )
+                )
+                self._remove_open(order, self.instruments[order.symbol])
+
+    # ------------------------------------------------------------- admin
+
+    def _add_instrument(self, cmd: AddInstrument) -> None:
+        name = "AddInstrument"
+        if cmd.symbol in self.instruments:
+            self._reject("", cmd.symbol, name, RejectCode.ALREADY_EXISTS, "symbol exists")
+            return
+        problem = _instrument_problem(
+            cmd.symbol,
+            cmd.base,
+            cmd.quote,
+            cmd.tick_size,
+            cmd.lot_size,
+            cmd.min_qty,
+            cmd.max_qty,
+            cmd.max_notional,
+            cmd.price_band_bps,
+            cmd.maker_fee_bps,
+            cmd.taker_fee_bps,
+            cmd.reference_price,
+            cmd.halt_pause_ms,
+        )
+        if problem:
+            self._reject("", cmd.symbol, name, RejectCode.INVALID_INSTRUMENT, problem)
+            return
+        inst = Instrument(
+            cmd.symbol,
+            cmd.base,
+            cmd.quote,
+            cmd.tick_size,
+            cmd.lot_size,
+            cmd.min_qty,
+            cmd.max_qty,
+            cmd.max_notional,
+            cmd.price_band_bps,
+            cmd.maker_fee_bps,
+            cmd.taker_fee_bps,
+            cmd.reference_price,
+            cmd.halt_pause_ms,
+            int(cmd.status),
+        )
+        self.instruments[cmd.symbol] = inst
+        self._instrument_event(inst)
+        if inst.status != OPEN:
+            self._status_event(inst, StatusReason.ADMIN)
+
+    def _update_instrument(self, cmd: UpdateInstrument) -> None:
+        inst = self.instruments.get(cmd.symbol)
+        name = "UpdateInstrument"
+        if inst is None:
+            self._reject("", cmd.symbol, name, RejectCode.UNKNOWN_SYMBOL, "unknown symbol")
+            return
+        values = {
+            field: (getattr(cmd, field) if getattr(cmd, field) != -1 else getattr(inst, field))
+            for field in _UPDATABLE
+        }
+        book_in_use = inst.bids or inst.asks or inst.buy_stops or inst.sell_stops
+        if book_in_use and (
+            values["tick_size"] != inst.tick_size or values["lot_size"] != inst.lot_size
+        ):
+            self._reject(
+                "",
+                cmd.symbol,
+                name,
+                RejectCode.INVALID_INSTRUMENT,
+                "tick and lot size change only with an empty book",
+            )
+            return
+        problem = _instrument_problem(cmd.symbol, inst.base, inst.quote, **values)
+        if problem:
+            self._reject("", cmd.symbol, name, RejectCode.INVALID_INSTRUMENT, problem)
+            return
+        reference = values.pop("reference_price")
+        for field, value in values.items():
+            setattr(inst, field, value)
+        inst.set_reference(reference)
+        self._instrument_event(inst)
+
+    def _instrument_event(self, inst: Instrument) -> None:
+        self.seq += 1
+        self._out.append(
+            InstrumentChanged(
+                self.seq,
+                self.now_ms,
+                inst.symbol,
+                inst.base,
+                inst.quote,
+                inst.tick_size,
+                inst.lot_size,
+                inst.min_qty,
+                inst.max_qty,
+                inst.max_notional,
+                inst.price_band_bps,
+                inst.maker_fee_bps,
+                inst.taker_fee_bps,
+                inst.reference_price,
+                inst.halt_pause_ms,
+            )
+        )
+
+    def _status_event(self, inst: Instrument, reason: str) -> None:
+        self.seq += 1
+        self._out.append(
+            StatusChanged(
+                self.seq, self.now_ms, inst.symbol, inst.status, reason, inst.resume_at_ms
+            )
+        )
+
+    def _set_trading_status(self, cmd: SetTradingStatus) -> None:
+        inst = self.instruments.get(cmd.symbol)
+        if inst is None:
+            self._reject(
+                "", cmd.symbol, "SetTradingStatus", RejectCode.UNKNOWN_SYMBOL, "unknown symbol"
+            )
+            return
+        inst.status = int(cmd.status)
+        inst.resume_at_ms = 0
+        self.paused.pop(cmd.symbol, None)
+        self._status_event(inst, StatusReason.ADMIN)
+
+    def _create_account(self, cmd: CreateAccount) -> None:
+        name = "CreateAccount"
+        if not cmd.account:
+            self._reject("", "", name, RejectCode.INVALID_ORDER, "account id is empty")
+        elif cmd.account in self.accounts:
+            self._reject(cmd.account, "", name, RejectCode.ALREADY_EXISTS, "account exists")
+        else:
+            self.accounts[cmd.account] = Account(cmd.account)
+            self.seq += 1
+            self._out.append(AccountChanged(self.seq, self.now_ms, cmd.account, True))
+
+    def _set_account_enabled(self, cmd: SetAccountEnabled) -> None:
+        account = self.accounts.get(cmd.account)
+        if account is None:
+            self._reject(
+                cmd.account, "", "SetAccountEnabled", RejectCode.UNKNOWN_ACCOUNT, "unknown account"
+            )
+            return
+        account.enabled = cmd.enabled
+        self.seq += 1
+        self._out.append(AccountChanged(self.seq, self.now_ms, cmd.account, cmd.enabled))
+        if not cmd.enabled:
+            self._cancel_all(account, "", CancelReason.KILL_SWITCH)
+
+    def _known_asset(self, asset: str) -> bool:
+        return any(asset in (inst.base, inst.quote) for inst in self.instruments.values())
+
+    def _transfer_problem(self, cmd: Deposit | Withdraw) -> tuple[str, str] | None:
+        if cmd.request_id:
+            prior = self.client_ids.get((cmd.account, cmd.request_id))
+            if prior is not None:
+                if prior[0] == cmd:
+                    self._out.append(prior[1])
+                    return "", ""
+                return RejectCode.DUPLICATE_CLIENT_ORDER_ID, "request id already used"
+        if cmd.account not in self.accounts:
+            return RejectCode.UNKNOWN_ACCOUNT, "unknown account"
+        if not self._known_asset(cmd.asset):
+            return RejectCode.UNKNOWN_ASSET, f"no instrument trades {cmd.asset!r}"
+        if not 0 < cmd.amount < BALANCE_MAX:
+            return RejectCode.INVALID_AMOUNT, "amount must be positive"
+        return None
+
+    def _deposit(self, cmd: Deposit) -> None:
+        self._transfer(cmd, 1)
+
+    def _withdraw(self, cmd: Withdraw) -> None:
+        self._transfer(cmd, -1)
+
+    def _transfer(self, cmd: Deposit | Withdraw, sign: int) -> None:
+        name = type(cmd).__name__
+        problem = self._transfer_problem(cmd)
+        if problem is None:
+            bal = self.accounts[cmd.account].balance(cmd.asset)
+            if sign > 0 and bal.available + cmd.amount >= BALANCE_MAX:
+                problem = RejectCode.INVALID_AMOUNT, "balance would exceed its limit"
+            elif sign < 0 and bal.available < cmd.amount:
+                problem = RejectCode.INSUFFICIENT_FUNDS, "withdrawal exceeds available balance"
+        if problem is not None:
+            if problem[0]:
+                event = self._reject(cmd.account, cmd.request_id, name, *problem)
+                if cmd.request_id and problem[0] != RejectCode.DUPLICATE_CLIENT_ORDER_ID:
+                    self.client_ids[(cmd.account, cmd.request_id)] = (cmd, event)
+            return
+        bal.available += sign * cmd.amount
+        self.seq += 1
+        event = BalanceChanged(
+            self.seq, self.now_ms, bal.account, bal.asset, bal.available, bal.held
+        )
+        self._out.append(event)
+        if cmd.request_id:
+            self.client_ids[(cmd.account, cmd.request_id)] = (cmd, event)
+
+    # ------------------------------------------------------------- orders
+
+    def _place(self, cmd: PlaceOrder) -> None:
+        cid = cmd.client_order_id
+        if cid:
+            prior = self.client_ids.get((cmd.account, cid))
+            if prior is not None:
+                if prior[0] == cmd:
+                    self._out.append(prior[1])
+                else:
+                    self._reject(
+                        cmd.account,
+                        cid,
+                        "PlaceOrder",
+                        RejectCode.DUPLICATE_CLIENT_ORDER_ID,
+                        "client order id already used",
+                    )
+                return
+        order = self._check_place(cmd)
+        if order is None:
+            return
+        inst = self.instruments[cmd.symbol]
+        owner = order.owner
+        # Hold exactly what the order can cost.
+        if order.side == BUY:
+            hold = buy_cost(order.leaves, order.price, order.hold_fee_bps)
+            bal = owner.balances[inst.quote]
+        else:
+            hold = order.leaves
+            bal = owner.balances[inst.base]
+        bal.available -= hold
+        bal.held += hold
+        order.held = hold
+        if not bal.dirty:
+            bal.dirty = True
+            self._dirty_balances.append(bal)
+        order_id = order.order_id
+        self.orders[order_id] = order
+        owner.orders[order_id] = order
+        self.seq += 1
+        accepted = Accepted(
+            self.seq,
+            self.now_ms,
+            order_id,
+            cmd.account,
+            cid,
+            cmd.symbol,
+            order.side,
+            order.order_type,
+            order.tif,
+            order.price,
+            order.qty,
+            order.stop_price,
+            order.display_qty,
+            order.post_only,
+            order.expire_at_ms,
+            hold,
+        )
+        self._out.append(accepted)
+        if cid:
+            self.client_ids[(cmd.account, cid)] = (cmd, accepted)
+        if order.expire_at_ms:
+            heapq.heappush(self.expiries, (order.expire_at_ms, order_id))
+        if order.armed:
+            if order.side == BUY:
+                inst.buy_stops.add((order.stop_price, order_id))
+            else:
+                inst.sell_stops.add((-order.stop_price, order_id))
+            return
+        self._execute(order, inst)
+
+    def _check_place(self, cmd: PlaceOrder) -> Order | None:
+        """Every pre-trade check, cheapest first; returns the order to accept or None."""
+        account = self.accounts.get(cmd.account)
+        code = ""
+        msg = ""
+        inst = self.instruments.get(cmd.symbol)
+        order_type = cmd.order_type
+        tif = cmd.tif
+        price = cmd.price
+        qty = cmd.qty
+        if account is None:
+            code, msg = RejectCode.UNKNOWN_ACCOUNT, "unknown account"
+        elif not account.enabled:
+            code, msg = RejectCode.ACCOUNT_DISABLED, "account is disabled"
+        elif inst is None:
+            code, msg = RejectCode.UNKNOWN_SYMBOL, f"unknown symbol {cmd.symbol!r}"
+        elif inst.status != OPEN:
+            if inst.status == HALTED:
+                code, msg = RejectCode.HALTED, f"{cmd.symbol} is halted"
+            else:
+                code, msg = RejectCode.MARKET_CLOSED, f"{cmd.symbol} is closed"
+        elif qty <= 0 or qty % inst.lot_size:
+            code, msg = (
+                RejectCode.LOT_SIZE,
+                f"quantity must be a positive multiple of {inst.lot_size}",
+            )
+        elif qty < inst.min_qty:
+            code, msg = RejectCode.QTY_TOO_SMALL, f"quantity below minimum {inst.min_qty}"
+        elif qty > inst.max_qty:
+            code, msg = RejectCode.QTY_TOO_LARGE, f"quantity above maximum {inst.max_qty}"
+        elif len(account.orders) >= self.open_orders_per_account_max:
+            code, msg = (
+                RejectCode.TOO_MANY_OPEN_ORDERS,
+                f"at most {self.open_orders_per_account_max} open orders",
+            )
+        else:
+            code, msg, price = self._check_order_shape(cmd, inst)
+        if code:
+            self._reject(cmd.account, cmd.client_order_id, "PlaceOrder", code, msg)
+            if cmd.client_order_id:
+                self.client_ids[(cmd.account, cmd.client_order_id)] = (cmd, self._out[-1])
+            return None
+        if order_type == MARKET and tif == GTC:
+            tif = IOC
+        side = cmd.side
+        expire_at = 0
+        if tif == DAY:
+            expire_at = (self.now_ms // DAY_MS + 1) * DAY_MS
+        elif tif == GTD:
+            expire_at = cmd.expire_time_ms
+        order = Order(
+            self.next_order_id,
+            account,
+            cmd.symbol,
+            side,
+            order_type,
+            tif,
+            price,
+            qty,
+            cmd.display_qty,
+            cmd.stop_price,
+            cmd.post_only,
+            cmd.stp,
+            expire_at,
+            inst.maker_fee_bps,
+            inst.taker_fee_bps,
+            cmd.client_order_id,
+        )
+        if cmd.display_qty:
+            order.visible = cmd.display_qty
+        code = self._check_funds(order, inst)
+        if not code and cmd.post_only and self._would_take(order, inst):
+            code, msg = RejectCode.POST_ONLY_WOULD_TAKE, "post-only order would take liquidity"
+        if code:
+            if not msg:
+                msg = "not enough available to cover the order"
+            self._reject(cmd.account, cmd.client_order_id, "PlaceOrder", code, msg)
+            if cmd.client_order_id:
+                self.client_ids[(cmd.account, cmd.client_order_id)] = (cmd, self._out[-1])
+            return None
+        self.next_order_id += 1
+        return order
+
+    def _check_order_shape(self, cmd: PlaceOrder, inst: Instrument) -> tuple[str, str, int]:
+        """Type, time in force, price and notional checks; returns (code, message, limit)."""
+        order_type = cmd.order_type
+        tif = cmd.tif
+        price = cmd.price
+        tick = inst.tick_size
+        if order_type == LIMIT or order_type == STOP_LIMIT:
+            if price <= 0 or price % tick:
+                return RejectCode.TICK_SIZE, f"price must be a positive multiple of {tick}", 0
+            if order_type == LIMIT and not inst.in_band(price):
+                return (
+                    RejectCode.PRICE_OUT_OF_BAND,
+                    f"price outside [{inst.band_lo}, {inst.band_hi}]",
+                    0,
+                )
+        elif price:
+            return RejectCode.INVALID_ORDER, "market and stop orders take no price", 0
+        if order_type == STOP or order_type == STOP_LIMIT:
+            stop = cmd.stop_price
+            if stop <= 0 or stop % tick:
+                return RejectCode.TICK_SIZE, f"stop price must be a positive multiple of {tick}", 0
+            if cmd.post_only or cmd.display_qty:
+                return RejectCode.INVALID_ORDER, "stop orders cannot be post-only or iceberg", 0
+            last = inst.last_price
+            if last and (last >= stop if cmd.side == BUY else last <= stop):
+                return RejectCode.INVALID_ORDER, "stop price would trigger immediately", 0
+            if order_type == STOP:
+                if tif in (IOC, FOK):
+                    return RejectCode.INVALID_ORDER, "a stop order waits: use GTC, DAY or GTD", 0
+                width = stop * inst.price_band_bps // BPS_DENOMINATOR
+                if cmd.side == BUY:
+                    price = (stop + width) // tick * tick
+                else:
+                    price = max(-((width - stop) // tick) * tick, tick)
+        elif cmd.stop_price:
+            return RejectCode.INVALID_ORDER, "only stop orders take a stop price", 0
+        if order_type == MARKET:
+            if tif not in (GTC, IOC, FOK):
+                return RejectCode.INVALID_ORDER, "market orders are IOC or FOK", 0
+            if cmd.post_only or cmd.display_qty:
+                return RejectCode.INVALID_ORDER, "market orders cannot be post-only or iceberg", 0
+            if not inst.reference_price:
+                return (
+                    RejectCode.NO_REFERENCE_PRICE,
+                    "no reference price to bound a market order",
+                    0,
+                )
+            price = inst.band_hi if cmd.side == BUY else inst.band_lo
+        if cmd.post_only and tif in (IOC, FOK):
+            return RejectCode.INVALID_ORDER, "post-only orders cannot be IOC or FOK", 0
+        display = cmd.display_qty
+        if display and (tif in (IOC, FOK) or not 0 < display < cmd.qty or display % inst.lot_size):
+            return (
+                RejectCode.INVALID_ORDER,
+                "iceberg display must be a lot multiple below the quantity, resting tif",
+                0,
+            )
+        if tif == GTD:
+            if cmd.expire_time_ms <= self.now_ms:
+                return RejectCode.INVALID_EXPIRY, "expire time must be in the future", 0
+        elif cmd.expire_time_ms:
+            return RejectCode.INVALID_EXPIRY, "only GTD orders take an expire time", 0
+        if price * cmd.qty > inst.max_notional:
+            return RejectCode.NOTIONAL_TOO_LARGE, f"notional above {inst.max_notional}", 0
+        return "", "", price
+
+    def _check_funds(self, order: Order, inst: Instrument) -> str:
+        if order.side == BUY:
+            bal = order.owner.balances.get(inst.quote)
+            need = buy_cost(order.qty, order.price, order.hold_fee_bps)
+            if bal is None or bal.available < need:
+                return RejectCode.INSUFFICIENT_FUNDS
+        else:
+            bal = order.owner.balances.get(inst.base)
+            if bal is None or bal.available < order.qty:
+                return RejectCode.INSUFFICIENT_SHARES
+        return ""
+
+    def _would_take(self, order: Order, inst: Instrument) -> bool:
+        if order.side == BUY:
+            return bool(inst.asks) and inst.asks.peekitem(0)[0] <= order.price
+        return bool(inst.bids) and inst.bids.peekitem(0)[0] <= -order.price
+
+    def _fok_fillable(self, taker: Order, inst: Instrument) -> bool:
+        """Whether the whole quantity can fill now, within the band, without a self-trade stop."""
+        need = taker.leaves
+        limit_key = taker.price if taker.side == BUY else -taker.price
+        owner = taker.owner
+        cancel_oldest = taker.stp == STP_OLDEST
+        book = inst.asks if taker.side == BUY else inst.bids
+        for key, level in book.items():
+            if key > limit_key or not inst.in_band(level.price):
+                return False
+            for maker in level.orders.values():
+                if maker.owner is owner:
+                    if cancel_oldest:
+                        continue
+                    return False
+                need -= maker.leaves
+                if need <= 0:
+                    return True
+        return False
+
+    # ------------------------------------------------------------- matching
+
+    def _execute(self, taker: Order, inst: Instrument) -> None:
+        """Matches a taker at the makers' prices, then rests or cancels what is left."""
+        if taker.tif == FOK and not self._fok_fillable(taker, inst):
+            self._cancel_order(taker, inst, taker.leaves, CancelReason.FOK)
+            return
+        side = taker.side
+        if side == BUY:
+            book = inst.asks
+            limit_key = taker.price
+        else:
+            book = inst.bids
+            limit_key = -taker.price
+        owner = taker.owner
+        traded = False
+        stopped = ""
+        while taker.leaves and book:
+            key, level = book.peekitem(0)
+            if key > limit_key:
+                break
+            price = level.price
+            if inst.reference_price and not inst.band_lo <= price <= inst.band_hi:
+                self._trip_breaker(inst)
+                stopped = CancelReason.CIRCUIT_BREAKER
+                break
+            orders = level.orders
+            while taker.leaves and orders:
+                maker = next(iter(orders.values()))
+                if maker.owner is owner:
+                    stopped = self._prevent_self_trade(taker, maker, inst, level)
+                    if stopped:
+                        break
+                    continue
+                self._fill(inst, level, maker, taker, price)
+                traded = True
+            if not orders:
+                # A self-trade cancel may already have removed the emptied level.
+                book.pop(key, None)
+            if stopped:
+                break
+        if taker.leaves:
+            if stopped:
+                self._cancel_order(taker, inst, taker.leaves, stopped)
+            elif taker.tif == IOC or taker.tif == FOK:
+                self._cancel_order(taker, inst, taker.leaves, CancelReason.IOC)
+            else:
+                self._rest(taker, inst)
+        elif self.orders.get(taker.order_id) is taker:
+            self._forget(taker)
+        if traded and not self._triggering and (inst.buy_stops or inst.sell_stops):
+            self._trigger_stops(inst)
+
+    def _fill(
+        self, inst: Instrument, level: PriceLevel, maker: Order, taker: Order, price: int
+    ) -> None:
+        qty = taker.leaves if taker.leaves < maker.visible else maker.visible
+        notional = price * qty
+        maker_fee = notional * maker.maker_fee_bps // BPS_DENOMINATOR
+        taker_fee = notional * taker.taker_fee_bps // BPS_DENOMINATOR
+        maker.leaves -= qty
+        maker.visible -= qty
+        taker.leaves -= qty
+        level.qty -= qty
+        if taker.side == BUY:
+            buyer, buyer_fee, seller, seller_fee = taker, taker_fee, maker, maker_fee
+        else:
+            buyer, buyer_fee, seller, seller_fee = maker, maker_fee, taker, taker_fee
+        touched = self._dirty_balances
+        quote = inst.quote
+        base = inst.base
+        # Buyer: the hold shrinks to what the rest can cost; the difference pays
+        # notional plus fee and any change goes back to available.
+        bal = buyer.owner.balances[quote]
+        new_held = buy_cost(buyer.leaves, buyer.price, buyer.hold_fee_bps)
+        released = buyer.held - new_held
+        buyer.held = new_held
+        bal.held -= released
+        bal.available += released - notional - buyer_fee
+        if not bal.dirty:
+            bal.dirty = True
+            touched.append(bal)
+        bal = buyer.owner.balance(base)
+        bal.available += qty
+        if not bal.dirty:
+            bal.dirty = True
+            touched.append(bal)
+        # Seller: shares leave the hold, proceeds less fee arrive.
+        bal = seller.owner.balances[base]
+        bal.held -= qty
+        seller.held -= qty
+        if not bal.dirty:
+            bal.dirty = True
+            touched.append(bal)
+        bal = seller.owner.balance(quote)
+        bal.available += notional - seller_fee
+        if not bal.dirty:
+            bal.dirty = True
+            touched.append(bal)
+        fees = buyer_fee + seller_fee
+        if fees:
+            bal = self.accounts[FEE_ACCOUNT].balance(quote)
+            bal.available += fees
+            if not bal.dirty:
+                bal.dirty = True
+                touched.append(bal)
+        self.seq += 1
+        self._out.append(
+            Trade(
+                self.seq,
+                self.now_ms,
+                self.next_trade_id,
+                inst.symbol,
+                price,
+                qty,
+                taker.side,
+                maker.order_id,
+                maker.account,
+                maker_fee,
+                maker.leaves,
+                taker.order_id,
+                taker.account,
+                taker_fee,
+                taker.leaves,
+            )
+        )
+        self.next_trade_id += 1
+        inst.last_price = price
+        if price != inst.reference_price:
+            inst.set_reference(price)
+        if not level.dirty:
+            level.dirty = True
+            self._dirty_levels.append((inst.symbol, level))
+        if not maker.visible:
+            if maker.leaves:
+                self._replenish(maker, level, inst)
+            else:
+                del level.orders[maker.order_id]
+                self._forget(maker)
+
+    def _replenish(self, order: Order, level: PriceLevel, inst: Instrument) -> None:
+        """Shows the next iceberg slice at the back of the level (it loses time priority)."""
+        del level.orders[order.order_id]
+        visible = order.display_qty if order.display_qty < order.leaves else order.leaves
+        order.visible = visible
+        level.orders[order.order_id] = order
+        level.qty += visible
+        self.seq += 1
+        self._out.append(
+            Replenished(
+                self.seq,
+                self.now_ms,
+                order.order_id,
+                inst.symbol,
+                order.side,
+                order.price,
+                visible,
+                order.leaves - visible,
+            )
+        )
+
+    def _prevent_self_trade(
+        self, taker: Order, maker: Order, inst: Instrument, level: PriceLevel
+    ) -> str:
+        """Applies the taker's STP mode; returns a cancel reason when the taker must stop."""
+        mode = taker.stp
+        reason = CancelReason.SELF_TRADE
+        if mode == STP_NEWEST:
+            return reason
+        if mode == STP_OLDEST or mode == STP_BOTH:
+            self._cancel_resting(maker, inst, maker.leaves, reason)
+            return reason if mode == STP_BOTH else ""
+        qty = taker.leaves if taker.leaves < maker.visible else maker.visible
+        self._cancel_resting(maker, inst, qty, reason)
+        self._cancel_order(taker, inst, qty, reason)
+        return ""
+
+    def _trip_breaker(self, inst: Instrument) -> None:
+        inst.status = HALTED
+        inst.resume_at_ms = self.now_ms + inst.halt_pause_ms
+        self.paused[inst.symbol] = inst.resume_at_ms
+        self._status_event(inst, StatusReason.CIRCUIT_BREAKER)
+
+    def _trigger_stops(self, inst: Instrument) -> None:
+        """Fires stops in trigger-price then time order; each may trade and fire more."""
+        buy_stops = inst.buy_stops
+        sell_stops = inst.sell_stops
+        self._triggering = True
+        try:
+            self._fire_stops(inst, buy_stops, sell_stops)
+        finally:
+            self._triggering = False
+
+    def _fire_stops(self, inst: Instrument, buy_stops: SortedList, sell_stops: SortedList) -> None:
+        """The loop of _trigger_stops: iterative, so a long cascade cannot exhaust the stack."""
+        while inst.status == OPEN:
+            last = inst.last_price
+            if buy_stops and buy_stops[0][0] <= last:
+                _, order_id = buy_stops.pop(0)
+            elif sell_stops and sell_stops[0][0] <= -last:
+                _, order_id = sell_stops.pop(0)
+            else:
+                return
+            order = self.orders[order_id]
+            order.armed = False
+            if order.order_type == STOP:
+                order.tif = IOC
+            self.seq += 1
+            self._out.append(
+                Triggered(
+                    self.seq,
+                    self.now_ms,
+                    order_id,
+                    order.account,
+                    inst.symbol,
+                    order.stop_price,
+                    last,
+                )
+            )
+            self._execute(order, inst)
+
+    def _rest(self, order: Order, inst: Instrument) -> None:
+        if order.side == BUY:
+            book = inst.bids
+            key = -order.price
+        else:
+            book = inst.asks
+            key = order.price
+        level = book.get(key)
+        if level is None:
+            level = book[key] = PriceLevel(order.side, order.price)
+        if order.display_qty:
+            order.visible = order.display_qty if order.display_qty < order.leaves else order.leaves
+        else:
+            order.visible = order.leaves
+        level.orders[order.order_id] = order
+        level.qty += order.visible
+        if not level.dirty:
+            level.dirty = True
+            self._dirty_levels.append((inst.symbol, level))
+
+    def _forget(self, order: Order) -> None:
+        """Drops a finished order from the open-order indexes."""
+        del self.orders[order.order_id]
+        del order.owner.orders[order.order_id]
+
+    def _release(self, order: Order, inst: Instrument, qty: int) -> None:
+        """Takes `qty` off an order's quantity and gives back the hold it no longer needs."""
+        order.leaves -= qty
+        order.qty -= qty
+        if order.side == BUY:
+            bal = order.owner.balances[inst.quote]
+            new_held = buy_cost(order.leaves, order.price, order.hold_fee_bps)
+        else:
+            bal = order.owner.balances[inst.base]
+            new_held = order.leaves
+        released = order.held - new_held
+        order.held = new_held
+        bal.held -= released
+        bal.available += released
+        self._touch(bal)
+
+    def _cancel_order(self, order: Order, inst: Instrument, qty: int, reason: str) -> None:
+        """Cancels `qty` of an order that is not resting in the book (a taker or a stop)."""
+        self._release(order, inst, qty)
+        self.seq += 1
+        self._out.append(
+            Cancelled(
+                self.seq,
+                self.now_ms,
+                order.order_id,
+                order.account,
+                order.symbol,
+                order.side,
+                order.price,
+                qty,
+                order.leaves,
+                reason,
+            )
+        )
+        if not order.leaves:
+            self._forget(order)
+
+    def _cancel_resting(self, order: Order, inst: Instrument, qty: int, reason: str) -> None:
+        """Cancels `qty` of a resting order, taking it off its level when nothing is left."""
+        book = inst.bids if order.side == BUY else inst.asks
+        key = -order.price if order.side == BUY else order.price
+        level = book[key]
+        shown = qty if qty < order.visible else order.visible
+        order.visible -= shown
+        level.qty -= shown
+        self._release(order, inst, qty)
+        self._touch_level(inst.symbol, level)
+        self.seq += 1
+        self._out.append(
+            Cancelled(
+                self.seq,
+                self.now_ms,
+                order.order_id,
+                order.account,
+                order.symbol,
+                order.side,
+                order.price,
+                qty,
+                order.leaves,
+                reason,
+            )
+        )
+        if not order.leaves:
+            del level.orders[order.order_id]
+            if not level.orders:
+                del book[key]
+            self._forget(order)
+        elif not order.visible:
+            self._replenish(order, level, inst)
+
+    def _remove_open(self, order: Order, inst: Instrument) -> None:
+        """Takes an open order off the book or the stop list and releases its whole hold."""
+        if order.armed:
+            if order.side == BUY:
+                inst.buy_stops.remove((order.stop_price, order.order_id))
+            else:
+                inst.sell_stops.remove((-order.stop_price, order.order_id))
+        else:
+            book = inst.bids if order.side == BUY else inst.asks
+            key = -order.price if order.side == BUY else order.price
+            level = book[key]
+            del level.orders[order.order_id]
+            level.qty -= order.visible
+            if not level.orders:
+                del book[key]
+            self._touch_level(inst.symbol, level)
+        order.visible = 0
+        self._release(order, inst, order.leaves)
+        self._forget(order)
+
+    # ------------------------------------------------------------- cancel, amend
+
+    def _find_own_order(
+        self, account: str, order_id: int, client_order_id: str, command: str
+    ) -> Order | None:
+        if not order_id and client_order_id:
+            prior = self.client_ids.get((account, client_order_id))
+            if prior is not None and isinstance(prior[1], Accepted):
+                order_id = prior[1].order_id
+        order = self.orders.get(order_id)
+        if order is None or order.account != account:
+            known = order_id and order_id < self.next_order_id
+            if order is None and known:
+                code, msg = RejectCode.ORDER_NOT_OPEN, "order is no longer open"
+            else:
+                code, msg = RejectCode.UNKNOWN_ORDER, "no such order for this account"
+            self._reject(account, client_order_id, command, code, msg)
+            return None
+        return order
+
+    def _cancel(self, cmd: CancelOrder) -> None:
+        order = self._find_own_order(cmd.account, cmd.order_id, cmd.client_order_id, "CancelOrder")
+        if order is None:
+            return
+        inst = self.instruments[order.symbol]
+        self.seq += 1
+        self._out.append(
+            Cancelled(
+                self.seq,
+                self.now_ms,
+                order.order_id,
+                order.account,
+                order.symbol,
+                order.side,
+                order.price,
+                order.leaves,
+                0,
+                CancelReason.USER,
+            )
+        )
+        self._remove_open(order, inst)
+
+    def _cancel_all(self, account: Account, symbol: str, reason: str) -> None:
+        for order in list(account.orders.values()):
+            if symbol and order.symbol != symbol:
+                continue
+            self.seq += 1
+            self._out.append(
+                Cancelled(
+                    self.seq,
+                    self.now_ms,
+                    order.order_id,
+                    order.account,
+                    order.symbol,
+                    order.side,
+                    order.price,
+                    order.leaves,
+                    0,
+                    reason,
+                )
+            )
+            self._remove_open(order, self.instruments[order.symbol])
+
+    def _mass_cancel(self, cmd: MassCancel) -> None:
+        account = self.accounts.get(cmd.account)
+        if account is None:
+            self._reject(
+                cmd.account, "", "MassCancel", RejectCode.UNKNOWN_ACCOUNT, "unknown account"
+            )
+        elif cmd.symbol and cmd.symbol not in self.instruments:
+            self._reject(cmd.account, "", "MassCancel", RejectCode.UNKNOWN_SYMBOL, "unknown symbol")
+        else:
+            self._cancel_all(account, cmd.symbol, CancelReason.MASS_CANCEL)
+
+    def _amend(self, cmd: AmendOrder) -> None:
+        name = "AmendOrder"
+        order = self._find_own_order(cmd.account, cmd.order_id, cmd.client_order_id, name)
+        if order is None:
+            return
+        inst = self.instruments[order.symbol]
+        new_qty = cmd.qty or order.qty
+        new_price = cmd.price or order.price
+        executed = order.qty - order.leaves
+        reduce_only = new_price == order.price and new_qty <= order.qty
+        code = msg = ""
+        if order.armed or order.order_type != LIMIT:
+            code, msg = RejectCode.INVALID_ORDER, "only resting limit orders can be amended"
+        elif cmd.qty < 0 or cmd.price < 0:
+            code, msg = RejectCode.INVALID_ORDER, "quantity and price cannot be negative"
+        elif inst.status != OPEN and not reduce_only:
+            code, msg = RejectCode.HALTED, f"{inst.symbol} only takes reductions now"
+        elif new_qty % inst.lot_size:
+            code, msg = RejectCode.LOT_SIZE, f"quantity must be a multiple of {inst.lot_size}"
+        elif new_qty <= executed:
+            code, msg = RejectCode.QTY_TOO_SMALL, f"quantity must exceed executed {executed}"
+        elif new_qty > inst.max_qty:
+            code, msg = RejectCode.QTY_TOO_LARGE, f"quantity above maximum {inst.max_qty}"
+        elif new_price % inst.tick_size:
+            code, msg = RejectCode.TICK_SIZE, f"price must be a multiple of {inst.tick_size}"
+        elif new_price != order.price and not inst.in_band(new_price):
+            code, msg = RejectCode.PRICE_OUT_OF_BAND, "price outside the band"
+        elif new_price * new_qty > inst.max_notional:
+            code, msg = RejectCode.NOTIONAL_TOO_LARGE, f"notional above {inst.max_notional}"
+        elif order.display_qty and order.display_qty >= new_qty:
+            code, msg = RejectCode.INVALID_ORDER, "quantity must stay above the iceberg display"
+        new_leaves = order.leaves + new_qty - order.qty
+        if not code:
+            if order.side == BUY:
+                bal = order.owner.balances[inst.quote]
+                extra = buy_cost(new_leaves, new_price, order.hold_fee_bps) - order.held
+                if extra > bal.available:
+                    code, msg = RejectCode.INSUFFICIENT_FUNDS, "not enough to cover the amendment"
+            else:
+                bal = order.owner.balances[inst.base]
+                if new_leaves - order.held > bal.available:
+                    code, msg = RejectCode.INSUFFICIENT_SHARES, "not enough to cover the amendment"
+        if not code and order.post_only and new_price != order.price:
+            probe_side_book = inst.asks if order.side == BUY else inst.bids
+            key = new_price if order.side == BUY else -new_price
+            if probe_side_book and probe_side_book.peekitem(0)[0] <= key:
+                code, msg = RejectCode.POST_ONLY_WOULD_TAKE, "post-only order would take liquidity"
+        if code:
+            self._reject(cmd.account, cmd.client_order_id, name, code, msg)
+            return
+        old_price = order.price
+        old_qty = order.qty
+        if reduce_only:
+            self._amend_in_place(order, inst, new_qty)
+        else:
+            self._amend_requeue(order, inst, new_qty, new_price)
+        self.seq += 1
+        self._out.append(
+            Amended(
+                self.seq,
+                self.now_ms,
+                order.order_id,
+                order.account,
+                order.symbol,
+                order.side,
+                old_price,
+                new_price,
+                old_qty,
+                new_qty,
+                order.leaves,
+                reduce_only,
+            )
+        )
+        if not reduce_only:
+            self._execute(order, inst)
+
+    def _amend_in_place(self, order: Order, inst: Instrument, new_qty: int) -> None:
+        """Quantity down at the same price: the order keeps its place in the queue."""
+        cut = order.qty - new_qty
+        book = inst.bids if order.side == BUY else inst.asks
+        level = book[-order.price if order.side == BUY else order.price]
+        self._release(order, inst, cut)
+        if order.visible > order.leaves:
+            level.qty -= order.visible - order.leaves
+            order.visible = order.leaves
+        self._touch_level(inst.symbol, level)
+
+    def _amend_requeue(self, order: Order, inst: Instrument, new_qty: int, new_price: int) -> None:
+        """Price change or quantity up: the order leaves the book and re-enters as new.
+
+        The caller re-runs it through matching, so a repriced order that now
+        crosses trades like any incoming order.
+        """
+        book = inst.bids if order.side == BUY else inst.asks
+        key = -order.price if order.side == BUY else order.price
+        level = book[key]
+        del level.orders[order.order_id]
+        level.qty -= order.visible
+        if not level.orders:
+            del book[key]
+        self._touch_level(inst.symbol, level)
+        order.leaves += new_qty - order.qty
+        order.qty = new_qty
+        order.price = new_price
+        order.visible = 0
+        if order.side == BUY:
+            bal = order.owner.balances[inst.quote]
+            new_held = buy_cost(order.leaves, new_price, order.hold_fee_bps)
+        else:
+            bal = order.owner.balances[inst.base]
+            new_held = order.leaves
+        delta = new_held - order.held
+        order.held = new_held
+        bal.held += delta
+        bal.available -= delta
+        self._touch(bal)
+
+    # ------------------------------------------------------------- reads
+
+    def balance(self, account: str, asset: str) -> tuple[int, int]:
+        """(available, held) of one asset; (0, 0) for an unknown account or asset."""
+        acct = self.accounts.get(account)
+        bal = acct.balances.get(asset) if acct is not None else None
+        return (bal.available, bal.held) if bal is not None else (0, 0)
+
+    def depth(self, symbol: str, levels: int = 0) -> tuple[list[tuple[int, int, int]], ...]:
+        """L2: (bids, asks) as (price, visible qty, order count), best first."""
+        inst = self.instruments[symbol]
+        sides = []
+        for book in (inst.bids, inst.asks):
+            rows = [(lvl.price, lvl.qty, len(lvl.orders)) for lvl in book.values()]
+            sides.append(rows[:levels] if levels else rows)
+        return sides[0], sides[1]
+
+    def best_bid_ask(self, symbol: str) -> tuple[int, int]:
+        """(best bid, best ask) prices, 0 where a side is empty."""
+        inst = self.instruments[symbol]
+        bid = inst.bids.peekitem(0)[1].price if inst.bids else 0
+        ask = inst.asks.peekitem(0)[1].price if inst.asks else 0
+        return bid, ask
+
+    def state_hash(self) -> str:
+        """SHA-256 over the canonical snapshot: equal on every replica at equal sequence."""
+        return hashlib.sha256(self.snapshot()).hexdigest()
+
+    def snapshot(self) -> bytes:
+        """Canonical msgpack bytes of the whole state (see engine.snapshot)."""
+        return encode_exchange(self)
+
+    @classmethod
+    def restore(cls, data: bytes) -> Exchange:
+        """The exchange a snapshot describes; raises SnapshotError on bytes it cannot trust."""
+        return decode_exchange(data, cls)
+
+
+_UPDATABLE = (
+    "tick_size",
+    "lot_size",
+    "min_qty",
+    "max_qty",
+    "max_notional",
+    "price_band_bps",
+    "maker_fee_bps",
+    "taker_fee_bps",
+    "reference_price",
+    "halt_pause_ms",
+)
+
+
+def _ignore(_: Command) -> None:
+    """A Tick only moves time; its work (expiries, pause ends) already ran in apply."""
+
+
+def _instrument_problem(
+    symbol: str,
+    base: str,
+    quote: str,
+    tick_size: int,
+    lot_size: int,
+    min_qty: int,
+    max_qty: int,
+    max_notional: int,
+    price_band_bps: int,
+    maker_fee_bps: int,
+    taker_fee_bps: int,
+    reference_price: int,
+    halt_pause_ms: int,
+) -> str:
+    if not symbol or not base or not quote or base == quote:
+        return "symbol, base and quote must be set, base different from quote"
+    if tick_size <= 0 or lot_size <= 0:
+        return "tick and lot size must be positive"
+    if min_qty <= 0 or min_qty % lot_size or max_qty < min_qty:
+        return "min quantity must be a positive lot multiple, max quantity at least min"
+    if max_notional <= 0:
+        return "max notional must be positive"
+    if not 0 < price_band_bps < BPS_DENOMINATOR:
+        return "price band must be between 1 and 9999 basis points"
+    if not 0 <= maker_fee_bps <= FEE_BPS_MAX or not 0 <= taker_fee_bps <= FEE_BPS_MAX:
+        return f"fees must be between 0 and {FEE_BPS_MAX} basis points"
+    if reference_price < 0 or reference_price % tick_size:
+        return "reference price must be a non-negative tick multiple"
+    if halt_pause_ms < 0:
+        return "halt pause cannot be negative"
+    return ""

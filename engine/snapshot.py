@@ -1,0 +1,266 @@
+"""The canonical form of the engine's state: snapshot bytes and the state hash.
+
+Canonical means: every collection is written in an order that depends only on
+the state (sorted keys, book order, queue order), never on dict history or
+hashing, so equal states give equal bytes in every process. Indexes that can be
+derived (open orders per account, stop lists, the expiry heap) are rebuilt on
+restore rather than stored.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from engine.commands import command_from_wire, command_to_wire
+from engine.events import event_from_wire, event_to_wire
+from engine.state import Account, Balance, Instrument, Order, PriceLevel
+
+if TYPE_CHECKING:
+    from engine.exchange import Exchange
+
+SNAPSHOT_VERSION = 1
+
+
+class SnapshotError(ValueError):
+    """Snapshot bytes that are not a state this engine wrote: never run on them."""
+
+
+def encode_exchange(ex: Exchange) -> bytes:
+    instruments = []
+    for symbol in sorted(ex.instruments):
+        inst = ex.instruments[symbol]
+        instruments.append(
+            [
+                symbol,
+                inst.base,
+                inst.quote,
+                inst.tick_size,
+                inst.lot_size,
+                inst.min_qty,
+                inst.max_qty,
+                inst.max_notional,
+                inst.price_band_bps,
+                inst.maker_fee_bps,
+                inst.taker_fee_bps,
+                inst.reference_price,
+                inst.halt_pause_ms,
+                inst.status,
+                inst.resume_at_ms,
+                inst.last_price,
+                [[lvl.price, list(lvl.orders)] for lvl in inst.bids.values()],
+                [[lvl.price, list(lvl.orders)] for lvl in inst.asks.values()],
+            ]
+        )
+    accounts = []
+    for account_id in sorted(ex.accounts):
+        acct = ex.accounts[account_id]
+        balances = [
+            [asset, acct.balances[asset].available, acct.balances[asset].held]
+            for asset in sorted(acct.balances)
+        ]
+        accounts.append([account_id, acct.enabled, balances])
+    orders = [
+        [
+            o.order_id,
+            o.account,
+            o.symbol,
+            o.side,
+            o.order_type,
+            o.tif,
+            o.price,
+            o.qty,
+            o.leaves,
+            o.visible,
+            o.display_qty,
+            o.stop_price,
+            o.armed,
+            o.post_only,
+            o.stp,
+            o.expire_at_ms,
+            o.held,
+            o.maker_fee_bps,
+            o.taker_fee_bps,
+            o.client_order_id,
+        ]
+        for o in sorted(ex.orders.values(), key=_order_id)
+    ]
+    client_ids = [
+        [account, cid, command_to_wire(command), event_to_wire(event)]
+        for (account, cid), (command, event) in sorted(ex.client_ids.items(), key=_first)
+    ]
+    state = [
+        SNAPSHOT_VERSION,
+        ex.open_orders_per_account_max,
+        ex.seq,
+        ex.now_ms,
+        ex.next_order_id,
+        ex.next_trade_id,
+        instruments,
+        accounts,
+        orders,
+        client_ids,
+        sorted([symbol, at] for symbol, at in ex.paused.items()),
+    ]
+    return msgpack.packb(state, use_bin_type=True)
+
+
+def decode_exchange(data: bytes, exchange_cls: type[Exchange]) -> Exchange:
+    """Rebuilds an Exchange; raises SnapshotError if the bytes are not a valid snapshot."""
+    try:
+        state = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        return _build(exchange_cls, state)
+    except (ValueError, TypeError, KeyError, IndexError, msgpack.UnpackException) as exc:
+        raise SnapshotError(f"snapshot cannot be restored: {exc}") from exc
+
+
+def _build(exchange_cls: type[Exchange], state: list[Any]) -> Exchange:
+    (
+        version,
+        open_max,
+        seq,
+        now_ms,
+        next_order_id,
+        next_trade_id,
+        instruments,
+        accounts,
+        orders,
+        client_ids,
+        paused,
+    ) = state
+    if version != SNAPSHOT_VERSION:
+        raise SnapshotError(f"snapshot version {version}, this engine reads {SNAPSHOT_VERSION}")
+    ex = exchange_cls(open_orders_per_account_max=open_max)
+    ex.seq = seq
+    ex.now_ms = now_ms
+    ex.next_order_id = next_order_id
+    ex.next_trade_id = next_trade_id
+    ex.accounts = {}
+    for account_id, enabled, balances in accounts:
+        acct = ex.accounts[account_id] = Account(account_id, enabled)
+        for asset, available, held in balances:
+            acct.balances[asset] = Balance(account_id, asset, available, held)
+    for row in orders:
+        (
+            order_id,
+            account_id,
+            symbol,
+            side,
+            order_type,
+            tif,
+            price,
+            qty,
+            leaves,
+            visible,
+            display_qty,
+            stop_price,
+            armed,
+            post_only,
+            stp,
+            expire_at_ms,
+            held,
+            maker_bps,
+            taker_bps,
+            client_order_id,
+        ) = row
+        owner = ex.accounts[account_id]
+        order = Order(
+            order_id,
+            owner,
+            symbol,
+            side,
+            order_type,
+            tif,
+            price,
+            qty,
+            display_qty,
+            stop_price,
+            post_only,
+            stp,
+            expire_at_ms,
+            maker_bps,
+            taker_bps,
+            client_order_id,
+        )
+        order.leaves = leaves
+        order.visible = visible
+        order.armed = armed
+        order.held = held
+        ex.orders[order_id] = order
+        owner.orders[order_id] = order
+        if expire_at_ms:
+            ex.expiries.append((expire_at_ms, order_id))
+    heapq.heapify(ex.expiries)
+    for row in instruments:
+        (
+            symbol,
+            base,
+            quote,
+            tick,
+            lot,
+            min_qty,
+            max_qty,
+            max_notional,
+            band,
+            maker_bps,
+            taker_bps,
+            reference,
+            pause,
+            status,
+            resume_at,
+            last_price,
+            bids,
+            asks,
+        ) = row
+        inst = Instrument(
+            symbol,
+            base,
+            quote,
+            tick,
+            lot,
+            min_qty,
+            max_qty,
+            max_notional,
+            band,
+            maker_bps,
+            taker_bps,
+            reference,
+            pause,
+            status,
+        )
+        inst.resume_at_ms = resume_at
+        inst.last_price = last_price
+        for side, book, levels, sign in ((0, inst.bids, bids, -1), (1, inst.asks, asks, 1)):
+            for price, order_ids in levels:
+                level = book[sign * price] = PriceLevel(side, price)
+                for order_id in order_ids:
+                    order = ex.orders[order_id]
+                    if order.symbol != symbol or order.side != side or order.price != price:
+                        raise SnapshotError(f"order {order_id} sits on the wrong level")
+                    level.orders[order_id] = order
+                    level.qty += order.visible
+        ex.instruments[symbol] = inst
+    for order in ex.orders.values():
+        if order.armed:
+            stops = ex.instruments[order.symbol]
+            if order.side == 0:
+                stops.buy_stops.add((order.stop_price, order.order_id))
+            else:
+                stops.sell_stops.add((-order.stop_price, order.order_id))
+    for account_id, cid, command_wire, event_wire in client_ids:
+        ex.client_ids[(account_id, cid)] = (
+            command_from_wire(command_wire),
+            event_from_wire(event_wire),
+        )
+    ex.paused = {symbol: at for symbol, at in paused}
+    return ex
+
+
+def _order_id(order: Order) -> int:
+    return order.order_id
+
+
+def _first(item: tuple[Any, Any]) -> Any:
+    return item[0]

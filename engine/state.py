@@ -1,0 +1,229 @@
+"""The mutable records the engine owns: instruments with their books, accounts, orders.
+
+All slotted, all integers for money: these objects sit on the hot path and
+there are millions of them. Only the apply thread touches them.
+"""
+
+from __future__ import annotations
+
+from sortedcontainers import SortedDict, SortedList
+
+BPS_DENOMINATOR = 10_000
+
+
+def buy_cost(qty: int, price: int, fee_bps: int) -> int:
+    """What a buy of `qty` at `price` can cost at most: notional plus the fee on it.
+
+    Fees are rounded down per fill, and floor(a) + floor(b) <= floor(a + b), so
+    a hold of this size always covers every fill at this price or better.
+    """
+    notional = qty * price
+    return notional + notional * fee_bps // BPS_DENOMINATOR
+
+
+class Balance:
+    __slots__ = ("account", "asset", "available", "held", "dirty")
+
+    def __init__(self, account: str, asset: str, available: int = 0, held: int = 0) -> None:
+        self.account = account
+        self.asset = asset
+        self.available = available
+        self.held = held
+        self.dirty = False
+
+
+class Account:
+    __slots__ = ("account_id", "enabled", "balances", "orders")
+
+    def __init__(self, account_id: str, enabled: bool = True) -> None:
+        self.account_id = account_id
+        self.enabled = enabled
+        self.balances: dict[str, Balance] = {}
+        # Open orders (resting and untriggered stops) in acceptance order.
+        self.orders: dict[int, Order] = {}
+
+    def balance(self, asset: str) -> Balance:
+        bal = self.balances.get(asset)
+        if bal is None:
+            bal = self.balances[asset] = Balance(self.account_id, asset)
+        return bal
+
+
+class Order:
+    """An open order. `visible` is what the book shows; `leaves - visible` is an iceberg's reserve.
+
+    `price` is the limit used for matching and holds: for market and stop orders
+    it is the protection price derived from the price band.
+    """
+
+    __slots__ = (
+        "order_id",
+        "account",
+        "owner",
+        "symbol",
+        "side",
+        "order_type",
+        "tif",
+        "price",
+        "qty",
+        "leaves",
+        "visible",
+        "display_qty",
+        "stop_price",
+        "armed",
+        "post_only",
+        "stp",
+        "expire_at_ms",
+        "held",
+        "maker_fee_bps",
+        "taker_fee_bps",
+        "client_order_id",
+    )
+
+    def __init__(
+        self,
+        order_id: int,
+        owner: Account,
+        symbol: str,
+        side: int,
+        order_type: int,
+        tif: int,
+        price: int,
+        qty: int,
+        display_qty: int,
+        stop_price: int,
+        post_only: bool,
+        stp: int,
+        expire_at_ms: int,
+        maker_fee_bps: int,
+        taker_fee_bps: int,
+        client_order_id: str,
+    ) -> None:
+        self.order_id = order_id
+        self.account = owner.account_id
+        self.owner = owner
+        self.symbol = symbol
+        self.side = side
+        self.order_type = order_type
+        self.tif = tif
+        self.price = price
+        self.qty = qty
+        self.leaves = qty
+        self.visible = qty
+        self.display_qty = display_qty
+        self.stop_price = stop_price
+        self.armed = stop_price > 0
+        self.post_only = post_only
+        self.stp = stp
+        self.expire_at_ms = expire_at_ms
+        self.held = 0
+        self.maker_fee_bps = maker_fee_bps
+        self.taker_fee_bps = taker_fee_bps
+        self.client_order_id = client_order_id
+
+    @property
+    def hold_fee_bps(self) -> int:
+        return max(self.maker_fee_bps, self.taker_fee_bps)
+
+
+class PriceLevel:
+    """Orders at one price in time priority (dict insertion order), with their visible total."""
+
+    __slots__ = ("side", "price", "orders", "qty", "dirty")
+
+    def __init__(self, side: int, price: int) -> None:
+        self.side = side
+        self.price = price
+        self.orders: dict[int, Order] = {}
+        self.qty = 0
+        self.dirty = False
+
+
+class Instrument:
+    """Static limits and fees, trading status, and the two sides of the book.
+
+    Book sides are keyed so that the best level is always first: asks by price,
+    bids by minus price. A taker of limit L matches while key <= L (buy) or
+    key <= -L (sell). Untriggered stops wait in `buy_stops` (trigger when last
+    >= stop) keyed (stop, id) and `sell_stops` (last <= stop) keyed (-stop, id).
+    """
+
+    __slots__ = (
+        "symbol",
+        "base",
+        "quote",
+        "tick_size",
+        "lot_size",
+        "min_qty",
+        "max_qty",
+        "max_notional",
+        "price_band_bps",
+        "maker_fee_bps",
+        "taker_fee_bps",
+        "reference_price",
+        "halt_pause_ms",
+        "status",
+        "resume_at_ms",
+        "last_price",
+        "band_lo",
+        "band_hi",
+        "bids",
+        "asks",
+        "buy_stops",
+        "sell_stops",
+    )
+
+    def __init__(
+        self,
+        symbol: str,
+        base: str,
+        quote: str,
+        tick_size: int,
+        lot_size: int,
+        min_qty: int,
+        max_qty: int,
+        max_notional: int,
+        price_band_bps: int,
+        maker_fee_bps: int,
+        taker_fee_bps: int,
+        reference_price: int,
+        halt_pause_ms: int,
+        status: int,
+    ) -> None:
+        self.symbol = symbol
+        self.base = base
+        self.quote = quote
+        self.tick_size = tick_size
+        self.lot_size = lot_size
+        self.min_qty = min_qty
+        self.max_qty = max_qty
+        self.max_notional = max_notional
+        self.price_band_bps = price_band_bps
+        self.maker_fee_bps = maker_fee_bps
+        self.taker_fee_bps = taker_fee_bps
+        self.halt_pause_ms = halt_pause_ms
+        self.status = status
+        self.resume_at_ms = 0
+        self.last_price = 0
+        self.band_lo = 0
+        self.band_hi = 0
+        self.reference_price = 0
+        self.set_reference(reference_price)
+        self.bids: SortedDict = SortedDict()
+        self.asks: SortedDict = SortedDict()
+        self.buy_stops: SortedList = SortedList()
+        self.sell_stops: SortedList = SortedList()
+
+    def set_reference(self, price: int) -> None:
+        """Moves the price band: [ref - band, ref + band] rounded inwards to whole ticks."""
+        self.reference_price = price
+        if not price:
+            self.band_lo = self.band_hi = 0
+            return
+        tick = self.tick_size
+        width = price * self.price_band_bps // BPS_DENOMINATOR
+        self.band_lo = max(-((width - price) // tick) * tick, tick)
+        self.band_hi = (price + width) // tick * tick
+
+    def in_band(self, price: int) -> bool:
+        return not self.reference_price or self.band_lo <= price <= self.band_hi
