@@ -77,6 +77,7 @@ class Order:
         "held",
         "maker_fee_bps",
         "taker_fee_bps",
+        "hold_fee_bps",
         "client_order_id",
     )
 
@@ -119,11 +120,9 @@ class Order:
         self.held = 0
         self.maker_fee_bps = maker_fee_bps
         self.taker_fee_bps = taker_fee_bps
+        # A buy holds for the dearer of the two fees: it may end up maker or taker.
+        self.hold_fee_bps = maker_fee_bps if maker_fee_bps > taker_fee_bps else taker_fee_bps
         self.client_order_id = client_order_id
-
-    @property
-    def hold_fee_bps(self) -> int:
-        return max(self.maker_fee_bps, self.taker_fee_bps)
 
 
 class PriceLevel:
