@@ -9,6 +9,7 @@ with it field by field.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from enum import IntEnum
 from typing import Any
 
 from engine.codes import OrderType, SelfTradePrevention, Side, TimeInForce, TradingStatus
@@ -192,7 +193,12 @@ for _cls in COMMAND_TAGS:
 def command_to_wire(command: Command) -> list[Any]:
     """The msgpack-ready form: `[tag, field, ...]` in declaration order, enums as ints."""
     cls = type(command)
-    return [COMMAND_TAGS[cls], *(getattr(command, name) for name, _ in _FIELDS[cls])]
+    return [COMMAND_TAGS[cls], *(_plain(getattr(command, name)) for name, _ in _FIELDS[cls])]
+
+
+def _plain(value: Any) -> Any:
+    """Enum members as their int values, so the wire form is plain JSON and msgpack."""
+    return value.value if isinstance(value, IntEnum) else value
 
 
 def command_from_wire(wire: Any) -> Command:

@@ -8,6 +8,7 @@ command is validated before it changes anything; bad input becomes a
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import heapq
 from collections.abc import Callable
@@ -160,7 +161,10 @@ class Exchange:
             bal.dirty = False
             seq += 1
             out.append(BalanceChanged(seq, now, bal.account, bal.asset, bal.available, bal.held))
-        for symbol, level in self._dirty_levels:
+        levels = self._dirty_levels
+        if len(levels) > 1:
+            levels = _last_per_price(levels)
+        for symbol, level in levels:
             level.dirty = False
             seq += 1
             out.append(
@@ -390,10 +394,12 @@ class Exchange:
         name = type(cmd).__name__
         problem = self._transfer_problem(cmd)
         if problem is None:
-            bal = self.accounts[cmd.account].balance(cmd.asset)
-            if sign > 0 and bal.available + cmd.amount >= BALANCE_MAX:
+            account = self.accounts[cmd.account]
+            existing = account.balances.get(cmd.asset)
+            available = existing.available if existing is not None else 0
+            if sign > 0 and available + cmd.amount >= BALANCE_MAX:
                 problem = RejectCode.INVALID_AMOUNT, "balance would exceed its limit"
-            elif sign < 0 and bal.available < cmd.amount:
+            elif sign < 0 and available < cmd.amount:
                 problem = RejectCode.INSUFFICIENT_FUNDS, "withdrawal exceeds available balance"
         if problem is not None:
             if problem[0]:
@@ -401,7 +407,11 @@ class Exchange:
                 if cmd.request_id and problem[0] != RejectCode.DUPLICATE_CLIENT_ORDER_ID:
                     self.client_ids[(cmd.account, cmd.request_id)] = (cmd, event)
             return
+        bal = account.balance(cmd.asset)
         bal.available += sign * cmd.amount
+        if bal.dirty:  # touched by an expiry in this command: report it once, here
+            bal.dirty = False
+            self._dirty_balances.remove(bal)
         self.seq += 1
         event = BalanceChanged(
             self.seq, self.now_ms, bal.account, bal.asset, bal.available, bal.held
@@ -648,23 +658,44 @@ class Exchange:
         return bool(inst.bids) and inst.bids.peekitem(0)[0] <= -order.price
 
     def _fok_fillable(self, taker: Order, inst: Instrument) -> bool:
-        """Whether the whole quantity can fill now, within the band, without a self-trade stop."""
+        """Whether matching would fill the whole quantity, simulated without changing state.
+
+        Follows what _execute would do: the band moves to each fill's price (a
+        level outside it would trip the breaker), an iceberg's next slice joins
+        the back of its level, and a self-trade stops the taker unless its STP
+        mode cancels the resting order.
+        """
         need = taker.leaves
         limit_key = taker.price if taker.side == BUY else -taker.price
         owner = taker.owner
         cancel_oldest = taker.stp == STP_OLDEST
         book = inst.asks if taker.side == BUY else inst.bids
+        reference = inst.reference_price
         for key, level in book.items():
-            if key > limit_key or not inst.in_band(level.price):
+            if key > limit_key:
                 return False
-            for maker in level.orders.values():
+            if reference:
+                band_lo, band_hi = inst.band_around(reference)
+                if not band_lo <= level.price <= band_hi:
+                    return False
+            queue = collections.deque(
+                (maker, maker.visible, maker.leaves - maker.visible)
+                for maker in level.orders.values()
+            )
+            while queue:
+                maker, visible, hidden = queue.popleft()
                 if maker.owner is owner:
                     if cancel_oldest:
                         continue
                     return False
-                need -= maker.leaves
+                take = need if need < visible else visible
+                need -= take
+                reference = level.price
                 if need <= 0:
                     return True
+                if hidden:
+                    shown = maker.display_qty if maker.display_qty < hidden else hidden
+                    queue.append((maker, shown, hidden - shown))
         return False
 
     # ------------------------------------------------------------- matching
@@ -1008,17 +1039,20 @@ class Exchange:
     def _find_own_order(
         self, account: str, order_id: int, client_order_id: str, command: str
     ) -> Order | None:
+        own_known = False
         if not order_id and client_order_id:
             prior = self.client_ids.get((account, client_order_id))
             if prior is not None and isinstance(prior[1], Accepted):
                 order_id = prior[1].order_id
+                own_known = True
         order = self.orders.get(order_id)
         if order is None or order.account != account:
-            known = order_id and order_id < self.next_order_id
-            if order is None and known:
+            # Only the owner learns that an order existed: by id, another account's
+            # order and a finished one look the same.
+            if order is None and own_known:
                 code, msg = RejectCode.ORDER_NOT_OPEN, "order is no longer open"
             else:
-                code, msg = RejectCode.UNKNOWN_ORDER, "no such order for this account"
+                code, msg = RejectCode.UNKNOWN_ORDER, "no open order with this id for this account"
             self._reject(account, client_order_id, command, code, msg)
             return None
         return order
@@ -1088,7 +1122,7 @@ class Exchange:
         executed = order.qty - order.leaves
         reduce_only = new_price == order.price and new_qty <= order.qty
         code = msg = ""
-        if order.armed or order.order_type != LIMIT:
+        if order.armed or order.order_type == STOP:
             code, msg = RejectCode.INVALID_ORDER, "only resting limit orders can be amended"
         elif cmd.qty < 0 or cmd.price < 0:
             code, msg = RejectCode.INVALID_ORDER, "quantity and price cannot be negative"
@@ -1244,6 +1278,20 @@ _UPDATABLE = (
     "reference_price",
     "halt_pause_ms",
 )
+
+
+def _last_per_price(
+    levels: list[tuple[str, PriceLevel]],
+) -> list[tuple[str, PriceLevel]]:
+    """A level emptied and re-created in one command is reported once, as it ends."""
+    latest: dict[tuple[str, int, int], tuple[str, PriceLevel]] = {}
+    for symbol, level in levels:
+        key = (symbol, level.side, level.price)
+        previous = latest.get(key)
+        if previous is not None:
+            previous[1].dirty = False
+        latest[key] = (symbol, level)
+    return list(latest.values())
 
 
 def _ignore(_: Command) -> None:

@@ -219,10 +219,13 @@ class Instrument:
         if not price:
             self.band_lo = self.band_hi = 0
             return
+        self.band_lo, self.band_hi = self.band_around(price)
+
+    def band_around(self, reference: int) -> tuple[int, int]:
+        """The band a given reference price would give, without moving the current one."""
         tick = self.tick_size
-        width = price * self.price_band_bps // BPS_DENOMINATOR
-        self.band_lo = max(-((width - price) // tick) * tick, tick)
-        self.band_hi = (price + width) // tick * tick
+        width = reference * self.price_band_bps // BPS_DENOMINATOR
+        return max(-((width - reference) // tick) * tick, tick), (reference + width) // tick * tick
 
     def in_band(self, price: int) -> bool:
         return not self.reference_price or self.band_lo <= price <= self.band_hi

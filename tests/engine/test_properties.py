@@ -1,0 +1,366 @@
+"""Properties of the matching engine over random command streams.
+
+Streams (see strategies.py) mix every kind of command: resting, crossing,
+market, post-only, iceberg and stop orders with every time in force and
+self-trade mode, cancels and amends by order id and client order id, mass
+cancels, the kill switch, deposits and withdrawals, halts, ticks across UTC
+midnight, retried and reused ids and invalid commands. After every command the
+books, balances and holds must be consistent and money conserved; whole
+streams must replay to the same events and state hash, through a snapshot and
+in fresh Python processes with other hash seeds.
+
+RAFTEX_SOAK=1 selects the long profile (many more examples).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+from strategies import Stream, format_command, stream_to_wire, streams
+
+from engine import Exchange, RejectCode, Side, TimeInForce
+from engine.commands import Command, Deposit, PlaceOrder, Withdraw
+from engine.events import (
+    Accepted,
+    BalanceChanged,
+    Event,
+    Expired,
+    LevelChanged,
+    Rejected,
+    StatusChanged,
+    event_to_wire,
+)
+from engine.state import buy_cost
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+settings.register_profile(
+    "engine-properties",
+    deadline=None,
+    max_examples=150,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=True,
+)
+settings.register_profile(
+    "engine-properties-soak", parent=settings.get_profile("engine-properties"), max_examples=3_000
+)
+PROFILE = settings.get_profile(
+    "engine-properties-soak" if os.environ.get("RAFTEX_SOAK") == "1" else "engine-properties"
+)
+# The cross-stream properties replay each stream two or three times: fewer examples.
+REPLAY_EXAMPLES_MAX = max(PROFILE.max_examples // 3, 1)
+FRESH_PROCESS_EXAMPLES_MAX = 4 if PROFILE.max_examples < 1_000 else 25
+FRESH_PROCESS_TIMEOUT_S = 60
+
+BUY = Side.BUY.value
+SELL = Side.SELL.value
+# Events the passing of log time can cause before any command runs, and the
+# balance and level views flushed after them.
+_TIMER_EVENTS = (Expired, StatusChanged, BalanceChanged, LevelChanged)
+
+
+# ---------------------------------------------------------------- what the stream did
+
+
+def idempotency_key(command: Command) -> tuple[str, str] | None:
+    """(account, id) for commands the engine applies at most once."""
+    if isinstance(command, PlaceOrder) and command.client_order_id:
+        return command.account, command.client_order_id
+    if isinstance(command, Deposit | Withdraw) and command.request_id:
+        return command.account, command.request_id
+    return None
+
+
+@dataclass
+class StreamLedger:
+    """What the stream did, told by the commands and their events alone.
+
+    `net_by_asset` is deposits minus withdrawals the engine accepted;
+    `outcome_by_key` is the first command under each (account, id) with the
+    wire form of its outcome event.
+    """
+
+    net_by_asset: dict[str, int] = field(default_factory=dict)
+    outcome_by_key: dict[tuple[str, str], tuple[Command, list[Any]]] = field(default_factory=dict)
+
+
+def _outcome(command: Command, events: list[Event]) -> Event | None:
+    """The event that says how an order or a transfer came out (timer events come first)."""
+    if isinstance(command, PlaceOrder):
+        kinds: tuple[type, ...] = (Accepted, Rejected)
+    elif isinstance(command, Deposit | Withdraw):
+        kinds = (BalanceChanged, Rejected)
+    else:
+        return None
+    return next((event for event in events if isinstance(event, kinds)), None)
+
+
+def check_events(
+    ex: Exchange, ledger: StreamLedger, command: Command, events: list[Event], seq_before: int
+) -> None:
+    """Property 5: seqs gap-free and increasing; a retry returns its old outcome, nothing new.
+
+    Also keeps the ledger: accepted transfers and the outcome of each new id.
+    """
+    key = idempotency_key(command)
+    prior = ledger.outcome_by_key.get(key) if key else None
+    is_retry = prior is not None and prior[0] == command
+    fresh = [event for event in events if event.seq > seq_before]
+    replayed = [event for event in events if event.seq <= seq_before]
+    assert [event.seq for event in fresh] == list(range(seq_before + 1, ex.seq + 1)), (
+        f"event seqs not gap-free after {seq_before}: {[event.seq for event in events]}"
+    )
+    assert all(event.ts_ms == ex.now_ms for event in fresh), "a new event is not at log time"
+    if is_retry:
+        assert prior is not None
+        assert len(replayed) == 1, f"a retry must return exactly its original outcome: {events}"
+        assert event_to_wire(replayed[0]) == prior[1], "a retry returned another outcome"
+        unexpected = [event for event in fresh if not isinstance(event, _TIMER_EVENTS)]
+        assert not unexpected, f"a retry emitted new events: {unexpected}"
+        return
+    assert not replayed, f"events with old seqs from a command that is no retry: {replayed}"
+    outcome = _outcome(command, fresh)
+    if key is not None:
+        assert outcome is not None, "an order or a transfer came out without an outcome event"
+        if prior is None:
+            ledger.outcome_by_key[key] = (command, event_to_wire(outcome))
+        else:
+            assert isinstance(outcome, Rejected), "a reused id with another command was applied"
+            assert outcome.code == RejectCode.DUPLICATE_CLIENT_ORDER_ID, outcome
+    if isinstance(command, Deposit | Withdraw) and isinstance(outcome, BalanceChanged):
+        sign = 1 if isinstance(command, Deposit) else -1
+        net = ledger.net_by_asset
+        net[command.asset] = net.get(command.asset, 0) + sign * command.amount
+
+
+def check_invariants(ex: Exchange, ledger: StreamLedger) -> None:
+    """Properties 1-4, read straight from the engine's state."""
+    on_book: set[int] = set()
+    for symbol, inst in ex.instruments.items():
+        # 1. The book: uncrossed, level totals right, no empty level, every order where it says.
+        for book, side, sign in ((inst.bids, BUY, -1), (inst.asks, SELL, 1)):
+            for key, level in book.items():
+                where = f"{symbol} {'bid' if side == BUY else 'ask'} {level.price}"
+                assert level.orders, f"{where}: empty level kept"
+                assert key == sign * level.price and level.side == side, f"{where}: wrong key"
+                assert level.qty == sum(order.visible for order in level.orders.values()), (
+                    f"{where}: level qty {level.qty} is not the sum of visible quantities"
+                )
+                for order_id, order in level.orders.items():
+                    assert ex.orders.get(order_id) is order, f"{where}: order {order_id} not open"
+                    assert order.symbol == symbol and order.side == side, f"{where}: {order_id}"
+                    assert order.price == level.price, f"{where}: order {order_id} elsewhere"
+                    assert not order.armed, f"{where}: untriggered stop {order_id} on the book"
+                    assert 0 < order.visible <= order.leaves, f"{where}: {order_id} visible"
+                    if order.display_qty:
+                        assert order.visible <= order.display_qty, f"{where}: {order_id} shows"
+                    else:
+                        assert order.visible == order.leaves, f"{where}: {order_id} hides"
+                    on_book.add(order_id)
+        if inst.bids and inst.asks:
+            bid = inst.bids.peekitem(0)[1].price
+            ask = inst.asks.peekitem(0)[1].price
+            assert bid < ask, f"{symbol}: crossed book, bid {bid} >= ask {ask}"
+        for stops, side, sign in ((inst.buy_stops, BUY, 1), (inst.sell_stops, SELL, -1)):
+            for signed_stop, order_id in stops:
+                order = ex.orders.get(order_id)
+                assert order is not None and order.armed, f"{symbol}: stale stop {order_id}"
+                assert order.side == side and sign * order.stop_price == signed_stop
+    # 3 and 4. Every open order holds exactly what it can still cost; balances add up.
+    held_by_balance: dict[tuple[str, str], int] = {}
+    for order_id, order in ex.orders.items():
+        assert order.order_id == order_id
+        assert ex.accounts[order.account].orders.get(order_id) is order, f"{order_id} unindexed"
+        assert 0 < order.leaves <= order.qty, f"order {order_id}: leaves {order.leaves} qty"
+        if order.armed:
+            stops = ex.instruments[order.symbol]
+            stop_list = stops.buy_stops if order.side == BUY else stops.sell_stops
+            assert (order.stop_price * (1 if order.side == BUY else -1), order_id) in stop_list
+        else:
+            assert order_id in on_book, f"open order {order_id} is neither on the book nor armed"
+            assert order.tif not in (TimeInForce.IOC, TimeInForce.FOK), f"{order_id} IOC rests"
+        inst = ex.instruments[order.symbol]
+        if order.side == BUY:
+            asset = inst.quote
+            fee_bps = max(order.maker_fee_bps, order.taker_fee_bps)
+            expected = buy_cost(order.leaves, order.price, fee_bps)
+        else:
+            asset = inst.base
+            expected = order.leaves
+        assert order.held == expected, f"order {order_id} holds {order.held}, not {expected}"
+        held_key = (order.account, asset)
+        held_by_balance[held_key] = held_by_balance.get(held_key, 0) + order.held
+    totals: dict[str, int] = {}
+    for account_id, account in ex.accounts.items():
+        for order_id, order in account.orders.items():
+            assert ex.orders.get(order_id) is order, f"{account_id}: closed order {order_id}"
+        for asset, bal in account.balances.items():
+            where = f"{account_id} {asset}"
+            assert bal.available >= 0, f"{where}: available {bal.available} < 0"
+            assert bal.held >= 0, f"{where}: held {bal.held} < 0"
+            expected_held = held_by_balance.pop((account_id, asset), 0)
+            assert bal.held == expected_held, (
+                f"{where}: held {bal.held}, its open orders hold {expected_held}"
+            )
+            totals[asset] = totals.get(asset, 0) + bal.available + bal.held
+    assert not held_by_balance, (
+        f"orders hold assets their accounts have no balance of: {held_by_balance}"
+    )
+    # 2. Conservation: all the money there is came in through accepted deposits.
+    for asset in sorted(set(totals) | set(ledger.net_by_asset)):
+        assert totals.get(asset, 0) == ledger.net_by_asset.get(asset, 0), (
+            f"{asset}: accounts hold {totals.get(asset, 0)}, "
+            f"deposits - withdrawals = {ledger.net_by_asset.get(asset, 0)}"
+        )
+
+
+# ---------------------------------------------------------------- replay
+
+
+def replay(
+    steps: tuple[tuple[int, Command], ...], ex: Exchange | None = None
+) -> tuple[Exchange, list[list[Any]]]:
+    """Applies the steps (to a fresh engine by default); returns it and every event's wire form."""
+    ex = Exchange() if ex is None else ex
+    wires: list[list[Any]] = []
+    for ts_ms, command in steps:
+        wires.extend(event_to_wire(event) for event in ex.apply(command, ts_ms))
+    return ex, wires
+
+
+def events_digest(wires: list[list[Any]]) -> str:
+    return hashlib.sha256(msgpack.packb(wires, use_bin_type=True)).hexdigest()
+
+
+# ---------------------------------------------------------------- properties
+
+
+@settings(PROFILE)
+@given(stream=streams())
+def test_books_balances_and_holds_stay_consistent_after_every_command(stream: Stream) -> None:
+    ex = Exchange()
+    ledger = StreamLedger()
+    check_invariants(ex, ledger)
+    for index, (ts_ms, command) in enumerate(stream.steps):
+        seq_before = ex.seq
+        events = ex.apply(command, ts_ms)
+        note(f"step {index}: {format_command(command)} at {ts_ms} -> {len(events)} events")
+        check_events(ex, ledger, command, events, seq_before)
+        check_invariants(ex, ledger)
+
+
+@settings(PROFILE, max_examples=REPLAY_EXAMPLES_MAX)
+@given(stream=streams())
+def test_two_engines_fed_the_same_stream_agree(stream: Stream) -> None:
+    first, first_events = replay(stream.steps)
+    second, second_events = replay(stream.steps)
+    assert first_events == second_events
+    assert first.state_hash() == second.state_hash()
+
+
+@settings(PROFILE, max_examples=REPLAY_EXAMPLES_MAX)
+@given(stream=streams(), data=st.data())
+def test_snapshot_restore_and_replay_matches_a_straight_replay(
+    stream: Stream, data: st.DataObject
+) -> None:
+    cut = data.draw(st.integers(0, len(stream.steps)), label="snapshot after step")
+    straight, straight_events = replay(stream.steps)
+    before, before_events = replay(stream.steps[:cut])
+    snapshot = before.snapshot()
+    restored = Exchange.restore(snapshot)
+    assert restored.state_hash() == before.state_hash()
+    assert restored.snapshot() == snapshot
+    restored, after_events = replay(stream.steps[cut:], restored)
+    assert before_events + after_events == straight_events
+    assert restored.state_hash() == straight.state_hash()
+
+
+_FRESH_PROCESS_SCRIPT = """
+import hashlib, sys
+import msgpack
+from engine import Exchange
+from engine.commands import command_from_wire
+from engine.events import event_to_wire
+
+def replay(ex, steps):
+    wires = []
+    for ts_ms, wire in steps:
+        wires.extend(event_to_wire(e) for e in ex.apply(command_from_wire(wire), ts_ms))
+    return hashlib.sha256(msgpack.packb(wires, use_bin_type=True)).hexdigest()
+
+stream_path, snapshot_path, cut = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with open(stream_path, "rb") as f:
+    steps = msgpack.unpackb(f.read(), raw=False)
+with open(snapshot_path, "rb") as f:
+    snapshot = f.read()
+straight = Exchange()
+straight_events = replay(straight, steps)
+restored = Exchange.restore(snapshot)
+restored_hash = restored.state_hash()
+rest_events = replay(restored, steps[cut:])
+print(straight.state_hash(), straight_events, restored_hash, restored.state_hash(), rest_events)
+"""
+
+
+def _other_hash_seeds() -> list[str]:
+    """Two PYTHONHASHSEED values that differ from this process's and from each other."""
+    own = os.environ.get("PYTHONHASHSEED", "")
+    return [seed for seed in ("123", "4567", "89") if seed != own][:2]
+
+
+@settings(
+    PROFILE,
+    max_examples=FRESH_PROCESS_EXAMPLES_MAX,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
+@given(stream=streams(), data=st.data())
+def test_fresh_processes_with_other_hash_seeds_agree(
+    stream: Stream, data: st.DataObject, tmp_path: Path
+) -> None:
+    cut = data.draw(st.integers(0, len(stream.steps)), label="snapshot after step")
+    straight, straight_events = replay(stream.steps)
+    before, _ = replay(stream.steps[:cut])
+    _, rest_events = replay(stream.steps[cut:], Exchange.restore(before.snapshot()))
+    name = hashlib.sha256(repr(stream).encode()).hexdigest()[:16]
+    stream_path = tmp_path / f"{name}-{cut}.stream"
+    snapshot_path = tmp_path / f"{name}-{cut}.snapshot"
+    stream_path.write_bytes(msgpack.packb(stream_to_wire(stream), use_bin_type=True))
+    snapshot_path.write_bytes(before.snapshot())
+    expected = [
+        straight.state_hash(),
+        events_digest(straight_events),
+        before.state_hash(),
+        straight.state_hash(),
+        events_digest(rest_events),
+    ]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _FRESH_PROCESS_SCRIPT, stream_path, snapshot_path, str(cut)],
+            cwd=REPO_ROOT,
+            env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(REPO_ROOT)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in _other_hash_seeds()
+    ]
+    for process in processes:
+        try:
+            out, err = process.communicate(timeout=FRESH_PROCESS_TIMEOUT_S)
+        finally:
+            process.kill()
+        assert process.returncode == 0, err
+        assert out.split() == expected
