@@ -1,4 +1,8 @@
-"""The `raftex` command: benchmarks now; node, local cluster and admin as they land."""
+"""The `raftex` command: node, local cluster, admin and benchmarks.
+
+This is the composition root: `raftex node` is the one place where the
+cluster and the api packages are wired together into a process.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from api.server import run_node
+from cluster.admin_cli import add_admin_parser, run_admin
 from cluster.bench import REFERENCE_MATCHER, format_engine_bench, run_engine_bench
-
-
-class UsageError(Exception):
-    """Bad command-line input: printed as one line, exit status 2."""
+from cluster.config import ConfigError, load_config
+from cluster.launcher import run_up
 
 
 def _positive(text: str) -> int:
@@ -21,6 +25,13 @@ def _positive(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {value}")
     return value
+
+
+def _peer(text: str) -> dict[str, str]:
+    parts = text.split("=")
+    if len(parts) != 3 or not all(parts):
+        raise argparse.ArgumentTypeError(f"peer must be ID=RAFT=HTTP, not {text!r}")
+    return {"id": parts[0], "raft": parts[1], "http": parts[2]}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,17 +50,61 @@ def build_parser() -> argparse.ArgumentParser:
         help="reference matcher to run side by side (default: shared/bench)",
     )
     engine.add_argument("--no-reference", action="store_true", help="skip the reference run")
+
+    node = commands.add_parser("node", help="run one node (Raft, store, HTTP)")
+    node.add_argument("--config", type=Path, help="TOML config file")
+    node.add_argument("--id", dest="node_id")
+    node.add_argument("--raft", help="this node's Raft address host:port")
+    node.add_argument("--http", help="this node's HTTP address host:port")
+    node.add_argument("--data-dir", dest="data_dir")
+    node.add_argument("--secret", help="cluster secret (prefer the config file)")
+    node.add_argument("--admin-token", dest="admin_token")
+    node.add_argument("--fsync", choices=["always", "none"])
+    node.add_argument(
+        "--peer",
+        dest="peers",
+        action="append",
+        type=_peer,
+        default=[],
+        metavar="ID=RAFT=HTTP",
+        help="a cluster member (repeat for each, self included)",
+    )
+
+    up = commands.add_parser("up", help="start a local cluster on 127.0.0.1")
+    up.add_argument("--nodes", type=int, choices=[3, 5], default=3)
+    up.add_argument("--data-dir", type=Path, default=Path("data"))
+
+    add_admin_parser(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "node":
+        return _run_node(args)
+    if args.command == "up":
+        return run_up(args.nodes, args.data_dir)
+    if args.command == "admin":
+        return run_admin(args)
     if args.command == "bench" and args.target == "engine":
         reference = None if args.no_reference else args.reference
         result = run_engine_bench(args.commands, args.seed, reference)
         print(format_engine_bench(result, args.json))
         return 0
     return 2
+
+
+def _run_node(args: argparse.Namespace) -> int:
+    overrides = {
+        k: getattr(args, k)
+        for k in ("node_id", "raft", "http", "data_dir", "secret", "admin_token", "fsync", "peers")
+    }
+    try:
+        config = load_config(args.config, overrides)
+    except ConfigError as exc:
+        print(f"raftex node: {exc}", file=sys.stderr)
+        return 2
+    return run_node(config)
 
 
 if __name__ == "__main__":

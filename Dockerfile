@@ -1,0 +1,19 @@
+# One raftex node. Configure it with a TOML file mounted at /etc/raftex/node.toml
+# (see compose.yaml); its data directory must be a volume so the journal and the
+# RocksDB store survive the container.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY engine ./engine
+COPY cluster ./cluster
+COPY api ./api
+COPY chaos ./chaos
+RUN pip install --no-cache-dir . && useradd --system --home /var/lib/raftex raftex \
+    && mkdir -p /var/lib/raftex && chown raftex /var/lib/raftex
+USER raftex
+VOLUME ["/var/lib/raftex"]
+EXPOSE 7000 8000
+ENTRYPOINT ["raftex", "node"]
+CMD ["--config", "/etc/raftex/node.toml"]

@@ -1,0 +1,288 @@
+"""Admin endpoints of a node (used by `raftex admin`, `raftex up`, tests and chaos).
+
+Authenticated with the cluster's admin token (`Authorization: Bearer ...`).
+Writes that only the leader can perform are forwarded to it; the response
+says which node led.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from pysyncobj.node import TCPNode
+
+from api.errors import ApiError
+from cluster.batcher import NotCommitted, Overloaded
+from cluster.node import MEMBER_TAG, ExchangeNode
+from cluster.store import READ_LIMIT_MAX
+from engine.commands import CommandDecodeError, command_from_wire
+from engine.events import event_to_dict
+
+NODE_KEY = web.AppKey("node", ExchangeNode)
+SESSION_KEY = web.AppKey("session", aiohttp.ClientSession)
+SUBMIT_TIMEOUT_MS_DEFAULT = 5_000
+SUBMIT_TIMEOUT_MS_MAX = 30_000
+FORWARD_HEADER = "X-Raftex-Forwarded"
+
+NOT_COMMITTED_MESSAGE = "not committed: retry with the same client order id"
+
+
+def add_admin_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/health", health)
+    app.router.add_get("/v1/admin/status", status)
+    app.router.add_get("/v1/admin/members", members)
+    app.router.add_post("/v1/admin/members", change_members)
+    app.router.add_post("/v1/admin/snapshot", snapshot)
+    app.router.add_get("/v1/admin/audit/verify", audit_verify)
+    app.router.add_post("/v1/admin/hash-mark", hash_mark)
+    app.router.add_get("/v1/admin/hash", hash_at)
+    app.router.add_post("/v1/admin/commands", submit_command)
+    app.router.add_get("/v1/admin/events", events)
+
+
+def _node(request: web.Request) -> ExchangeNode:
+    return request.app[NODE_KEY]
+
+
+def require_admin(request: web.Request) -> None:
+    token = _node(request).config.admin_token
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme != "Bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+        raise ApiError(401, "unauthorized", "admin endpoints need the admin token")
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "bad_json", "request body is not JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_json", "request body must be a JSON object")
+    return body
+
+
+async def health(request: web.Request) -> web.Response:
+    node = _node(request)
+    status = node.status()
+    keys = ("id", "role", "leader", "term", "applied_index", "commit_index", "lag", "last_seq")
+    return web.json_response({k: status[k] for k in keys})
+
+
+async def status(request: web.Request) -> web.Response:
+    require_admin(request)
+    return web.json_response(_node(request).status())
+
+
+async def members(request: web.Request) -> web.Response:
+    require_admin(request)
+    node = _node(request)
+    rows = [
+        {"id": p.node_id, "raft": p.raft, "http": p.http}
+        for p in sorted(node.members.values(), key=lambda p: p.node_id)
+    ]
+    return web.json_response({"leader": node.leader_id(), "members": rows})
+
+
+async def change_members(request: web.Request) -> web.Response:
+    """Adds or removes one node: records its addresses in the log, then changes Raft membership."""
+    require_admin(request)
+    node = _node(request)
+    body = await json_body(request)
+    if not node._isLeader():
+        return await forward_to_leader(request, body)
+    action = body.get("action")
+    node_id = body.get("id")
+    if action not in ("add", "remove") or not isinstance(node_id, str) or not node_id:
+        raise ApiError(400, "bad_request", "need action add|remove and a node id")
+    if action == "add":
+        raft, http = body.get("raft"), body.get("http")
+        if not isinstance(raft, str) or not isinstance(http, str):
+            raise ApiError(400, "bad_request", "adding a node needs its raft and http addresses")
+        if node_id in node.members:
+            raise ApiError(409, "already_member", f"{node_id} is already a member")
+    else:
+        peer = node.members.get(node_id)
+        if peer is None:
+            raise ApiError(404, "not_member", f"{node_id} is not a member")
+        if node_id == node.node_id:
+            raise ApiError(409, "is_leader", "transfer leadership before removing the leader")
+        raft, http = peer.raft, peer.http
+        _refuse_quorum_loss(node, node_id)
+    record = [MEMBER_TAG, action, node_id, raft, http]
+    outcome = await _submit(node, record, SUBMIT_TIMEOUT_MS_DEFAULT)
+    if isinstance(outcome, NotCommitted):
+        raise ApiError(503, "not_committed", outcome.reason)
+    done: asyncio.Future = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+
+    def on_change(result: Any, error: Any) -> None:
+        loop.call_soon_threadsafe(_set_once, done, error)
+
+    change = node.addNodeToCluster if action == "add" else node.removeNodeFromCluster
+    change(raft, callback=on_change)
+    try:
+        error = await asyncio.wait_for(done, SUBMIT_TIMEOUT_MS_DEFAULT / 1000)
+    except TimeoutError:
+        raise ApiError(503, "not_committed", "membership change not confirmed in time") from None
+    if error:
+        raise ApiError(409, "membership_refused", f"raft refused the change (reason {error})")
+    return web.json_response({"action": action, "id": node_id, "led_by": node.node_id})
+
+
+def _refuse_quorum_loss(node: ExchangeNode, removing: str) -> None:
+    """Removing a node must leave a majority of the new membership reachable."""
+    remaining = [p for p in node.members.values() if p.node_id != removing]
+    alive = sum(
+        1 for p in remaining if p.node_id == node.node_id or node.isNodeConnected(TCPNode(p.raft))
+    )
+    if alive <= len(remaining) // 2:
+        raise ApiError(
+            409,
+            "would_lose_quorum",
+            f"only {alive} of the {len(remaining)} remaining nodes are reachable",
+        )
+
+
+def _set_once(future: asyncio.Future, value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+async def snapshot(request: web.Request) -> web.Response:
+    require_admin(request)
+    node = _node(request)
+    node.forceLogCompaction()
+    return web.json_response({"requested": True, "last_snapshot_index": node.last_snapshot_index})
+
+
+async def audit_verify(request: web.Request) -> web.Response:
+    require_admin(request)
+    node = _node(request)
+    report = await asyncio.to_thread(node.store.verify_audit)
+    return web.json_response(
+        {
+            "id": node.node_id,
+            "ok": report.ok,
+            "records": report.records,
+            "first_bad": report.first_bad,
+            "reason": report.reason,
+        }
+    )
+
+
+async def events(request: web.Request) -> web.Response:
+    """This node's event history after `since`, ascending: feeds and checkers page through it."""
+    require_admin(request)
+    node = _node(request)
+    try:
+        since = int(request.query.get("since", "0"))
+        limit = int(request.query.get("limit", str(READ_LIMIT_MAX)))
+    except ValueError:
+        raise ApiError(400, "bad_request", "since and limit must be integers") from None
+    if since < 0 or not 0 < limit <= READ_LIMIT_MAX:
+        raise ApiError(400, "bad_request", f"since >= 0 and limit 1..{READ_LIMIT_MAX}")
+    rows = await asyncio.to_thread(node.store.events_since, since, limit)
+    return web.json_response(
+        {
+            "id": node.node_id,
+            "events": [event_to_dict(e) for e in rows],
+            "last_seq": node.view.last_seq,
+        }
+    )
+
+
+async def hash_mark(request: web.Request) -> web.Response:
+    """Appends an entry after which every node records its state hash; returns its index."""
+    require_admin(request)
+    node = _node(request)
+    if not node._isLeader():
+        return await forward_to_leader(request, {})
+    result = await asyncio.to_thread(node.request_hash_mark, SUBMIT_TIMEOUT_MS_DEFAULT / 1000)
+    if isinstance(result, NotCommitted):
+        raise ApiError(503, "not_committed", result.reason)
+    return web.json_response({"index": result, "led_by": node.node_id})
+
+
+async def hash_at(request: web.Request) -> web.Response:
+    require_admin(request)
+    node = _node(request)
+    try:
+        index = int(request.query["index"])
+        timeout_ms = min(int(request.query.get("timeout_ms", "5000")), SUBMIT_TIMEOUT_MS_MAX)
+    except (KeyError, ValueError):
+        raise ApiError(400, "bad_request", "need integer index (and timeout_ms)") from None
+    digest = await asyncio.to_thread(node.hash_at, index, timeout_ms / 1000)
+    if digest is None:
+        raise ApiError(409, "behind", f"no hash recorded at index {index} on {node.node_id}")
+    return web.json_response({"id": node.node_id, "index": index, "state_hash": digest})
+
+
+async def submit_command(request: web.Request) -> web.Response:
+    """Submits one engine command (wire form) through the log and returns its events."""
+    require_admin(request)
+    node = _node(request)
+    body = await json_body(request)
+    wire = body.get("command")
+    timeout_ms = body.get("timeout_ms", SUBMIT_TIMEOUT_MS_DEFAULT)
+    if type(timeout_ms) is not int or not 0 < timeout_ms <= SUBMIT_TIMEOUT_MS_MAX:
+        raise ApiError(400, "bad_timeout", f"timeout_ms must be 1..{SUBMIT_TIMEOUT_MS_MAX}")
+    try:
+        command_from_wire(wire)
+    except CommandDecodeError as exc:
+        raise ApiError(400, "bad_command", str(exc)) from None
+    if not node._isLeader():
+        return await forward_to_leader(request, body)
+    outcome = await _submit(node, wire, timeout_ms)
+    if isinstance(outcome, NotCommitted):
+        raise ApiError(503, "not_committed", f"{NOT_COMMITTED_MESSAGE} ({outcome.reason})")
+    events = [event_to_dict(e) for e in outcome]
+    return web.json_response(
+        {
+            "events": events,
+            "seq": max((e["seq"] for e in events), default=node.view.last_seq),
+            "led_by": node.node_id,
+        }
+    )
+
+
+async def _submit(node: ExchangeNode, wire: list[Any], timeout_ms: int) -> Any:
+    try:
+        future = node.submit(wire, timeout_ms / 1000)
+    except Overloaded as exc:
+        raise ApiError(503, "overloaded", str(exc)) from None
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(future), timeout_ms / 1000 + 1)
+    except TimeoutError:
+        return NotCommitted("no answer from the apply thread")
+
+
+async def forward_to_leader(request: web.Request, body: dict[str, Any]) -> web.Response:
+    """Sends a leader-only write to the leader, once; a loop or no leader is a 503."""
+    node = _node(request)
+    leader_http = node.leader_http()
+    if leader_http is None or request.headers.get(FORWARD_HEADER):
+        raise ApiError(503, "not_committed", f"no leader reachable; {NOT_COMMITTED_MESSAGE}")
+    session = request.app[SESSION_KEY]
+    url = f"http://{leader_http}{request.path_qs}"
+    headers = {
+        "Authorization": request.headers.get("Authorization", ""),
+        FORWARD_HEADER: node.node_id,
+    }
+    try:
+        async with session.post(url, json=body, headers=headers) as response:
+            payload = await response.read()
+            return web.Response(
+                body=payload, status=response.status, content_type="application/json"
+            )
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ApiError(
+            503,
+            "not_committed",
+            f"leader {leader_http} unreachable ({exc!r}); {NOT_COMMITTED_MESSAGE}",
+        ) from None

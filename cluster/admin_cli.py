@@ -1,0 +1,175 @@
+"""`raftex admin ...`: cluster operations over the nodes' admin endpoints.
+
+Tables by default, one JSON document with `--json`. Errors are one line on
+stderr and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from cluster.admin_client import (
+    AdminClient,
+    AdminError,
+    NodeAddress,
+    read_admin_token,
+    read_cluster_file,
+)
+from engine.codes import TradingStatus
+from engine.commands import SetAccountEnabled, SetTradingStatus, command_to_wire
+
+STATUS_COLUMNS = (
+    "id",
+    "role",
+    "pid",
+    "http",
+    "term",
+    "leader",
+    "commit_index",
+    "applied_index",
+    "lag",
+    "state_hash",
+    "uptime_s",
+    "last_snapshot_index",
+)
+
+
+def add_admin_parser(commands: argparse._SubParsersAction) -> None:
+    admin = commands.add_parser("admin", help="operate a running cluster")
+    where = admin.add_mutually_exclusive_group(required=True)
+    where.add_argument("--node", help="one node's HTTP address, host:port")
+    where.add_argument("--cluster", type=Path, help="cluster.json written by `raftex up`")
+    admin.add_argument("--token", help="admin token (default: admin.token beside cluster.json)")
+    admin.add_argument("--json", action="store_true", help="print JSON")
+    actions = admin.add_subparsers(dest="action", required=True)
+    actions.add_parser("status", help="every node's role, term, indexes and lag")
+    actions.add_parser("members", help="the cluster membership")
+    add = actions.add_parser("add", help="add a node (start it first with all members as peers)")
+    add.add_argument("node_id")
+    add.add_argument("--raft", required=True)
+    add.add_argument("--http", required=True)
+    remove = actions.add_parser("remove", help="remove a node")
+    remove.add_argument("node_id")
+    actions.add_parser("snapshot", help="force log compaction on every node")
+    audit = actions.add_parser("audit", help="audit history")
+    audit.add_argument("audit_action", choices=["verify"])
+    actions.add_parser("hash", help="state hashes of every node at one log index")
+    halt = actions.add_parser("halt", help="halt trading in a symbol")
+    halt.add_argument("symbol")
+    resume = actions.add_parser("resume", help="resume trading in a symbol")
+    resume.add_argument("symbol")
+    kill = actions.add_parser("kill-switch", help="disable an account and cancel its orders")
+    kill.add_argument("account")
+    kill.add_argument("--enable", action="store_true", help="re-enable the account instead")
+
+
+def run_admin(args: argparse.Namespace) -> int:
+    try:
+        nodes, token = _target(args)
+        result = asyncio.run(_dispatch(args, nodes, token))
+    except AdminError as exc:
+        print(f"raftex admin: {exc}", file=sys.stderr)
+        return 1
+    output, ok = result
+    print(json.dumps(output, indent=2) if args.json else _table(args.action, output))
+    return 0 if ok else 1
+
+
+def _target(args: argparse.Namespace) -> tuple[list[NodeAddress], str]:
+    if args.cluster is not None:
+        nodes = read_cluster_file(args.cluster)
+        token = args.token or read_admin_token(args.cluster)
+    else:
+        nodes = [NodeAddress(args.node, args.node)]
+        token = args.token or ""
+    if not token:
+        raise AdminError("no admin token: pass --token or keep admin.token beside cluster.json")
+    return nodes, token
+
+
+async def _dispatch(
+    args: argparse.Namespace, nodes: list[NodeAddress], token: str
+) -> tuple[Any, bool]:
+    async with AdminClient(token) as client:
+        action = args.action
+        if action == "status":
+            rows = await client.status_all(nodes)
+            return {"nodes": rows}, True
+        if action == "members":
+            return await _first_answer(client, nodes, "GET", "/v1/admin/members", None), True
+        if action in ("add", "remove"):
+            body = {"action": action, "id": args.node_id}
+            if action == "add":
+                body.update(raft=args.raft, http=args.http)
+            return await _first_answer(client, nodes, "POST", "/v1/admin/members", body), True
+        if action == "snapshot":
+            rows = []
+            for node in nodes:
+                rows.append(await client.call(node.http, "POST", "/v1/admin/snapshot", {}))
+            return {"nodes": rows}, True
+        if action == "audit":
+            rows = []
+            for node in nodes:
+                rows.append(await client.call(node.http, "GET", "/v1/admin/audit/verify"))
+            return {"nodes": rows}, all(r["ok"] for r in rows)
+        if action == "hash":
+            result = await client.hashes(nodes)
+            return result, result["agree"]
+        if action in ("halt", "resume"):
+            status = TradingStatus.HALTED if action == "halt" else TradingStatus.OPEN
+            wire = command_to_wire(SetTradingStatus(args.symbol, status))
+        else:
+            wire = command_to_wire(SetAccountEnabled(args.account, bool(args.enable)))
+        result = await _first_answer(client, nodes, "POST", "/v1/admin/commands", {"command": wire})
+        rejected = [e for e in result["events"] if e["type"] == "rejected"]
+        if rejected:
+            raise AdminError(f"refused: {rejected[0]['code']} ({rejected[0]['message']})")
+        return result, True
+
+
+async def _first_answer(
+    client: AdminClient, nodes: list[NodeAddress], method: str, path: str, body: Any
+) -> Any:
+    """Asks the nodes in turn; the first that answers decides (errors of 4xx are final)."""
+    errors = []
+    for node in nodes:
+        try:
+            return await client.call(node.http, method, path, body)
+        except AdminError as exc:
+            if 400 <= exc.status < 500:
+                raise
+            errors.append(str(exc))
+    raise AdminError("; ".join(errors) or "no node to ask")
+
+
+def _table(action: str, output: Any) -> str:
+    if action == "status":
+        return _format_rows(output["nodes"], STATUS_COLUMNS)
+    if action == "members":
+        return _format_rows(output["members"], ("id", "raft", "http")) + (
+            f"\nleader: {output['leader']}"
+        )
+    if action == "hash":
+        text = _format_rows(output["nodes"], ("id", "state_hash"))
+        verdict = "agree" if output["agree"] else "DISAGREE"
+        return f"{text}\nindex {output['index']}: {verdict}"
+    if action == "audit":
+        return _format_rows(output["nodes"], ("id", "ok", "records", "first_bad", "reason"))
+    if action == "snapshot":
+        return _format_rows(output["nodes"], ("requested", "last_snapshot_index"))
+    return json.dumps(output, indent=2)
+
+
+def _format_rows(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
+    cells = [
+        [str(row.get(c, "")) if row.get(c) is not None else "-" for c in columns] for row in rows
+    ]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)

@@ -1,0 +1,130 @@
+"""HTTP calls to the nodes' admin endpoints, shared by `raftex admin`, `raftex up` and tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+REQUEST_TIMEOUT_S = 10.0
+CLUSTER_FILE_NAME = "cluster.json"
+ADMIN_TOKEN_FILE_NAME = "admin.token"
+
+
+class AdminError(Exception):
+    """A failed admin call, with the node's error code when it gave one."""
+
+    def __init__(self, message: str, code: str = "", status: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAddress:
+    node_id: str
+    http: str
+
+
+def read_cluster_file(path: Path) -> list[NodeAddress]:
+    try:
+        data = json.loads(path.read_text())
+        return [NodeAddress(str(n["id"]), str(n["http"])) for n in data["nodes"]]
+    except OSError as exc:
+        raise AdminError(f"cannot read {path}: {exc.strerror}") from None
+    except (ValueError, KeyError, TypeError):
+        raise AdminError(f"{path} is not a cluster file (need nodes with id and http)") from None
+
+
+def read_admin_token(cluster_file: Path) -> str:
+    token_file = cluster_file.with_name(ADMIN_TOKEN_FILE_NAME)
+    try:
+        return token_file.read_text().strip()
+    except OSError:
+        return ""
+
+
+class AdminClient:
+    """One aiohttp session; use as `async with AdminClient(token) as client:`."""
+
+    def __init__(self, token: str, timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+        self._token = token
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> AdminClient:
+        self._session = aiohttp.ClientSession(
+            timeout=self._timeout, headers={"Authorization": f"Bearer {self._token}"}
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def call(
+        self, http: str, method: str, path: str, body: Any = None, params: dict | None = None
+    ) -> Any:
+        assert self._session is not None, "use AdminClient as an async context manager"
+        url = f"http://{http}{path}"
+        try:
+            async with self._session.request(method, url, json=body, params=params) as response:
+                text = await response.text()
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise AdminError(f"{http} unreachable: {exc.__class__.__name__}") from None
+        try:
+            payload = json.loads(text) if text else {}
+        except ValueError:
+            raise AdminError(f"{http} answered {response.status} with non-JSON body") from None
+        if response.status >= 400:
+            code = payload.get("code", "") if isinstance(payload, dict) else ""
+            message = payload.get("message", text) if isinstance(payload, dict) else text
+            raise AdminError(f"{http}: {message}", code=code, status=response.status)
+        return payload
+
+    async def submit(self, http: str, wire: list[Any], timeout_ms: int = 5_000) -> dict[str, Any]:
+        return await self.call(
+            http, "POST", "/v1/admin/commands", {"command": wire, "timeout_ms": timeout_ms}
+        )
+
+    async def status_all(self, nodes: list[NodeAddress]) -> list[dict[str, Any]]:
+        """Status of every node; an unreachable node is reported as `down`."""
+
+        async def one(node: NodeAddress) -> dict[str, Any]:
+            try:
+                return await self.call(node.http, "GET", "/v1/admin/status")
+            except AdminError as exc:
+                return {"id": node.node_id, "role": "down", "http": node.http, "error": str(exc)}
+
+        return list(await asyncio.gather(*(one(n) for n in nodes)))
+
+    async def hashes(self, nodes: list[NodeAddress], timeout_ms: int = 10_000) -> dict[str, Any]:
+        """State hashes of every node at one log index, recorded as each node applied it."""
+        mark: dict[str, Any] | None = None
+        errors: list[str] = []
+        for node in nodes:
+            try:
+                mark = await self.call(node.http, "POST", "/v1/admin/hash-mark", {})
+                break
+            except AdminError as exc:
+                errors.append(str(exc))
+        if mark is None:
+            raise AdminError("no node could append a hash mark: " + "; ".join(errors))
+        index = mark["index"]
+
+        async def one(node: NodeAddress) -> dict[str, Any]:
+            params = {"index": str(index), "timeout_ms": str(timeout_ms)}
+            try:
+                got = await self.call(node.http, "GET", "/v1/admin/hash", params=params)
+                return {"id": node.node_id, "state_hash": got["state_hash"]}
+            except AdminError as exc:
+                return {"id": node.node_id, "state_hash": None, "error": str(exc)}
+
+        rows = list(await asyncio.gather(*(one(n) for n in nodes)))
+        digests = {r["state_hash"] for r in rows}
+        agree = len(digests) == 1 and None not in digests
+        return {"index": index, "agree": agree, "nodes": rows}

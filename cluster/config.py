@@ -1,0 +1,138 @@
+"""A node's configuration: one typed object, built once at start-up and validated.
+
+Read from a TOML file (`raftex node --config FILE`) with flags taking
+precedence. Nothing else in the node reads files or the environment for
+settings.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+SECRET_LEN_MIN = 16
+FSYNC_POLICIES = ("always", "none")
+
+
+class ConfigError(Exception):
+    """A configuration the node refuses to start with; the message says what to fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    node_id: str
+    raft: str
+    http: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    node_id: str
+    raft: str
+    http: str
+    data_dir: Path
+    secret: str
+    admin_token: str
+    peers: tuple[Peer, ...] = field(default_factory=tuple)
+    fsync: str = "always"
+
+    @property
+    def others(self) -> tuple[Peer, ...]:
+        return tuple(p for p in self.peers if p.node_id != self.node_id)
+
+    def peer_by_raft(self, raft: str) -> Peer | None:
+        return next((p for p in self.peers if p.raft == raft), None)
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"address {address!r} is not host:port")
+    return host, int(port)
+
+
+def load_config(path: Path | None, overrides: dict[str, Any]) -> NodeConfig:
+    """File values, then non-empty overrides (flags); validated before return."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+    raw.update({k: v for k, v in overrides.items() if v not in (None, "", [])})
+    missing = [k for k in ("node_id", "raft", "http", "data_dir") if not raw.get(k)]
+    if missing:
+        raise ConfigError(f"missing setting(s): {', '.join(missing)}")
+    if not raw.get("secret"):
+        raise ConfigError("missing cluster secret: set `secret` (node-to-node traffic needs it)")
+    peers = tuple(_peer(p) for p in raw.get("peers", []))
+    config = NodeConfig(
+        node_id=str(raw["node_id"]),
+        raft=str(raw["raft"]),
+        http=str(raw["http"]),
+        data_dir=Path(raw["data_dir"]),
+        secret=str(raw["secret"]),
+        admin_token=str(raw.get("admin_token", "")),
+        peers=peers,
+        fsync=str(raw.get("fsync", "always")),
+    )
+    if not any(p.node_id == config.node_id for p in peers):
+        config = replace(config, peers=(*peers, Peer(config.node_id, config.raft, config.http)))
+    validate(config)
+    return config
+
+
+def _peer(entry: Any) -> Peer:
+    if not isinstance(entry, dict) or not all(
+        isinstance(entry.get(k), str) for k in ("id", "raft", "http")
+    ):
+        raise ConfigError("each peer needs string `id`, `raft` and `http`")
+    return Peer(entry["id"], entry["raft"], entry["http"])
+
+
+def validate(config: NodeConfig) -> None:
+    if len(config.secret) < SECRET_LEN_MIN:
+        raise ConfigError(f"cluster secret must be at least {SECRET_LEN_MIN} characters")
+    if not config.admin_token:
+        raise ConfigError("missing admin_token: the admin endpoints need a credential")
+    if config.fsync not in FSYNC_POLICIES:
+        raise ConfigError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}, not {config.fsync!r}")
+    ids = [p.node_id for p in config.peers]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"peer ids repeat: {ids}")
+    raft_addrs = [p.raft for p in config.peers]
+    if len(set(raft_addrs)) != len(raft_addrs):
+        raise ConfigError(f"peer raft addresses repeat: {raft_addrs}")
+    me = next(p for p in config.peers if p.node_id == config.node_id)
+    if me.raft != config.raft or me.http != config.http:
+        raise ConfigError(f"peer entry for {config.node_id} disagrees with its own addresses")
+    for peer in config.peers:
+        split_address(peer.raft)
+        split_address(peer.http)
+    data_dir = config.data_dir
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create data dir {data_dir}: {exc.strerror}") from None
+    if not os.access(data_dir, os.R_OK | os.W_OK | os.X_OK):
+        raise ConfigError(f"data dir {data_dir} is not readable and writable")
+    for what, address in (("raft", config.raft), ("http", config.http)):
+        _check_port_free(what, address)
+
+
+def _check_port_free(what: str, address: str) -> None:
+    host, port = split_address(address)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"{what} address {address} is not available: {exc.strerror}"
+            ) from None

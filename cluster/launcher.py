@@ -1,0 +1,262 @@
+"""`raftex up`: a local cluster of node processes on 127.0.0.1, for `make run` and tests.
+
+First start: picks free ports, generates the cluster secret and admin token,
+writes one config per node, starts the nodes, waits for a leader and seeds
+demo instruments and funded accounts. Later starts reuse the same directory,
+ports and secrets, so the data survives. Seeding is idempotent (existing
+instruments and accounts are refused, deposits carry request ids), so it runs
+on every start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cluster.admin_client import (
+    ADMIN_TOKEN_FILE_NAME,
+    CLUSTER_FILE_NAME,
+    AdminClient,
+    AdminError,
+    NodeAddress,
+)
+from engine.commands import AddInstrument, CreateAccount, Deposit, command_to_wire
+
+LAUNCH_FILE_NAME = "launch.json"
+LEADER_WAIT_S = 30.0
+STOP_WAIT_S = 10.0
+POLL_PERIOD_S = 0.2
+HOST = "127.0.0.1"
+
+DEMO_QUOTE = "USD"
+DEMO_STOCKS = (("AAPL", 19_000), ("MSFT", 42_000), ("NVDA", 14_000), ("TSLA", 25_000))
+DEMO_ACCOUNTS = ("alice", "bob", "carol", "dave")
+DEMO_CASH_CENTS = 10_000_000_00
+DEMO_SHARES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class LocalNode:
+    node_id: str
+    raft: str
+    http: str
+    config_path: Path
+    log_path: Path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def prepare(data_dir: Path, count: int, fsync: str = "always") -> tuple[list[LocalNode], str]:
+    """Writes (or reuses) the launch plan and node configs; returns nodes and admin token."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    launch_file = data_dir / LAUNCH_FILE_NAME
+    if launch_file.exists():
+        plan = json.loads(launch_file.read_text())
+    else:
+        plan = {
+            "secret": secrets.token_urlsafe(32),
+            "admin_token": secrets.token_urlsafe(24),
+            "nodes": [
+                {"id": f"n{i}", "raft": f"{HOST}:{free_port()}", "http": f"{HOST}:{free_port()}"}
+                for i in range(1, count + 1)
+            ],
+        }
+        _write_private(launch_file, json.dumps(plan, indent=2))
+    _write_private(data_dir / ADMIN_TOKEN_FILE_NAME, plan["admin_token"])
+    nodes = []
+    for entry in plan["nodes"][:count]:
+        config_path = data_dir / f"{entry['id']}.toml"
+        peers = "\n".join(
+            f'[[peers]]\nid = "{p["id"]}"\nraft = "{p["raft"]}"\nhttp = "{p["http"]}"\n'
+            for p in plan["nodes"][:count]
+        )
+        _write_private(
+            config_path,
+            f'node_id = "{entry["id"]}"\nraft = "{entry["raft"]}"\nhttp = "{entry["http"]}"\n'
+            f'data_dir = "{data_dir / entry["id"]}"\nsecret = "{plan["secret"]}"\n'
+            f'admin_token = "{plan["admin_token"]}"\nfsync = "{fsync}"\n\n{peers}',
+        )
+        nodes.append(
+            LocalNode(
+                entry["id"],
+                entry["raft"],
+                entry["http"],
+                config_path,
+                data_dir / f"{entry['id']}.log",
+            )
+        )
+    return nodes, plan["admin_token"]
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
+def start_node(node: LocalNode) -> subprocess.Popen:
+    log = open(node.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cluster.cli", "node", "--config", str(node.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    finally:
+        log.close()
+
+
+def write_cluster_file(data_dir: Path, nodes: list[LocalNode], pids: dict[str, int]) -> Path:
+    path = data_dir / CLUSTER_FILE_NAME
+    rows = [
+        {"id": n.node_id, "raft": n.raft, "http": n.http, "pid": pids.get(n.node_id)} for n in nodes
+    ]
+    path.write_text(json.dumps({"nodes": rows}, indent=2) + "\n")
+    return path
+
+
+async def wait_for_leader(nodes: list[LocalNode], token: str, timeout_s: float) -> str:
+    """Waits until one node leads and every node has heard of it."""
+    addresses = [NodeAddress(n.node_id, n.http) for n in nodes]
+    deadline = time.monotonic() + timeout_s
+    async with AdminClient(token, timeout_s=2.0) as client:
+        while time.monotonic() < deadline:
+            rows = await client.status_all(addresses)
+            leaders = {r.get("leader") for r in rows}
+            if (
+                len(leaders) == 1
+                and None not in leaders
+                and any(r["role"] == "leader" for r in rows)
+            ):
+                return leaders.pop()
+            await asyncio.sleep(POLL_PERIOD_S)
+    raise AdminError(f"no leader elected within {timeout_s:.0f} s")
+
+
+def demo_commands() -> list[list[Any]]:
+    commands: list[Any] = [
+        AddInstrument(
+            symbol,
+            symbol,
+            DEMO_QUOTE,
+            tick_size=1,
+            lot_size=1,
+            max_qty=100_000,
+            max_notional=10**11,
+            price_band_bps=1_000,
+            maker_fee_bps=1,
+            taker_fee_bps=3,
+            reference_price=price,
+            halt_pause_ms=30_000,
+        )
+        for symbol, price in DEMO_STOCKS
+    ]
+    for account in DEMO_ACCOUNTS:
+        commands.append(CreateAccount(account))
+        commands.append(Deposit(account, DEMO_QUOTE, DEMO_CASH_CENTS, request_id="demo-cash"))
+        commands.extend(
+            Deposit(account, symbol, DEMO_SHARES, request_id=f"demo-{symbol}")
+            for symbol, _ in DEMO_STOCKS
+        )
+    return [command_to_wire(c) for c in commands]
+
+
+async def seed_demo(http: str, token: str) -> None:
+    async with AdminClient(token) as client:
+        for wire in demo_commands():
+            await client.submit(http, wire)
+
+
+class LocalCluster:
+    """Processes of a local cluster; `stop()` ends them all (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, data_dir: Path, count: int, fsync: str = "always") -> None:
+        self.data_dir = data_dir
+        self.nodes, self.admin_token = prepare(data_dir, count, fsync)
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.cluster_file = data_dir / CLUSTER_FILE_NAME
+
+    def start(self) -> None:
+        for node in self.nodes:
+            self.start_one(node.node_id)
+
+    def start_one(self, node_id: str) -> None:
+        node = self.node(node_id)
+        self.processes[node_id] = start_node(node)
+        write_cluster_file(self.data_dir, self.nodes, {k: p.pid for k, p in self.processes.items()})
+
+    def node(self, node_id: str) -> LocalNode:
+        return next(n for n in self.nodes if n.node_id == node_id)
+
+    def addresses(self) -> list[NodeAddress]:
+        return [NodeAddress(n.node_id, n.http) for n in self.nodes]
+
+    def kill(self, node_id: str, signum: int = signal.SIGKILL) -> None:
+        process = self.processes.pop(node_id)
+        process.send_signal(signum)
+        process.wait(timeout=STOP_WAIT_S)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_WAIT_S
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+
+
+def run_up(count: int, data_dir: Path) -> int:
+    cluster = LocalCluster(data_dir.resolve(), count)
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    cluster.start()
+    try:
+        leader = asyncio.run(wait_for_leader(cluster.nodes, cluster.admin_token, LEADER_WAIT_S))
+        leader_http = cluster.node(leader).http
+        asyncio.run(seed_demo(leader_http, cluster.admin_token))
+    except AdminError as exc:
+        print(f"raftex up: {exc}; logs in {data_dir}", file=sys.stderr)
+        cluster.stop()
+        return 1
+    print(f"raftex: {count}-node cluster up, leader {leader}")
+    for node in cluster.nodes:
+        print(f"  {node.node_id}  http://{node.http}  raft {node.raft}  log {node.log_path}")
+    print(f"  cluster file  {cluster.cluster_file}")
+    print(f"  admin token   {data_dir / ADMIN_TOKEN_FILE_NAME}")
+    print("Ctrl-C stops the cluster; the data stays in", data_dir)
+    sys.stdout.flush()
+    while not stopping:
+        dead = [k for k, p in cluster.processes.items() if p.poll() is not None]
+        if dead:
+            print(f"raftex up: node(s) {', '.join(dead)} exited; see their logs", file=sys.stderr)
+            break
+        time.sleep(POLL_PERIOD_S)
+    cluster.stop()
+    print("raftex: cluster stopped")
+    return 0

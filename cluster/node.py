@@ -1,0 +1,320 @@
+"""A raftex node: pysyncobj Raft around the engine, the store and the published views.
+
+The Raft thread is the apply thread: it alone touches the engine and writes the
+store (single writer). One log entry is one batch of commands; applying it
+runs every command through the engine at the entry's log time, writes all
+results to RocksDB in one WriteBatch tagged with the entry's log index, swaps
+in a new read view, and hands each command's events back to its submitter.
+
+Replay safety: the engine is rebuilt from the last snapshot plus the journal;
+the store remembers the last log index it wrote, so a replayed entry updates
+the engine but never writes twice. A log index that does not move forward is
+the pysyncobj hazard described in shared/PYSYNCOBJ.md: the node stops loudly.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from pysyncobj import SyncObj, SyncObjConf, replicated
+from pysyncobj.node import TCPNode
+
+from cluster.batcher import Batcher, NotCommitted
+from cluster.config import NodeConfig, Peer
+from cluster.entry import decode_entry
+from cluster.snapshot_file import (
+    SnapshotMeta,
+    extract_store,
+    read_snapshot_meta,
+    write_snapshot_file,
+)
+from cluster.store import AppliedCommand, Store
+from cluster.views import NodeView, full_view, next_view
+from engine import Exchange, RejectCode
+from engine.commands import CommandDecodeError, command_from_wire
+from engine.events import Event, Rejected
+
+log = logging.getLogger("raftex.node")
+
+# A membership record travels as `[MEMBER_TAG, action, id, raft, http]` in place of a
+# command, so every replica learns the HTTP address of every member.
+MEMBER_TAG = "!member"
+HASH_MARKS_KEPT = 64
+EXIT_DIVERGED = 70
+RAFT_MIN_TIMEOUT_S = 0.4
+RAFT_MAX_TIMEOUT_S = 1.0
+LEADER_FALLBACK_TIMEOUT_S = 1.0
+APPEND_ENTRIES_PERIOD_S = 0.05
+AUTO_TICK_PERIOD_S = 0.005
+CONNECTION_TIMEOUT_S = 2.0
+COMMANDS_QUEUE_SIZE = 1_000
+LOG_COMPACTION_MIN_ENTRIES = 20_000
+LOG_COMPACTION_MIN_TIME_S = 600
+
+EventListener = Callable[[list[Event]], None]
+
+
+class ExchangeNode(SyncObj):
+    def __init__(self, config: NodeConfig, store: Store) -> None:
+        self.config = config
+        self.node_id = config.node_id
+        self.store = store
+        self.store_dir = config.data_dir / "store"
+        self.engine = Exchange()
+        self.applied_index = 0
+        self.view = NodeView()
+        self.members: dict[str, Peer] = {p.node_id: p for p in config.peers}
+        self.hash_marks: collections.OrderedDict[int, str] = collections.OrderedDict()
+        self.hash_marks_changed = threading.Condition()
+        self.last_snapshot_index = 0
+        self.started_monotonic = time.monotonic()
+        self._listeners: list[EventListener] = []
+        self.batcher = Batcher(config.node_id, self._send_entry, self._isLeader)
+        conf = SyncObjConf(
+            password=config.secret,
+            journalFile=str(config.data_dir / "raft.journal"),
+            fullDumpFile=str(config.data_dir / "raft.dump"),
+            serializer=self._write_dump,
+            deserializer=self._load_dump,
+            dynamicMembershipChange=True,
+            appendEntriesUseBatch=False,
+            appendEntriesPeriod=APPEND_ENTRIES_PERIOD_S,
+            autoTickPeriod=AUTO_TICK_PERIOD_S,
+            raftMinTimeout=RAFT_MIN_TIMEOUT_S,
+            raftMaxTimeout=RAFT_MAX_TIMEOUT_S,
+            leaderFallbackTimeout=LEADER_FALLBACK_TIMEOUT_S,
+            connectionTimeout=CONNECTION_TIMEOUT_S,
+            commandsQueueSize=COMMANDS_QUEUE_SIZE,
+            logCompactionMinEntries=LOG_COMPACTION_MIN_ENTRIES,
+            logCompactionMinTime=LOG_COMPACTION_MIN_TIME_S,
+        )
+        super().__init__(config.raft, [p.raft for p in config.others], conf)
+        self.batcher.start()
+
+    # ------------------------------------------------------------ submit
+
+    def submit(self, wire: list[Any], timeout_s: float) -> Future:
+        """Queues a command for the next batch; the future resolves to events or NotCommitted."""
+        return self.batcher.submit(wire, timeout_s)
+
+    def subscribe(self, listener: EventListener) -> Callable[[], None]:
+        """Calls `listener(events)` on the apply thread after each entry; it must not block."""
+        self._listeners = [*self._listeners, listener]
+
+        def unsubscribe() -> None:
+            self._listeners = [fn for fn in self._listeners if fn is not listener]
+
+        return unsubscribe
+
+    def _send_entry(self, payload: bytes, callback: Callable[[Any, Any], None]) -> None:
+        self.apply_entry(payload, callback=callback)
+
+    # ------------------------------------------------------------ apply
+
+    @replicated
+    def apply_entry(self, payload: bytes) -> int:
+        """Never raises: an exception here would stall every replica on the same entry."""
+        index = self.raftLastApplied + 1
+        try:
+            self._apply(index, payload)
+        except BaseException:
+            log.critical(
+                "event=apply_failed node=%s index=%d: stopping rather than run diverged",
+                self.node_id,
+                index,
+                exc_info=True,
+            )
+            os._exit(EXIT_DIVERGED)
+        return index
+
+    def _apply(self, index: int, payload: bytes) -> None:
+        if index <= self.applied_index:
+            log.critical(
+                "event=log_backwards node=%s index=%d applied=%d",
+                self.node_id,
+                index,
+                self.applied_index,
+            )
+            os._exit(EXIT_DIVERGED)
+        entry = decode_entry(payload)
+        engine = self.engine
+        applied: list[AppliedCommand] = []
+        resolved: list[tuple[str, Any]] = []
+        new_events: list[Event] = []
+        for tag, wire in entry.items:
+            if wire and wire[0] == MEMBER_TAG:
+                self._apply_member(wire[1:])
+                resolved.append((tag, []))
+                continue
+            try:
+                command = command_from_wire(wire)
+            except CommandDecodeError as exc:
+                events = [self._reject_malformed(str(exc))]
+            else:
+                events = engine.apply(command, entry.ts_ms)
+            applied.append(AppliedCommand(tag, wire, events))
+            resolved.append((tag, events))
+            new_events.extend(e for e in events if e.seq > self.view.last_seq)
+        if index > self.store.applied_index():
+            self.store.write_batch(index, entry.ts_ms, applied)
+        self.applied_index = index
+        self.view = next_view(self.view, engine, index, new_events)
+        for tag, events in resolved:
+            self.batcher.resolve(tag, events)
+        if entry.hash_mark:
+            self._record_hash(index)
+        for listener in self._listeners:
+            listener(new_events)
+
+    def _reject_malformed(self, detail: str) -> Event:
+        """A command that cannot be decoded still takes a sequence number, deterministically."""
+        engine = self.engine
+        engine.seq += 1
+        return Rejected(engine.seq, engine.now_ms, "", "", "?", RejectCode.UNKNOWN_COMMAND, detail)
+
+    def _apply_member(self, wire: list[Any]) -> None:
+        action, node_id, raft, http = wire
+        if action == "add":
+            self.members[node_id] = Peer(node_id, raft, http)
+        else:
+            self.members.pop(node_id, None)
+
+    def _record_hash(self, index: int) -> None:
+        digest = self.state_hash()
+        with self.hash_marks_changed:
+            self.hash_marks[index] = digest
+            while len(self.hash_marks) > HASH_MARKS_KEPT:
+                self.hash_marks.popitem(last=False)
+            self.hash_marks_changed.notify_all()
+
+    def state_hash(self) -> str:
+        """Engine state and audit chain head together; only the apply thread may call it."""
+        text = f"{self.engine.state_hash()}:{self.store.audit_head()}"
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def hash_at(self, index: int, timeout_s: float) -> str | None:
+        """The hash recorded when `index` was applied, waiting up to `timeout_s` for it."""
+        deadline = time.monotonic() + timeout_s
+        with self.hash_marks_changed:
+            while index not in self.hash_marks:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.hash_marks and min(self.hash_marks) > index):
+                    return None
+                self.hash_marks_changed.wait(remaining)
+            return self.hash_marks[index]
+
+    def request_hash_mark(self, timeout_s: float) -> int | NotCommitted:
+        try:
+            result = self.batcher.request_hash_mark().result(timeout_s)
+        except TimeoutError:
+            return NotCommitted("hash mark not committed before the timeout")
+        return result
+
+    # ------------------------------------------------------------ snapshots
+
+    def _write_dump(self, path: str, data: Any) -> None:
+        """pysyncobj serializer: runs on the apply thread, so engine and store agree."""
+        last_entry, prev_entry, cluster = data
+        if last_entry[1] != self.raftLastApplied:
+            raise RuntimeError("dump requested for an index other than the applied one")
+        checkpoint = self.config.data_dir / "checkpoint.tmp"
+        shutil.rmtree(checkpoint, ignore_errors=True)
+        started = time.monotonic()
+        try:
+            self.store.checkpoint(checkpoint)
+            meta = SnapshotMeta(
+                applied_index=self.applied_index,
+                last_entry=tuple(last_entry),
+                prev_entry=tuple(prev_entry),
+                cluster=sorted(node.id for node in cluster),
+                members=[[p.node_id, p.raft, p.http] for p in self.members.values()],
+                engine=self.engine.snapshot(),
+            )
+            write_snapshot_file(Path(path), meta, checkpoint)
+        finally:
+            shutil.rmtree(checkpoint, ignore_errors=True)
+        self.last_snapshot_index = last_entry[1]
+        log.info(
+            "event=snapshot_written node=%s index=%d seconds=%.3f",
+            self.node_id,
+            last_entry[1],
+            time.monotonic() - started,
+        )
+
+    def _load_dump(self, path: str) -> tuple[Any, Any, list[TCPNode]]:
+        """pysyncobj deserializer: local dump at start-up, or a snapshot sent by the leader."""
+        meta = read_snapshot_meta(Path(path))
+        if self.store.applied_index() < meta.applied_index:
+            # The snapshot is ahead of our store (new or wiped node): take its store too.
+            self.store.close()
+            shutil.rmtree(self.store_dir, ignore_errors=True)
+            extract_store(Path(path), self.store_dir)
+            self.store = Store.open(self.store_dir)
+        self.engine = Exchange.restore(meta.engine)
+        self.applied_index = meta.applied_index
+        self.members = {m[0]: Peer(m[0], m[1], m[2]) for m in meta.members}
+        self.view = full_view(self.engine, meta.applied_index)
+        self.last_snapshot_index = meta.applied_index
+        log.info("event=snapshot_loaded node=%s index=%d", self.node_id, meta.applied_index)
+        return meta.last_entry, meta.prev_entry, [TCPNode(addr) for addr in meta.cluster]
+
+    # ------------------------------------------------------------ status
+
+    def leader_id(self) -> str | None:
+        leader = self._getLeader()
+        if leader is None:
+            return None
+        peer = self.config.peer_by_raft(leader.id)
+        if peer is not None:
+            return peer.node_id
+        return next((p.node_id for p in self.members.values() if p.raft == leader.id), leader.id)
+
+    def leader_http(self) -> str | None:
+        leader = self._getLeader()
+        if leader is None:
+            return None
+        return next((p.http for p in self.members.values() if p.raft == leader.id), None)
+
+    def role(self) -> str:
+        if self._isLeader():
+            return "leader"
+        return "follower" if self._getLeader() is not None else "candidate"
+
+    def status(self) -> dict[str, Any]:
+        view = self.view
+        commit = self.raftCommitIndex
+        hash_index, digest = next(reversed(self.hash_marks.items()), (0, ""))
+        return {
+            "id": self.node_id,
+            "role": self.role(),
+            "pid": os.getpid(),
+            "http": self.config.http,
+            "raft": self.config.raft,
+            "term": self.raftCurrentTerm,
+            "leader": self.leader_id(),
+            "commit_index": commit,
+            "applied_index": view.applied_index,
+            "raft_applied_index": self.raftLastApplied,
+            "lag": max(0, commit - self.raftLastApplied),
+            "last_seq": view.last_seq,
+            "state_hash": digest,
+            "state_hash_index": hash_index,
+            "uptime_s": round(time.monotonic() - self.started_monotonic, 1),
+            "last_snapshot_index": self.last_snapshot_index,
+            "members": sorted(self.members),
+        }
+
+    def close(self) -> None:
+        self.batcher.stop()
+        self.destroy_synchronous()
+        self.store.close()

@@ -1,0 +1,166 @@
+"""Immutable read views that the apply thread publishes after every applied entry.
+
+Readers (HTTP handlers, feeds) take `node.view` once and read it without locks:
+the apply thread never mutates a published view, it swaps in a new one. Only
+what an entry touched is rebuilt; the rest is shared with the previous view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from engine import Exchange
+from engine.events import (
+    BalanceChanged,
+    Event,
+    InstrumentChanged,
+    LevelChanged,
+    StatusChanged,
+    Trade,
+)
+
+BOOK_VIEW_DEPTH = 100
+
+Level = tuple[int, int, int]  # price, visible qty, order count
+
+
+@dataclass(frozen=True, slots=True)
+class BookView:
+    symbol: str
+    seq: int
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LastTrade:
+    seq: int
+    ts_ms: int
+    price: int
+    qty: int
+    aggressor_side: int
+
+
+@dataclass(frozen=True, slots=True)
+class InstrumentView:
+    symbol: str
+    base: str
+    quote: str
+    tick_size: int
+    lot_size: int
+    min_qty: int
+    max_qty: int
+    max_notional: int
+    price_band_bps: int
+    maker_fee_bps: int
+    taker_fee_bps: int
+    reference_price: int
+    halt_pause_ms: int
+    status: int
+    resume_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    applied_index: int = 0
+    last_seq: int = 0
+    log_time_ms: int = 0
+    books: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    last_trades: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    instruments: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    # account -> {asset: (available, held)}
+    balances: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+
+
+def next_view(prev: NodeView, ex: Exchange, applied_index: int, events: list[Event]) -> NodeView:
+    """The view after an entry: rebuilds only the books, trades and balances it touched."""
+    books: dict[str, BookView] | None = None
+    trades: dict[str, LastTrade] | None = None
+    instruments: dict[str, InstrumentView] | None = None
+    balances: dict[str, Any] | None = None
+    touched_books: set[str] = set()
+    # A trade moves its instrument's reference price and band, as do admin changes.
+    touched_instruments: set[str] = set()
+    for event in events:
+        kind = type(event)
+        if kind is LevelChanged:
+            touched_books.add(event.symbol)
+        elif kind is BalanceChanged:
+            if balances is None:
+                balances = dict(prev.balances)
+            assets = dict(balances.get(event.account, {}))
+            assets[event.asset] = (event.available, event.held)
+            balances[event.account] = MappingProxyType(assets)
+        elif kind is Trade:
+            if trades is None:
+                trades = dict(prev.last_trades)
+            trades[event.symbol] = LastTrade(
+                event.seq, event.ts_ms, event.price, event.qty, event.aggressor_side
+            )
+            touched_instruments.add(event.symbol)
+        elif kind is InstrumentChanged or kind is StatusChanged:
+            touched_instruments.add(event.symbol)
+    if touched_instruments:
+        instruments = dict(prev.instruments)
+        for symbol in sorted(touched_instruments):
+            instruments[symbol] = instrument_view(ex, symbol)
+    last_seq = ex.seq
+    if touched_books:
+        books = dict(prev.books)
+        for symbol in sorted(touched_books):
+            bids, asks = ex.depth(symbol, BOOK_VIEW_DEPTH)
+            books[symbol] = BookView(symbol, last_seq, tuple(bids), tuple(asks))
+    return NodeView(
+        applied_index=applied_index,
+        last_seq=last_seq,
+        log_time_ms=ex.now_ms,
+        books=MappingProxyType(books) if books is not None else prev.books,
+        last_trades=MappingProxyType(trades) if trades is not None else prev.last_trades,
+        instruments=MappingProxyType(instruments) if instruments is not None else prev.instruments,
+        balances=MappingProxyType(balances) if balances is not None else prev.balances,
+    )
+
+
+def full_view(ex: Exchange, applied_index: int) -> NodeView:
+    """The view of a whole engine, after a restore."""
+    balances = {
+        account_id: MappingProxyType(
+            {asset: (bal.available, bal.held) for asset, bal in sorted(acct.balances.items())}
+        )
+        for account_id, acct in sorted(ex.accounts.items())
+    }
+    books = {}
+    for symbol in sorted(ex.instruments):
+        bids, asks = ex.depth(symbol, BOOK_VIEW_DEPTH)
+        books[symbol] = BookView(symbol, ex.seq, tuple(bids), tuple(asks))
+    return NodeView(
+        applied_index=applied_index,
+        last_seq=ex.seq,
+        log_time_ms=ex.now_ms,
+        books=MappingProxyType(books),
+        instruments=MappingProxyType({s: instrument_view(ex, s) for s in sorted(ex.instruments)}),
+        balances=MappingProxyType(balances),
+    )
+
+
+def instrument_view(ex: Exchange, symbol: str) -> InstrumentView:
+    inst = ex.instruments[symbol]
+    return InstrumentView(
+        inst.symbol,
+        inst.base,
+        inst.quote,
+        inst.tick_size,
+        inst.lot_size,
+        inst.min_qty,
+        inst.max_qty,
+        inst.max_notional,
+        inst.price_band_bps,
+        inst.maker_fee_bps,
+        inst.taker_fee_bps,
+        inst.reference_price,
+        inst.halt_pause_ms,
+        inst.status,
+        inst.resume_at_ms,
+    )
