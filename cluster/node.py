@@ -32,6 +32,7 @@ from pysyncobj.node import TCPNode
 from cluster.batcher import Batcher, NotCommitted
 from cluster.config import NodeConfig, Peer
 from cluster.entry import decode_entry
+from cluster.journal import JournalError
 from cluster.snapshot_file import (
     SnapshotMeta,
     extract_store,
@@ -51,6 +52,7 @@ log = logging.getLogger("raftex.node")
 MEMBER_TAG = "!member"
 HASH_MARKS_KEPT = 64
 EXIT_DIVERGED = 70
+EXIT_JOURNAL_FAILED = 74
 RAFT_MIN_TIMEOUT_S = 0.4
 RAFT_MAX_TIMEOUT_S = 1.0
 LEADER_FALLBACK_TIMEOUT_S = 1.0
@@ -252,7 +254,24 @@ class ExchangeNode(SyncObj):
         )
 
     def _load_dump(self, path: str) -> tuple[Any, Any, list[TCPNode]]:
-        """pysyncobj deserializer: local dump at start-up, or a snapshot sent by the leader."""
+        """pysyncobj deserializer: local dump at start-up, or a snapshot sent by the leader.
+
+        pysyncobj logs and ignores a failing deserializer, which would leave this
+        node running on whatever state it had: a snapshot we cannot load stops the
+        node instead.
+        """
+        try:
+            return self._install_dump(path)
+        except BaseException:
+            log.critical(
+                "event=snapshot_unusable node=%s file=%s: refusing to run without it",
+                self.node_id,
+                path,
+                exc_info=True,
+            )
+            os._exit(EXIT_DIVERGED)
+
+    def _install_dump(self, path: str) -> tuple[Any, Any, list[TCPNode]]:
         meta = read_snapshot_meta(Path(path))
         if self.store.applied_index() < meta.applied_index:
             # The snapshot is ahead of our store (new or wiped node): take its store too.
@@ -267,6 +286,16 @@ class ExchangeNode(SyncObj):
         self.last_snapshot_index = meta.applied_index
         log.info("event=snapshot_loaded node=%s index=%d", self.node_id, meta.applied_index)
         return meta.last_entry, meta.prev_entry, [TCPNode(addr) for addr in meta.cluster]
+
+    def _onTick(self, timeToWait: float = 0.0) -> None:
+        """pysyncobj retries a tick that raised, forever: a journal that can no longer
+        write would leave a leader sending heartbeats it cannot back. Stop instead, so
+        the others elect a leader that can."""
+        try:
+            super()._onTick(timeToWait)
+        except JournalError:
+            log.critical("event=journal_failed node=%s: stopping", self.node_id, exc_info=True)
+            os._exit(EXIT_JOURNAL_FAILED)
 
     # ------------------------------------------------------------ status
 
