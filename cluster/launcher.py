@@ -77,29 +77,47 @@ def prepare(data_dir: Path, count: int, fsync: str = "always") -> tuple[list[Loc
         }
         _write_private(launch_file, json.dumps(plan, indent=2))
     _write_private(data_dir / ADMIN_TOKEN_FILE_NAME, plan["admin_token"])
-    nodes = []
-    for entry in plan["nodes"][:count]:
-        config_path = data_dir / f"{entry['id']}.toml"
-        peers = "\n".join(
-            f'[[peers]]\nid = "{p["id"]}"\nraft = "{p["raft"]}"\nhttp = "{p["http"]}"\n'
-            for p in plan["nodes"][:count]
-        )
-        _write_private(
-            config_path,
-            f'node_id = "{entry["id"]}"\nraft = "{entry["raft"]}"\nhttp = "{entry["http"]}"\n'
-            f'data_dir = "{data_dir / entry["id"]}"\nsecret = "{plan["secret"]}"\n'
-            f'admin_token = "{plan["admin_token"]}"\nfsync = "{fsync}"\n\n{peers}',
-        )
-        nodes.append(
-            LocalNode(
-                entry["id"],
-                entry["raft"],
-                entry["http"],
-                config_path,
-                data_dir / f"{entry['id']}.log",
-            )
-        )
+    members = plan["nodes"][:count]
+    nodes = [_write_node_config(data_dir, plan, entry, members, fsync) for entry in members]
     return nodes, plan["admin_token"]
+
+
+def plan_joiner(data_dir: Path, members: list[LocalNode], fsync: str = "always") -> LocalNode:
+    """Adds a node to the launch plan whose peers are the current members plus itself:
+    start it, then `raftex admin add` it on the cluster."""
+    launch_file = data_dir / LAUNCH_FILE_NAME
+    plan = json.loads(launch_file.read_text())
+    taken = {entry["id"] for entry in plan["nodes"]}
+    number = len(taken) + 1
+    while f"n{number}" in taken:
+        number += 1
+    entry = {"id": f"n{number}", "raft": f"{HOST}:{free_port()}", "http": f"{HOST}:{free_port()}"}
+    plan["nodes"].append(entry)
+    _write_private(launch_file, json.dumps(plan, indent=2))
+    peers = [{"id": n.node_id, "raft": n.raft, "http": n.http} for n in members] + [entry]
+    return _write_node_config(data_dir, plan, entry, peers, fsync)
+
+
+def _write_node_config(
+    data_dir: Path,
+    plan: dict[str, Any],
+    entry: dict[str, str],
+    peers: list[dict[str, str]],
+    fsync: str,
+) -> LocalNode:
+    config_path = data_dir / f"{entry['id']}.toml"
+    peer_tables = "\n".join(
+        f'[[peers]]\nid = "{p["id"]}"\nraft = "{p["raft"]}"\nhttp = "{p["http"]}"\n' for p in peers
+    )
+    _write_private(
+        config_path,
+        f'node_id = "{entry["id"]}"\nraft = "{entry["raft"]}"\nhttp = "{entry["http"]}"\n'
+        f'data_dir = "{data_dir / entry["id"]}"\nsecret = "{plan["secret"]}"\n'
+        f'admin_token = "{plan["admin_token"]}"\nfsync = "{fsync}"\n\n{peer_tables}',
+    )
+    return LocalNode(
+        entry["id"], entry["raft"], entry["http"], config_path, data_dir / f"{entry['id']}.log"
+    )
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -187,6 +205,7 @@ class LocalCluster:
 
     def __init__(self, data_dir: Path, count: int, fsync: str = "always") -> None:
         self.data_dir = data_dir
+        self.fsync = fsync
         self.nodes, self.admin_token = prepare(data_dir, count, fsync)
         self.processes: dict[str, subprocess.Popen] = {}
         self.cluster_file = data_dir / CLUSTER_FILE_NAME
@@ -198,6 +217,17 @@ class LocalCluster:
     def start_one(self, node_id: str) -> None:
         node = self.node(node_id)
         self.processes[node_id] = start_node(node)
+        write_cluster_file(self.data_dir, self.nodes, {k: p.pid for k, p in self.processes.items()})
+
+    def plan_joiner(self) -> LocalNode:
+        """A new node's config (peers: the current members and itself); not started yet."""
+        node = plan_joiner(self.data_dir, self.nodes, self.fsync)
+        self.nodes.append(node)
+        return node
+
+    def forget(self, node_id: str) -> None:
+        """Drops a removed member from this launcher's view (stop its process first)."""
+        self.nodes = [n for n in self.nodes if n.node_id != node_id]
         write_cluster_file(self.data_dir, self.nodes, {k: p.pid for k, p in self.processes.items()})
 
     def node(self, node_id: str) -> LocalNode:

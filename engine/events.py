@@ -11,6 +11,7 @@ account histories are built from these records alone.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -242,11 +243,14 @@ EVENT_TAGS: dict[type, int] = {
 }
 _CLASS_BY_TAG = {tag: cls for cls, tag in EVENT_TAGS.items()}
 EVENT_NAMES: dict[type, str] = {cls: cls.__name__.lower() for cls in EVENT_TAGS}
+# One C-level getter per class: every stored event goes through event_to_wire.
+_FIELD_GETTERS = {cls: operator.attrgetter(*cls.__match_args__) for cls in EVENT_TAGS}
 
 
 def event_to_wire(event: Event) -> list[Any]:
     """The msgpack-ready form: `[tag, field, ...]` in declaration order."""
-    return [EVENT_TAGS[type(event)], *(getattr(event, f) for f in event.__match_args__)]
+    cls = type(event)
+    return [EVENT_TAGS[cls], *_FIELD_GETTERS[cls](event)]
 
 
 def event_from_wire(wire: list[Any]) -> Event:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cluster.admin_client import AdminError
 from cluster.launcher import HOST, free_port
 from engine.codes import Side
 from engine.commands import PlaceOrder, command_to_wire
@@ -164,3 +165,42 @@ def test_a_node_with_the_wrong_secret_cannot_join_or_change_anything(
     assert cluster.wait_leader() == leader_before
     members = cluster.call(leader_before, "GET", "/v1/admin/members")
     assert "intruder" not in {m["id"] for m in members["members"]}
+
+
+def test_nodes_join_and_leave_under_load(cluster: ClusterHarness) -> None:
+    """Add a 4th and a 5th node, then remove one, while orders keep flowing."""
+    leader = cluster.wait_leader()
+    removed = next(n.node_id for n in cluster.cluster.nodes if n.node_id != leader)
+
+    def change_membership() -> None:
+        for _ in range(2):
+            joiner = cluster.cluster.plan_joiner()
+            cluster.cluster.start_one(joiner.node_id)
+            body = {"action": "add", "id": joiner.node_id, "raft": joiner.raft, "http": joiner.http}
+            cluster.call(leader, "POST", "/v1/admin/members", body)
+        # An operator removes a node only once the joiners follow the leader.
+        cluster.wait_leader()
+        cluster.call(leader, "POST", "/v1/admin/members", {"action": "remove", "id": removed})
+        cluster.cluster.kill(removed, signal.SIGTERM)
+        cluster.cluster.forget(removed)
+
+    result = cluster.run_load(orders=300, concurrency=6, prefix="members", during=change_membership)
+
+    agreed = cluster.wait_hashes_agree()
+    assert {row["id"] for row in agreed["nodes"]} == {"n1", "n2", "n3", "n4", "n5"} - {removed}
+    members = cluster.call(cluster.wait_leader(), "GET", "/v1/admin/members")
+    assert {m["id"] for m in members["members"]} == {"n1", "n2", "n3", "n4", "n5"} - {removed}
+    for node in cluster.cluster.nodes:
+        counts = cluster.accepted_counts(node.node_id)
+        assert all(counts[key] == 1 for key in result.acked)
+
+
+def test_removing_a_node_that_would_cost_the_quorum_is_refused(cluster: ClusterHarness) -> None:
+    leader = cluster.wait_leader()
+    others = [n.node_id for n in cluster.cluster.nodes if n.node_id != leader]
+    cluster.cluster.kill(others[0], signal.SIGKILL)
+    with pytest.raises(AdminError) as refused:
+        cluster.call(leader, "POST", "/v1/admin/members", {"action": "remove", "id": others[1]})
+    assert refused.value.code == "would_lose_quorum"
+    members = cluster.call(leader, "GET", "/v1/admin/members")
+    assert len(members["members"]) == 3
