@@ -27,6 +27,7 @@ NODE_KEY = web.AppKey("node", ExchangeNode)
 SESSION_KEY = web.AppKey("session", aiohttp.ClientSession)
 SUBMIT_TIMEOUT_MS_DEFAULT = 5_000
 SUBMIT_TIMEOUT_MS_MAX = 30_000
+COMMANDS_PER_REQUEST_MAX = 200
 FORWARD_HEADER = "X-Raftex-Forwarded"
 
 NOT_COMMITTED_MESSAGE = "not committed: retry with the same client order id"
@@ -42,6 +43,7 @@ def add_admin_routes(app: web.Application) -> None:
     app.router.add_post("/v1/admin/hash-mark", hash_mark)
     app.router.add_get("/v1/admin/hash", hash_at)
     app.router.add_post("/v1/admin/commands", submit_command)
+    app.router.add_post("/v1/admin/commands/batch", submit_batch)
     app.router.add_get("/v1/admin/events", events)
 
 
@@ -223,32 +225,69 @@ async def hash_at(request: web.Request) -> web.Response:
     return web.json_response({"id": node.node_id, "index": index, "state_hash": digest})
 
 
+def _timeout_ms(body: dict[str, Any]) -> int:
+    timeout_ms = body.get("timeout_ms", SUBMIT_TIMEOUT_MS_DEFAULT)
+    if type(timeout_ms) is not int or not 0 < timeout_ms <= SUBMIT_TIMEOUT_MS_MAX:
+        raise ApiError(400, "bad_timeout", f"timeout_ms must be 1..{SUBMIT_TIMEOUT_MS_MAX}")
+    return timeout_ms
+
+
+def _check_command(wire: Any, where: str = "") -> None:
+    """Bad commands never enter the log: they are refused here with the field at fault."""
+    try:
+        command_from_wire(wire)
+    except CommandDecodeError as exc:
+        raise ApiError(400, "bad_command", f"{where}{exc}") from None
+
+
+def _outcome(events: list[Any], node: ExchangeNode) -> dict[str, Any]:
+    rows = [event_to_dict(e) for e in events]
+    return {"events": rows, "seq": max((e["seq"] for e in rows), default=node.view.last_seq)}
+
+
 async def submit_command(request: web.Request) -> web.Response:
     """Submits one engine command (wire form) through the log and returns its events."""
     require_admin(request)
     node = _node(request)
     body = await json_body(request)
+    timeout_ms = _timeout_ms(body)
     wire = body.get("command")
-    timeout_ms = body.get("timeout_ms", SUBMIT_TIMEOUT_MS_DEFAULT)
-    if type(timeout_ms) is not int or not 0 < timeout_ms <= SUBMIT_TIMEOUT_MS_MAX:
-        raise ApiError(400, "bad_timeout", f"timeout_ms must be 1..{SUBMIT_TIMEOUT_MS_MAX}")
-    try:
-        command_from_wire(wire)
-    except CommandDecodeError as exc:
-        raise ApiError(400, "bad_command", str(exc)) from None
+    _check_command(wire)
     if not node._isLeader():
         return await forward_to_leader(request, body)
     outcome = await _submit(node, wire, timeout_ms)
     if isinstance(outcome, NotCommitted):
         raise ApiError(503, "not_committed", f"{NOT_COMMITTED_MESSAGE} ({outcome.reason})")
-    events = [event_to_dict(e) for e in outcome]
-    return web.json_response(
-        {
-            "events": events,
-            "seq": max((e["seq"] for e in events), default=node.view.last_seq),
-            "led_by": node.node_id,
-        }
-    )
+    return web.json_response({**_outcome(outcome, node), "led_by": node.node_id})
+
+
+async def submit_batch(request: web.Request) -> web.Response:
+    """Up to COMMANDS_PER_REQUEST_MAX commands, each with its own outcome (bots and benches).
+
+    The commands join the node's batcher one by one, so they may share log entries
+    with other clients' commands; a command that did not commit says so in its slot.
+    """
+    require_admin(request)
+    node = _node(request)
+    body = await json_body(request)
+    timeout_ms = _timeout_ms(body)
+    wires = body.get("commands")
+    if not isinstance(wires, list) or not 0 < len(wires) <= COMMANDS_PER_REQUEST_MAX:
+        raise ApiError(
+            400, "bad_batch", f"commands must be a list of 1..{COMMANDS_PER_REQUEST_MAX}"
+        )
+    for position, wire in enumerate(wires):
+        _check_command(wire, f"commands[{position}]: ")
+    if not node._isLeader():
+        return await forward_to_leader(request, body)
+    outcomes = await asyncio.gather(*(_submit(node, wire, timeout_ms) for wire in wires))
+    rows = [
+        {"code": "not_committed", "message": f"{NOT_COMMITTED_MESSAGE} ({o.reason})"}
+        if isinstance(o, NotCommitted)
+        else _outcome(o, node)
+        for o in outcomes
+    ]
+    return web.json_response({"outcomes": rows, "led_by": node.node_id})
 
 
 async def _submit(node: ExchangeNode, wire: list[Any], timeout_ms: int) -> Any:

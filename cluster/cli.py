@@ -13,6 +13,7 @@ from pathlib import Path
 from api.server import run_node
 from cluster.admin_cli import add_admin_parser, run_admin
 from cluster.bench import REFERENCE_MATCHER, format_engine_bench, run_engine_bench
+from cluster.bench_cluster import format_cluster_bench, run_cluster_bench
 from cluster.config import ConfigError, load_config
 from cluster.launcher import run_up
 
@@ -50,6 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="reference matcher to run side by side (default: shared/bench)",
     )
     engine.add_argument("--no-reference", action="store_true", help="skip the reference run")
+    bench_cluster = targets.add_parser("cluster", help="a local cluster, end to end")
+    bench_cluster.add_argument("--nodes", type=int, choices=[3, 5], default=3)
+    bench_cluster.add_argument("--clients", type=_positive, default=8)
+    bench_cluster.add_argument("--seconds", type=_positive, default=10)
+    bench_cluster.add_argument("--batch", type=_positive, default=100, help="orders per request")
+    bench_cluster.add_argument("--rate", type=_positive, default=5_000, help="offered orders/s")
+    bench_cluster.add_argument("--failovers", type=int, default=1, help="leader kills to time")
+    bench_cluster.add_argument("--seed", type=int, default=1)
+    bench_cluster.add_argument("--json", action="store_true", help="print one JSON object")
 
     node = commands.add_parser("node", help="run one node (Raft, store, HTTP)")
     node.add_argument("--config", type=Path, help="TOML config file")
@@ -86,6 +96,18 @@ def main(argv: list[str] | None = None) -> int:
         return run_up(args.nodes, args.data_dir)
     if args.command == "admin":
         return run_admin(args)
+    if args.command == "bench" and args.target == "cluster":
+        result = run_cluster_bench(
+            args.nodes,
+            args.clients,
+            args.seconds,
+            args.batch,
+            args.rate,
+            args.failovers,
+            args.seed,
+        )
+        print(format_cluster_bench(result, args.json))
+        return 0
     if args.command == "bench" and args.target == "engine":
         reference = None if args.no_reference else args.reference
         result = run_engine_bench(args.commands, args.seed, reference)

@@ -1,0 +1,258 @@
+"""`raftex bench cluster`: the standard workload through a local cluster's submission path.
+
+Starts a fresh local cluster (fsync `always`) in a temporary directory, loads
+the workload's instruments, accounts and deposits, then measures:
+- throughput: C concurrent clients, each sending batches of orders to the
+  leader's batch endpoint as fast as acknowledgements come back;
+- latency at a fixed offered rate (open loop: latency counts from when a batch
+  was due, not when it was sent, so a stall is not hidden);
+- optionally, leader failover: kill -9 of the leader to the first
+  acknowledged write on a survivor;
+and the engine alone in the same run, for the ratio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from cluster.admin_client import AdminClient, AdminError
+from cluster.bench import run_engine_bench
+from cluster.launcher import LocalCluster, wait_for_leader
+from cluster.workload import standard_workload
+from engine.commands import Command, PlaceOrder, command_to_wire
+
+SETUP_CHUNK = 200
+LEADER_WAIT_S = 30.0
+ENGINE_COMMANDS = 100_000
+FAILOVER_PROBE_PERIOD_S = 0.02
+CATCH_UP_WAIT_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterBench:
+    nodes: int
+    clients: int
+    batch: int
+    seconds: float
+    orders_acked: int
+    orders_per_s: float
+    not_committed: int
+    latency_ms_p50: float
+    latency_ms_p99: float
+    latency_ms_p999: float
+    rate_offered_per_s: int
+    rate_acked_per_s: float
+    rate_latency_ms_p50: float
+    rate_latency_ms_p99: float
+    rate_latency_ms_p999: float
+    engine_commands_per_s: float
+    ratio_to_engine: float
+    failover_s: list[float]
+
+
+@dataclass
+class _Drive:
+    acked: int = 0
+    not_committed: int = 0
+    latencies_ms: list[float] | None = None
+
+
+def run_cluster_bench(
+    nodes: int, clients: int, seconds: float, batch: int, rate: int, failovers: int, seed: int
+) -> ClusterBench:
+    workload = standard_workload(max(200_000, int(seconds * 60_000)), seed)
+    with tempfile.TemporaryDirectory(prefix="raftex-bench-") as tmp:
+        cluster = LocalCluster(Path(tmp), nodes, fsync="always")
+        cluster.start()
+        try:
+            result = asyncio.run(
+                _measure(
+                    cluster,
+                    workload.setup,
+                    workload.commands,
+                    clients,
+                    seconds,
+                    batch,
+                    rate,
+                    failovers,
+                )
+            )
+        finally:
+            cluster.stop()
+    engine = run_engine_bench(ENGINE_COMMANDS, seed, reference=None)
+    return ClusterBench(
+        nodes=nodes,
+        clients=clients,
+        batch=batch,
+        seconds=seconds,
+        engine_commands_per_s=engine.commands_per_s,
+        ratio_to_engine=round(result["orders_per_s"] / engine.commands_per_s, 3),
+        **result,
+    )
+
+
+async def _measure(
+    cluster: LocalCluster,
+    setup: list[Command],
+    commands: list[Command],
+    clients: int,
+    seconds: float,
+    batch: int,
+    rate: int,
+    failovers: int,
+) -> dict[str, Any]:
+    token = cluster.admin_token
+    leader = await wait_for_leader(cluster.nodes, token, LEADER_WAIT_S)
+    http = cluster.node(leader).http
+    wires = [command_to_wire(c) for c in commands]
+    async with AdminClient(token, timeout_s=30.0) as client:
+        for start in range(0, len(setup), SETUP_CHUNK):
+            chunk = [command_to_wire(c) for c in setup[start : start + SETUP_CHUNK]]
+            await client.call(http, "POST", "/v1/admin/commands/batch", {"commands": chunk})
+        cursor = iter(range(0, len(wires), batch))
+        load = await _closed_loop(client, http, wires, cursor, clients, batch, seconds)
+        paced = await _open_loop(client, http, wires, cursor, batch, rate, seconds)
+    failover_s = [await _failover(cluster, token) for _ in range(failovers)]
+    return {
+        "orders_acked": load.acked,
+        "orders_per_s": round(load.acked / seconds),
+        "not_committed": load.not_committed + paced.not_committed,
+        "latency_ms_p50": _pct(load.latencies_ms, 0.5),
+        "latency_ms_p99": _pct(load.latencies_ms, 0.99),
+        "latency_ms_p999": _pct(load.latencies_ms, 0.999),
+        "rate_offered_per_s": rate,
+        "rate_acked_per_s": round(paced.acked / seconds),
+        "rate_latency_ms_p50": _pct(paced.latencies_ms, 0.5),
+        "rate_latency_ms_p99": _pct(paced.latencies_ms, 0.99),
+        "rate_latency_ms_p999": _pct(paced.latencies_ms, 0.999),
+        "failover_s": failover_s,
+    }
+
+
+async def _send(
+    client: AdminClient, http: str, chunk: list[list[Any]], due: float, drive: _Drive
+) -> None:
+    try:
+        reply = await client.call(http, "POST", "/v1/admin/commands/batch", {"commands": chunk})
+    except AdminError:
+        drive.not_committed += len(chunk)
+        return
+    latency_ms = (time.perf_counter() - due) * 1000
+    for outcome in reply["outcomes"]:
+        if "events" in outcome:
+            drive.acked += 1
+            assert drive.latencies_ms is not None
+            drive.latencies_ms.append(latency_ms)
+        else:
+            drive.not_committed += 1
+
+
+async def _closed_loop(
+    client: AdminClient,
+    http: str,
+    wires: list[list[Any]],
+    cursor: Any,
+    clients: int,
+    batch: int,
+    seconds: float,
+) -> _Drive:
+    drive = _Drive(latencies_ms=[])
+    deadline = time.perf_counter() + seconds
+
+    async def one_client() -> None:
+        while time.perf_counter() < deadline:
+            start = next(cursor, None)
+            if start is None:
+                return
+            await _send(client, http, wires[start : start + batch], time.perf_counter(), drive)
+
+    await asyncio.gather(*(one_client() for _ in range(clients)))
+    return drive
+
+
+async def _open_loop(
+    client: AdminClient,
+    http: str,
+    wires: list[list[Any]],
+    cursor: Any,
+    batch: int,
+    rate: int,
+    seconds: float,
+) -> _Drive:
+    drive = _Drive(latencies_ms=[])
+    period_s = batch / rate
+    started = time.perf_counter()
+    pending: set[asyncio.Task] = set()
+    for n in range(int(seconds / period_s)):
+        due = started + n * period_s
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        start = next(cursor, None)
+        if start is None:
+            break
+        task = asyncio.create_task(_send(client, http, wires[start : start + batch], due, drive))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+    if pending:
+        await asyncio.gather(*pending)
+    return drive
+
+
+async def _failover(cluster: LocalCluster, token: str) -> float:
+    """Seconds from kill -9 of the leader to the first acknowledged write on a survivor."""
+    leader = await wait_for_leader(cluster.nodes, token, LEADER_WAIT_S)
+    survivors = [n.http for n in cluster.nodes if n.node_id != leader]
+    killed_at = time.perf_counter()
+    cluster.kill(leader, signal.SIGKILL)
+    probe = 0
+    async with AdminClient(token, timeout_s=1.0) as client:
+        while True:
+            probe += 1
+            wire = command_to_wire(
+                PlaceOrder(
+                    "acct0000", "S00", 0, 1, 9_000, client_order_id=f"failover-{killed_at}-{probe}"
+                )
+            )
+            try:
+                await client.submit(survivors[probe % len(survivors)], wire, timeout_ms=1_000)
+                elapsed = time.perf_counter() - killed_at
+                break
+            except AdminError:
+                await asyncio.sleep(FAILOVER_PROBE_PERIOD_S)
+    cluster.start_one(leader)
+    await wait_for_leader(cluster.nodes, token, CATCH_UP_WAIT_S)
+    return round(elapsed, 3)
+
+
+def _pct(values: list[float] | None, q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+
+
+def format_cluster_bench(result: ClusterBench, as_json: bool) -> str:
+    if as_json:
+        return json.dumps(asdict(result))
+    return "\n".join(
+        [
+            f"nodes / clients / batch   {result.nodes} / {result.clients} / {result.batch}",
+            f"orders acked/s            {result.orders_per_s:>10,.0f}",
+            f"ack latency p50/p99/p99.9 {result.latency_ms_p50} / {result.latency_ms_p99} / "
+            f"{result.latency_ms_p999} ms",
+            f"at {result.rate_offered_per_s:,}/s offered      "
+            f"{result.rate_acked_per_s:,.0f}/s acked, "
+            f"p50/p99/p99.9 {result.rate_latency_ms_p50} / {result.rate_latency_ms_p99} / "
+            f"{result.rate_latency_ms_p999} ms",
+            f"not committed             {result.not_committed}",
+            f"engine alone              {result.engine_commands_per_s:>10,.0f} commands/s",
+            f"ratio to engine           {result.ratio_to_engine:.3f}",
+            f"leader failover           {result.failover_s} s",
+        ]
+    )
