@@ -28,6 +28,7 @@ SESSION_KEY = web.AppKey("session", aiohttp.ClientSession)
 SUBMIT_TIMEOUT_MS_DEFAULT = 5_000
 SUBMIT_TIMEOUT_MS_MAX = 30_000
 COMMANDS_PER_REQUEST_MAX = 200
+STORE_WAIT_S = 5.0
 FORWARD_HEADER = "X-Raftex-Forwarded"
 
 NOT_COMMITTED_MESSAGE = "not committed: retry with the same client order id"
@@ -166,6 +167,7 @@ async def snapshot(request: web.Request) -> web.Response:
 async def audit_verify(request: web.Request) -> web.Response:
     require_admin(request)
     node = _node(request)
+    await asyncio.to_thread(node.wait_for_store, STORE_WAIT_S)
     report = await asyncio.to_thread(node.store.verify_audit)
     return web.json_response(
         {
@@ -189,6 +191,7 @@ async def events(request: web.Request) -> web.Response:
         raise ApiError(400, "bad_request", "since and limit must be integers") from None
     if since < 0 or not 0 < limit <= READ_LIMIT_MAX:
         raise ApiError(400, "bad_request", f"since >= 0 and limit 1..{READ_LIMIT_MAX}")
+    await asyncio.to_thread(node.wait_for_store, STORE_WAIT_S)
     rows = await asyncio.to_thread(node.store.events_since, since, limit)
     return web.json_response(
         {

@@ -46,7 +46,9 @@ def build_app(node: ExchangeNode) -> web.Application:
 async def serve(config: NodeConfig) -> None:
     install_durable_journal(FsyncPolicy(config.fsync))
     try:
-        store = Store.open(config.data_dir / "store")
+        # The Raft journal is the durability source; the store is replayed above its
+        # applied index after a crash, so its own writes need not wait for fsync.
+        store = Store.open(config.data_dir / "store", fsync=False)
     except StoreError as exc:
         raise SystemExit(f"raftex node: {exc}") from None
     try:

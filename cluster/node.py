@@ -1,10 +1,11 @@
 """A raftex node: pysyncobj Raft around the engine, the store and the published views.
 
-The Raft thread is the apply thread: it alone touches the engine and writes the
-store (single writer). One log entry is one batch of commands; applying it
-runs every command through the engine at the entry's log time, writes all
-results to RocksDB in one WriteBatch tagged with the entry's log index, swaps
-in a new read view, and hands each command's events back to its submitter.
+The Raft thread is the apply thread: it alone touches the engine (single
+writer). One log entry is one batch of commands; applying it runs every
+command through the engine at the entry's log time, hands the results to the
+store writer (one RocksDB WriteBatch tagged with the entry's log index, written
+on its own thread), swaps in a new read view, and hands each command's events
+back to its submitter.
 
 Replay safety: the engine is rebuilt from the last snapshot plus the journal;
 the store remembers the last log index it wrote, so a replayed entry updates
@@ -40,6 +41,7 @@ from cluster.snapshot_file import (
     write_snapshot_file,
 )
 from cluster.store import AppliedCommand, Store
+from cluster.store_writer import StoreWriter
 from cluster.views import NodeView, full_view, next_view
 from engine import Exchange, RejectCode
 from engine.commands import CommandDecodeError, command_from_wire
@@ -70,7 +72,7 @@ class ExchangeNode(SyncObj):
     def __init__(self, config: NodeConfig, store: Store) -> None:
         self.config = config
         self.node_id = config.node_id
-        self.store = store
+        self.writer = StoreWriter(store, config.node_id)
         self.store_dir = config.data_dir / "store"
         self.engine = Exchange()
         self.applied_index = 0
@@ -167,8 +169,7 @@ class ExchangeNode(SyncObj):
             applied.append(AppliedCommand(tag, wire, events))
             resolved.append((tag, events))
             new_events.extend(e for e in events if e.seq > self.view.last_seq)
-        if index > self.store.applied_index():
-            self.store.write_batch(index, entry.ts_ms, applied)
+        self.writer.submit(index, entry.ts_ms, applied)
         self.applied_index = index
         self.view = next_view(self.view, engine, index, new_events)
         for tag, events in resolved:
@@ -199,8 +200,18 @@ class ExchangeNode(SyncObj):
                 self.hash_marks.popitem(last=False)
             self.hash_marks_changed.notify_all()
 
+    @property
+    def store(self) -> Store:
+        """For reads; it may trail the engine by a few entries (see wait_for_store)."""
+        return self.writer.store
+
+    def wait_for_store(self, timeout_s: float) -> bool:
+        """Waits until the store holds everything applied when this was called."""
+        return self.writer.wait_for(self.applied_index, timeout_s)
+
     def state_hash(self) -> str:
         """Engine state and audit chain head together; only the apply thread may call it."""
+        self.writer.drain()
         text = f"{self.engine.state_hash()}:{self.store.audit_head()}"
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -232,6 +243,7 @@ class ExchangeNode(SyncObj):
         checkpoint = self.config.data_dir / "checkpoint.tmp"
         shutil.rmtree(checkpoint, ignore_errors=True)
         started = time.monotonic()
+        self.writer.drain()
         try:
             self.store.checkpoint(checkpoint)
             meta = SnapshotMeta(
@@ -273,12 +285,13 @@ class ExchangeNode(SyncObj):
 
     def _install_dump(self, path: str) -> tuple[Any, Any, list[TCPNode]]:
         meta = read_snapshot_meta(Path(path))
+        self.writer.drain()
         if self.store.applied_index() < meta.applied_index:
             # The snapshot is ahead of our store (new or wiped node): take its store too.
             self.store.close()
             shutil.rmtree(self.store_dir, ignore_errors=True)
             extract_store(Path(path), self.store_dir)
-            self.store = Store.open(self.store_dir)
+            self.writer.replace_store(Store.open(self.store_dir, fsync=False))
         self.engine = Exchange.restore(meta.engine)
         self.applied_index = meta.applied_index
         self.members = {m[0]: Peer(m[0], m[1], m[2]) for m in meta.members}
@@ -340,10 +353,12 @@ class ExchangeNode(SyncObj):
             "state_hash_index": hash_index,
             "uptime_s": round(time.monotonic() - self.started_monotonic, 1),
             "last_snapshot_index": self.last_snapshot_index,
+            "store_index": self.writer.written_index,
             "members": sorted(self.members),
         }
 
     def close(self) -> None:
         self.batcher.stop()
         self.destroy_synchronous()
+        self.writer.close()
         self.store.close()
