@@ -438,18 +438,12 @@ class Exchange:
                         "client order id already used",
                     )
                 return
-        order = self._check_place(cmd)
-        if order is None:
+        checked = self._check_place(cmd)
+        if checked is None:
             return
-        inst = self.instruments[cmd.symbol]
+        order, inst, bal, hold = checked
         owner = order.owner
         # Hold exactly what the order can cost.
-        if order.side == BUY:
-            hold = buy_cost(order.leaves, order.price, order.hold_fee_bps)
-            bal = owner.balances[inst.quote]
-        else:
-            hold = order.leaves
-            bal = owner.balances[inst.base]
         bal.available -= hold
         bal.held += hold
         order.held = hold
@@ -491,8 +485,12 @@ class Exchange:
             return
         self._execute(order, inst)
 
-    def _check_place(self, cmd: PlaceOrder) -> Order | None:
-        """Every pre-trade check, cheapest first; returns the order to accept or None."""
+    def _check_place(self, cmd: PlaceOrder) -> tuple[Order, Instrument, Balance, int] | None:
+        """Every pre-trade check, cheapest first.
+
+        Returns the order to accept with the balance it holds from and the amount,
+        or None after emitting the rejection.
+        """
         account = self.accounts.get(cmd.account)
         code = ""
         msg = ""
@@ -561,7 +559,16 @@ class Exchange:
         )
         if cmd.display_qty:
             order.visible = cmd.display_qty
-        code = self._check_funds(order, inst)
+        if side == BUY:
+            bal = account.balances.get(inst.quote)
+            hold = buy_cost(qty, price, order.hold_fee_bps)
+            if bal is None or bal.available < hold:
+                code = RejectCode.INSUFFICIENT_FUNDS
+        else:
+            bal = account.balances.get(inst.base)
+            hold = qty
+            if bal is None or bal.available < hold:
+                code = RejectCode.INSUFFICIENT_SHARES
         if not code and cmd.post_only and self._would_take(order, inst):
             code, msg = RejectCode.POST_ONLY_WOULD_TAKE, "post-only order would take liquidity"
         if code:
@@ -572,7 +579,8 @@ class Exchange:
                 self.client_ids[(cmd.account, cmd.client_order_id)] = (cmd, self._out[-1])
             return None
         self.next_order_id += 1
-        return order
+        assert bal is not None
+        return order, inst, bal, hold
 
     def _check_order_shape(self, cmd: PlaceOrder, inst: Instrument) -> tuple[str, str, int]:
         """Type, time in force, price and notional checks; returns (code, message, limit)."""
@@ -580,6 +588,16 @@ class Exchange:
         tif = cmd.tif
         price = cmd.price
         tick = inst.tick_size
+        if (
+            order_type == LIMIT
+            and tif != GTD
+            and not (cmd.stop_price or cmd.display_qty or cmd.post_only or cmd.expire_time_ms)
+            and price > 0
+            and not price % tick
+            and (not inst.reference_price or inst.band_lo <= price <= inst.band_hi)
+            and price * cmd.qty <= inst.max_notional
+        ):
+            return "", "", price  # the plain limit order: every check below would pass
         if order_type == LIMIT or order_type == STOP_LIMIT:
             if price <= 0 or price % tick:
                 return RejectCode.TICK_SIZE, f"price must be a positive multiple of {tick}", 0
@@ -639,18 +657,6 @@ class Exchange:
         if price * cmd.qty > inst.max_notional:
             return RejectCode.NOTIONAL_TOO_LARGE, f"notional above {inst.max_notional}", 0
         return "", "", price
-
-    def _check_funds(self, order: Order, inst: Instrument) -> str:
-        if order.side == BUY:
-            bal = order.owner.balances.get(inst.quote)
-            need = buy_cost(order.qty, order.price, order.hold_fee_bps)
-            if bal is None or bal.available < need:
-                return RejectCode.INSUFFICIENT_FUNDS
-        else:
-            bal = order.owner.balances.get(inst.base)
-            if bal is None or bal.available < order.qty:
-                return RejectCode.INSUFFICIENT_SHARES
-        return ""
 
     def _would_take(self, order: Order, inst: Instrument) -> bool:
         if order.side == BUY:
