@@ -14,6 +14,7 @@ from api.server import run_node
 from cluster.admin_cli import add_admin_parser, run_admin
 from cluster.bench import REFERENCE_MATCHER, format_engine_bench, run_engine_bench
 from cluster.bench_cluster import format_cluster_bench, run_cluster_bench
+from cluster.bench_snapshot import format_snapshot_bench, run_snapshot_bench
 from cluster.config import ConfigError, load_config
 from cluster.launcher import run_up
 
@@ -60,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench_cluster.add_argument("--failovers", type=int, default=1, help="leader kills to time")
     bench_cluster.add_argument("--seed", type=int, default=1)
     bench_cluster.add_argument("--json", action="store_true", help="print one JSON object")
+    bench_snapshot = targets.add_parser("snapshot", help="write and install a snapshot")
+    bench_snapshot.add_argument("--commands", type=_positive, default=100_000)
+    bench_snapshot.add_argument("--seed", type=int, default=1)
+    bench_snapshot.add_argument("--json", action="store_true", help="print one JSON object")
 
     node = commands.add_parser("node", help="run one node (Raft, store, HTTP)")
     node.add_argument("--config", type=Path, help="TOML config file")
@@ -107,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
             args.seed,
         )
         print(format_cluster_bench(result, args.json))
+        return 0
+    if args.command == "bench" and args.target == "snapshot":
+        print(format_snapshot_bench(run_snapshot_bench(args.commands, args.seed), args.json))
         return 0
     if args.command == "bench" and args.target == "engine":
         reference = None if args.no_reference else args.reference

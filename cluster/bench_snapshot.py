@@ -1,0 +1,103 @@
+"""`raftex bench snapshot`: what a snapshot of N orders of history costs.
+
+Builds the state a node would have after N commands of the standard workload
+(engine plus a real RocksDB store), then times the two halves of a rejoin:
+writing the dump file (engine snapshot, store checkpoint, tar: what the
+leader's Raft thread does at compaction) and installing it (extract, open the
+store, restore the engine: what a node with an empty disk does). Moving the
+file between nodes costs its size over the network on top.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cluster.bench import START_MS
+from cluster.gc_policy import tune_gc_for_apply
+from cluster.snapshot_file import (
+    SnapshotMeta,
+    extract_store,
+    read_snapshot_meta,
+    write_snapshot_file,
+)
+from cluster.store import AppliedCommand, Store
+from cluster.workload import COMMANDS_PER_MS, standard_workload
+from engine import Exchange
+from engine.commands import command_to_wire
+
+ENTRY_COMMANDS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotBench:
+    commands: int
+    events: int
+    open_orders: int
+    build_s: float
+    engine_snapshot_mb: float
+    dump_file_mb: float
+    write_dump_s: float
+    install_s: float
+
+
+def run_snapshot_bench(commands: int, seed: int) -> SnapshotBench:
+    workload = standard_workload(commands, seed)
+    with tempfile.TemporaryDirectory(prefix="raftex-snap-") as tmp:
+        root = Path(tmp)
+        store = Store.open(root / "store", fsync=False)
+        ex = Exchange()
+        started = time.perf_counter()
+        index = 0
+        everything = workload.setup + workload.commands
+        tune_gc_for_apply()
+        for start in range(0, len(everything), ENTRY_COMMANDS):
+            index += 1
+            ts = START_MS + start // COMMANDS_PER_MS
+            applied = [
+                AppliedCommand(f"bench/{n}", command_to_wire(c), ex.apply(c, ts))
+                for n, c in enumerate(everything[start : start + ENTRY_COMMANDS], start)
+            ]
+            store.write_batch(index, ts, applied)
+        build_s = time.perf_counter() - started
+
+        started = time.perf_counter()
+        engine_bytes = ex.snapshot()
+        checkpoint = root / "checkpoint"
+        store.checkpoint(checkpoint)
+        dump = root / "raft.dump"
+        meta = SnapshotMeta(index, (b"", index, 1), (b"", index - 1, 1), [], [], engine_bytes)
+        write_snapshot_file(dump, meta, checkpoint)
+        write_dump_s = time.perf_counter() - started
+        store.close()
+        shutil.rmtree(checkpoint)
+
+        started = time.perf_counter()
+        loaded = read_snapshot_meta(dump)
+        extract_store(dump, root / "restored")
+        restored_store = Store.open(root / "restored", fsync=False)
+        restored = Exchange.restore(loaded.engine)
+        install_s = time.perf_counter() - started
+        assert restored.state_hash() == ex.state_hash(), "restored engine differs"
+        assert restored_store.applied_index() == index
+        restored_store.close()
+        return SnapshotBench(
+            commands=commands,
+            events=ex.seq,
+            open_orders=len(ex.orders),
+            build_s=round(build_s, 1),
+            engine_snapshot_mb=round(len(engine_bytes) / 2**20, 1),
+            dump_file_mb=round(dump.stat().st_size / 2**20, 1),
+            write_dump_s=round(write_dump_s, 2),
+            install_s=round(install_s, 2),
+        )
+
+
+def format_snapshot_bench(result: SnapshotBench, as_json: bool) -> str:
+    if as_json:
+        return json.dumps(asdict(result))
+    return "\n".join(f"{k:20s} {v}" for k, v in asdict(result).items())
