@@ -46,24 +46,35 @@ def add_admin_parser(commands: argparse._SubParsersAction) -> None:
     where.add_argument("--cluster", type=Path, help="cluster.json written by `raftex up`")
     admin.add_argument("--token", help="admin token (default: admin.token beside cluster.json)")
     admin.add_argument("--json", action="store_true", help="print JSON")
+    # `--json` reads naturally at the end too (`raftex admin ... status --json`).
+    json_flag = argparse.ArgumentParser(add_help=False)
+    json_flag.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     actions = admin.add_subparsers(dest="action", required=True)
-    actions.add_parser("status", help="every node's role, term, indexes and lag")
-    actions.add_parser("members", help="the cluster membership")
-    add = actions.add_parser("add", help="add a node (start it first with all members as peers)")
+    actions.add_parser(
+        "status", parents=[json_flag], help="every node's role, term, indexes and lag"
+    )
+    actions.add_parser("members", parents=[json_flag], help="the cluster membership")
+    add = actions.add_parser(
+        "add", parents=[json_flag], help="add a node (start it first with all members as peers)"
+    )
     add.add_argument("node_id")
     add.add_argument("--raft", required=True)
     add.add_argument("--http", required=True)
-    remove = actions.add_parser("remove", help="remove a node")
+    remove = actions.add_parser("remove", parents=[json_flag], help="remove a node")
     remove.add_argument("node_id")
-    actions.add_parser("snapshot", help="force log compaction on every node")
-    audit = actions.add_parser("audit", help="audit history")
+    actions.add_parser("snapshot", parents=[json_flag], help="force log compaction on every node")
+    audit = actions.add_parser("audit", parents=[json_flag], help="audit history")
     audit.add_argument("audit_action", choices=["verify"])
-    actions.add_parser("hash", help="state hashes of every node at one log index")
-    halt = actions.add_parser("halt", help="halt trading in a symbol")
+    actions.add_parser(
+        "hash", parents=[json_flag], help="state hashes of every node at one log index"
+    )
+    halt = actions.add_parser("halt", parents=[json_flag], help="halt trading in a symbol")
     halt.add_argument("symbol")
-    resume = actions.add_parser("resume", help="resume trading in a symbol")
+    resume = actions.add_parser("resume", parents=[json_flag], help="resume trading in a symbol")
     resume.add_argument("symbol")
-    kill = actions.add_parser("kill-switch", help="disable an account and cancel its orders")
+    kill = actions.add_parser(
+        "kill-switch", parents=[json_flag], help="disable an account and cancel its orders"
+    )
     kill.add_argument("account")
     kill.add_argument("--enable", action="store_true", help="re-enable the account instead")
 
