@@ -204,3 +204,26 @@ def test_removing_a_node_that_would_cost_the_quorum_is_refused(cluster: ClusterH
     assert refused.value.code == "would_lose_quorum"
     members = cluster.call(leader, "GET", "/v1/admin/members")
     assert len(members["members"]) == 3
+
+
+def test_a_follower_with_a_corrupted_journal_refuses_to_start(cluster: ClusterHarness) -> None:
+    cluster.run_load(orders=40, concurrency=2, prefix="corrupt")
+    leader = cluster.wait_leader()
+    victim = next(n for n in cluster.cluster.nodes if n.node_id != leader)
+    cluster.cluster.kill(victim.node_id, signal.SIGTERM)
+    journal = cluster.cluster.data_dir / victim.node_id / "raft.journal"
+    data = bytearray(journal.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    journal.write_bytes(bytes(data))
+
+    done = subprocess.run(  # noqa: PLW1510 - the exit status is the point
+        [sys.executable, "-m", "cluster.cli", "node", "--config", str(victim.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "refusing to start" in done.stderr
+    assert "raft.journal" in done.stderr
+    # The rest of the cluster carries on.
+    assert cluster.submit(leader, _order("after-corruption"))["events"][0]["type"] == "accepted"
