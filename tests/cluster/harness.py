@@ -26,9 +26,12 @@ class LoadResult:
 
 
 class ClusterHarness:
-    def __init__(self, data_dir: Path, nodes: int = 3) -> None:
+    def __init__(self, data_dir: Path, nodes: int = 3, *, attached: bool = False) -> None:
+        """`attached`: the nodes run under someone else (e.g. `raftex up`); address them
+        all and never start or stop them."""
         self.cluster = LocalCluster(data_dir, nodes)
         self.token = self.cluster.admin_token
+        self.attached = attached
 
     def start(self) -> None:
         self.cluster.start()
@@ -45,6 +48,8 @@ class ClusterHarness:
         return self.cluster.node(node_id).http
 
     def addresses(self, running_only: bool = True) -> list[NodeAddress]:
+        if self.attached:
+            return self.cluster.addresses()
         return [
             a
             for a in self.cluster.addresses()
