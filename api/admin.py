@@ -23,7 +23,7 @@ from cluster.batcher import NotCommitted, Overloaded
 from cluster.node import MEMBER_TAG, ExchangeNode
 from cluster.store import READ_LIMIT_MAX
 from engine.commands import CommandDecodeError, command_from_wire
-from engine.events import event_to_dict
+from engine.events import EVENT_NAMES, Accepted, Rejected, event_to_dict
 
 NODE_KEY = web.AppKey("node", ExchangeNode)
 SESSION_KEY = web.AppKey("session", aiohttp.ClientSession)
@@ -250,6 +250,21 @@ def _outcome(events: list[Any], node: ExchangeNode) -> dict[str, Any]:
     return {"events": rows, "seq": max((e["seq"] for e in rows), default=node.view.last_seq)}
 
 
+def _summary(events: list[Any], node: ExchangeNode) -> dict[str, Any]:
+    """The first event says accepted or rejected; the rest are counted, not sent."""
+    first = events[0] if events else None
+    row: dict[str, Any] = {
+        "seq": events[-1].seq if events else node.view.last_seq,
+        "result": EVENT_NAMES[type(first)] if first is not None else "none",
+        "event_count": len(events),
+    }
+    if isinstance(first, Accepted):
+        row["order_id"] = first.order_id
+    elif isinstance(first, Rejected):
+        row["code"] = first.code
+    return row
+
+
 async def submit_command(request: web.Request) -> web.Response:
     """Submits one engine command (wire form) through the log and returns its events."""
     require_admin(request)
@@ -281,15 +296,19 @@ async def submit_batch(request: web.Request) -> web.Response:
         raise ApiError(
             400, "bad_batch", f"commands must be a list of 1..{COMMANDS_PER_REQUEST_MAX}"
         )
+    detail = body.get("detail", "events")
+    if detail not in ("events", "summary"):
+        raise ApiError(400, "bad_detail", "detail must be events or summary")
     for position, wire in enumerate(wires):
         _check_command(wire, f"commands[{position}]: ")
     if not node._isLeader():
         return await forward_to_leader(request, body)
     outcomes = await _submit_all(node, wires, timeout_ms)
+    describe = _outcome if detail == "events" else _summary
     rows = [
         {"code": "not_committed", "message": f"{NOT_COMMITTED_MESSAGE} ({o.reason})"}
         if isinstance(o, NotCommitted)
-        else _outcome(o, node)
+        else describe(o, node)
         for o in outcomes
     ]
     return web.json_response({"outcomes": rows, "led_by": node.node_id})
