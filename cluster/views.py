@@ -147,20 +147,4 @@ def full_view(ex: Exchange, applied_index: int) -> NodeView:
 
 def instrument_view(ex: Exchange, symbol: str) -> InstrumentView:
     inst = ex.instruments[symbol]
-    return InstrumentView(
-        inst.symbol,
-        inst.base,
-        inst.quote,
-        inst.tick_size,
-        inst.lot_size,
-        inst.min_qty,
-        inst.max_qty,
-        inst.max_notional,
-        inst.price_band_bps,
-        inst.maker_fee_bps,
-        inst.taker_fee_bps,
-        inst.reference_price,
-        inst.halt_pause_ms,
-        inst.status,
-        inst.resume_at_ms,
-    )
+    return InstrumentView(*inst.spec(), inst.status, inst.resume_at_ms)

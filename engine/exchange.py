@@ -301,25 +301,7 @@ class Exchange:
 
     def _instrument_event(self, inst: Instrument) -> None:
         self.seq += 1
-        self._out.append(
-            InstrumentChanged(
-                self.seq,
-                self.now_ms,
-                inst.symbol,
-                inst.base,
-                inst.quote,
-                inst.tick_size,
-                inst.lot_size,
-                inst.min_qty,
-                inst.max_qty,
-                inst.max_notional,
-                inst.price_band_bps,
-                inst.maker_fee_bps,
-                inst.taker_fee_bps,
-                inst.reference_price,
-                inst.halt_pause_ms,
-            )
-        )
+        self._out.append(InstrumentChanged(self.seq, self.now_ms, *inst.spec()))
 
     def _status_event(self, inst: Instrument, reason: str) -> None:
         self.seq += 1

@@ -34,19 +34,7 @@ def encode_exchange(ex: Exchange) -> bytes:
         inst = ex.instruments[symbol]
         instruments.append(
             [
-                symbol,
-                inst.base,
-                inst.quote,
-                inst.tick_size,
-                inst.lot_size,
-                inst.min_qty,
-                inst.max_qty,
-                inst.max_notional,
-                inst.price_band_bps,
-                inst.maker_fee_bps,
-                inst.taker_fee_bps,
-                inst.reference_price,
-                inst.halt_pause_ms,
+                *inst.spec(),
                 inst.status,
                 inst.resume_at_ms,
                 inst.last_price,

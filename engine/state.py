@@ -6,6 +6,8 @@ there are millions of them. Only the apply thread touches them.
 
 from __future__ import annotations
 
+import operator
+
 from sortedcontainers import SortedDict, SortedList
 
 BPS_DENOMINATOR = 10_000
@@ -138,6 +140,24 @@ class PriceLevel:
         self.dirty = False
 
 
+INSTRUMENT_SPEC = (
+    "symbol",
+    "base",
+    "quote",
+    "tick_size",
+    "lot_size",
+    "min_qty",
+    "max_qty",
+    "max_notional",
+    "price_band_bps",
+    "maker_fee_bps",
+    "taker_fee_bps",
+    "reference_price",
+    "halt_pause_ms",
+)
+_instrument_spec = operator.attrgetter(*INSTRUMENT_SPEC)
+
+
 class Instrument:
     """Static limits and fees, trading status, and the two sides of the book.
 
@@ -220,6 +240,11 @@ class Instrument:
             self.band_lo = self.band_hi = 0
             return
         self.band_lo, self.band_hi = self.band_around(price)
+
+    def spec(self) -> tuple:
+        """Its static fields in INSTRUMENT_SPEC order: the order of InstrumentChanged's
+        fields after seq and time, and of an instrument's row in a snapshot."""
+        return _instrument_spec(self)
 
     def band_around(self, reference: int) -> tuple[int, int]:
         """The band a given reference price would give, without moving the current one."""
