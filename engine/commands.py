@@ -202,45 +202,76 @@ def _plain(value: Any) -> Any:
 
 
 def command_from_wire(wire: Any) -> Command:
-    """Checks every field's type and length; raises CommandDecodeError on anything else."""
-    if not isinstance(wire, list | tuple) or not wire:
+    """Checks every field's type and length; raises CommandDecodeError on anything else.
+
+    Runs for every command on every node (at submission and at apply), so the
+    checks are type identity tests against a per-class table, and the message
+    of an error is only built when there is one.
+    """
+    if (type(wire) is not list and type(wire) is not tuple) or not wire:
         raise CommandDecodeError("a command is a non-empty array")
-    cls = _CLASS_BY_TAG.get(wire[0]) if type(wire[0]) is int else None
-    if cls is None:
-        raise CommandDecodeError(f"unknown command tag {wire[0]!r}")
-    spec = _FIELDS[cls]
-    values = wire[1:]
-    if len(values) > len(spec):
+    tag = wire[0]
+    decoder = _DECODERS.get(tag) if type(tag) is int else None
+    if decoder is None:
+        raise CommandDecodeError(f"unknown command tag {tag!r}")
+    cls, spec = decoder
+    count = len(wire) - 1
+    if count > len(spec):
         raise CommandDecodeError(f"{cls.__name__}: too many fields")
-    kwargs: dict[str, Any] = {}
-    for (name, kind), value in zip(spec, values, strict=False):
-        kwargs[name] = _decode_field(cls, name, kind, value)
+    values = []
+    for position in range(count):
+        value = wire[position + 1]
+        name, kind, limit, members = spec[position]
+        if kind is str:
+            if type(value) is not str or len(value) > limit:
+                raise _field_error(cls, name, kind, limit, value)
+        elif kind is int:
+            if type(value) is not int or not INT64_MIN <= value <= INT64_MAX:
+                raise _field_error(cls, name, kind, limit, value)
+        elif kind is bool:
+            if type(value) is not bool:
+                raise _field_error(cls, name, kind, limit, value)
+        else:
+            member = members.get(value) if type(value) is int else None
+            if member is None:
+                raise _field_error(cls, name, kind, limit, value)
+            value = member
+        values.append(value)
     try:
-        return cls(**kwargs)
+        return cls(*values)
     except TypeError as exc:
         raise CommandDecodeError(f"{cls.__name__}: {exc}") from None
 
 
-def _decode_field(cls: type, name: str, kind: type, value: Any) -> Any:
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+_DECODERS: dict[int, tuple[type, tuple[tuple[str, type, int, dict[int, Any]], ...]]] = {
+    tag: (
+        cls,
+        tuple(
+            (
+                name,
+                kind,
+                CLIENT_ID_LEN_MAX if name.endswith("_id") else NAME_LEN_MAX,
+                {member.value: member for member in kind} if issubclass(kind, IntEnum) else {},
+            )
+            for name, kind in _FIELDS[cls]
+        ),
+    )
+    for cls, tag in COMMAND_TAGS.items()
+}
+
+
+def _field_error(cls: type, name: str, kind: type, limit: int, value: Any) -> CommandDecodeError:
     where = f"{cls.__name__}.{name}"
     if kind is bool:
-        if type(value) is not bool:
-            raise CommandDecodeError(f"{where}: expected a boolean")
-        return value
+        return CommandDecodeError(f"{where}: expected a boolean")
     if kind is str:
         if type(value) is not str:
-            raise CommandDecodeError(f"{where}: expected a string")
-        limit = CLIENT_ID_LEN_MAX if name.endswith("_id") else NAME_LEN_MAX
-        if len(value) > limit:
-            raise CommandDecodeError(f"{where}: longer than {limit} characters")
-        return value
+            return CommandDecodeError(f"{where}: expected a string")
+        return CommandDecodeError(f"{where}: longer than {limit} characters")
     if type(value) is not int:
-        raise CommandDecodeError(f"{where}: expected an integer")
+        return CommandDecodeError(f"{where}: expected an integer")
     if kind is int:
-        if not -(2**63) <= value < 2**63:
-            raise CommandDecodeError(f"{where}: out of the 64-bit range")
-        return value
-    try:
-        return kind(value)
-    except ValueError:
-        raise CommandDecodeError(f"{where}: {value} is not a valid {kind.__name__}") from None
+        return CommandDecodeError(f"{where}: out of the 64-bit range")
+    return CommandDecodeError(f"{where}: {value} is not a valid {kind.__name__}")
