@@ -11,15 +11,23 @@ can ask for just more than the account holds. The stream itself is plain data
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from enum import IntEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 from hypothesis.strategies import DrawFn
 
-from engine import FEE_ACCOUNT, Exchange, OrderType, SelfTradePrevention, Side, TimeInForce
-from engine.codes import TradingStatus
+from engine import (
+    FEE_ACCOUNT,
+    Exchange,
+    OrderType,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+    TradingStatus,
+)
 from engine.commands import (
     AddInstrument,
     AmendOrder,
@@ -39,6 +47,8 @@ from engine.commands import (
 )
 from engine.events import Accepted
 from engine.state import Instrument
+
+T = TypeVar("T")
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -98,9 +108,14 @@ ASSETS = tuple(DEPOSIT_UNIT_BY_ASSET)
 FEE_BPS_CHOICES = (0, 1, 10, 25, 100, 1_000)
 HALT_PAUSE_MS_CHOICES = (0, 1, 250, 3_000, 60_000)
 WEALTH_CHOICES = (1, 3, 10, 30)
+# The engine's default, or a limit low enough that some accounts reach it.
+OPEN_ORDERS_PER_ACCOUNT_MAX_CHOICES = (1_000, 1_000, 6, 2)
 
 BUY = Side.BUY
 SELL = Side.SELL
+SIDES = tuple(Side)
+STP_MODES = tuple(SelfTradePrevention)
+TRADING_STATUSES = tuple(TradingStatus)
 
 # Command kinds and how often each is drawn. Shrinking moves towards the first kind.
 _KIND_WEIGHTS = {
@@ -127,13 +142,22 @@ _KINDS = tuple(kind for kind, weight in _KIND_WEIGHTS.items() for _ in range(wei
 
 @dataclass(frozen=True, slots=True)
 class Stream:
-    """Commands with the log time each is applied at (non-decreasing)."""
+    """Commands with the log time each is applied at (non-decreasing), and the
+    open-order limit of the engine they are meant for."""
 
+    open_orders_per_account_max: int
     steps: tuple[tuple[int, Command], ...]
+
+    def new_exchange(self) -> Exchange:
+        return Exchange(open_orders_per_account_max=self.open_orders_per_account_max)
 
     def __repr__(self) -> str:
         lines = [f"    ({ts_ms}, {format_command(command)})," for ts_ms, command in self.steps]
-        return "Stream(steps=(\n" + "\n".join(lines) + "\n))"
+        return (
+            f"Stream(open_orders_per_account_max={self.open_orders_per_account_max}, steps=(\n"
+            + "\n".join(lines)
+            + "\n))"
+        )
 
 
 def format_command(command: Command) -> str:
@@ -157,13 +181,16 @@ def _format_value(value: object) -> str:
     return repr(value)
 
 
-def stream_to_wire(stream: Stream) -> list[list[Any]]:
-    """The msgpack-ready form: `[ts_ms, command wire]` per step."""
-    return [[ts_ms, command_to_wire(command)] for ts_ms, command in stream.steps]
+def stream_to_wire(stream: Stream) -> list[Any]:
+    """The msgpack-ready form: `[open-order limit, [[ts_ms, command wire], ...]]`."""
+    steps = [[ts_ms, command_to_wire(command)] for ts_ms, command in stream.steps]
+    return [stream.open_orders_per_account_max, steps]
 
 
-def stream_from_wire(wire: list[list[Any]]) -> Stream:
-    return Stream(tuple((ts_ms, command_from_wire(command)) for ts_ms, command in wire))
+def stream_from_wire(wire: list[Any]) -> Stream:
+    open_orders_max, steps = wire
+    commands = tuple((ts_ms, command_from_wire(command)) for ts_ms, command in steps)
+    return Stream(open_orders_max, commands)
 
 
 @dataclass
@@ -207,7 +234,8 @@ class _Shadow:
 def streams(draw: DrawFn, commands_max: int = STREAM_COMMANDS_MAX) -> Stream:
     """A set-up followed by up to `commands_max` random commands."""
     start_ms = START_DAY * DAY_MS - draw(st.integers(60_000, 3 * HOUR_MS))
-    shadow = _Shadow(Exchange(), [], start_ms)
+    open_orders_max = _pick(draw, OPEN_ORDERS_PER_ACCOUNT_MAX_CHOICES)
+    shadow = _Shadow(Exchange(open_orders_per_account_max=open_orders_max), [], start_ms)
     steps: list[tuple[int, Command]] = []
 
     def setup(command: Command) -> None:
@@ -226,10 +254,10 @@ def streams(draw: DrawFn, commands_max: int = STREAM_COMMANDS_MAX) -> Stream:
                 max_qty=spec.max_qty,
                 max_notional=spec.max_notional,
                 price_band_bps=spec.price_band_bps,
-                maker_fee_bps=draw(st.sampled_from(FEE_BPS_CHOICES)),
-                taker_fee_bps=draw(st.sampled_from(FEE_BPS_CHOICES)),
+                maker_fee_bps=_pick(draw, FEE_BPS_CHOICES),
+                taker_fee_bps=_pick(draw, FEE_BPS_CHOICES),
                 reference_price=spec.reference_price,
-                halt_pause_ms=draw(st.sampled_from(HALT_PAUSE_MS_CHOICES)),
+                halt_pause_ms=_pick(draw, HALT_PAUSE_MS_CHOICES),
             )
         )
     accounts_count = draw(st.integers(ACCOUNTS_MIN, ACCOUNTS_MAX))
@@ -237,7 +265,7 @@ def streams(draw: DrawFn, commands_max: int = STREAM_COMMANDS_MAX) -> Stream:
     for account in shadow.accounts:
         setup(CreateAccount(account))
     for account in shadow.accounts:
-        wealth = draw(st.sampled_from(WEALTH_CHOICES))
+        wealth = _pick(draw, WEALTH_CHOICES)
         for asset in ASSETS:
             setup(Deposit(account, asset, DEPOSIT_UNIT_BY_ASSET[asset] * wealth))
 
@@ -247,12 +275,12 @@ def streams(draw: DrawFn, commands_max: int = STREAM_COMMANDS_MAX) -> Stream:
     half = commands_max // 2
     commands_min = draw(st.integers(half, commands_max) if long_stream else st.integers(0, half))
     steps += draw(st.lists(_steps(shadow), min_size=commands_min, max_size=commands_max))
-    return Stream(tuple(steps))
+    return Stream(open_orders_max, tuple(steps))
 
 
 @st.composite
 def _steps(draw: DrawFn, shadow: _Shadow) -> tuple[int, Command]:
-    kind = draw(st.sampled_from(_KINDS))
+    kind = _pick(draw, _KINDS)
     ts_ms = shadow.ts_ms + _time_step_ms(draw, shadow, kind)
     shadow.ts_ms = ts_ms
     command = _BUILDERS[kind](draw, shadow)
@@ -263,7 +291,7 @@ def _steps(draw: DrawFn, shadow: _Shadow) -> tuple[int, Command]:
 def _time_step_ms(draw: DrawFn, shadow: _Shadow, kind: str) -> int:
     if kind != "tick":
         return draw(st.integers(0, COMMAND_STEP_MS_MAX))
-    mode = draw(st.sampled_from(("short", "short", "short", "long", "midnight")))
+    mode = _pick(draw, ("short", "short", "short", "long", "midnight"))
     if mode == "short":
         return draw(st.integers(0, 10_000))
     if mode == "long":
@@ -275,12 +303,28 @@ def _time_step_ms(draw: DrawFn, shadow: _Shadow, kind: str) -> int:
 # ---------------------------------------------------------------- building blocks
 
 
+def _pick(draw: DrawFn, options: Sequence[T]) -> T:
+    """One of the options, shrinking towards the first.
+
+    Same choices as st.sampled_from, without building a strategy per draw
+    (that cost dominated the run time: many options lists are built on the fly).
+    """
+    return options[draw(st.integers(0, len(options) - 1))]
+
+
 def _account(draw: DrawFn, shadow: _Shadow) -> str:
-    return draw(st.sampled_from(shadow.accounts))
+    return _pick(draw, shadow.accounts)
+
+
+def _trader(draw: DrawFn, shadow: _Shadow) -> str:
+    """Who places an order: now and then the fee account, which holds only what fees paid it."""
+    if draw(st.integers(0, 15)):
+        return _account(draw, shadow)
+    return FEE_ACCOUNT
 
 
 def _instrument(draw: DrawFn, shadow: _Shadow) -> Instrument:
-    return shadow.ex.instruments[draw(st.sampled_from(SYMBOLS))]
+    return shadow.ex.instruments[_pick(draw, SYMBOLS)]
 
 
 def _mid_price(inst: Instrument) -> int:
@@ -319,12 +363,12 @@ def _qty(draw: DrawFn, inst: Instrument, lots_min: int = 1) -> int:
 
 def _client_id(draw: DrawFn, shadow: _Shadow, account: str) -> str:
     """No id, a fresh one, or (rarely) one the account already used for something else."""
-    mode = draw(st.sampled_from(("none", "none", *("fresh",) * 9, "reuse")))
+    mode = _pick(draw, ("none", "none", *("fresh",) * 9, "reuse"))
     used = shadow.client_ids_by_account.get(account)
     if mode == "none":
         return ""
     if mode == "reuse" and used:
-        return draw(st.sampled_from(used))
+        return _pick(draw, used)
     shadow.client_id_count += 1
     return f"c{shadow.client_id_count}"
 
@@ -350,8 +394,8 @@ def _order(
     display_qty: int = 0,
     post_only: bool = False,
 ) -> PlaceOrder:
-    account = _account(draw, shadow)
-    tif = draw(st.sampled_from(tifs))
+    account = _trader(draw, shadow)
+    tif = _pick(draw, tifs)
     return PlaceOrder(
         account,
         inst.symbol,
@@ -364,7 +408,7 @@ def _order(
         stop_price=stop_price,
         display_qty=display_qty,
         post_only=post_only,
-        stp=draw(st.sampled_from(SelfTradePrevention)),
+        stp=_pick(draw, STP_MODES),
         expire_time_ms=_expire_time_ms(draw, shadow, tif),
     )
 
@@ -391,14 +435,14 @@ def _tick(draw: DrawFn, shadow: _Shadow) -> Command:
 
 def _limit(draw: DrawFn, shadow: _Shadow) -> Command:
     inst = _instrument(draw, shadow)
-    side = draw(st.sampled_from(Side))
+    side = _pick(draw, SIDES)
     qty = _qty(draw, inst)
     return _order(draw, shadow, inst, side, qty=qty, price=_price_near(draw, inst), tifs=_ANY_TIFS)
 
 
 def _cross(draw: DrawFn, shadow: _Shadow) -> Command:
     inst = _instrument(draw, shadow)
-    side = draw(st.sampled_from(Side))
+    side = _pick(draw, SIDES)
     qty = _qty(draw, inst)
     price = _crossing_price(draw, inst, side)
     tifs = (TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK, TimeInForce.DAY)
@@ -407,7 +451,7 @@ def _cross(draw: DrawFn, shadow: _Shadow) -> Command:
 
 def _market(draw: DrawFn, shadow: _Shadow) -> Command:
     inst = _instrument(draw, shadow)
-    side = draw(st.sampled_from(Side))
+    side = _pick(draw, SIDES)
     qty = _qty(draw, inst)
     tifs = (TimeInForce.IOC, TimeInForce.FOK, TimeInForce.GTC)
     return _order(
@@ -417,7 +461,7 @@ def _market(draw: DrawFn, shadow: _Shadow) -> Command:
 
 def _post_only(draw: DrawFn, shadow: _Shadow) -> Command:
     inst = _instrument(draw, shadow)
-    side = draw(st.sampled_from(Side))
+    side = _pick(draw, SIDES)
     qty = _qty(draw, inst)
     price = _near_or_crossing_price(draw, inst, side)
     return _order(
@@ -427,7 +471,7 @@ def _post_only(draw: DrawFn, shadow: _Shadow) -> Command:
 
 def _iceberg(draw: DrawFn, shadow: _Shadow) -> Command:
     inst = _instrument(draw, shadow)
-    side = draw(st.sampled_from(Side))
+    side = _pick(draw, SIDES)
     qty = _qty(draw, inst, lots_min=2)
     display_qty = inst.lot_size * draw(st.integers(1, qty // inst.lot_size - 1))
     price = _near_or_crossing_price(draw, inst, side)
@@ -446,7 +490,7 @@ def _iceberg(draw: DrawFn, shadow: _Shadow) -> Command:
 def _stop(draw: DrawFn, shadow: _Shadow) -> Command:
     inst = _instrument(draw, shadow)
     tick = inst.tick_size
-    side = draw(st.sampled_from(Side))
+    side = _pick(draw, SIDES)
     qty = _qty(draw, inst)
     last = inst.last_price or _mid_price(inst)
     # Mostly beyond the last trade (waits); at or behind it it would trigger at once.
@@ -481,10 +525,10 @@ def _stop(draw: DrawFn, shadow: _Shadow) -> Command:
 
 def _cancel(draw: DrawFn, shadow: _Shadow) -> Command:
     ex = shadow.ex
-    mode = draw(st.sampled_from(("open", "open", "open_by_client_id", "closed", "other", "bogus")))
+    mode = _pick(draw, ("open", "open", "open_by_client_id", "closed", "other", "bogus"))
     open_ids = sorted(ex.orders)
     if mode in ("open", "open_by_client_id", "other") and open_ids:
-        order = ex.orders[draw(st.sampled_from(open_ids))]
+        order = ex.orders[_pick(draw, open_ids)]
         account = order.account
         if mode == "other":
             account = _account(draw, shadow)
@@ -492,7 +536,7 @@ def _cancel(draw: DrawFn, shadow: _Shadow) -> Command:
             return CancelOrder(account, client_order_id=order.client_order_id)
         return CancelOrder(account, order_id=order.order_id)
     if mode == "closed" and shadow.accepted_orders:
-        order_id, account = draw(st.sampled_from(shadow.accepted_orders))
+        order_id, account = _pick(draw, shadow.accepted_orders)
         return CancelOrder(account, order_id=order_id)
     account = _account(draw, shadow)
     if draw(st.booleans()):
@@ -506,12 +550,12 @@ def _amend(draw: DrawFn, shadow: _Shadow) -> Command:
     if not open_ids:
         account = _account(draw, shadow)
         return AmendOrder(account, order_id=ex.next_order_id, qty=10)
-    order = ex.orders[draw(st.sampled_from(open_ids))]
+    order = ex.orders[_pick(draw, open_ids)]
     inst = ex.instruments[order.symbol]
     lot = inst.lot_size
     tick = inst.tick_size
     executed = order.qty - order.leaves
-    qty_mode = draw(st.sampled_from(("keep", "down", "up", "executed", "off_lot")))
+    qty_mode = _pick(draw, ("keep", "down", "up", "executed", "off_lot"))
     qty = 0
     if qty_mode == "down" and order.qty - lot > executed:
         qty = draw(st.integers((executed + lot) // lot, (order.qty - lot) // lot)) * lot
@@ -521,7 +565,7 @@ def _amend(draw: DrawFn, shadow: _Shadow) -> Command:
         qty = executed
     elif qty_mode == "off_lot" and lot > 1:
         qty = order.qty + 1
-    price_mode = draw(st.sampled_from(("keep", "keep", "move", "cross")))
+    price_mode = _pick(draw, ("keep", "keep", "move", "cross"))
     price = 0
     if price_mode == "move":
         price = max(tick, order.price + draw(st.integers(-5, 5)) * tick)
@@ -536,7 +580,7 @@ def _amend(draw: DrawFn, shadow: _Shadow) -> Command:
 
 def _mass_cancel(draw: DrawFn, shadow: _Shadow) -> Command:
     account = _account(draw, shadow)
-    symbol = draw(st.sampled_from(("", *SYMBOLS)))
+    symbol = _pick(draw, ("", *SYMBOLS))
     return MassCancel(account, symbol)
 
 
@@ -545,16 +589,16 @@ def _kill_switch(draw: DrawFn, shadow: _Shadow) -> Command:
     accounts = shadow.ex.accounts
     disabled = [account for account in shadow.accounts if not accounts[account].enabled]
     if disabled and draw(st.integers(0, 3)):
-        return SetAccountEnabled(draw(st.sampled_from(disabled)), True)
+        return SetAccountEnabled(_pick(draw, disabled), True)
     return SetAccountEnabled(_account(draw, shadow), draw(st.booleans()))
 
 
 def _transfer(draw: DrawFn, shadow: _Shadow) -> Command:
     withdraw = draw(st.booleans())
-    account = draw(st.sampled_from((*shadow.accounts, FEE_ACCOUNT)))
-    asset = draw(st.sampled_from(ASSETS))
+    account = _pick(draw, (*shadow.accounts, FEE_ACCOUNT))
+    asset = _pick(draw, ASSETS)
     available, _ = shadow.ex.balance(account, asset)
-    mode = draw(st.sampled_from(("some", "some", "all", "too_much", "zero")))
+    mode = _pick(draw, ("some", "some", "all", "too_much", "zero"))
     if mode == "some":
         amount = draw(st.integers(1, DEPOSIT_UNIT_BY_ASSET[asset]))
     elif mode == "all":
@@ -562,7 +606,7 @@ def _transfer(draw: DrawFn, shadow: _Shadow) -> Command:
     elif mode == "too_much":
         amount = available + draw(st.integers(1, 1_000))
     else:
-        amount = draw(st.sampled_from((0, -1)))
+        amount = _pick(draw, (0, -1))
     request_id = _client_id(draw, shadow, account)
     if withdraw:
         return Withdraw(account, asset, amount, request_id)
@@ -574,16 +618,16 @@ def _status(draw: DrawFn, shadow: _Shadow) -> Command:
     instruments = shadow.ex.instruments
     shut = [symbol for symbol in SYMBOLS if instruments[symbol].status != TradingStatus.OPEN]
     if shut and draw(st.integers(0, 3)):
-        return SetTradingStatus(draw(st.sampled_from(shut)), TradingStatus.OPEN)
-    symbol = draw(st.sampled_from(SYMBOLS))
-    return SetTradingStatus(symbol, draw(st.sampled_from(TradingStatus)))
+        return SetTradingStatus(_pick(draw, shut), TradingStatus.OPEN)
+    symbol = _pick(draw, SYMBOLS)
+    return SetTradingStatus(symbol, _pick(draw, TRADING_STATUSES))
 
 
 def _retry(draw: DrawFn, shadow: _Shadow) -> Command:
     """The identical command again, as a client retrying after a timeout would send it."""
     if not shadow.keyed_commands:
         return Tick()
-    return draw(st.sampled_from(shadow.keyed_commands))
+    return _pick(draw, shadow.keyed_commands)
 
 
 def _reuse_client_id(draw: DrawFn, shadow: _Shadow) -> Command:
@@ -600,7 +644,7 @@ def _reuse_client_id(draw: DrawFn, shadow: _Shadow) -> Command:
         command.qty,
         price=command.price,
         tif=command.tif,
-        client_order_id=draw(st.sampled_from(used)),
+        client_order_id=_pick(draw, used),
         stp=command.stp,
         expire_time_ms=command.expire_time_ms,
     )
@@ -612,9 +656,9 @@ def _invalid(draw: DrawFn, shadow: _Shadow) -> Command:
     account = _account(draw, shadow)
     tick = inst.tick_size
     lot = inst.lot_size
-    side = draw(st.sampled_from(Side))
+    side = _pick(draw, SIDES)
     price = _price_near(draw, inst)
-    case = draw(st.integers(0, 17))
+    case = draw(st.integers(0, 19))
     if case == 0:
         return PlaceOrder(account, "NOPE/USD", side, lot, price)
     if case == 1:
@@ -642,7 +686,7 @@ def _invalid(draw: DrawFn, shadow: _Shadow) -> Command:
             post_only=True,
         )
     if case == 8:
-        tif = draw(st.sampled_from((TimeInForce.GTD, TimeInForce.DAY)))
+        tif = _pick(draw, (TimeInForce.GTD, TimeInForce.DAY))
         return PlaceOrder(
             account, inst.symbol, side, lot, price, tif=tif, expire_time_ms=shadow.ts_ms
         )
@@ -655,13 +699,13 @@ def _invalid(draw: DrawFn, shadow: _Shadow) -> Command:
             account, inst.symbol, side, lot, price, tif=TimeInForce.IOC, post_only=True
         )
     if case == 12:
-        order_id = draw(st.sampled_from(sorted(shadow.ex.orders) or [1]))
+        order_id = _pick(draw, sorted(shadow.ex.orders) or [1])
         return AmendOrder(account, order_id=order_id, qty=-lot, price=-tick)
     if case == 13:
-        asset = draw(st.sampled_from(("XYZ", "")))
+        asset = _pick(draw, ("XYZ", ""))
         return Withdraw(account, asset, 1)
     if case == 14:
-        return CreateAccount(draw(st.sampled_from((account, FEE_ACCOUNT, ""))))
+        return CreateAccount(_pick(draw, (account, FEE_ACCOUNT, "")))
     if case == 15:
         spec = SPEC_BY_SYMBOL[inst.symbol]
         if draw(st.booleans()):
@@ -669,6 +713,11 @@ def _invalid(draw: DrawFn, shadow: _Shadow) -> Command:
         return AddInstrument("SAME/SAME", "SAME", "SAME")
     if case == 16:
         return UpdateInstrument(inst.symbol, price_band_bps=0, maker_fee_bps=-2)
+    if case == 17:
+        return Deposit("ghost", _pick(draw, ASSETS), 1)
+    if case == 18:
+        # Past the engine's balance limit (2**62).
+        return Deposit(account, _pick(draw, ASSETS), 2**62 - 1)
     return MassCancel("ghost")
 
 
@@ -678,12 +727,12 @@ def _update_instrument(draw: DrawFn, shadow: _Shadow) -> Command:
     tick = inst.tick_size
     return UpdateInstrument(
         inst.symbol,
-        tick_size=draw(st.sampled_from((-1, -1, -1, tick, 2 * tick))),
-        maker_fee_bps=draw(st.sampled_from((-1, -1, *FEE_BPS_CHOICES))),
-        taker_fee_bps=draw(st.sampled_from((-1, -1, *FEE_BPS_CHOICES))),
-        price_band_bps=draw(st.sampled_from((-1, -1, 50, 300, 2_000))),
-        reference_price=draw(st.sampled_from((-1, -1, 0, _mid_price(inst)))),
-        halt_pause_ms=draw(st.sampled_from((-1, -1, *HALT_PAUSE_MS_CHOICES))),
+        tick_size=_pick(draw, (-1, -1, -1, tick, 2 * tick)),
+        maker_fee_bps=_pick(draw, (-1, -1, *FEE_BPS_CHOICES)),
+        taker_fee_bps=_pick(draw, (-1, -1, *FEE_BPS_CHOICES)),
+        price_band_bps=_pick(draw, (-1, -1, 50, 300, 2_000)),
+        reference_price=_pick(draw, (-1, -1, 0, _mid_price(inst))),
+        halt_pause_ms=_pick(draw, (-1, -1, *HALT_PAUSE_MS_CHOICES)),
     )
 
 
