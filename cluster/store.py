@@ -2,32 +2,47 @@
 
 Every node applies each Raft log entry (one batch of commands) to its engine and
 then hands the commands with their events to `Store.write_batch`. Everything a
-batch changes goes into ONE RocksDB WriteBatch together with the new applied
-log index, audit head and last event sequence, written with fsync. A batch is
-therefore all-or-nothing and survives kill -9; after a crash the node reads
-`applied_index()` and replays the log from the next entry. Writing an index
-that is already applied raises `StoreOrderError`: a replay must never apply an
-entry twice.
+batch changes goes into ONE RocksDB WriteBatch (WAL on) together with the new
+applied log index, audit head and last event sequence. A batch is therefore
+all-or-nothing; after a crash the node reads `applied_index()` and replays the
+log from the next entry. Writing an index that is already applied raises
+`StoreOrderError`: a replay must never apply an entry twice. With `fsync=True`
+each batch is fsynced before `write_batch` returns; with `fsync=False` (a node
+whose Raft journal is the durability source) it survives kill -9 of the process
+but the last batches before a machine crash may be lost, and are replayed.
 
 Column families (keys are big-endian fixed-width integers, so RocksDB's byte
 order is numeric order; names are length-prefixed UTF-8 so that one account's
-keys never run into another's; values are msgpack):
+keys never run into another's; values are msgpack arrays, turned into dicts by
+the reads):
 
     meta             b"format" | b"applied_index" | b"audit_count" | b"last_seq"
                      -> u64, b"audit_head" -> 32 hash bytes
-    events           seq u64 -> event_to_wire(event)
+    events           first seq u64 -> [event_to_wire(event), ...]  (a block of
+                     consecutive events, up to BLOCK_ROWS_MAX, never across batches)
     audit            audit_no u64 -> prev_hash(32) | hash(32) | msgpack record
-    orders           order_id u64 -> order record (map)
-    order_events     order_id u64 | seq u64 -> b""        (an order's history)
+    orders           order_id u64 -> [*ORDER_FIELDS values, [seq, ...]]  (the seqs of
+                     the order's first ORDER_HISTORY_READ_MAX events: its history)
     account_orders   name(account) | order_id u64 -> b""  (every order of an account)
     open_orders      name(account) | order_id u64 -> b""  (only while open)
     client_orders    name(account) | name(client_order_id) -> order_id u64
-    trades           name(symbol) | trade_id u64 -> public trade (map)
-    fills            name(account) | trade_id u64 | role u8 -> fill (map)
+    trades           name(symbol) | trade_id u64 -> TRADE_FIELDS values (public trade)
+    fills            name(account) | trade_id u64 | role u8 -> FILL_FIELDS values
     balances         name(account) | name(asset) -> [available, held, seq, ts_ms]
-    balance_history  name(account) | seq u64 -> [asset, available, held, ts_ms]
+    balance_history  name(account) | first seq u64 -> [[seq, asset, available, held,
+                     ts_ms], ...]  (one account's changes in one batch, up to
+                     BLOCK_ROWS_MAX per block)
 
 `name(s)` is a u16 byte length followed by the UTF-8 bytes.
+
+Why blocks and arrays: a batch costs per RocksDB entry and per Python object,
+hardly per byte. Events and balance history are append-only and read as ranges,
+so a batch writes them as a few blocks instead of one entry per row; an order,
+a balance or a history touched several times in a batch is folded in memory
+and written once; records are arrays, not maps. What remains is dominated by
+the per-account index entries (balances, balance history, account, open and
+client orders, fills): each lands at a random place in a large memtable skip
+list, several microseconds apiece, where an appended key costs a fraction.
 
 The audit history holds one record per applied command, chained by SHA-256:
 `hash = sha256(prev_hash + record)` where `record` is the msgpack bytes of
@@ -36,16 +51,16 @@ verbatim, so verification hashes exactly the bytes on disk. Derived tables
 (orders, trades, fills, balances) are built from events alone, never from
 commands.
 
-Threading: one writer (the apply thread). Reads may come from other threads;
-each key is read as a whole batch left it, but a read spanning several keys
-may straddle a batch written meanwhile.
+Threading: one writer (the apply or store-writer thread). Reads may come from
+other threads; each key is read as a whole batch left it, but a read spanning
+several keys may straddle a batch written meanwhile.
 """
 
 from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
@@ -74,7 +89,8 @@ from engine.events import (
 )
 
 # Bumped when the key layout or a value shape changes; a store of another format refuses to open.
-STORE_FORMAT = 1
+# 2: events and balance history in blocks, order histories inside order records, arrays.
+STORE_FORMAT = 2
 # Commands per write_batch. Must stay at or above the cluster's commands per log entry
 # (cluster.entry.BATCH_COMMANDS_MAX): the store refusing a committed entry stops the node.
 BATCH_COMMANDS_MAX = 4_096
@@ -82,6 +98,9 @@ BATCH_COMMANDS_MAX = 4_096
 READ_LIMIT_MAX = 1_000
 # Events of one order returned by `order()`; an order's full history stays in `events`.
 ORDER_HISTORY_READ_MAX = 1_000
+# Rows per stored block of events or of one account's balance history: bounds what a
+# read decodes to reach one row (an order's history reads one block per event).
+BLOCK_ROWS_MAX = 64
 SUBMITTER_LEN_MAX = 128
 NAME_BYTES_MAX = 0xFFFF
 NAME_KEY_CACHE_MAX = 65_536
@@ -93,7 +112,6 @@ CF_META = "meta"
 CF_EVENTS = "events"
 CF_AUDIT = "audit"
 CF_ORDERS = "orders"
-CF_ORDER_EVENTS = "order_events"
 CF_ACCOUNT_ORDERS = "account_orders"
 CF_OPEN_ORDERS = "open_orders"
 CF_CLIENT_ORDERS = "client_orders"
@@ -106,7 +124,6 @@ COLUMN_FAMILIES = (
     CF_EVENTS,
     CF_AUDIT,
     CF_ORDERS,
-    CF_ORDER_EVENTS,
     CF_ACCOUNT_ORDERS,
     CF_OPEN_ORDERS,
     CF_CLIENT_ORDERS,
@@ -132,6 +149,69 @@ ROLE_MAKER = 0
 ROLE_TAKER = 1
 ROLE_NAMES = ("maker", "taker")
 _STOP_TYPES = (OrderType.STOP.value, OrderType.STOP_LIMIT.value)
+
+# The stored order record: these fields in this order, then the list of history seqs.
+ORDER_FIELDS = (
+    "order_id",
+    "account",
+    "client_order_id",
+    "symbol",
+    "side",
+    "order_type",
+    "tif",
+    "price",
+    "stop_price",
+    "display_qty",
+    "post_only",
+    "expire_at_ms",
+    "hold",
+    "original_qty",
+    # qty is the order's total as the engine sees it: filled_qty + leaves.
+    "qty",
+    "filled_qty",
+    "leaves",
+    "cancelled_qty",
+    "notional",
+    "fees",
+    "status",
+    "reason",
+    "accepted_seq",
+    "accepted_ms",
+    "updated_seq",
+    "updated_ms",
+    "event_count",
+)
+TRADE_FIELDS = ("trade_id", "seq", "ts_ms", "symbol", "price", "qty", "aggressor_side")
+FILL_FIELDS = (
+    "trade_id",
+    "seq",
+    "ts_ms",
+    "symbol",
+    "order_id",
+    "side",
+    "role",
+    "price",
+    "qty",
+    "fee",
+    "leaves",
+)
+_O = {name: index for index, name in enumerate(ORDER_FIELDS)}
+_O_ORDER_ID = _O["order_id"]
+_O_ACCOUNT = _O["account"]
+_O_PRICE = _O["price"]
+_O_QTY = _O["qty"]
+_O_FILLED_QTY = _O["filled_qty"]
+_O_LEAVES = _O["leaves"]
+_O_CANCELLED_QTY = _O["cancelled_qty"]
+_O_NOTIONAL = _O["notional"]
+_O_FEES = _O["fees"]
+_O_STATUS = _O["status"]
+_O_REASON = _O["reason"]
+_O_UPDATED_SEQ = _O["updated_seq"]
+_O_UPDATED_MS = _O["updated_ms"]
+_O_EVENT_COUNT = _O["event_count"]
+_O_HISTORY = len(ORDER_FIELDS)
+_ORDER_RECORD_LEN = len(ORDER_FIELDS) + 1
 
 
 class StoreError(Exception):
@@ -173,6 +253,13 @@ class OrderStatus(StrEnum):
 
 
 OPEN_STATUSES = frozenset({OrderStatus.ARMED, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED})
+# Plain strings for the records: what is stored and what the reads return.
+_ARMED = OrderStatus.ARMED.value
+_OPEN = OrderStatus.OPEN.value
+_PARTIALLY_FILLED = OrderStatus.PARTIALLY_FILLED.value
+_FILLED = OrderStatus.FILLED.value
+_CANCELLED = OrderStatus.CANCELLED.value
+_EXPIRED = OrderStatus.EXPIRED.value
 
 
 class OutcomeResult(StrEnum):
@@ -244,6 +331,9 @@ class Store:
         self._cfs: dict[str, Rdict] = {}
         self._handles: dict[str, ColumnFamily] = {}
         self._write_options = WriteOptions()
+        # The WAL stays on either way: it is what makes one WriteBatch all-or-nothing
+        # across a crash. `sync` only decides whether write_batch waits for an fsync.
+        self._write_options.disable_wal = False
         self._write_options.sync = fsync
         self._applied_index = 0
         # (audit count, audit head) in one tuple, so a reader on another thread never pairs
@@ -265,8 +355,12 @@ class Store:
     def open(cls, path: Path, *, fsync: bool = True) -> Store:
         """Opens (creating if missing) the store at `path`.
 
-        `fsync=False` is for tests and benchmarks only: a batch stays atomic, but
-        the last batches before a machine crash may be lost (and replayed from the log).
+        `fsync=True` makes every batch durable against a machine crash before
+        `write_batch` returns. `fsync=False` is for a node whose Raft journal is the
+        durability source (and for tests and benchmarks): each batch is still one
+        atomic WriteBatch through the WAL and survives kill -9 of the process, but
+        the last batches before a machine crash may be lost, and are replayed from
+        the log after `applied_index()`.
         Raises StoreError if the directory is unusable, locked by another process,
         or holds something that is not a store of this format.
         """
@@ -277,6 +371,7 @@ class Store:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create store directory {path}: {exc.strerror}") from None
+        _check_column_families(path)
         try:
             db = Rdict(str(path), _db_options(), column_families=_cf_options())
         # rocksdict reports every RocksDB status (lock, corruption, I/O) as a bare Exception.
@@ -344,9 +439,13 @@ class Store:
         if len(audit_head) != HASH_BYTES:
             raise StoreCorruptionError(f"store at {self._path}: audit head is not a hash")
         self._audit_tip = (audit_count, audit_head)
-        last_event = _last_key(self._cfs[CF_EVENTS])
+        last_event = _last_item(self._cfs[CF_EVENTS])
         last_audit = _last_key(self._cfs[CF_AUDIT])
-        if (U64.unpack(last_event)[0] if last_event else 0) != self._last_seq:
+        last_stored_seq = 0
+        if last_event is not None:
+            key, value = last_event
+            last_stored_seq = U64.unpack(key)[0] + len(_unpack(value)) - 1
+        if last_stored_seq != self._last_seq:
             raise StoreCorruptionError(
                 f"store at {self._path}: last stored event is not meta last_seq {self._last_seq}"
             )
@@ -378,7 +477,7 @@ class Store:
     def write_batch(
         self, log_index: int, log_time_ms: int, commands: Sequence[AppliedCommand]
     ) -> None:
-        """Writes one applied log entry atomically and durably, or nothing at all.
+        """Writes one applied log entry atomically (durably with fsync), or nothing at all.
 
         Raises StoreOrderError if `log_index` is not above `applied_index()` or if
         the events' new sequence numbers do not continue `last_seq()` without a gap.
@@ -420,8 +519,19 @@ class Store:
         _check_limit(limit)
         if seq >= U64_MAX:
             return []
-        rows = _scan(self._cf(CF_EVENTS), b"", U64.pack(seq + 1), limit)
-        return [event_from_wire(_unpack(value)) for _, value in rows]
+        out: list[Event] = []
+        for first, wires in _blocks_from(self._cf(CF_EVENTS), b"", seq + 1):
+            skip = max(seq + 1 - first, 0)
+            for expected, wire in enumerate(wires[skip : skip + limit - len(out)], first + skip):
+                event = event_from_wire(wire)
+                if event.seq != expected:
+                    raise StoreCorruptionError(
+                        f"event block {first} holds seq {event.seq} where {expected} belongs"
+                    )
+                out.append(event)
+            if len(out) >= limit:
+                break
+        return out
 
     def order(self, order_id: int) -> dict[str, Any] | None:
         """One order's latest state and its history of events, oldest first."""
@@ -429,18 +539,8 @@ class Store:
         raw = self._cf(CF_ORDERS).get(U64.pack(order_id))
         if raw is None:
             return None
-        record = _unpack(raw)
-        prefix = U64.pack(order_id)
-        rows = _scan(self._cf(CF_ORDER_EVENTS), prefix, prefix, ORDER_HISTORY_READ_MAX)
-        seq_keys = [key[U64.size :] for key, _ in rows]
-        events = self._cf(CF_EVENTS)[seq_keys] if seq_keys else []
-        history = []
-        for seq_key, value in zip(seq_keys, events, strict=True):
-            if value is None:
-                raise StoreCorruptionError(
-                    f"order {order_id}: event {U64.unpack(seq_key)[0]} of its history is missing"
-                )
-            history.append(event_to_dict(event_from_wire(_unpack(value))))
+        record, seqs = _order_record(raw)
+        history = [event_to_dict(event) for event in self._events_at(order_id, seqs)]
         record["history"] = history
         record["history_truncated"] = record["event_count"] > len(history)
         return record
@@ -453,7 +553,7 @@ class Store:
         order = self._cf(CF_ORDERS).get(raw)
         if order is None:
             raise StoreCorruptionError(f"client order index points at missing order {raw.hex()}")
-        return _unpack(order)
+        return _order_record(order)[0]
 
     def orders_of(
         self, account: str, *, open_only: bool, after_order_id: int, limit: int
@@ -475,7 +575,7 @@ class Store:
                 raise StoreCorruptionError(
                     f"account {account!r} lists missing order {U64.unpack(order_key)[0]}"
                 )
-            out.append(_unpack(raw))
+            out.append(_order_record(raw)[0])
         return out
 
     def trades(self, symbol: str, limit: int, before_trade_id: int = 0) -> list[dict[str, Any]]:
@@ -492,7 +592,7 @@ class Store:
             prefix + U64.pack(before_trade_id - 1) if before_trade_id else prefix + _AFTER_ANY_U64
         )
         rows = _scan(self._cf(CF_TRADES), prefix, start, limit, backwards=True)
-        return [_unpack(value) for _, value in rows]
+        return [dict(zip(TRADE_FIELDS, _unpack(value), strict=True)) for _, value in rows]
 
     def fills_of(self, account: str, after_trade_id: int, limit: int) -> list[dict[str, Any]]:
         """An account's fills with trade id above `after_trade_id`, ascending."""
@@ -502,7 +602,7 @@ class Store:
             return []
         prefix = name_key(account)
         rows = _scan(self._cf(CF_FILLS), prefix, prefix + U64.pack(after_trade_id + 1), limit)
-        return [_unpack(value) for _, value in rows]
+        return [dict(zip(FILL_FIELDS, _unpack(value), strict=True)) for _, value in rows]
 
     def balances(self, account: str) -> dict[str, dict[str, int]]:
         """An account's latest balance per asset (up to READ_LIMIT_MAX assets), as of its
@@ -521,20 +621,22 @@ class Store:
         _check_limit(limit)
         if after_seq >= U64_MAX:
             return []
-        prefix = name_key(account)
-        start = prefix + U64.pack(after_seq + 1)
-        out = []
-        for key, value in _scan(self._cf(CF_BALANCE_HISTORY), prefix, start, limit):
-            asset, available, held, ts_ms = _unpack(value)
-            out.append(
-                {
-                    "seq": U64.unpack(key[len(prefix) :])[0],
-                    "ts_ms": ts_ms,
-                    "asset": asset,
-                    "available": available,
-                    "held": held,
-                }
-            )
+        out: list[dict[str, Any]] = []
+        for _, rows in _blocks_from(self._cf(CF_BALANCE_HISTORY), name_key(account), after_seq + 1):
+            for seq, asset, available, held, ts_ms in rows:
+                if seq <= after_seq:
+                    continue
+                out.append(
+                    {
+                        "seq": seq,
+                        "ts_ms": ts_ms,
+                        "asset": asset,
+                        "available": available,
+                        "held": held,
+                    }
+                )
+                if len(out) >= limit:
+                    return out
         return out
 
     def audit_records(self, after_no: int, limit: int) -> list[dict[str, Any]]:
@@ -621,6 +723,46 @@ class Store:
         self._live()
         return self._cfs[name]
 
+    def _events_at(self, order_id: int, seqs: list[int]) -> list[Event]:
+        """The events with these ascending sequences, each looked up in its block."""
+        out: list[Event] = []
+        if not seqs:
+            return out
+        cursor = self._cf(CF_EVENTS).iter()
+        first, wires = 0, []
+        for seq in seqs:
+            if not first <= seq < first + len(wires):
+                cursor.seek_for_prev(U64.pack(seq))
+                if cursor.valid():
+                    first, wires = U64.unpack(cursor.key())[0], _unpack(cursor.value())
+                else:
+                    first, wires = 0, []
+            index = seq - first
+            event = event_from_wire(wires[index]) if 0 <= index < len(wires) else None
+            if event is None or event.seq != seq:
+                raise StoreCorruptionError(
+                    f"order {order_id}: event {seq} of its history is missing"
+                )
+            out.append(event)
+        return out
+
+
+def _check_column_families(path: Path) -> None:
+    """Refuses a store written with another set of column families (another format)."""
+    if not (path / "CURRENT").exists():
+        return
+    try:
+        found = set(Rdict.list_cf(str(path), Options(raw_mode=True)))
+    # rocksdict reports RocksDB statuses as a bare Exception; opening will say what is wrong.
+    except Exception:
+        return
+    unknown = found - set(COLUMN_FAMILIES) - {"default"}
+    if unknown:
+        raise StoreError(
+            f"store at {path} has column families {sorted(unknown)} that format "
+            f"{STORE_FORMAT} does not use: it was written by another build"
+        )
+
 
 def _close_db(db: Rdict, cfs: dict[str, Rdict], handles: dict[str, ColumnFamily]) -> None:
     """Closes the column families and drops their handles first: each keeps the DB (and its
@@ -635,6 +777,12 @@ def _close_db(db: Rdict, cfs: dict[str, Rdict], handles: dict[str, ColumnFamily]
 def _last_key(cf: Rdict) -> bytes | None:
     for key in cf.keys(backwards=True):
         return key
+    return None
+
+
+def _last_item(cf: Rdict) -> tuple[bytes, bytes] | None:
+    for item in cf.items(backwards=True):
+        return item
     return None
 
 
@@ -654,6 +802,20 @@ def _scan(
     return rows
 
 
+def _blocks_from(cf: Rdict, prefix: bytes, seq: int) -> Iterator[tuple[int, Any]]:
+    """Yields (first seq, rows) of the blocks under `prefix | first seq u64` keys, from the
+    block that may hold `seq` (the last one starting at or before it) onwards."""
+    start = prefix + U64.pack(seq)
+    for key, _ in cf.items(backwards=True, from_key=start):
+        if key.startswith(prefix):
+            start = key
+        break
+    for key, value in cf.items(from_key=start):
+        if not key.startswith(prefix):
+            return
+        yield U64.unpack(key[len(prefix) :])[0], _unpack(value)
+
+
 def _check_cursor(name: str, value: int) -> None:
     if type(value) is not int or not 0 <= value <= U64_MAX:
         raise StoreQueryError(f"{name} must be an integer from 0 to {U64_MAX}, not {value!r}")
@@ -662,6 +824,15 @@ def _check_cursor(name: str, value: int) -> None:
 def _check_limit(limit: int) -> None:
     if type(limit) is not int or not 1 <= limit <= READ_LIMIT_MAX:
         raise StoreQueryError(f"limit must be an integer from 1 to {READ_LIMIT_MAX}, not {limit!r}")
+
+
+def _order_record(raw: bytes) -> tuple[dict[str, Any], list[int]]:
+    """A stored order as the reads return it, and the seqs of its history."""
+    values = _unpack(raw)
+    if type(values) is not list or len(values) != _ORDER_RECORD_LEN:
+        raise StoreCorruptionError(f"order record of the wrong shape: {values!r:.200}")
+    seqs = values.pop()
+    return dict(zip(ORDER_FIELDS, values, strict=True)), seqs
 
 
 def _audit_record_problem(no: int, value: bytes, prev_hash: bytes) -> str:
@@ -716,17 +887,19 @@ def _outcome_summary(events: list[Event]) -> tuple[str, str, int]:
     """
     for event in events:
         if type(event) is Accepted:
-            return OutcomeResult.ACCEPTED, "", event.order_id
+            return OutcomeResult.ACCEPTED.value, "", event.order_id
         if type(event) is Rejected:
-            return OutcomeResult.REJECTED, str(event.code), 0
-    return (OutcomeResult.APPLIED if events else OutcomeResult.NONE), "", 0
+            return OutcomeResult.REJECTED.value, str(event.code), 0
+    return (OutcomeResult.APPLIED.value if events else OutcomeResult.NONE.value), "", 0
 
 
 class _BatchBuilder:
     """Turns one log entry's commands and events into one RocksDB WriteBatch.
 
-    Orders touched by the batch are read once, updated in memory and written
-    once at the end, since a WriteBatch cannot be read back.
+    Per command it writes only the audit record; everything else is gathered in
+    memory and written once per batch by `finish`: the new events as blocks, each
+    touched order once (read at most once, since a WriteBatch cannot be read back),
+    each touched balance once, and each account's balance changes as one block.
     """
 
     __slots__ = (
@@ -736,7 +909,10 @@ class _BatchBuilder:
         "audit_no",
         "audit_head",
         "batch",
+        "events",
         "orders",
+        "balances",
+        "balance_rows",
         "cfs",
         "handles",
         "pack",
@@ -751,8 +927,14 @@ class _BatchBuilder:
         # One packer per batch: msgpack.packb builds a Packer per call (measured on a Trade
         # wire: 0.71 us against 0.33 us for a reused Packer).
         self.pack: Callable[[Any], bytes] = msgpack.Packer(use_bin_type=True).pack
+        # The events this batch stores, in sequence order.
+        self.events: list[Event] = []
         # order id -> [record, was it open in the store before this batch]
         self.orders: dict[int, list[Any]] = {}
+        # (account, asset) -> its last BalanceChanged in this batch
+        self.balances: dict[tuple[str, str], BalanceChanged] = {}
+        # account -> its balance history rows in this batch
+        self.balance_rows: dict[str, list[list[Any]]] = {}
         # The store's own dicts, never single handles copied out of them: close() empties
         # them, and a handle left in a builder that a traceback keeps alive would keep the
         # DB (and its lock) open.
@@ -760,65 +942,86 @@ class _BatchBuilder:
         self.handles = store._handles
 
     def add(self, command: AppliedCommand) -> None:
-        """Stores the command's new events, updates the derived tables, appends its audit record."""
+        """Takes the command's new events, updates the derived state, appends its audit record."""
         submitter = command.submitter
         if type(submitter) is not str or len(submitter) > SUBMITTER_LEN_MAX:
             raise StoreError(f"submitter must be a string of at most {SUBMITTER_LEN_MAX} chars")
-        batch = self.batch
-        handles = self.handles
+        events = command.events
         handlers = _EVENT_HANDLERS
-        seqs = []
+        stored = self.events
+        last_seq = self.last_seq
         retry = False
-        for event in command.events:
+        for event in events:
             seq = event.seq
-            seqs.append(seq)
-            if seq <= self.last_seq:
+            if seq <= last_seq:
                 # An idempotent retry's original outcome: already stored once.
                 retry = True
                 continue
-            if seq != self.last_seq + 1:
+            if seq != last_seq + 1:
                 raise StoreOrderError(
-                    f"log index {self.log_index}: event seq {seq} does not follow {self.last_seq}"
+                    f"log index {self.log_index}: event seq {seq} does not follow {last_seq}"
                     " (event sequences must be gap-free)"
                 )
-            self.last_seq = seq
-            batch.put(U64.pack(seq), self.pack(event_to_wire(event)), handles[CF_EVENTS])
+            last_seq = seq
+            stored.append(event)
             handler = handlers.get(type(event))
             if handler is not None:
                 handler(self, event)
-        result, code, order_id = _outcome_summary(command.events)
-        self.audit_no += 1
+        self.last_seq = last_seq
+        result, code, order_id = _outcome_summary(events)
+        audit_no = self.audit_no + 1
         try:
             body = self.pack(
                 [
-                    self.audit_no,
+                    audit_no,
                     self.log_index,
                     self.log_time_ms,
                     submitter,
                     command.command,
-                    [seqs, retry, str(result), code, order_id],
+                    [[event.seq for event in events], retry, result, code, order_id],
                 ]
             )
         except (TypeError, ValueError, OverflowError) as exc:
             raise StoreError(f"command from {submitter} cannot be encoded: {exc}") from None
-        digest = hashlib.sha256(self.audit_head + body).digest()
-        batch.put(U64.pack(self.audit_no), self.audit_head + digest + body, self.handles[CF_AUDIT])
+        head = self.audit_head
+        digest = hashlib.sha256(head + body).digest()
+        self.batch.put(U64.pack(audit_no), head + digest + body, self.handles[CF_AUDIT])
+        self.audit_no = audit_no
         self.audit_head = digest
 
     def finish(self) -> WriteBatch:
-        """Writes the touched orders, their open-order index entries and the new meta."""
+        """Writes the events, touched orders, balances and balance history, and the new meta."""
         batch = self.batch
+        handles = self.handles
+        pack = self.pack
+        events = self.events
+        handle = handles[CF_EVENTS]
+        for start in range(0, len(events), BLOCK_ROWS_MAX):
+            block = events[start : start + BLOCK_ROWS_MAX]
+            batch.put(U64.pack(block[0].seq), pack([event_to_wire(e) for e in block]), handle)
+        handle = handles[CF_ORDERS]
+        open_handle = handles[CF_OPEN_ORDERS]
         for order_id, (record, was_open) in self.orders.items():
             key = U64.pack(order_id)
-            batch.put(key, self.pack(record), self.handles[CF_ORDERS])
-            is_open = record["status"] in OPEN_STATUSES
+            batch.put(key, pack(record), handle)
+            is_open = record[_O_STATUS] in OPEN_STATUSES
             if is_open != was_open:
-                index_key = name_key(record["account"]) + key
+                index_key = name_key(record[_O_ACCOUNT]) + key
                 if is_open:
-                    batch.put(index_key, b"", self.handles[CF_OPEN_ORDERS])
+                    batch.put(index_key, b"", open_handle)
                 else:
-                    batch.delete(index_key, self.handles[CF_OPEN_ORDERS])
-        meta = self.handles[CF_META]
+                    batch.delete(index_key, open_handle)
+        handle = handles[CF_BALANCES]
+        for (account, asset), e in self.balances.items():
+            value = pack([e.available, e.held, e.seq, e.ts_ms])
+            batch.put(name_key(account) + name_key(asset), value, handle)
+        handle = handles[CF_BALANCE_HISTORY]
+        for account, rows in self.balance_rows.items():
+            prefix = name_key(account)
+            for start in range(0, len(rows), BLOCK_ROWS_MAX):
+                block = rows[start : start + BLOCK_ROWS_MAX]
+                batch.put(prefix + U64.pack(block[0][0]), pack(block), handle)
+        meta = handles[CF_META]
         batch.put(META_APPLIED_INDEX, U64.pack(self.log_index), meta)
         batch.put(META_AUDIT_HEAD, self.audit_head, meta)
         batch.put(META_AUDIT_COUNT, U64.pack(self.audit_no), meta)
@@ -827,7 +1030,7 @@ class _BatchBuilder:
 
     # ------------------------------------------------------------ orders
 
-    def _touch(self, order_id: int, event: Event) -> dict[str, Any]:
+    def _touch(self, order_id: int, event: Event) -> list[Any]:
         """The order's record, loaded once per batch, with `event` added to its history."""
         slot = self.orders.get(order_id)
         if slot is None:
@@ -838,58 +1041,61 @@ class _BatchBuilder:
                     " accepted"
                 )
             record = _unpack(raw)
-            slot = self.orders[order_id] = [record, record["status"] in OPEN_STATUSES]
+            if type(record) is not list or len(record) != _ORDER_RECORD_LEN:
+                raise StoreCorruptionError(f"order {order_id}: stored record of the wrong shape")
+            slot = self.orders[order_id] = [record, record[_O_STATUS] in OPEN_STATUSES]
         record = slot[0]
-        if record["status"] not in OPEN_STATUSES:
+        if record[_O_STATUS] not in OPEN_STATUSES:
             raise StoreCorruptionError(
-                f"event seq {event.seq} changes order {order_id}, which is {record['status']}"
+                f"event seq {event.seq} changes order {order_id}, which is {record[_O_STATUS]}"
             )
-        self.batch.put(U64.pack(order_id) + U64.pack(event.seq), b"", self.handles[CF_ORDER_EVENTS])
-        record["updated_seq"] = event.seq
-        record["updated_ms"] = event.ts_ms
-        record["event_count"] += 1
+        history = record[_O_HISTORY]
+        if len(history) < ORDER_HISTORY_READ_MAX:
+            history.append(event.seq)
+        record[_O_UPDATED_SEQ] = event.seq
+        record[_O_UPDATED_MS] = event.ts_ms
+        record[_O_EVENT_COUNT] += 1
         return record
 
     def _accepted(self, e: Accepted) -> None:
         order_id = e.order_id
         if order_id in self.orders:
             raise StoreCorruptionError(f"event seq {e.seq} accepts order {order_id} twice")
-        armed = e.order_type in _STOP_TYPES
-        record = {
-            "order_id": order_id,
-            "account": e.account,
-            "client_order_id": e.client_order_id,
-            "symbol": e.symbol,
-            "side": e.side,
-            "order_type": e.order_type,
-            "tif": e.tif,
-            "price": e.price,
-            "stop_price": e.stop_price,
-            "display_qty": e.display_qty,
-            "post_only": e.post_only,
-            "expire_at_ms": e.expire_at_ms,
-            "hold": e.hold,
-            "original_qty": e.qty,
-            # qty is the order's total as the engine sees it: filled_qty + leaves.
-            "qty": e.qty,
-            "filled_qty": 0,
-            "leaves": e.qty,
-            "cancelled_qty": 0,
-            "notional": 0,
-            "fees": 0,
-            "status": str(OrderStatus.ARMED if armed else OrderStatus.OPEN),
-            "reason": "",
-            "accepted_seq": e.seq,
-            "accepted_ms": e.ts_ms,
-            "updated_seq": e.seq,
-            "updated_ms": e.ts_ms,
-            "event_count": 1,
-        }
+        # In ORDER_FIELDS order, then the history.
+        record = [
+            order_id,
+            e.account,
+            e.client_order_id,
+            e.symbol,
+            e.side,
+            e.order_type,
+            e.tif,
+            e.price,
+            e.stop_price,
+            e.display_qty,
+            e.post_only,
+            e.expire_at_ms,
+            e.hold,
+            e.qty,  # original_qty
+            e.qty,  # qty
+            0,  # filled_qty
+            e.qty,  # leaves
+            0,  # cancelled_qty
+            0,  # notional
+            0,  # fees
+            _ARMED if e.order_type in _STOP_TYPES else _OPEN,
+            "",  # reason
+            e.seq,  # accepted_seq
+            e.ts_ms,  # accepted_ms
+            e.seq,  # updated_seq
+            e.ts_ms,  # updated_ms
+            1,  # event_count
+            [e.seq],  # history
+        ]
         self.orders[order_id] = [record, False]
         key = U64.pack(order_id)
         account = name_key(e.account)
         batch = self.batch
-        batch.put(key + U64.pack(e.seq), b"", self.handles[CF_ORDER_EVENTS])
         batch.put(account + key, b"", self.handles[CF_ACCOUNT_ORDERS])
         if e.client_order_id:
             batch.put(account + name_key(e.client_order_id), key, self.handles[CF_CLIENT_ORDERS])
@@ -898,15 +1104,8 @@ class _BatchBuilder:
         maker_side = 1 - e.aggressor_side
         self._fill(e, e.maker_order_id, e.maker_account, maker_side, ROLE_MAKER)
         self._fill(e, e.taker_order_id, e.taker_account, e.aggressor_side, ROLE_TAKER)
-        public = {
-            "trade_id": e.trade_id,
-            "seq": e.seq,
-            "ts_ms": e.ts_ms,
-            "symbol": e.symbol,
-            "price": e.price,
-            "qty": e.qty,
-            "aggressor_side": e.aggressor_side,
-        }
+        # In TRADE_FIELDS order.
+        public = [e.trade_id, e.seq, e.ts_ms, e.symbol, e.price, e.qty, e.aggressor_side]
         self.batch.put(
             name_key(e.symbol) + U64.pack(e.trade_id), self.pack(public), self.handles[CF_TRADES]
         )
@@ -917,79 +1116,80 @@ class _BatchBuilder:
         else:
             fee, leaves = e.taker_fee, e.taker_leaves
         record = self._touch(order_id, e)
-        if record["leaves"] - e.qty != leaves or record["account"] != account:
+        if record[_O_LEAVES] - e.qty != leaves or record[_O_ACCOUNT] != account:
             raise StoreCorruptionError(
-                f"trade seq {e.seq}: order {order_id} had {record['leaves']} left, fills "
+                f"trade seq {e.seq}: order {order_id} had {record[_O_LEAVES]} left, fills "
                 f"{e.qty} and reports {leaves} left"
             )
-        record["leaves"] = leaves
-        record["filled_qty"] += e.qty
-        record["notional"] += e.price * e.qty
-        record["fees"] += fee
-        record["status"] = str(OrderStatus.PARTIALLY_FILLED if leaves else OrderStatus.FILLED)
+        record[_O_LEAVES] = leaves
+        record[_O_FILLED_QTY] += e.qty
+        record[_O_NOTIONAL] += e.price * e.qty
+        record[_O_FEES] += fee
+        record[_O_STATUS] = _PARTIALLY_FILLED if leaves else _FILLED
         _check_quantities(record, e)
-        fill = {
-            "trade_id": e.trade_id,
-            "seq": e.seq,
-            "ts_ms": e.ts_ms,
-            "symbol": e.symbol,
-            "order_id": order_id,
-            "side": side,
-            "role": ROLE_NAMES[role],
-            "price": e.price,
-            "qty": e.qty,
-            "fee": fee,
-            "leaves": leaves,
-        }
+        # In FILL_FIELDS order.
+        fill = [
+            e.trade_id,
+            e.seq,
+            e.ts_ms,
+            e.symbol,
+            order_id,
+            side,
+            ROLE_NAMES[role],
+            e.price,
+            e.qty,
+            fee,
+            leaves,
+        ]
         key = name_key(account) + U64.pack(e.trade_id) + bytes((role,))
         self.batch.put(key, self.pack(fill), self.handles[CF_FILLS])
 
     def _cancelled(self, e: Cancelled) -> None:
         record = self._touch(e.order_id, e)
-        if record["leaves"] - e.qty != e.leaves:
+        if record[_O_LEAVES] - e.qty != e.leaves:
             raise StoreCorruptionError(
-                f"cancel seq {e.seq}: order {e.order_id} had {record['leaves']} left, cancels "
+                f"cancel seq {e.seq}: order {e.order_id} had {record[_O_LEAVES]} left, cancels "
                 f"{e.qty} and reports {e.leaves} left"
             )
-        record["qty"] -= e.qty
-        record["cancelled_qty"] += e.qty
-        record["leaves"] = e.leaves
-        record["reason"] = str(e.reason)
+        record[_O_QTY] -= e.qty
+        record[_O_CANCELLED_QTY] += e.qty
+        record[_O_LEAVES] = e.leaves
+        record[_O_REASON] = str(e.reason)
         if not e.leaves:
-            record["status"] = str(OrderStatus.CANCELLED)
+            record[_O_STATUS] = _CANCELLED
         _check_quantities(record, e)
 
     def _expired(self, e: Expired) -> None:
         record = self._touch(e.order_id, e)
-        if record["leaves"] != e.qty:
+        if record[_O_LEAVES] != e.qty:
             raise StoreCorruptionError(
-                f"expiry seq {e.seq}: order {e.order_id} had {record['leaves']} left, "
+                f"expiry seq {e.seq}: order {e.order_id} had {record[_O_LEAVES]} left, "
                 f"expires {e.qty}"
             )
-        record["qty"] -= e.qty
-        record["leaves"] = 0
-        record["status"] = str(OrderStatus.EXPIRED)
+        record[_O_QTY] -= e.qty
+        record[_O_LEAVES] = 0
+        record[_O_STATUS] = _EXPIRED
         _check_quantities(record, e)
 
     def _amended(self, e: Amended) -> None:
         record = self._touch(e.order_id, e)
-        if record["qty"] != e.old_qty or record["price"] != e.old_price:
+        if record[_O_QTY] != e.old_qty or record[_O_PRICE] != e.old_price:
             raise StoreCorruptionError(
-                f"amend seq {e.seq}: order {e.order_id} is {record['qty']} at {record['price']}, "
-                f"the amendment says {e.old_qty} at {e.old_price}"
+                f"amend seq {e.seq}: order {e.order_id} is {record[_O_QTY]} at "
+                f"{record[_O_PRICE]}, the amendment says {e.old_qty} at {e.old_price}"
             )
-        record["qty"] = e.qty
-        record["price"] = e.price
-        record["leaves"] = e.leaves
+        record[_O_QTY] = e.qty
+        record[_O_PRICE] = e.price
+        record[_O_LEAVES] = e.leaves
         _check_quantities(record, e)
 
     def _triggered(self, e: Triggered) -> None:
         record = self._touch(e.order_id, e)
-        if record["status"] != OrderStatus.ARMED:
+        if record[_O_STATUS] != _ARMED:
             raise StoreCorruptionError(
-                f"trigger seq {e.seq}: order {e.order_id} is {record['status']}, not armed"
+                f"trigger seq {e.seq}: order {e.order_id} is {record[_O_STATUS]}, not armed"
             )
-        record["status"] = str(OrderStatus.OPEN)
+        record[_O_STATUS] = _OPEN
 
     def _replenished(self, e: Replenished) -> None:
         self._touch(e.order_id, e)
@@ -997,18 +1197,14 @@ class _BatchBuilder:
     # ------------------------------------------------------------ balances
 
     def _balance_changed(self, e: BalanceChanged) -> None:
-        account = name_key(e.account)
-        batch = self.batch
-        batch.put(
-            account + name_key(e.asset),
-            self.pack([e.available, e.held, e.seq, e.ts_ms]),
-            self.handles[CF_BALANCES],
-        )
-        batch.put(
-            account + U64.pack(e.seq),
-            self.pack([e.asset, e.available, e.held, e.ts_ms]),
-            self.handles[CF_BALANCE_HISTORY],
-        )
+        account = e.account
+        self.balances[account, e.asset] = e
+        row = [e.seq, e.asset, e.available, e.held, e.ts_ms]
+        rows = self.balance_rows.get(account)
+        if rows is None:
+            self.balance_rows[account] = [row]
+        else:
+            rows.append(row)
 
 
 # Unbound, at class level: a table of bound methods on the builder would be a reference
@@ -1025,10 +1221,10 @@ _EVENT_HANDLERS: dict[type, Callable[[_BatchBuilder, Any], None]] = {
 }
 
 
-def _check_quantities(record: dict[str, Any], event: Event) -> None:
+def _check_quantities(record: list[Any], event: Event) -> None:
     """The engine's invariant: an order's total is what filled plus what is left."""
-    if record["leaves"] < 0 or record["qty"] != record["filled_qty"] + record["leaves"]:
+    if record[_O_LEAVES] < 0 or record[_O_QTY] != record[_O_FILLED_QTY] + record[_O_LEAVES]:
         raise StoreCorruptionError(
-            f"event seq {event.seq}: order {record['order_id']} has qty {record['qty']}, "
-            f"filled {record['filled_qty']} and {record['leaves']} left"
+            f"event seq {event.seq}: order {record[_O_ORDER_ID]} has qty {record[_O_QTY]}, "
+            f"filled {record[_O_FILLED_QTY]} and {record[_O_LEAVES]} left"
         )

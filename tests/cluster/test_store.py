@@ -7,6 +7,10 @@ as the node's apply loop does, into a real RocksDB under tmp_path.
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +19,12 @@ import msgpack
 import pytest
 from rocksdict import Options, Rdict
 
+import cluster.store
 from cluster.store import (
     BATCH_COMMANDS_MAX,
+    BLOCK_ROWS_MAX,
     CF_AUDIT,
+    CF_META,
     COLUMN_FAMILIES,
     EMPTY_AUDIT_HEAD,
     HASH_BYTES,
@@ -43,7 +50,7 @@ from engine.commands import (
     Tick,
     command_to_wire,
 )
-from engine.events import Accepted, Cancelled, event_to_wire
+from engine.events import Accepted, BalanceChanged, Cancelled, Event, event_to_wire
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 STEP_MS = 10
@@ -438,6 +445,52 @@ def test_an_iceberg_shows_its_replenishment_in_its_history(node: Node) -> None:
     assert (order["status"], order["leaves"]) == ("partially_filled", 7)
 
 
+def test_an_order_filled_twice_and_cancelled_in_one_batch_ends_with_all_of_it(node: Node) -> None:
+    (placed,) = node.run(PlaceOrder("alice", "ACME", SELL, 10, PRICE))
+    order_id = node.order_id(placed)
+    applied = node.run(
+        PlaceOrder("bob", "ACME", BUY, 2, PRICE),
+        PlaceOrder("carol", "ACME", BUY, 3, PRICE),
+        CancelOrder("alice", order_id),
+    )
+    order = node.store.order(order_id)
+    assert order is not None
+    assert kinds(order["history"]) == ["accepted", "trade", "trade", "cancelled"]
+    assert (order["status"], order["filled_qty"], order["cancelled_qty"]) == ("cancelled", 5, 5)
+    assert order["notional"] == 5 * PRICE and order["event_count"] == 4
+    assert order["updated_seq"] == order["history"][-1]["seq"]
+    assert node.store.orders_of("alice", open_only=True, after_order_id=0, limit=10) == []
+    # Every change of alice's balances in that batch is in her history; the latest is her balance.
+    changes = [
+        e for a in applied for e in a.events if type(e) is BalanceChanged and e.account == "alice"
+    ]
+    assert len(changes) > 2
+    history = node.store.balance_history("alice", changes[0].seq - 1, READ_LIMIT_MAX)
+    assert [(h["seq"], h["asset"], h["available"], h["held"]) for h in history] == [
+        (e.seq, e.asset, e.available, e.held) for e in changes
+    ]
+    latest = node.store.balances("alice")
+    for asset in ("USD", "ACME"):
+        assert (latest[asset]["available"], latest[asset]["held"]) == node.exchange.balance(
+            "alice", asset
+        )
+
+
+def test_an_order_history_is_cut_at_the_read_limit(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cluster.store, "ORDER_HISTORY_READ_MAX", 3)
+    (placed,) = node.run(PlaceOrder("alice", "ACME", SELL, 10, PRICE))
+    order_id = node.order_id(placed)
+    for _ in range(4):
+        node.run(PlaceOrder("bob", "ACME", BUY, 1, PRICE))
+    order = node.store.order(order_id)
+    assert order is not None
+    assert kinds(order["history"]) == ["accepted", "trade", "trade"]
+    assert order["history_truncated"] is True and order["event_count"] == 5
+    assert order["filled_qty"] == 4  # the record itself has every event
+
+
 # ---------------------------------------------------------------- durability
 
 
@@ -508,6 +561,81 @@ def test_a_path_that_is_not_a_store_is_refused(tmp_path: Path) -> None:
     (garbage / "CURRENT").write_text("junk\n")
     with pytest.raises(StoreError, match="cannot open store"):
         Store.open(garbage)
+
+
+def test_a_store_without_fsync_keeps_every_written_batch_through_kill_9(tmp_path: Path) -> None:
+    # The writer opens with fsync=False, writes batches and is killed with SIGKILL: every
+    # batch went through the WAL, so every one is there, whole, after a restart.
+    path = tmp_path / "store"
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from pathlib import Path
+        from cluster.store import AppliedCommand, Store
+        from cluster.workload import standard_workload
+        from engine import Exchange
+        from engine.commands import command_to_wire
+
+        workload = standard_workload(600, seed=3, account_count=20, symbol_count=2)
+        commands = workload.setup + workload.commands
+        exchange = Exchange()
+        store = Store.open(Path({str(path)!r}), fsync=False)
+        for index, start in enumerate(range(0, len(commands), 50), 1):
+            applied = [
+                AppliedCommand(f"n1/{{n}}", command_to_wire(c), exchange.apply(c, index))
+                for n, c in enumerate(commands[start : start + 50], start)
+            ]
+            store.write_batch(index, index, applied)
+        print(index, exchange.seq, store.audit_head(), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    repo = Path(__file__).resolve().parents[2]
+    killed = subprocess.run(
+        [sys.executable, "-c", script],
+        check=False,  # it dies of SIGKILL on purpose
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -9, killed.stderr
+    last_index, last_seq, audit_head = killed.stdout.split()
+    with Store.open(path) as store:
+        assert store.applied_index() == int(last_index)
+        assert store.last_seq() == int(last_seq)
+        assert store.audit_head() == audit_head
+        assert store.verify_audit().ok
+        assert [e.seq for e in store.events_since(int(last_seq) - 5, 10)] == list(
+            range(int(last_seq) - 4, int(last_seq) + 1)
+        )
+
+
+def test_a_store_of_another_format_is_refused(tmp_path: Path) -> None:
+    older = tmp_path / "older"
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    options.create_missing_column_families(True)
+    # Format 1 kept an order's history as keys in a column family of its own.
+    families = {name: Options(raw_mode=True) for name in (*COLUMN_FAMILIES, "order_events")}
+    Rdict(str(older), options, column_families=families).close()
+    with pytest.raises(StoreError, match="another build"):
+        Store.open(older)
+
+    newer = tmp_path / "newer"
+    Store.open(newer).close()
+    db = Rdict(
+        str(newer),
+        Options(raw_mode=True),
+        column_families={n: Options(raw_mode=True) for n in COLUMN_FAMILIES},
+    )
+    meta = db.get_column_family(CF_META)
+    meta[b"format"] = u64_key(99)
+    meta.close()
+    db.close()
+    with pytest.raises(StoreError, match="format 99"):
+        Store.open(newer)
 
 
 # ---------------------------------------------------------------- the audit chain
@@ -628,6 +756,35 @@ def test_fills_balance_history_audit_and_events_page_ascending(node: Node) -> No
         events.extend(page)
         cursor = page[-1].seq
     assert [e.seq for e in events] == list(range(1, store.last_seq() + 1))
+
+
+def test_events_and_balance_history_read_the_same_from_any_cursor_across_blocks(
+    store: Store,
+) -> None:
+    # Big batches over few accounts: many events per batch and many balance changes per
+    # account per batch, so both are stored over several blocks.
+    workload = standard_workload(2_000, seed=11, account_count=5, symbol_count=2)
+    node = Node(store)
+    node.run(*workload.setup)
+    emitted: list[Event] = []
+    for start in range(0, len(workload.commands), 1_000):
+        applied = node.run(*workload.commands[start : start + 1_000])
+        emitted.extend(e for a in applied for e in a.events)
+    assert len(emitted) > 4 * BLOCK_ROWS_MAX
+    by_seq = {e.seq: event_to_wire(e) for e in emitted}
+    first, last = emitted[0].seq, store.last_seq()
+    for cursor in range(first - 1, last + 1, 7):
+        page = store.events_since(cursor, 50)
+        assert [event_to_wire(e) for e in page] == [
+            by_seq[seq] for seq in range(cursor + 1, min(cursor + 50, last) + 1)
+        ], cursor
+
+    fees = [e for e in emitted if type(e) is BalanceChanged and e.account == "fees"]
+    assert len(fees) > 2 * BLOCK_ROWS_MAX  # more than a block in each of the two batches
+    for cursor in [fees[0].seq - 1, *(e.seq for e in fees[::13]), fees[-1].seq]:
+        expected = [(e.seq, e.asset, e.available, e.held) for e in fees if e.seq > cursor][:30]
+        page = store.balance_history("fees", cursor, 30)
+        assert [(h["seq"], h["asset"], h["available"], h["held"]) for h in page] == expected
 
 
 def test_a_bad_limit_or_cursor_is_a_query_error(store: Store) -> None:
