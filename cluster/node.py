@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pysyncobj import SyncObj, SyncObjConf, replicated
+from pysyncobj.config import SERIALIZER_STATE
 from pysyncobj.node import TCPNode
 
 from cluster.batcher import Batcher, NotCommitted
@@ -35,10 +36,10 @@ from cluster.config import NodeConfig, Peer
 from cluster.entry import decode_entry
 from cluster.journal import JournalError
 from cluster.snapshot_file import (
+    DumpChild,
     SnapshotMeta,
     extract_store,
     read_snapshot_meta,
-    write_snapshot_file,
 )
 from cluster.store import AppliedCommand, Store
 from cluster.store_writer import StoreWriter
@@ -81,6 +82,7 @@ class ExchangeNode(SyncObj):
         self.hash_marks: collections.OrderedDict[int, str] = collections.OrderedDict()
         self.hash_marks_changed = threading.Condition()
         self.last_snapshot_index = 0
+        self._dump: DumpChild | None = None
         self.started_monotonic = time.monotonic()
         self._listeners: list[EventListener] = []
         self.batcher = Batcher(config.node_id, self._send_entry, self._isLeader)
@@ -90,6 +92,7 @@ class ExchangeNode(SyncObj):
             fullDumpFile=str(config.data_dir / "raft.dump"),
             serializer=self._write_dump,
             deserializer=self._load_dump,
+            serializeChecker=self._dump_status,
             dynamicMembershipChange=True,
             appendEntriesUseBatch=False,
             appendEntriesPeriod=APPEND_ENTRIES_PERIOD_S,
@@ -235,35 +238,62 @@ class ExchangeNode(SyncObj):
 
     # ------------------------------------------------------------ snapshots
 
-    def _write_dump(self, path: str, data: Any) -> None:
-        """pysyncobj serializer: runs on the apply thread, so engine and store agree."""
+    def _write_dump(self, tmp_path: str, data: Any) -> None:
+        """pysyncobj serializer, called on the apply thread between two entries.
+
+        Writing a large dump takes tens of seconds (1 million orders of history:
+        30 s), far longer than an election timeout, so the Raft thread only takes
+        the store checkpoint (hard links) and forks: the child holds a
+        copy-on-write image of the engine exactly at this index, writes the dump
+        beside the real one and renames it into place. `_dump_status` (pysyncobj's
+        serializeChecker) reports the child's progress; only on success does
+        pysyncobj drop the journal entries the dump covers.
+
+        pysyncobj then tries to rename `tmp_path` over the dump; it must not exist,
+        so that rename fails harmlessly instead of replacing a good dump.
+        """
         last_entry, prev_entry, cluster = data
         if last_entry[1] != self.raftLastApplied:
             raise RuntimeError("dump requested for an index other than the applied one")
+        Path(tmp_path).unlink(missing_ok=True)
+        if self._dump is not None:
+            return
         checkpoint = self.config.data_dir / "checkpoint.tmp"
         shutil.rmtree(checkpoint, ignore_errors=True)
-        started = time.monotonic()
         self.writer.drain()
-        try:
-            self.store.checkpoint(checkpoint)
-            meta = SnapshotMeta(
-                applied_index=self.applied_index,
-                last_entry=tuple(last_entry),
-                prev_entry=tuple(prev_entry),
-                cluster=sorted(node.id for node in cluster),
-                members=[[p.node_id, p.raft, p.http] for p in self.members.values()],
-                engine=self.engine.snapshot(),
-            )
-            write_snapshot_file(Path(path), meta, checkpoint)
-        finally:
-            shutil.rmtree(checkpoint, ignore_errors=True)
-        self.last_snapshot_index = last_entry[1]
+        self.store.checkpoint(checkpoint)
+        meta = SnapshotMeta(
+            applied_index=self.applied_index,
+            last_entry=tuple(last_entry),
+            prev_entry=tuple(prev_entry),
+            cluster=sorted(node.id for node in cluster),
+            members=[[p.node_id, p.raft, p.http] for p in self.members.values()],
+            engine=b"",
+        )
+        self._dump = DumpChild.start(
+            self.engine, meta, checkpoint, self.config.data_dir / "raft.dump"
+        )
+
+    def _dump_status(self) -> int:
+        """pysyncobj serializeChecker: the state of the dump being written, if any."""
+        dump = self._dump
+        if dump is None:
+            return SERIALIZER_STATE.NOT_SERIALIZING
+        finished = dump.poll()
+        if finished is None:
+            return SERIALIZER_STATE.SERIALIZING
+        self._dump = None
+        if not finished:
+            log.error("event=snapshot_failed node=%s index=%d", self.node_id, dump.index)
+            return SERIALIZER_STATE.FAILED
+        self.last_snapshot_index = dump.index
         log.info(
             "event=snapshot_written node=%s index=%d seconds=%.3f",
             self.node_id,
-            last_entry[1],
-            time.monotonic() - started,
+            dump.index,
+            dump.seconds,
         )
+        return SERIALIZER_STATE.SUCCESS
 
     def _load_dump(self, path: str) -> tuple[Any, Any, list[TCPNode]]:
         """pysyncobj deserializer: local dump at start-up, or a snapshot sent by the leader.
@@ -360,5 +390,7 @@ class ExchangeNode(SyncObj):
     def close(self) -> None:
         self.batcher.stop()
         self.destroy_synchronous()
+        if self._dump is not None:
+            self._dump.wait()
         self.writer.close()
         self.store.close()

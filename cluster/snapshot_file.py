@@ -10,15 +10,19 @@ files are already compressed and the serializer blocks the Raft thread.
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import shutil
 import tarfile
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import msgpack
+
+from engine import Exchange
 
 SNAPSHOT_FILE_VERSION = 1
 META_NAME = "snapshot.msgpack"
@@ -61,6 +65,64 @@ def write_snapshot_file(path: Path, meta: SnapshotMeta, checkpoint_dir: Path) ->
         tar.close()
         raw.flush()
         os.fsync(raw.fileno())
+
+
+class DumpChild:
+    """A forked process writing one dump file while the parent keeps running Raft."""
+
+    def __init__(self, pid: int, index: int, checkpoint: Path) -> None:
+        self.pid = pid
+        self.index = index
+        self.checkpoint = checkpoint
+        self.started = time.monotonic()
+        self.seconds = 0.0
+
+    @classmethod
+    def start(
+        cls, engine: Exchange, meta: SnapshotMeta, checkpoint: Path, final_path: Path
+    ) -> DumpChild:
+        """Forks; the child snapshots `engine` as it is at this instant (copy-on-write),
+        writes `final_path.bg` and renames it over `final_path`."""
+        pid = os.fork()
+        if pid == 0:
+            _write_in_child(engine, meta, checkpoint, final_path)
+        return cls(pid, meta.applied_index, checkpoint)
+
+    def poll(self) -> bool | None:
+        """None while running; then whether the dump is in place."""
+        pid, status = os.waitpid(self.pid, os.WNOHANG)
+        if pid == 0:
+            return None
+        return self._finish(status)
+
+    def wait(self) -> bool:
+        _, status = os.waitpid(self.pid, 0)
+        return self._finish(status)
+
+    def _finish(self, status: int) -> bool:
+        self.seconds = time.monotonic() - self.started
+        shutil.rmtree(self.checkpoint, ignore_errors=True)
+        return os.waitstatus_to_exitcode(status) == 0
+
+
+def _write_in_child(engine: Exchange, meta: SnapshotMeta, checkpoint: Path, final: Path) -> None:
+    """Runs in the forked child only: no logging, no store, no collector (finalizers of
+    objects shared with the parent must not run here), and always os._exit."""
+    gc.disable()
+    code = 1
+    try:
+        partial = final.with_name(final.name + ".bg")
+        full = replace(meta, engine=engine.snapshot())
+        write_snapshot_file(partial, full, checkpoint)
+        os.replace(partial, final)
+        directory = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        code = 0
+    finally:
+        os._exit(code)
 
 
 def read_snapshot_meta(path: Path) -> SnapshotMeta:
