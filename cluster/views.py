@@ -80,6 +80,8 @@ def next_view(prev: NodeView, ex: Exchange, applied_index: int, events: list[Eve
     trades: dict[str, LastTrade] | None = None
     instruments: dict[str, InstrumentView] | None = None
     balances: dict[str, Any] | None = None
+    # account -> {asset: (available, held)}: the last value of each touched balance.
+    touched_balances: dict[str, dict[str, tuple[int, int]]] = {}
     touched_books: set[str] = set()
     # A trade moves its instrument's reference price and band, as do admin changes.
     touched_instruments: set[str] = set()
@@ -88,11 +90,10 @@ def next_view(prev: NodeView, ex: Exchange, applied_index: int, events: list[Eve
         if kind is LevelChanged:
             touched_books.add(event.symbol)
         elif kind is BalanceChanged:
-            if balances is None:
-                balances = dict(prev.balances)
-            assets = dict(balances.get(event.account, {}))
+            assets = touched_balances.get(event.account)
+            if assets is None:
+                assets = touched_balances[event.account] = {}
             assets[event.asset] = (event.available, event.held)
-            balances[event.account] = MappingProxyType(assets)
         elif kind is Trade:
             if trades is None:
                 trades = dict(prev.last_trades)
@@ -102,6 +103,10 @@ def next_view(prev: NodeView, ex: Exchange, applied_index: int, events: list[Eve
             touched_instruments.add(event.symbol)
         elif kind is InstrumentChanged or kind is StatusChanged:
             touched_instruments.add(event.symbol)
+    if touched_balances:
+        balances = dict(prev.balances)
+        for account, changed in touched_balances.items():
+            balances[account] = MappingProxyType({**balances.get(account, {}), **changed})
     if touched_instruments:
         instruments = dict(prev.instruments)
         for symbol in sorted(touched_instruments):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import heapq
+import itertools
 from collections.abc import Callable
 
 from sortedcontainers import SortedList
@@ -1229,8 +1230,8 @@ class Exchange:
         inst = self.instruments[symbol]
         sides = []
         for book in (inst.bids, inst.asks):
-            rows = [(lvl.price, lvl.qty, len(lvl.orders)) for lvl in book.values()]
-            sides.append(rows[:levels] if levels else rows)
+            shown = book.values() if not levels else itertools.islice(book.values(), levels)
+            sides.append([(lvl.price, lvl.qty, len(lvl.orders)) for lvl in shown])
         return sides[0], sides[1]
 
     def best_bid_ask(self, symbol: str) -> tuple[int, int]:

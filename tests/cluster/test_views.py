@@ -1,0 +1,34 @@
+"""The read views published after each entry equal a view built from the whole engine."""
+
+from __future__ import annotations
+
+from cluster.views import NodeView, full_view, next_view
+from cluster.workload import standard_workload
+from engine import Exchange
+
+ENTRY_COMMANDS = 50
+
+
+def test_views_built_entry_by_entry_match_the_engine() -> None:
+    workload = standard_workload(3_000, seed=7, account_count=40, symbol_count=3)
+    ex = Exchange()
+    view = NodeView()
+    commands = workload.setup + workload.commands
+    for index, start in enumerate(range(0, len(commands), ENTRY_COMMANDS), 1):
+        events = []
+        for command in commands[start : start + ENTRY_COMMANDS]:
+            events.extend(ex.apply(command, 1_000 + index))
+        view = next_view(view, ex, index, events)
+        whole = full_view(ex, index)
+        assert view.applied_index == whole.applied_index
+        assert view.last_seq == whole.last_seq == ex.seq
+        assert dict(view.instruments) == dict(whole.instruments)
+        assert {a: dict(b) for a, b in view.balances.items() if b} == {
+            a: dict(b) for a, b in whole.balances.items() if b
+        }
+        for symbol, book in whole.books.items():
+            if symbol in view.books:
+                assert (view.books[symbol].bids, view.books[symbol].asks) == (book.bids, book.asks)
+            else:
+                assert not book.bids and not book.asks
+    assert view.last_trades, "the workload trades, so last trades are published"
