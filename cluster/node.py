@@ -365,7 +365,8 @@ class ExchangeNode(SyncObj):
     def status(self) -> dict[str, Any]:
         view = self.view
         commit = self.raftCommitIndex
-        hash_index, digest = next(reversed(self.hash_marks.items()), (0, ""))
+        with self.hash_marks_changed:  # the apply thread adds marks while we read
+            hash_index, digest = next(reversed(self.hash_marks.items()), (0, ""))
         return {
             "id": self.node_id,
             "role": self.role(),
