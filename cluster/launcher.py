@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -37,6 +38,8 @@ LEADER_WAIT_S = 30.0
 STOP_WAIT_S = 10.0
 POLL_PERIOD_S = 0.2
 HOST = "127.0.0.1"
+LISTEN_PORTS = (20_000, 32_000)  # below Linux's default ephemeral range 32768-60999
+PORT_PICK_TRIES = 200
 
 DEMO_QUOTE = "USD"
 DEMO_STOCKS = (("AAPL", 19_000), ("MSFT", 42_000), ("NVDA", 14_000), ("TSLA", 25_000))
@@ -55,9 +58,22 @@ class LocalNode:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+    """A port that is free now, chosen below the kernel's ephemeral range.
+
+    The port is only bound later, by the node; a port from the ephemeral range
+    (what bind(0) hands out) can be taken in between by any outgoing connection
+    on the machine, and then the node cannot start.
+    """
+    low, high = LISTEN_PORTS
+    for _ in range(PORT_PICK_TRIES):
+        port = random.randrange(low, high)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port in {low}..{high}")
 
 
 def prepare(data_dir: Path, count: int, fsync: str = "always") -> tuple[list[LocalNode], str]:
