@@ -81,10 +81,8 @@ class CancelReason(StrEnum):
     KILL_SWITCH = "kill_switch"
     IOC = "ioc"
     FOK = "fok"
-    MARKET_NO_LIQUIDITY = "market_no_liquidity"
     SELF_TRADE = "self_trade"
     CIRCUIT_BREAKER = "circuit_breaker"
-    HALTED = "halted"
 
 
 class StatusReason(StrEnum):

@@ -949,9 +949,8 @@ class Exchange:
         bal.available += released
         self._touch(bal)
 
-    def _cancel_order(self, order: Order, inst: Instrument, qty: int, reason: str) -> None:
-        """Cancels `qty` of an order that is not resting in the book (a taker or a stop)."""
-        self._release(order, inst, qty)
+    def _emit_cancelled(self, order: Order, qty: int, reason: str) -> None:
+        """A Cancelled event for `qty` of `order`, after its leaves were cut by it."""
         self.seq += 1
         self._out.append(
             Cancelled(
@@ -967,6 +966,17 @@ class Exchange:
                 reason,
             )
         )
+
+    def _cancel_open(self, order: Order, inst: Instrument, reason: str) -> None:
+        """Cancels all of an open order (resting or waiting stop) and releases its hold."""
+        qty = order.leaves
+        self._remove_open(order, inst)
+        self._emit_cancelled(order, qty, reason)
+
+    def _cancel_order(self, order: Order, inst: Instrument, qty: int, reason: str) -> None:
+        """Cancels `qty` of an order that is not resting in the book (a taker or a stop)."""
+        self._release(order, inst, qty)
+        self._emit_cancelled(order, qty, reason)
         if not order.leaves:
             self._forget(order)
 
@@ -980,21 +990,7 @@ class Exchange:
         level.qty -= shown
         self._release(order, inst, qty)
         self._touch_level(inst.symbol, level)
-        self.seq += 1
-        self._out.append(
-            Cancelled(
-                self.seq,
-                self.now_ms,
-                order.order_id,
-                order.account,
-                order.symbol,
-                order.side,
-                order.price,
-                qty,
-                order.leaves,
-                reason,
-            )
-        )
+        self._emit_cancelled(order, qty, reason)
         if not order.leaves:
             del level.orders[order.order_id]
             if not level.orders:
@@ -1051,43 +1047,13 @@ class Exchange:
         if order is None:
             return
         inst = self.instruments[order.symbol]
-        self.seq += 1
-        self._out.append(
-            Cancelled(
-                self.seq,
-                self.now_ms,
-                order.order_id,
-                order.account,
-                order.symbol,
-                order.side,
-                order.price,
-                order.leaves,
-                0,
-                CancelReason.USER,
-            )
-        )
-        self._remove_open(order, inst)
+        self._cancel_open(order, inst, CancelReason.USER)
 
     def _cancel_all(self, account: Account, symbol: str, reason: str) -> None:
         for order in list(account.orders.values()):
             if symbol and order.symbol != symbol:
                 continue
-            self.seq += 1
-            self._out.append(
-                Cancelled(
-                    self.seq,
-                    self.now_ms,
-                    order.order_id,
-                    order.account,
-                    order.symbol,
-                    order.side,
-                    order.price,
-                    order.leaves,
-                    0,
-                    reason,
-                )
-            )
-            self._remove_open(order, self.instruments[order.symbol])
+            self._cancel_open(order, self.instruments[order.symbol], reason)
 
     def _mass_cancel(self, cmd: MassCancel) -> None:
         account = self.accounts.get(cmd.account)
