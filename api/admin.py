@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import threading
-from concurrent.futures import Future
 from typing import Any
 
 import aiohttp
@@ -19,7 +17,8 @@ from aiohttp import web
 from pysyncobj.node import TCPNode
 
 from api.errors import ApiError
-from cluster.batcher import NotCommitted, Overloaded
+from api.submission import NOT_COMMITTED_MESSAGE, set_once, submit_all, submit_one
+from cluster.batcher import NotCommitted
 from cluster.node import MEMBER_TAG, ExchangeNode
 from cluster.store import READ_LIMIT_MAX
 from engine.commands import CommandDecodeError, command_from_wire
@@ -32,8 +31,6 @@ SUBMIT_TIMEOUT_MS_MAX = 30_000
 COMMANDS_PER_REQUEST_MAX = 200
 STORE_WAIT_S = 5.0
 FORWARD_HEADER = "X-Raftex-Forwarded"
-
-NOT_COMMITTED_MESSAGE = "not committed: retry with the same client order id"
 
 
 def add_admin_routes(app: web.Application) -> None:
@@ -120,14 +117,14 @@ async def change_members(request: web.Request) -> web.Response:
         raft, http = peer.raft, peer.http
         _refuse_quorum_loss(node, node_id)
     record = [MEMBER_TAG, action, node_id, raft, http]
-    outcome = await _submit(node, record, SUBMIT_TIMEOUT_MS_DEFAULT)
+    outcome = await submit_one(node, record, SUBMIT_TIMEOUT_MS_DEFAULT)
     if isinstance(outcome, NotCommitted):
         raise ApiError(503, "not_committed", outcome.reason)
     done: asyncio.Future = asyncio.get_running_loop().create_future()
     loop = asyncio.get_running_loop()
 
     def on_change(result: Any, error: Any) -> None:
-        loop.call_soon_threadsafe(_set_once, done, error)
+        loop.call_soon_threadsafe(set_once, done, error)
 
     change = node.addNodeToCluster if action == "add" else node.removeNodeFromCluster
     change(raft, callback=on_change)
@@ -152,11 +149,6 @@ def _refuse_quorum_loss(node: ExchangeNode, removing: str) -> None:
             "would_lose_quorum",
             f"only {alive} of the {len(remaining)} remaining nodes are reachable",
         )
-
-
-def _set_once(future: asyncio.Future, value: Any) -> None:
-    if not future.done():
-        future.set_result(value)
 
 
 async def snapshot(request: web.Request) -> web.Response:
@@ -275,7 +267,7 @@ async def submit_command(request: web.Request) -> web.Response:
     _check_command(wire)
     if not node._isLeader():
         return await forward_to_leader(request, body)
-    outcome = await _submit(node, wire, timeout_ms)
+    outcome = await submit_one(node, wire, timeout_ms)
     if isinstance(outcome, NotCommitted):
         raise ApiError(503, "not_committed", f"{NOT_COMMITTED_MESSAGE} ({outcome.reason})")
     return web.json_response({**_outcome(outcome, node), "led_by": node.node_id})
@@ -303,7 +295,7 @@ async def submit_batch(request: web.Request) -> web.Response:
         _check_command(wire, f"commands[{position}]: ")
     if not node._isLeader():
         return await forward_to_leader(request, body)
-    outcomes = await _submit_all(node, wires, timeout_ms)
+    outcomes = await submit_all(node, wires, timeout_ms)
     describe = _outcome if detail == "events" else _summary
     rows = [
         {"code": "not_committed", "message": f"{NOT_COMMITTED_MESSAGE} ({o.reason})"}
@@ -312,45 +304,6 @@ async def submit_batch(request: web.Request) -> web.Response:
         for o in outcomes
     ]
     return web.json_response({"outcomes": rows, "led_by": node.node_id})
-
-
-async def _submit(node: ExchangeNode, wire: list[Any], timeout_ms: int) -> Any:
-    return (await _submit_all(node, [wire], timeout_ms))[0]
-
-
-async def _submit_all(node: ExchangeNode, wires: list[list[Any]], timeout_ms: int) -> list[Any]:
-    """Submits commands and waits for all their outcomes with one wake-up of the event loop.
-
-    Waking the loop once per command (asyncio.wrap_future) cost more than the
-    rest of the request under load; the futures settle on the apply thread and
-    only the last one to settle calls into the loop.
-    """
-    futures = []
-    try:
-        for wire in wires:
-            futures.append(node.submit(wire, timeout_ms / 1000))
-    except Overloaded as exc:
-        raise ApiError(503, "overloaded", str(exc)) from None
-    loop = asyncio.get_running_loop()
-    all_done = loop.create_future()
-    remaining = [len(futures)]
-    lock = threading.Lock()
-
-    def on_done(_: Future) -> None:
-        with lock:
-            remaining[0] -= 1
-            last = remaining[0] == 0
-        if last:
-            loop.call_soon_threadsafe(_set_once, all_done, None)
-
-    for future in futures:
-        future.add_done_callback(on_done)
-    # The batcher settles every future by its own timeout; this bound only guards
-    # against an apply thread that stopped answering.
-    await asyncio.wait({all_done}, timeout=timeout_ms / 1000 + 1)
-    return [
-        f.result() if f.done() else NotCommitted("no answer from the apply thread") for f in futures
-    ]
 
 
 async def forward_to_leader(request: web.Request, body: dict[str, Any]) -> web.Response:

@@ -12,15 +12,20 @@ log = logging.getLogger("raftex.api")
 class ApiError(Exception):
     """An answer to bad or impossible input: never a traceback, always a stable code."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}
 
 
-def error_response(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"code": code, "message": message}, status=status)
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.json_response({"code": code, "message": message}, status=status, headers=headers)
 
 
 @web.middleware
@@ -28,7 +33,7 @@ async def error_middleware(request: web.Request, handler: web.RequestHandler) ->
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
     except web.HTTPException as exc:
         if exc.status >= 400:
             code = exc.reason.lower().replace(" ", "_")

@@ -14,8 +14,16 @@ import sys
 import aiohttp
 from aiohttp import web
 
+from api.accounts import add_account_routes
 from api.admin import NODE_KEY, SESSION_KEY, add_admin_routes
+from api.candles import CandleBook
 from api.errors import error_middleware
+from api.feeds import add_feed_routes, feed_hub
+from api.gateway import GATEWAY_KEY, Gateway
+from api.orders import add_order_routes
+from api.public import add_public_routes
+from api.rate_limits import RateLimiter
+from api.sealing import Sealer
 from cluster.config import NodeConfig, split_address
 from cluster.gc_policy import tune_gc_for_apply
 from cluster.journal import FsyncPolicy, JournalError, install_durable_journal
@@ -26,21 +34,86 @@ log = logging.getLogger("raftex.server")
 
 REQUEST_BODY_BYTES_MAX = 64 * 1024
 FORWARD_TIMEOUT_S = 10.0
+RATE_BURST_SECONDS = 2
+CANDLE_SEED_TRADES_MAX = 100_000
+CANDLE_SEED_PAGE = 1_000
+ADMIN_PATH_PREFIX = "/v1/admin/"
 
 
 def build_app(node: ExchangeNode) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=REQUEST_BODY_BYTES_MAX)
+    config = node.config
+    gw = Gateway(
+        node=node,
+        sealer=Sealer(config.secret),
+        ip_limits=RateLimiter(
+            "per-IP", config.rate_limit_ip_per_s, _burst(config.rate_limit_ip_per_s)
+        ),
+        key_limits=RateLimiter(
+            "per-key", config.rate_limit_key_per_s, _burst(config.rate_limit_key_per_s)
+        ),
+        candles=CandleBook(),
+    )
+
+    @web.middleware
+    async def ip_limit(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
+        # Nodes forward to each other over the admin channel; only clients are limited.
+        if not request.path.startswith(ADMIN_PATH_PREFIX):
+            gw.ip_limits.take(request.remote or "?")
+        return await handler(request)
+
+    app = web.Application(
+        middlewares=[error_middleware, ip_limit], client_max_size=REQUEST_BODY_BYTES_MAX
+    )
     app[NODE_KEY] = node
+    app[GATEWAY_KEY] = gw
     add_admin_routes(app)
+    add_public_routes(app)
+    add_order_routes(app)
+    add_account_routes(app)
+    add_feed_routes(app)
 
     async def session_context(app: web.Application):  # type: ignore[no-untyped-def]
         timeout = aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             app[SESSION_KEY] = session
+            gw.session = session
+            yield
+            gw.session = None
+
+    async def candles_context(app: web.Application):  # type: ignore[no-untyped-def]
+        unsubscribe = node.subscribe(gw.candles.on_events)
+        await asyncio.to_thread(_seed_candles, node, gw.candles)
+        yield
+        unsubscribe()
+
+    async def feeds_context(app: web.Application):  # type: ignore[no-untyped-def]
+        async with feed_hub(app, gw):
             yield
 
     app.cleanup_ctx.append(session_context)
+    app.cleanup_ctx.append(candles_context)
+    app.cleanup_ctx.append(feeds_context)
     return app
+
+
+def _burst(rate_per_s: float) -> int:
+    return max(1, int(rate_per_s * RATE_BURST_SECONDS))
+
+
+def _seed_candles(node: ExchangeNode, candles: CandleBook) -> None:
+    """The last day of stored trades (bounded), so candles survive a restart."""
+    node.wait_for_store(5.0)
+    horizon_ms = node.view.log_time_ms - 86_400_000
+    history: list[dict] = []
+    for symbol in sorted(node.view.instruments):
+        before = 0
+        while len(history) < CANDLE_SEED_TRADES_MAX:
+            page = node.store.trades(symbol, CANDLE_SEED_PAGE, before)
+            history.extend(row for row in page if row["ts_ms"] > horizon_ms)
+            if len(page) < CANDLE_SEED_PAGE or page[-1]["ts_ms"] <= horizon_ms:
+                break
+            before = page[-1]["trade_id"]
+    candles.seed(history)
 
 
 async def serve(config: NodeConfig) -> None:

@@ -16,6 +16,8 @@ from typing import Any
 
 SECRET_LEN_MIN = 16
 FSYNC_POLICIES = ("always", "none")
+RATE_LIMIT_IP_PER_S_DEFAULT = 500.0
+RATE_LIMIT_KEY_PER_S_DEFAULT = 100.0
 
 
 class ConfigError(Exception):
@@ -39,6 +41,9 @@ class NodeConfig:
     admin_token: str
     peers: tuple[Peer, ...] = field(default_factory=tuple)
     fsync: str = "always"
+    # Requests a second per client IP and per API key on this node; 0 turns a limit off.
+    rate_limit_ip_per_s: float = RATE_LIMIT_IP_PER_S_DEFAULT
+    rate_limit_key_per_s: float = RATE_LIMIT_KEY_PER_S_DEFAULT
 
     @property
     def others(self) -> tuple[Peer, ...]:
@@ -81,11 +86,20 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> NodeConfig:
         admin_token=str(raw.get("admin_token", "")),
         peers=peers,
         fsync=str(raw.get("fsync", "always")),
+        rate_limit_ip_per_s=_rate(raw, "rate_limit_ip_per_s", RATE_LIMIT_IP_PER_S_DEFAULT),
+        rate_limit_key_per_s=_rate(raw, "rate_limit_key_per_s", RATE_LIMIT_KEY_PER_S_DEFAULT),
     )
     if not any(p.node_id == config.node_id for p in peers):
         config = replace(config, peers=(*peers, Peer(config.node_id, config.raft, config.http)))
     validate(config)
     return config
+
+
+def _rate(raw: dict[str, Any], name: str, default: float) -> float:
+    value = raw.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigError(f"{name} must be a number >= 0 (0 turns the limit off)")
+    return float(value)
 
 
 def _peer(entry: Any) -> Peer:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import secrets
 import signal
@@ -31,7 +30,9 @@ from cluster.admin_client import (
     AdminError,
     NodeAddress,
 )
-from engine.commands import AddInstrument, CreateAccount, Deposit, command_to_wire
+from cluster.demo_keys import DEMO_KEYS_FILE_NAME, issue_demo_keys
+from cluster.private_file import write_private
+from engine.commands import AddAsset, AddInstrument, CreateAccount, Deposit, command_to_wire
 
 LAUNCH_FILE_NAME = "launch.json"
 LEADER_WAIT_S = 30.0
@@ -42,6 +43,7 @@ LISTEN_PORTS = (20_000, 32_000)  # below Linux's default ephemeral range 32768-6
 PORT_PICK_TRIES = 200
 
 DEMO_QUOTE = "USD"
+DEMO_QUOTE_DECIMALS = 2
 DEMO_STOCKS = (("AAPL", 19_000), ("MSFT", 42_000), ("NVDA", 14_000), ("TSLA", 25_000))
 DEMO_ACCOUNTS = ("alice", "bob", "carol", "dave")
 DEMO_CASH_CENTS = 10_000_000_00
@@ -76,8 +78,13 @@ def free_port() -> int:
     raise OSError(f"no free port in {low}..{high}")
 
 
-def prepare(data_dir: Path, count: int, fsync: str = "always") -> tuple[list[LocalNode], str]:
-    """Writes (or reuses) the launch plan and node configs; returns nodes and admin token."""
+def prepare(
+    data_dir: Path, count: int, fsync: str = "always", settings: dict[str, float] | None = None
+) -> tuple[list[LocalNode], str]:
+    """Writes (or reuses) the launch plan and node configs; returns nodes and admin token.
+
+    `settings`: extra numeric node settings (rate limits) for every node of a new plan.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     launch_file = data_dir / LAUNCH_FILE_NAME
     if launch_file.exists():
@@ -90,9 +97,10 @@ def prepare(data_dir: Path, count: int, fsync: str = "always") -> tuple[list[Loc
                 {"id": f"n{i}", "raft": f"{HOST}:{free_port()}", "http": f"{HOST}:{free_port()}"}
                 for i in range(1, count + 1)
             ],
+            "settings": dict(settings or {}),
         }
-        _write_private(launch_file, json.dumps(plan, indent=2))
-    _write_private(data_dir / ADMIN_TOKEN_FILE_NAME, plan["admin_token"])
+        write_private(launch_file, json.dumps(plan, indent=2))
+    write_private(data_dir / ADMIN_TOKEN_FILE_NAME, plan["admin_token"])
     members = plan["nodes"][:count]
     nodes = [_write_node_config(data_dir, plan, entry, members, fsync) for entry in members]
     return nodes, plan["admin_token"]
@@ -109,7 +117,7 @@ def plan_joiner(data_dir: Path, members: list[LocalNode], fsync: str = "always")
         number += 1
     entry = {"id": f"n{number}", "raft": f"{HOST}:{free_port()}", "http": f"{HOST}:{free_port()}"}
     plan["nodes"].append(entry)
-    _write_private(launch_file, json.dumps(plan, indent=2))
+    write_private(launch_file, json.dumps(plan, indent=2))
     peers = [{"id": n.node_id, "raft": n.raft, "http": n.http} for n in members] + [entry]
     return _write_node_config(data_dir, plan, entry, peers, fsync)
 
@@ -122,24 +130,19 @@ def _write_node_config(
     fsync: str,
 ) -> LocalNode:
     config_path = data_dir / f"{entry['id']}.toml"
+    extra = "".join(f"{k} = {v!r}\n" for k, v in sorted(plan.get("settings", {}).items()))
     peer_tables = "\n".join(
         f'[[peers]]\nid = "{p["id"]}"\nraft = "{p["raft"]}"\nhttp = "{p["http"]}"\n' for p in peers
     )
-    _write_private(
+    write_private(
         config_path,
         f'node_id = "{entry["id"]}"\nraft = "{entry["raft"]}"\nhttp = "{entry["http"]}"\n'
         f'data_dir = "{data_dir / entry["id"]}"\nsecret = "{plan["secret"]}"\n'
-        f'admin_token = "{plan["admin_token"]}"\nfsync = "{fsync}"\n\n{peer_tables}',
+        f'admin_token = "{plan["admin_token"]}"\nfsync = "{fsync}"\n{extra}\n{peer_tables}',
     )
     return LocalNode(
         entry["id"], entry["raft"], entry["http"], config_path, data_dir / f"{entry['id']}.log"
     )
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
 
 
 def start_node(node: LocalNode) -> subprocess.Popen:
@@ -183,7 +186,9 @@ async def wait_for_leader(nodes: list[LocalNode], token: str, timeout_s: float) 
 
 
 def demo_commands() -> list[list[Any]]:
-    commands: list[Any] = [
+    commands: list[Any] = [AddAsset(DEMO_QUOTE, DEMO_QUOTE_DECIMALS)]
+    commands += [AddAsset(symbol, 0) for symbol, _ in DEMO_STOCKS]
+    commands += [
         AddInstrument(
             symbol,
             symbol,
@@ -219,10 +224,16 @@ async def seed_demo(http: str, token: str) -> None:
 class LocalCluster:
     """Processes of a local cluster; `stop()` ends them all (SIGTERM, then SIGKILL)."""
 
-    def __init__(self, data_dir: Path, count: int, fsync: str = "always") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        count: int,
+        fsync: str = "always",
+        settings: dict[str, float] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.fsync = fsync
-        self.nodes, self.admin_token = prepare(data_dir, count, fsync)
+        self.nodes, self.admin_token = prepare(data_dir, count, fsync, settings)
         self.processes: dict[str, subprocess.Popen] = {}
         self.cluster_file = data_dir / CLUSTER_FILE_NAME
 
@@ -286,6 +297,9 @@ def run_up(count: int, data_dir: Path) -> int:
         leader = asyncio.run(wait_for_leader(cluster.nodes, cluster.admin_token, LEADER_WAIT_S))
         leader_http = cluster.node(leader).http
         asyncio.run(seed_demo(leader_http, cluster.admin_token))
+        keys = asyncio.run(
+            issue_demo_keys(leader_http, cluster.admin_token, cluster.data_dir, DEMO_ACCOUNTS)
+        )
     except AdminError as exc:
         print(f"raftex up: {exc}; logs in {data_dir}", file=sys.stderr)
         cluster.stop()
@@ -295,6 +309,9 @@ def run_up(count: int, data_dir: Path) -> int:
         print(f"  {node.node_id}  http://{node.http}  raft {node.raft}  log {node.log_path}")
     print(f"  cluster file  {cluster.cluster_file}")
     print(f"  admin token   {data_dir / ADMIN_TOKEN_FILE_NAME}")
+    print(f"  demo API keys {data_dir / DEMO_KEYS_FILE_NAME} (TOTP secrets next to it)")
+    for key in keys:
+        print(f"    {key['account']:<6} {key['kind']:<8} {key['api_key']}  {key['scopes']}")
     print("Ctrl-C stops the cluster; the data stays in", data_dir)
     sys.stdout.flush()
     while not stopping:

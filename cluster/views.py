@@ -13,10 +13,13 @@ from typing import Any
 
 from engine import Exchange
 from engine.events import (
+    ApiKeyChanged,
+    AssetAdded,
     BalanceChanged,
     Event,
     InstrumentChanged,
     LevelChanged,
+    SecondFactorSet,
     StatusChanged,
     Trade,
 )
@@ -63,6 +66,24 @@ class InstrumentView:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyView:
+    account: str
+    key_id: str
+    kind: int
+    material: str
+    scopes: int
+
+
+@dataclass(frozen=True, slots=True)
+class AccessView:
+    """Asset decimals, API keys by id and sealed second factors by account: rarely changed."""
+
+    assets: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    api_keys: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    second_factors: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
 class NodeView:
     applied_index: int = 0
     last_seq: int = 0
@@ -72,6 +93,7 @@ class NodeView:
     instruments: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     # account -> {asset: (available, held)}
     balances: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    access: AccessView = field(default_factory=AccessView)
 
 
 def next_view(prev: NodeView, ex: Exchange, applied_index: int, events: list[Event]) -> NodeView:
@@ -85,6 +107,7 @@ def next_view(prev: NodeView, ex: Exchange, applied_index: int, events: list[Eve
     touched_books: set[str] = set()
     # A trade moves its instrument's reference price and band, as do admin changes.
     touched_instruments: set[str] = set()
+    access_changed = False
     for event in events:
         kind = type(event)
         if kind is LevelChanged:
@@ -103,6 +126,8 @@ def next_view(prev: NodeView, ex: Exchange, applied_index: int, events: list[Eve
             touched_instruments.add(event.symbol)
         elif kind is InstrumentChanged or kind is StatusChanged:
             touched_instruments.add(event.symbol)
+        elif kind is ApiKeyChanged or kind is AssetAdded or kind is SecondFactorSet:
+            access_changed = True
     if touched_balances:
         balances = dict(prev.balances)
         for account, changed in touched_balances.items():
@@ -125,6 +150,19 @@ def next_view(prev: NodeView, ex: Exchange, applied_index: int, events: list[Eve
         last_trades=MappingProxyType(trades) if trades is not None else prev.last_trades,
         instruments=MappingProxyType(instruments) if instruments is not None else prev.instruments,
         balances=MappingProxyType(balances) if balances is not None else prev.balances,
+        access=access_view(ex) if access_changed else prev.access,
+    )
+
+
+def access_view(ex: Exchange) -> AccessView:
+    keys = {
+        key_id: KeyView(k.account, k.key_id, k.kind, k.material, k.scopes)
+        for key_id, k in sorted(ex.api_keys.items())
+    }
+    return AccessView(
+        assets=MappingProxyType(dict(sorted(ex.assets.items()))),
+        api_keys=MappingProxyType(keys),
+        second_factors=MappingProxyType(dict(sorted(ex.second_factors.items()))),
     )
 
 
@@ -147,6 +185,7 @@ def full_view(ex: Exchange, applied_index: int) -> NodeView:
         books=MappingProxyType(books),
         instruments=MappingProxyType({s: instrument_view(ex, s) for s in sorted(ex.instruments)}),
         balances=MappingProxyType(balances),
+        access=access_view(ex),
     )
 
 

@@ -42,6 +42,25 @@ class TradingStatus(IntEnum):
     CLOSED = 2
 
 
+class KeyKind(IntEnum):
+    """How requests made with an API key are signed."""
+
+    ED25519 = 0
+    HMAC = 1
+
+
+class Scope(IntEnum):
+    """What an API key may do; a key holds a bit mask of these."""
+
+    READ = 1
+    TRADE = 2
+    WITHDRAW = 4
+    ADMIN = 8
+
+
+SCOPES_ALL = Scope.READ | Scope.TRADE | Scope.WITHDRAW | Scope.ADMIN
+
+
 class RejectCode(StrEnum):
     """Why a command changed nothing. Stable: clients and the API match on these."""
 
@@ -71,6 +90,10 @@ class RejectCode(StrEnum):
     ALREADY_EXISTS = "already_exists"
     INVALID_INSTRUMENT = "invalid_instrument"
     UNKNOWN_COMMAND = "unknown_command"
+    INVALID_ASSET = "invalid_asset"
+    INVALID_KEY = "invalid_key"
+    UNKNOWN_KEY = "unknown_key"
+    TOO_MANY_KEYS = "too_many_keys"
 
 
 class CancelReason(StrEnum):

@@ -12,10 +12,19 @@ from dataclasses import dataclass, fields
 from enum import IntEnum
 from typing import Any
 
-from engine.codes import OrderType, SelfTradePrevention, Side, TimeInForce, TradingStatus
+from engine.codes import (
+    KeyKind,
+    OrderType,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+    TradingStatus,
+)
 
 CLIENT_ID_LEN_MAX = 64
 NAME_LEN_MAX = 32
+# Key material: an Ed25519 public key in hex, or a secret sealed with the cluster key.
+MATERIAL_LEN_MAX = 512
 
 
 class CommandDecodeError(ValueError):
@@ -144,6 +153,46 @@ class Tick:
     """Carries only time: an idle leader appends one so expiries and pauses still end."""
 
 
+@dataclass(slots=True, frozen=True)
+class AddAsset:
+    """Fixes how many decimals the API shows for an asset's integer minor units.
+
+    Set once: changing it later would silently rescale every balance a client sees.
+    """
+
+    asset: str
+    decimals: int
+
+
+@dataclass(slots=True, frozen=True)
+class AddApiKey:
+    """Registers an API key of an account.
+
+    `material` is the Ed25519 public key (hex) or, for HMAC keys, the shared
+    secret sealed with the cluster key: no usable secret enters the log.
+    """
+
+    account: str
+    key_id: str
+    kind: KeyKind
+    material: str
+    scopes: int
+
+
+@dataclass(slots=True, frozen=True)
+class RevokeApiKey:
+    account: str
+    key_id: str
+
+
+@dataclass(slots=True, frozen=True)
+class SetSecondFactor:
+    """Enrols (or replaces) an account's TOTP secret, sealed with the cluster key."""
+
+    account: str
+    material: str
+
+
 Command = (
     AddInstrument
     | UpdateInstrument
@@ -157,6 +206,10 @@ Command = (
     | AmendOrder
     | MassCancel
     | Tick
+    | AddAsset
+    | AddApiKey
+    | RevokeApiKey
+    | SetSecondFactor
 )
 
 # Wire tags are part of the log format: never renumber, only append.
@@ -173,6 +226,10 @@ COMMAND_TAGS: dict[type, int] = {
     AmendOrder: 10,
     MassCancel: 11,
     Tick: 12,
+    AddAsset: 13,
+    AddApiKey: 14,
+    RevokeApiKey: 15,
+    SetSecondFactor: 16,
 }
 _CLASS_BY_TAG = {tag: cls for cls, tag in COMMAND_TAGS.items()}
 _ENUM_FIELDS = {
@@ -181,6 +238,7 @@ _ENUM_FIELDS = {
     "tif": TimeInForce,
     "stp": SelfTradePrevention,
     "status": TradingStatus,
+    "kind": KeyKind,
 }
 _FIELDS: dict[type, tuple[tuple[str, type], ...]] = {}
 for _cls in COMMAND_TAGS:
@@ -243,6 +301,12 @@ def command_from_wire(wire: Any) -> Command:
         raise CommandDecodeError(f"{cls.__name__}: {exc}") from None
 
 
+def _len_max(name: str) -> int:
+    if name == "material":
+        return MATERIAL_LEN_MAX
+    return CLIENT_ID_LEN_MAX if name.endswith("_id") else NAME_LEN_MAX
+
+
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 _DECODERS: dict[int, tuple[type, tuple[tuple[str, type, int, dict[int, Any]], ...]]] = {
@@ -252,7 +316,7 @@ _DECODERS: dict[int, tuple[type, tuple[tuple[str, type, int, dict[int, Any]], ..
             (
                 name,
                 kind,
-                CLIENT_ID_LEN_MAX if name.endswith("_id") else NAME_LEN_MAX,
+                _len_max(name),
                 {member.value: member for member in kind} if issubclass(kind, IntEnum) else {},
             )
             for name, kind in _FIELDS[cls]

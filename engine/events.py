@@ -209,6 +209,34 @@ class AccountChanged:
     enabled: bool
 
 
+@dataclass(slots=True)
+class AssetAdded:
+    seq: int
+    ts_ms: int
+    asset: str
+    decimals: int
+
+
+@dataclass(slots=True)
+class ApiKeyChanged:
+    """An API key was added or revoked. Its material never appears in an event."""
+
+    seq: int
+    ts_ms: int
+    account: str
+    key_id: str
+    kind: int
+    scopes: int
+    active: bool
+
+
+@dataclass(slots=True)
+class SecondFactorSet:
+    seq: int
+    ts_ms: int
+    account: str
+
+
 Event = (
     Accepted
     | Rejected
@@ -223,6 +251,9 @@ Event = (
     | StatusChanged
     | InstrumentChanged
     | AccountChanged
+    | AssetAdded
+    | ApiKeyChanged
+    | SecondFactorSet
 )
 
 # Wire tags are part of the event-history format: never renumber, only append.
@@ -240,6 +271,9 @@ EVENT_TAGS: dict[type, int] = {
     StatusChanged: 11,
     InstrumentChanged: 12,
     AccountChanged: 13,
+    AssetAdded: 14,
+    ApiKeyChanged: 15,
+    SecondFactorSet: 16,
 }
 _CLASS_BY_TAG = {tag: cls for cls, tag in EVENT_TAGS.items()}
 EVENT_NAMES: dict[type, str] = {cls: cls.__name__.lower() for cls in EVENT_TAGS}

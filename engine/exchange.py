@@ -17,7 +17,9 @@ from collections.abc import Callable
 from sortedcontainers import SortedList
 
 from engine.codes import (
+    SCOPES_ALL,
     CancelReason,
+    KeyKind,
     OrderType,
     RejectCode,
     SelfTradePrevention,
@@ -27,6 +29,8 @@ from engine.codes import (
     TradingStatus,
 )
 from engine.commands import (
+    AddApiKey,
+    AddAsset,
     AddInstrument,
     AmendOrder,
     CancelOrder,
@@ -35,7 +39,9 @@ from engine.commands import (
     Deposit,
     MassCancel,
     PlaceOrder,
+    RevokeApiKey,
     SetAccountEnabled,
+    SetSecondFactor,
     SetTradingStatus,
     Tick,
     UpdateInstrument,
@@ -45,6 +51,8 @@ from engine.events import (
     Accepted,
     AccountChanged,
     Amended,
+    ApiKeyChanged,
+    AssetAdded,
     BalanceChanged,
     Cancelled,
     Event,
@@ -53,6 +61,7 @@ from engine.events import (
     LevelChanged,
     Rejected,
     Replenished,
+    SecondFactorSet,
     StatusChanged,
     Trade,
     Triggered,
@@ -61,6 +70,7 @@ from engine.snapshot import decode_exchange, encode_exchange
 from engine.state import (
     BPS_DENOMINATOR,
     Account,
+    ApiKey,
     Balance,
     Instrument,
     Order,
@@ -73,6 +83,9 @@ OPEN_ORDERS_PER_ACCOUNT_MAX = 1_000
 BALANCE_MAX = 2**62
 FEE_BPS_MAX = 1_000
 DAY_MS = 86_400_000
+ASSET_DECIMALS_MAX = 18
+API_KEYS_PER_ACCOUNT_MAX = 20
+ED25519_PUBLIC_KEY_HEX_LEN = 64
 
 BUY = Side.BUY.value
 SELL = Side.SELL.value
@@ -113,6 +126,9 @@ class Exchange:
         self.client_ids: dict[tuple[str, str], tuple[Command, Event]] = {}
         self.expiries: list[tuple[int, int]] = []
         self.paused: dict[str, int] = {}
+        self.assets: dict[str, int] = {}
+        self.api_keys: dict[str, ApiKey] = {}
+        self.second_factors: dict[str, str] = {}
         self._out: list[Event] = []
         self._triggering = False
         self._dirty_balances: list[Balance] = []
@@ -130,6 +146,10 @@ class Exchange:
             UpdateInstrument: self._update_instrument,
             SetTradingStatus: self._set_trading_status,
             Tick: _ignore,
+            AddAsset: self._add_asset,
+            AddApiKey: self._add_api_key,
+            RevokeApiKey: self._revoke_api_key,
+            SetSecondFactor: self._set_second_factor,
         }
 
     # ------------------------------------------------------------------ apply
@@ -347,6 +367,76 @@ class Exchange:
         self._out.append(AccountChanged(self.seq, self.now_ms, cmd.account, cmd.enabled))
         if not cmd.enabled:
             self._cancel_all(account, "", CancelReason.KILL_SWITCH)
+
+    # ------------------------------------------------------- reference and access
+
+    def _add_asset(self, cmd: AddAsset) -> None:
+        name = "AddAsset"
+        if not cmd.asset or not 0 <= cmd.decimals <= ASSET_DECIMALS_MAX:
+            self._reject(
+                "", "", name, RejectCode.INVALID_ASSET, f"decimals must be 0..{ASSET_DECIMALS_MAX}"
+            )
+        elif cmd.asset in self.assets:
+            self._reject("", "", name, RejectCode.ALREADY_EXISTS, f"{cmd.asset} is defined")
+        else:
+            self.assets[cmd.asset] = cmd.decimals
+            self.seq += 1
+            self._out.append(AssetAdded(self.seq, self.now_ms, cmd.asset, cmd.decimals))
+
+    def _add_api_key(self, cmd: AddApiKey) -> None:
+        problem = self._api_key_problem(cmd)
+        if problem is not None:
+            self._reject(cmd.account, "", "AddApiKey", *problem)
+            return
+        self.api_keys[cmd.key_id] = ApiKey(
+            cmd.account, cmd.key_id, int(cmd.kind), cmd.material, cmd.scopes
+        )
+        self.seq += 1
+        self._out.append(
+            ApiKeyChanged(
+                self.seq, self.now_ms, cmd.account, cmd.key_id, int(cmd.kind), cmd.scopes, True
+            )
+        )
+
+    def _api_key_problem(self, cmd: AddApiKey) -> tuple[str, str] | None:
+        if cmd.account not in self.accounts:
+            return RejectCode.UNKNOWN_ACCOUNT, "unknown account"
+        if not cmd.key_id or not cmd.material:
+            return RejectCode.INVALID_KEY, "key id and key material are required"
+        if cmd.key_id in self.api_keys:
+            return RejectCode.ALREADY_EXISTS, "key id is taken"
+        if not 0 < cmd.scopes <= SCOPES_ALL:
+            return RejectCode.INVALID_KEY, f"scopes must be a mask in 1..{int(SCOPES_ALL)}"
+        if cmd.kind == KeyKind.ED25519 and not _is_hex(cmd.material, ED25519_PUBLIC_KEY_HEX_LEN):
+            return RejectCode.INVALID_KEY, "an Ed25519 public key is 64 hex digits"
+        owned = sum(1 for key in self.api_keys.values() if key.account == cmd.account)
+        if owned >= API_KEYS_PER_ACCOUNT_MAX:
+            return RejectCode.TOO_MANY_KEYS, f"at most {API_KEYS_PER_ACCOUNT_MAX} keys per account"
+        return None
+
+    def _revoke_api_key(self, cmd: RevokeApiKey) -> None:
+        key = self.api_keys.get(cmd.key_id)
+        if key is None or key.account != cmd.account:
+            self._reject(cmd.account, "", "RevokeApiKey", RejectCode.UNKNOWN_KEY, "no such key")
+            return
+        del self.api_keys[cmd.key_id]
+        self.seq += 1
+        self._out.append(
+            ApiKeyChanged(
+                self.seq, self.now_ms, key.account, key.key_id, key.kind, key.scopes, False
+            )
+        )
+
+    def _set_second_factor(self, cmd: SetSecondFactor) -> None:
+        name = "SetSecondFactor"
+        if cmd.account not in self.accounts:
+            self._reject(cmd.account, "", name, RejectCode.UNKNOWN_ACCOUNT, "unknown account")
+        elif not cmd.material:
+            self._reject(cmd.account, "", name, RejectCode.INVALID_KEY, "secret is required")
+        else:
+            self.second_factors[cmd.account] = cmd.material
+            self.seq += 1
+            self._out.append(SecondFactorSet(self.seq, self.now_ms, cmd.account))
 
     def _known_asset(self, asset: str) -> bool:
         return any(asset in (inst.base, inst.quote) for inst in self.instruments.values())
@@ -1247,6 +1337,10 @@ def _last_per_price(
             previous[1].dirty = False
         latest[key] = (symbol, level)
     return list(latest.values())
+
+
+def _is_hex(text: str, length: int) -> bool:
+    return len(text) == length and all(c in "0123456789abcdef" for c in text)
 
 
 def _ignore(_: Command) -> None:

@@ -16,12 +16,12 @@ import msgpack
 
 from engine.commands import command_from_wire, command_to_wire
 from engine.events import event_from_wire, event_to_wire
-from engine.state import Account, Balance, Instrument, Order, PriceLevel
+from engine.state import Account, ApiKey, Balance, Instrument, Order, PriceLevel
 
 if TYPE_CHECKING:
     from engine.exchange import Exchange
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 
 
 class SnapshotError(ValueError):
@@ -91,6 +91,12 @@ def encode_exchange(ex: Exchange) -> bytes:
         orders,
         client_ids,
         sorted([symbol, at] for symbol, at in ex.paused.items()),
+        sorted([asset, decimals] for asset, decimals in ex.assets.items()),
+        [
+            [k.key_id, k.account, k.kind, k.material, k.scopes]
+            for _, k in sorted(ex.api_keys.items(), key=_first)
+        ],
+        sorted([account, material] for account, material in ex.second_factors.items()),
     ]
     return msgpack.packb(state, use_bin_type=True)
 
@@ -105,8 +111,10 @@ def decode_exchange(data: bytes, exchange_cls: type[Exchange]) -> Exchange:
 
 
 def _build(exchange_cls: type[Exchange], state: list[Any]) -> Exchange:
+    if state[0] != SNAPSHOT_VERSION:
+        raise SnapshotError(f"snapshot version {state[0]}, this engine reads {SNAPSHOT_VERSION}")
     (
-        version,
+        _,
         open_max,
         seq,
         now_ms,
@@ -117,9 +125,10 @@ def _build(exchange_cls: type[Exchange], state: list[Any]) -> Exchange:
         orders,
         client_ids,
         paused,
+        assets,
+        api_keys,
+        second_factors,
     ) = state
-    if version != SNAPSHOT_VERSION:
-        raise SnapshotError(f"snapshot version {version}, this engine reads {SNAPSHOT_VERSION}")
     ex = exchange_cls(open_orders_per_account_max=open_max)
     ex.seq = seq
     ex.now_ms = now_ms
@@ -243,6 +252,12 @@ def _build(exchange_cls: type[Exchange], state: list[Any]) -> Exchange:
             event_from_wire(event_wire),
         )
     ex.paused = {symbol: at for symbol, at in paused}
+    ex.assets = {asset: decimals for asset, decimals in assets}
+    for key_id, account_id, kind, material, scopes in api_keys:
+        if account_id not in ex.accounts:
+            raise SnapshotError(f"key {key_id} belongs to unknown account {account_id}")
+        ex.api_keys[key_id] = ApiKey(account_id, key_id, kind, material, scopes)
+    ex.second_factors = {account: material for account, material in second_factors}
     return ex
 
 

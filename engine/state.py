@@ -23,6 +23,19 @@ def buy_cost(qty: int, price: int, fee_bps: int) -> int:
     return notional + notional * fee_bps // BPS_DENOMINATOR
 
 
+class ApiKey:
+    """A key that signs an account's requests; `material` is opaque to the engine."""
+
+    __slots__ = ("account", "key_id", "kind", "material", "scopes")
+
+    def __init__(self, account: str, key_id: str, kind: int, material: str, scopes: int) -> None:
+        self.account = account
+        self.key_id = key_id
+        self.kind = kind
+        self.material = material
+        self.scopes = scopes
+
+
 class Balance:
     __slots__ = ("account", "asset", "available", "held", "dirty")
 

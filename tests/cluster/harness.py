@@ -26,10 +26,17 @@ class LoadResult:
 
 
 class ClusterHarness:
-    def __init__(self, data_dir: Path, nodes: int = 3, *, attached: bool = False) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        nodes: int = 3,
+        *,
+        attached: bool = False,
+        settings: dict[str, float] | None = None,
+    ) -> None:
         """`attached`: the nodes run under someone else (e.g. `raftex up`); address them
-        all and never start or stop them."""
-        self.cluster = LocalCluster(data_dir, nodes)
+        all and never start or stop them. `settings`: extra node settings (rate limits)."""
+        self.cluster = LocalCluster(data_dir, nodes, settings=settings)
         self.token = self.cluster.admin_token
         self.attached = attached
 

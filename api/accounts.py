@@ -1,0 +1,263 @@
+"""Account endpoints: profile, balances and their history, API keys, second factor, withdrawals.
+
+Creating a key needs a signed request, the account's current TOTP code, and
+only grants scopes the signing key already has; the first keys of an account
+and admin-scoped keys are made with the admin token (`raftex up` does this).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+
+import pyotp
+from aiohttp import web
+
+from api.admin import require_admin
+from api.amounts import from_units, to_units
+from api.errors import ApiError
+from api.gateway import Gateway, gateway, totp_code
+from api.orders import json_object, rejection
+from api.query import choice, int_param, known_fields, text_field
+from cluster.store import READ_LIMIT_MAX
+from engine.codes import SCOPES_ALL, KeyKind, Scope
+from engine.commands import (
+    CLIENT_ID_LEN_MAX,
+    NAME_LEN_MAX,
+    AddApiKey,
+    RevokeApiKey,
+    SetSecondFactor,
+    Withdraw,
+    command_to_wire,
+)
+
+KEY_KINDS = {"ed25519": KeyKind.ED25519, "hmac": KeyKind.HMAC}
+SCOPE_NAMES = {s.name.lower(): s for s in Scope}
+HMAC_SECRET_BYTES = 32
+KEY_ID_BYTES = 12
+TOTP_ISSUER = "raftex"
+
+
+def add_account_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/account", profile)
+    app.router.add_get("/v1/account/balances", balances)
+    app.router.add_get("/v1/account/balance-history", balance_history)
+    app.router.add_get("/v1/account/keys", list_keys)
+    app.router.add_post("/v1/account/keys", create_key)
+    app.router.add_delete("/v1/account/keys/{key_id}", revoke_key)
+    app.router.add_post("/v1/account/second-factor", enrol_second_factor)
+    app.router.add_post("/v1/account/withdrawals", withdraw)
+    app.router.add_post("/v1/admin/accounts/{account}/keys", admin_create_key)
+    app.router.add_post("/v1/admin/accounts/{account}/second-factor", admin_second_factor)
+
+
+def scope_names(mask: int) -> list[str]:
+    return [name for name, scope in SCOPE_NAMES.items() if mask & scope]
+
+
+def parse_scopes(value: object) -> int:
+    if not isinstance(value, list) or not value:
+        raise ApiError(400, "bad_scopes", f"scopes is a non-empty list of {'|'.join(SCOPE_NAMES)}")
+    mask = 0
+    for name in value:
+        if type(name) is not str or name not in SCOPE_NAMES:
+            raise ApiError(400, "bad_scopes", f"unknown scope {name!r}")
+        mask |= SCOPE_NAMES[name]
+    return mask
+
+
+def balance_json(gw: Gateway, asset: str, available: int, held: int) -> dict[str, str]:
+    places = gw.decimals(asset)
+    return {
+        "asset": asset,
+        "available": from_units(available, places),
+        "held": from_units(held, places),
+        "total": from_units(available + held, places),
+    }
+
+
+async def profile(request: web.Request) -> web.Response:
+    gw = gateway(request)
+    principal = await gw.authenticate(request, Scope.READ)
+    access = gw.node.view.access
+    return web.json_response(
+        {
+            "account": principal.account,
+            "key_id": principal.key_id,
+            "scopes": scope_names(principal.scopes),
+            "second_factor": principal.account in access.second_factors,
+            "seq": gw.node.view.last_seq,
+        }
+    )
+
+
+async def balances(request: web.Request) -> web.Response:
+    """From the published view: current as of `seq`, on any node."""
+    gw = gateway(request)
+    principal = await gw.authenticate(request, Scope.READ)
+    await gw.wait_for_seq(request)
+    view = gw.node.view
+    assets = view.balances.get(principal.account, {})
+    rows = [balance_json(gw, asset, *assets[asset]) for asset in sorted(assets)]
+    return web.json_response({"account": principal.account, "seq": view.last_seq, "balances": rows})
+
+
+async def balance_history(request: web.Request) -> web.Response:
+    gw = gateway(request)
+    principal = await gw.authenticate(request, Scope.READ)
+    await gw.wait_for_seq(request)
+    await gw.store_caught_up()
+    after = int_param(request, "after_seq", 0, 0, 2**63)
+    limit = int_param(request, "limit", 100, 1, READ_LIMIT_MAX)
+    rows = await asyncio.to_thread(gw.node.store.balance_history, principal.account, after, limit)
+    out = [
+        {
+            "seq": r["seq"],
+            "ts_ms": r["ts_ms"],
+            **balance_json(gw, r["asset"], r["available"], r["held"]),
+        }
+        for r in rows
+    ]
+    return web.json_response(
+        {"changes": out, "next": rows[-1]["seq"] if len(rows) == limit else None}
+    )
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    gw = gateway(request)
+    principal = await gw.authenticate(request, Scope.READ)
+    rows = [
+        {"key_id": k.key_id, "kind": KeyKind(k.kind).name.lower(), "scopes": scope_names(k.scopes)}
+        for k in gw.node.view.access.api_keys.values()
+        if k.account == principal.account
+    ]
+    return web.json_response({"keys": rows})
+
+
+async def create_key(request: web.Request) -> web.Response:
+    gw = gateway(request)
+    principal = await gw.authenticate(request, Scope.READ)
+    body = await json_object(request)
+    gw.check_second_factor(principal.account, totp_code(request))
+    return await _create_key(gw, principal.account, body, principal.scopes & ~Scope.ADMIN)
+
+
+async def admin_create_key(request: web.Request) -> web.Response:
+    require_admin(request)
+    body = await json_object(request)
+    account = request.match_info["account"]
+    return await _create_key(gateway(request), account, body, SCOPES_ALL)
+
+
+async def _create_key(
+    gw: Gateway, account: str, body: dict[str, Any], grantable: int
+) -> web.Response:
+    """Ed25519: the client sends its public key. HMAC: the secret is made here, sealed into
+    the log, and shown once in this answer."""
+    known_fields(body, {"kind", "public_key", "scopes"})
+    kind = choice(body, "kind", KEY_KINDS, None)
+    scopes = parse_scopes(body.get("scopes"))
+    if scopes & ~grantable:
+        raise ApiError(
+            403, "scope_escalation", "a key can only grant scopes its creator holds (not admin)"
+        )
+    secret = ""
+    if kind == KeyKind.ED25519:
+        material = text_field(body, "public_key", 64)
+        if len(material) != 64:
+            raise ApiError(400, "bad_public_key", "public_key is the 32-byte Ed25519 key in hex")
+        material = material.lower()
+    else:
+        if "public_key" in body:
+            raise ApiError(400, "bad_public_key", "HMAC keys take no public_key")
+        secret = secrets.token_hex(HMAC_SECRET_BYTES)
+        material = gw.sealer.seal(secret.encode())
+    key_id = secrets.token_hex(KEY_ID_BYTES)
+    outcome = await gw.submit(command_to_wire(AddApiKey(account, key_id, kind, material, scopes)))
+    rejected = next((e for e in outcome.events if e["type"] == "rejected"), None)
+    if rejected is not None:
+        return rejection(rejected, {"seq": outcome.seq, "led_by": outcome.led_by})
+    answer: dict[str, Any] = {
+        "account": account,
+        "key_id": key_id,
+        "kind": kind.name.lower(),
+        "scopes": scope_names(scopes),
+        "seq": outcome.seq,
+        "led_by": outcome.led_by,
+    }
+    if secret:
+        answer["secret"] = secret
+    return web.json_response(answer, status=201)
+
+
+async def revoke_key(request: web.Request) -> web.Response:
+    gw = gateway(request)
+    principal = await gw.authenticate(request, Scope.READ)
+    key_id = request.match_info["key_id"]
+    if len(key_id) > CLIENT_ID_LEN_MAX:
+        raise ApiError(400, "bad_key_id", "key id too long")
+    outcome = await gw.submit(command_to_wire(RevokeApiKey(principal.account, key_id)))
+    rejected = next((e for e in outcome.events if e["type"] == "rejected"), None)
+    base = {"seq": outcome.seq, "led_by": outcome.led_by}
+    if rejected is not None:
+        return rejection(rejected, base)
+    return web.json_response({**base, "key_id": key_id, "status": "revoked"})
+
+
+async def enrol_second_factor(request: web.Request) -> web.Response:
+    """First enrolment needs a trade key; replacing a factor needs its current code."""
+    gw = gateway(request)
+    principal = await gw.authenticate(request, Scope.READ)
+    if principal.account in gw.node.view.access.second_factors:
+        gw.check_second_factor(principal.account, totp_code(request))
+    elif not principal.scopes & (Scope.TRADE | Scope.WITHDRAW):
+        raise ApiError(403, "missing_scope", "enrolling a second factor needs a trade key")
+    return await _enrol(gw, principal.account)
+
+
+async def admin_second_factor(request: web.Request) -> web.Response:
+    require_admin(request)
+    return await _enrol(gateway(request), request.match_info["account"])
+
+
+async def _enrol(gw: Gateway, account: str) -> web.Response:
+    secret = pyotp.random_base32()
+    command = SetSecondFactor(account, gw.sealer.seal(secret.encode()))
+    outcome = await gw.submit(command_to_wire(command))
+    rejected = next((e for e in outcome.events if e["type"] == "rejected"), None)
+    if rejected is not None:
+        return rejection(rejected, {"seq": outcome.seq, "led_by": outcome.led_by})
+    uri = pyotp.TOTP(secret).provisioning_uri(name=account, issuer_name=TOTP_ISSUER)
+    return web.json_response(
+        {
+            "account": account,
+            "totp_secret": secret,
+            "provisioning_uri": uri,
+            "seq": outcome.seq,
+            "led_by": outcome.led_by,
+        },
+        status=201,
+    )
+
+
+async def withdraw(request: web.Request) -> web.Response:
+    gw = gateway(request)
+    principal = await gw.authenticate(request, Scope.WITHDRAW)
+    body = await json_object(request)
+    known_fields(body, {"asset", "amount", "request_id"})
+    gw.check_second_factor(principal.account, totp_code(request))
+    asset = text_field(body, "asset", NAME_LEN_MAX, required=True)
+    request_id = text_field(body, "request_id", CLIENT_ID_LEN_MAX, required=True)
+    amount = to_units(body.get("amount"), gw.decimals(asset), "amount")
+    outcome = await gw.submit(
+        command_to_wire(Withdraw(principal.account, asset, amount, request_id))
+    )
+    base = {"seq": outcome.seq, "led_by": outcome.led_by, "request_id": request_id}
+    rejected = next((e for e in outcome.events if e["type"] == "rejected"), None)
+    if rejected is not None:
+        return rejection(rejected, base)
+    change = next(e for e in outcome.events if e["type"] == "balancechanged")
+    return web.json_response(
+        {**base, "status": "done", **balance_json(gw, asset, change["available"], change["held"])}
+    )

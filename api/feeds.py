@@ -1,0 +1,491 @@
+"""Market data and private feeds over WebSocket (`/v1/ws`), from any node.
+
+Channels per symbol: `book` (L2 snapshot, then deltas), `trades`, `ticker`
+(L1 and 24h figures), `candles` (the current 1m candle); and `user` (own
+orders, fills and balances) after a signed login. Every message carries the
+engine sequence number; because every node applies the same log, seq N is
+the same event everywhere, so a client that reconnects (to any node)
+subscribes with `since` = the last seq it saw and gets exactly what it
+missed, replayed from the node's event history, then the live stream.
+
+The apply thread hands each entry's events to the event loop in one call;
+the hub renders each channel's message once and queues the same string for
+every subscriber. A subscriber whose queue fills is cut with close code 4008
+rather than slowing the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from api.errors import ApiError
+from api.gateway import Gateway
+from api.public import ticker_json
+from api.signing import check_fresh, signing_payload, verify_signature
+from cluster.store import READ_LIMIT_MAX
+from cluster.views import NodeView
+from engine.codes import Scope, Side
+from engine.events import (
+    Accepted,
+    Amended,
+    BalanceChanged,
+    Cancelled,
+    Event,
+    Expired,
+    LevelChanged,
+    Rejected,
+    Trade,
+    Triggered,
+    event_to_dict,
+)
+
+log = logging.getLogger("raftex.feeds")
+
+WS_CONNECTIONS_MAX = 1_000
+SUBSCRIPTIONS_PER_CONNECTION_MAX = 50
+QUEUE_MESSAGES_MAX = 10_000
+REPLAY_EVENTS_MAX = 200_000
+HEARTBEAT_S = 5.0
+CLOSE_SLOW_CONSUMER = 4008
+CLOSE_TOO_MANY = 4029
+MESSAGE_BYTES_MAX = 4_096
+MIN_SEQ_WAIT_S = 2.0
+PUBLIC_CHANNELS = ("book", "trades", "ticker", "candles")
+USER_CHANNEL = "user"
+_USER_EVENTS = (Accepted, Cancelled, Expired, Amended, Triggered, BalanceChanged)
+
+Key = tuple[str, str]  # (channel, symbol or account)
+
+
+class Subscriber:
+    """One WebSocket connection: its queue, its subscriptions, its login."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(QUEUE_MESSAGES_MAX)
+        self.keys: set[Key] = set()
+        self.account: str | None = None
+        # While a subscription replays history, live messages for it wait here.
+        self.held: dict[Key, list[tuple[int, str]]] = {}
+        self.cut = False
+
+    def send(self, key: Key, seq: int, text: str) -> None:
+        held = self.held.get(key)
+        if held is not None:
+            held.append((seq, text))
+            return
+        self.put(text)
+
+    def put(self, text: str) -> None:
+        if self.cut:
+            return
+        try:
+            self.queue.put_nowait(text)
+        except asyncio.QueueFull:
+            self.cut = True
+            self.queue = asyncio.Queue(1)
+            self.queue.put_nowait(None)
+
+
+@dataclass
+class FeedHub:
+    """Routes each applied entry's events to the subscribers of the channels they touch."""
+
+    gw: Gateway
+    loop: asyncio.AbstractEventLoop
+    subscribers: dict[Key, set[Subscriber]] = field(default_factory=lambda: defaultdict(set))
+    connections: int = 0
+    delivered: int = 0
+
+    def on_events(self, events: list[Event]) -> None:
+        """Apply thread: one hop to the loop per entry, and none when nobody listens."""
+        if events and self.subscribers:
+            self.loop.call_soon_threadsafe(self.publish, events)
+
+    def publish(self, events: list[Event]) -> None:
+        for key, rows in render(self.gw, events, self.subscribers.keys()).items():
+            for subscriber in tuple(self.subscribers.get(key, ())):
+                for seq, text in rows:
+                    subscriber.send(key, seq, text)
+                    self.delivered += 1
+
+    def add(self, key: Key, subscriber: Subscriber) -> None:
+        self.subscribers[key].add(subscriber)
+        subscriber.keys.add(key)
+
+    def remove(self, key: Key, subscriber: Subscriber) -> None:
+        subscribers = self.subscribers.get(key)
+        if subscribers is not None:
+            subscribers.discard(subscriber)
+            if not subscribers:
+                del self.subscribers[key]
+        subscriber.keys.discard(key)
+        subscriber.held.pop(key, None)
+
+
+def render(gw: Gateway, events: list[Event], wanted: Any) -> dict[Key, list[tuple[int, str]]]:
+    """The messages each wanted channel gets for these events: (seq, JSON text) in seq order.
+
+    Used for live entries and for replays from history alike, so both say the same.
+    """
+    out: dict[Key, list[tuple[int, str]]] = defaultdict(list)
+    book_changes: dict[str, list[list[Any]]] = defaultdict(list)
+    touched: set[str] = set()
+    for event in events:
+        kind = type(event)
+        if kind is LevelChanged:
+            if ("book", event.symbol) in wanted:
+                inst = gw.instrument(event.symbol)
+                book_changes[event.symbol].append(
+                    [
+                        event.seq,
+                        Side(event.side).name.lower(),
+                        gw.price_text(inst, event.price),
+                        gw.qty_text(inst, event.qty),
+                        event.orders,
+                    ]
+                )
+            touched.add(event.symbol)
+        elif kind is Trade:
+            touched.add(event.symbol)
+            if ("trades", event.symbol) in wanted:
+                inst = gw.instrument(event.symbol)
+                out[("trades", event.symbol)].append(
+                    (
+                        event.seq,
+                        _dump(
+                            {
+                                "channel": "trades",
+                                "type": "trade",
+                                "symbol": event.symbol,
+                                "seq": event.seq,
+                                "ts_ms": event.ts_ms,
+                                "trade_id": event.trade_id,
+                                "price": gw.price_text(inst, event.price),
+                                "qty": gw.qty_text(inst, event.qty),
+                                "aggressor_side": Side(event.aggressor_side).name.lower(),
+                            }
+                        ),
+                    )
+                )
+            for account in (event.maker_account, event.taker_account):
+                _user(out, wanted, account, event)
+        elif kind in _USER_EVENTS or (kind is Rejected and event.account):
+            _user(out, wanted, event.account, event)
+    for symbol, changes in book_changes.items():
+        last = changes[-1][0]
+        out[("book", symbol)].append(
+            (
+                last,
+                _dump(
+                    {
+                        "channel": "book",
+                        "type": "update",
+                        "symbol": symbol,
+                        "seq": last,
+                        "changes": changes,
+                    }
+                ),
+            )
+        )
+    if events:
+        last_seq = events[-1].seq
+        for symbol in sorted(touched):
+            if ("ticker", symbol) in wanted:
+                row = ticker_json(gw, gw.instrument(symbol))
+                out[("ticker", symbol)].append(
+                    (
+                        last_seq,
+                        _dump({"channel": "ticker", "type": "ticker", **row, "seq": last_seq}),
+                    )
+                )
+            if ("candles", symbol) in wanted:
+                text = _candle_message(gw, symbol, last_seq)
+                if text is not None:
+                    out[("candles", symbol)].append((last_seq, text))
+    return out
+
+
+def _user(out: dict[Key, list[tuple[int, str]]], wanted: Any, account: str, event: Event) -> None:
+    key = (USER_CHANNEL, account)
+    if key in wanted:
+        row = event_to_dict(event)
+        out[key].append((event.seq, _dump({"channel": USER_CHANNEL, **row})))
+
+
+def _candle_message(gw: Gateway, symbol: str, seq: int) -> str | None:
+    rows = gw.candles.candles(symbol, "1m", 1)
+    if not rows:
+        return None
+    inst = gw.instrument(symbol)
+    c = rows[0]
+    return _dump(
+        {
+            "channel": "candles",
+            "type": "candle",
+            "symbol": symbol,
+            "interval": "1m",
+            "seq": seq,
+            "open_ms": c.open_ms,
+            "open": gw.price_text(inst, c.open),
+            "high": gw.price_text(inst, c.high),
+            "low": gw.price_text(inst, c.low),
+            "close": gw.price_text(inst, c.close),
+            "volume": gw.qty_text(inst, c.volume),
+            "trades": c.trades,
+        }
+    )
+
+
+def _dump(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"))
+
+
+HUB_KEY = web.AppKey("feed_hub", FeedHub)
+
+
+def add_feed_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/ws", websocket)
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    hub = request.app[HUB_KEY]
+    if hub.connections >= WS_CONNECTIONS_MAX:
+        raise ApiError(503, "too_many_connections", f"this node serves {WS_CONNECTIONS_MAX} feeds")
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MESSAGE_BYTES_MAX)
+    await ws.prepare(request)
+    hub.connections += 1
+    subscriber = Subscriber(ws)
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            sender = tasks.create_task(_send_loop(subscriber))
+            try:
+                await _receive_loop(request, hub, subscriber)
+            finally:
+                sender.cancel()
+    finally:
+        hub.connections -= 1
+        for key in tuple(subscriber.keys):
+            hub.remove(key, subscriber)
+    return ws
+
+
+async def _send_loop(subscriber: Subscriber) -> None:
+    ws = subscriber.ws
+    while True:
+        try:
+            text = await asyncio.wait_for(subscriber.queue.get(), HEARTBEAT_S)
+        except TimeoutError:
+            text = _dump({"type": "heartbeat", "ts_ms": int(time.time() * 1000)})
+        if text is None:
+            await ws.close(
+                code=CLOSE_SLOW_CONSUMER, message=b"slow consumer: resubscribe with since"
+            )
+            return
+        try:
+            await ws.send_str(text)
+        except ConnectionError:
+            return
+
+
+async def _receive_loop(request: web.Request, hub: FeedHub, subscriber: Subscriber) -> None:
+    async for message in subscriber.ws:
+        if message.type != WSMsgType.TEXT:
+            if message.type == WSMsgType.ERROR:
+                return
+            continue
+        try:
+            op = json.loads(message.data)
+            if not isinstance(op, dict):
+                raise ApiError(400, "bad_message", "a message is a JSON object with an op")
+            await _handle(request, hub, subscriber, op)
+        except ValueError:
+            subscriber.put(_error("bad_message", "a message is a JSON object with an op", None))
+        except ApiError as exc:
+            subscriber.put(
+                _error(exc.code, exc.message, op.get("id") if isinstance(op, dict) else None)
+            )
+        if subscriber.cut:
+            return
+
+
+def _error(code: str, message: str, op_id: Any) -> str:
+    return _dump({"type": "error", "code": code, "message": message, "id": op_id})
+
+
+async def _handle(request: web.Request, hub: FeedHub, subscriber: Subscriber, op: dict) -> None:
+    gw = hub.gw
+    name = op.get("op")
+    if name == "login":
+        subscriber.account = _login(gw, op)
+        subscriber.put(_dump({"type": "login", "account": subscriber.account, "id": op.get("id")}))
+        return
+    if name not in ("subscribe", "unsubscribe"):
+        raise ApiError(400, "bad_op", "op is login, subscribe or unsubscribe")
+    channel = op.get("channel")
+    if channel == USER_CHANNEL:
+        if subscriber.account is None:
+            raise ApiError(401, "unauthenticated", "log in before subscribing to user")
+        key = (USER_CHANNEL, subscriber.account)
+    elif channel in PUBLIC_CHANNELS:
+        symbol = op.get("symbol")
+        if type(symbol) is not str:
+            raise ApiError(400, "bad_symbol", "symbol is required")
+        gw.instrument(symbol)
+        key = (channel, symbol)
+    else:
+        raise ApiError(400, "bad_channel", f"channel is one of {', '.join(PUBLIC_CHANNELS)}, user")
+    if name == "unsubscribe":
+        hub.remove(key, subscriber)
+        subscriber.put(_dump({"type": "unsubscribed", "channel": key[0], "id": op.get("id")}))
+        return
+    if key in subscriber.keys:
+        raise ApiError(409, "already_subscribed", f"already subscribed to {key[0]} {key[1]}")
+    if len(subscriber.keys) >= SUBSCRIPTIONS_PER_CONNECTION_MAX:
+        raise ApiError(429, "too_many_subscriptions", f"at most {SUBSCRIPTIONS_PER_CONNECTION_MAX}")
+    since = op.get("since")
+    if since is not None and (type(since) is not int or since < 0):
+        raise ApiError(400, "bad_since", "since is the last sequence number seen")
+    await _wait_min_seq(gw, op.get("min_seq"))
+    await _subscribe(hub, subscriber, key, since, op.get("id"))
+
+
+def _login(gw: Gateway, op: dict) -> str:
+    """Signed like an HTTP request: GET /v1/ws with query `login` and an empty body."""
+    key_id, timestamp, signature = op.get("key"), op.get("timestamp"), op.get("signature")
+    if not all(type(v) is str for v in (key_id, timestamp, signature)):
+        raise ApiError(401, "unauthenticated", "login needs key, timestamp and signature strings")
+    key = gw.key(key_id)
+    now_ms = int(time.time() * 1000)
+    timestamp_ms = check_fresh(timestamp, None, now_ms)
+    verify_signature(
+        key, gw.sealer, signing_payload(timestamp_ms, "GET", "/v1/ws", "login", b""), signature
+    )
+    gw.replay.check(signature, now_ms)
+    if not key.scopes & Scope.READ:
+        raise ApiError(403, "missing_scope", "the user channel needs a read key")
+    return key.account
+
+
+async def _wait_min_seq(gw: Gateway, min_seq: object) -> None:
+    if min_seq is None:
+        return
+    if type(min_seq) is not int:
+        raise ApiError(400, "bad_min_seq", "min_seq must be an integer")
+    deadline = time.monotonic() + MIN_SEQ_WAIT_S
+    while gw.node.view.last_seq < min_seq:
+        if time.monotonic() >= deadline:
+            raise ApiError(
+                409, "behind", f"node has applied seq {gw.node.view.last_seq} < {min_seq}"
+            )
+        await asyncio.sleep(0.005)
+
+
+async def _subscribe(
+    hub: FeedHub, subscriber: Subscriber, key: Key, since: int | None, op_id: Any
+) -> None:
+    gw = hub.gw
+    channel = key[0]
+    subscriber.held[key] = []
+    hub.add(key, subscriber)
+    view = gw.node.view
+    replayable = channel in ("book", "trades", USER_CHANNEL)
+    if since is not None and replayable and view.last_seq - since <= REPLAY_EVENTS_MAX:
+        start = f"replay from {since}"
+        subscriber.put(_subscribed(key, since, start, op_id))
+        last = await _replay(gw, subscriber, key, since)
+    else:
+        last = view.last_seq
+        subscriber.put(_subscribed(key, last, "snapshot", op_id))
+        snapshot = _snapshot(gw, view, key)
+        if snapshot is not None:
+            subscriber.put(snapshot)
+    held = subscriber.held.pop(key, [])
+    for seq, text in held:
+        if seq > last:
+            subscriber.put(text)
+
+
+def _subscribed(key: Key, seq: int, start: str, op_id: Any) -> str:
+    return _dump(
+        {
+            "type": "subscribed",
+            "channel": key[0],
+            "key": key[1],
+            "seq": seq,
+            "start": start,
+            "id": op_id,
+        }
+    )
+
+
+async def _replay(gw: Gateway, subscriber: Subscriber, key: Key, since: int) -> int:
+    """History after `since` for one channel; returns the last seq covered."""
+    await gw.store_caught_up()
+    position = since
+    wanted = {key}
+    while True:
+        events = await asyncio.to_thread(gw.node.store.events_since, position, READ_LIMIT_MAX)
+        if not events:
+            return position
+        for _, rows in render(gw, events, wanted).items():
+            for _, text in rows:
+                subscriber.put(text)
+        position = events[-1].seq
+        if subscriber.cut:
+            return position
+
+
+def _snapshot(gw: Gateway, view: NodeView, key: Key) -> str | None:
+    """The channel's state in one published view: the book and its seq agree."""
+    channel, name = key
+    seq = view.last_seq
+    if channel == "book":
+        inst = gw.instrument(name)
+        book = view.books.get(name)
+
+        def levels(rows: tuple) -> list[list[Any]]:
+            return [[gw.price_text(inst, p), gw.qty_text(inst, q), n] for p, q, n in rows]
+
+        return _dump(
+            {
+                "channel": "book",
+                "type": "snapshot",
+                "symbol": name,
+                "seq": seq,
+                "bids": levels(book.bids) if book else [],
+                "asks": levels(book.asks) if book else [],
+            }
+        )
+    if channel == "ticker":
+        return _dump(
+            {
+                "channel": "ticker",
+                "type": "ticker",
+                **ticker_json(gw, gw.instrument(name)),
+                "seq": seq,
+            }
+        )
+    if channel == "candles":
+        return _candle_message(gw, name, seq)
+    return None
+
+
+@contextlib.asynccontextmanager
+async def feed_hub(app: web.Application, gw: Gateway):  # type: ignore[no-untyped-def]
+    hub = FeedHub(gw, asyncio.get_running_loop())
+    app[HUB_KEY] = hub
+    unsubscribe = gw.node.subscribe(hub.on_events)
+    try:
+        yield hub
+    finally:
+        unsubscribe()

@@ -1,0 +1,243 @@
+"""What every client route needs: the node, authentication, limits, read-your-writes, writes.
+
+One `Gateway` per node process, built at start-up and stored in the app.
+Writes are authenticated on the node the client reached; a follower then
+hands the resulting engine command to the leader over the admin channel, so
+the leader never needs the client's signature or secrets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pyotp
+from aiohttp import web
+
+from api.amounts import from_units, price_decimals, to_units
+from api.candles import CandleBook
+from api.errors import ApiError
+from api.rate_limits import RateLimiter
+from api.sealing import Sealer, SealError
+from api.signing import (
+    KEY_HEADER,
+    RECV_WINDOW_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    ReplayGuard,
+    check_fresh,
+    signing_payload,
+    verify_signature,
+)
+from api.submission import NOT_COMMITTED_MESSAGE, submit_one
+from cluster.batcher import NotCommitted
+from cluster.node import ExchangeNode
+from cluster.views import InstrumentView, KeyView
+from engine.codes import Scope
+from engine.events import event_to_dict
+
+FORWARD_HEADER = "X-Raftex-Forwarded"
+SUBMIT_TIMEOUT_MS = 5_000
+MIN_SEQ_WAIT_MS_MAX = 2_000
+MIN_SEQ_POLL_S = 0.005
+STORE_WAIT_S = 5.0
+TOTP_HEADER = "X-Raftex-TOTP"
+TOTP_USED_MAX = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who signed a request, and with which key."""
+
+    account: str
+    key_id: str
+    scopes: int
+    signature: str
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOutcome:
+    events: list[dict[str, Any]]
+    seq: int
+    led_by: str
+
+
+@dataclass(slots=True)
+class Gateway:
+    node: ExchangeNode
+    sealer: Sealer
+    ip_limits: RateLimiter
+    key_limits: RateLimiter
+    candles: CandleBook
+    replay: ReplayGuard = field(default_factory=ReplayGuard)
+    # (account, code) pairs already used, so a TOTP code works once.
+    totp_used: dict[tuple[str, str], float] = field(default_factory=dict)
+    session: aiohttp.ClientSession | None = None
+
+    # ------------------------------------------------------------ auth
+
+    async def authenticate(self, request: web.Request, scope: Scope) -> Principal:
+        key_id = request.headers.get(KEY_HEADER)
+        timestamp = request.headers.get(TIMESTAMP_HEADER)
+        signature = request.headers.get(SIGNATURE_HEADER)
+        if not key_id or not timestamp or not signature:
+            raise ApiError(
+                401,
+                "unauthenticated",
+                f"signed requests need {KEY_HEADER}, {TIMESTAMP_HEADER} and {SIGNATURE_HEADER}",
+            )
+        key = self.key(key_id)
+        self.key_limits.take(key_id)
+        now_ms = int(time.time() * 1000)
+        timestamp_ms = check_fresh(timestamp, request.headers.get(RECV_WINDOW_HEADER), now_ms)
+        body = await request.read()
+        payload = signing_payload(
+            timestamp_ms, request.method, request.path, request.query_string, body
+        )
+        verify_signature(key, self.sealer, payload, signature)
+        self.replay.check(signature, now_ms)
+        if not key.scopes & scope:
+            raise ApiError(403, "missing_scope", f"key {key_id} lacks the {scope.name} scope")
+        return Principal(key.account, key_id, key.scopes, signature.lower())
+
+    def key(self, key_id: str) -> KeyView:
+        key = self.node.view.access.api_keys.get(key_id)
+        if key is None:
+            raise ApiError(401, "unknown_key", "no such API key (revoked, or not yet applied)")
+        return key
+
+    def check_second_factor(self, account: str, code: object) -> None:
+        """A current TOTP code of the account, used at most once."""
+        sealed = self.node.view.access.second_factors.get(account)
+        if sealed is None:
+            raise ApiError(
+                403, "second_factor_required", "enrol a TOTP second factor for this account first"
+            )
+        if type(code) is not str or not code.isdigit():
+            raise ApiError(401, "bad_second_factor", f"send the current TOTP code in {TOTP_HEADER}")
+        try:
+            secret = self.sealer.unseal(sealed).decode()
+        except SealError:
+            raise ApiError(401, "bad_second_factor", "second factor unusable here") from None
+        if not pyotp.TOTP(secret).verify(code, valid_window=1):
+            raise ApiError(401, "bad_second_factor", "TOTP code is wrong or expired")
+        now = time.monotonic()
+        if (account, code) in self.totp_used:
+            raise ApiError(401, "bad_second_factor", "this TOTP code was already used")
+        if len(self.totp_used) >= TOTP_USED_MAX:
+            self.totp_used = {k: t for k, t in self.totp_used.items() if now - t < 120}
+        self.totp_used[(account, code)] = now
+
+    # ------------------------------------------------------------ reads
+
+    async def wait_for_seq(self, request: web.Request) -> None:
+        """Read-your-writes: with `min_seq`, wait (bounded) until this node applied that far."""
+        text = request.query.get("min_seq")
+        if text is None:
+            return
+        try:
+            min_seq = int(text)
+        except ValueError:
+            raise ApiError(400, "bad_min_seq", "min_seq must be an integer") from None
+        deadline = time.monotonic() + MIN_SEQ_WAIT_MS_MAX / 1000
+        while self.node.view.last_seq < min_seq:
+            if time.monotonic() >= deadline:
+                status = self.node.status()
+                raise ApiError(
+                    409,
+                    "behind",
+                    f"node {status['id']} has applied seq {status['last_seq']} < {min_seq};"
+                    f" lag {status['lag']} entries; retry or ask another node",
+                )
+            await asyncio.sleep(MIN_SEQ_POLL_S)
+
+    async def store_caught_up(self) -> None:
+        """Store reads see at least what the published view shows."""
+        await asyncio.to_thread(self.node.wait_for_store, STORE_WAIT_S)
+
+    def instrument(self, symbol: str) -> InstrumentView:
+        inst = self.node.view.instruments.get(symbol)
+        if inst is None:
+            raise ApiError(404, "unknown_symbol", f"no instrument {symbol!r}")
+        return inst
+
+    def decimals(self, asset: str) -> int:
+        return self.node.view.access.assets.get(asset, 0)
+
+    def scales(self, inst: InstrumentView) -> tuple[int, int]:
+        """(price decimals, quantity decimals) of an instrument."""
+        base = self.decimals(inst.base)
+        return price_decimals(base, self.decimals(inst.quote)), base
+
+    def price_text(self, inst: InstrumentView, units: int) -> str:
+        return from_units(units, self.scales(inst)[0])
+
+    def qty_text(self, inst: InstrumentView, units: int) -> str:
+        return from_units(units, self.scales(inst)[1])
+
+    def quote_text(self, inst: InstrumentView, units: int) -> str:
+        """An amount of the quote asset: notionals, holds and fees."""
+        return from_units(units, self.decimals(inst.quote))
+
+    def price_units(self, inst: InstrumentView, text: object, name: str = "price") -> int:
+        return to_units(text, self.scales(inst)[0], name)
+
+    def qty_units(self, inst: InstrumentView, text: object, name: str = "qty") -> int:
+        return to_units(text, self.scales(inst)[1], name)
+
+    # ------------------------------------------------------------ writes
+
+    async def submit(self, wire: list[Any], timeout_ms: int = SUBMIT_TIMEOUT_MS) -> WriteOutcome:
+        """Through the log on the leader (here, or forwarded once); 503 if not confirmed."""
+        node = self.node
+        if node._isLeader():
+            outcome = await submit_one(node, wire, timeout_ms)
+            if isinstance(outcome, NotCommitted):
+                raise ApiError(503, "not_committed", f"{NOT_COMMITTED_MESSAGE} ({outcome.reason})")
+            rows = [event_to_dict(e) for e in outcome]
+            seq = max((row["seq"] for row in rows), default=node.view.last_seq)
+            return WriteOutcome(rows, seq, node.node_id)
+        return await self._forward(wire, timeout_ms)
+
+    async def _forward(self, wire: list[Any], timeout_ms: int) -> WriteOutcome:
+        node = self.node
+        leader_http = node.leader_http()
+        if leader_http is None or self.session is None:
+            raise ApiError(503, "not_committed", f"no leader known; {NOT_COMMITTED_MESSAGE}")
+        headers = {
+            "Authorization": f"Bearer {node.config.admin_token}",
+            FORWARD_HEADER: node.node_id,
+        }
+        body = {"command": wire, "timeout_ms": timeout_ms}
+        try:
+            async with self.session.post(
+                f"http://{leader_http}/v1/admin/commands", json=body, headers=headers
+            ) as response:
+                payload = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise ApiError(
+                503,
+                "not_committed",
+                f"leader {leader_http} unreachable ({exc!r}); {NOT_COMMITTED_MESSAGE}",
+            ) from None
+        if response.status != 200:
+            raise ApiError(
+                503 if response.status >= 500 else response.status,
+                payload.get("code", "not_committed"),
+                payload.get("message", NOT_COMMITTED_MESSAGE),
+            )
+        return WriteOutcome(payload["events"], payload["seq"], payload["led_by"])
+
+
+GATEWAY_KEY = web.AppKey("gateway", Gateway)
+
+
+def gateway(request: web.Request) -> Gateway:
+    return request.app[GATEWAY_KEY]
+
+
+def totp_code(request: web.Request) -> str | None:
+    return request.headers.get(TOTP_HEADER)

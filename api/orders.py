@@ -1,0 +1,386 @@
+"""Order entry and order reads for the signing account.
+
+Writes become engine commands for the signer's account and go through the
+log; their answer is the outcome the state machine gave (accepted, filled,
+rejected with its code), the sequence it was applied at and the node that led.
+A write without a client order id gets one derived from its signature, so a
+replay of the same signed request, to any node, is answered with the original
+outcome instead of placing a second order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from api.errors import ApiError
+from api.gateway import Gateway, Principal, WriteOutcome, gateway
+from api.query import choice, int_param, known_fields, text_field
+from cluster.store import READ_LIMIT_MAX, OrderStatus
+from engine.codes import (
+    OrderType,
+    RejectCode,
+    Scope,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+)
+from engine.commands import (
+    CLIENT_ID_LEN_MAX,
+    NAME_LEN_MAX,
+    AmendOrder,
+    CancelOrder,
+    MassCancel,
+    PlaceOrder,
+    command_to_wire,
+)
+
+SIDES = {"buy": Side.BUY, "sell": Side.SELL}
+ORDER_TYPES = {t.name.lower(): t for t in OrderType}
+TIFS = {t.name.lower(): t for t in TimeInForce}
+STP_MODES = {m.name.lower(): m for m in SelfTradePrevention}
+ORDERS_LIMIT_DEFAULT = 100
+DERIVED_CLIENT_ID_PREFIX = "sig-"
+PLACE_FIELDS = {
+    "symbol",
+    "side",
+    "type",
+    "qty",
+    "price",
+    "tif",
+    "client_order_id",
+    "stop_price",
+    "display_qty",
+    "post_only",
+    "stp",
+    "expire_time_ms",
+}
+# An engine rejection is the client's problem, not the server's: 4xx, never 5xx.
+REJECT_STATUS = {
+    RejectCode.UNKNOWN_ORDER: 404,
+    RejectCode.ORDER_NOT_OPEN: 409,
+    RejectCode.DUPLICATE_CLIENT_ORDER_ID: 409,
+    RejectCode.ACCOUNT_DISABLED: 403,
+    RejectCode.HALTED: 409,
+    RejectCode.MARKET_CLOSED: 409,
+    RejectCode.TOO_MANY_OPEN_ORDERS: 429,
+}
+
+
+def add_order_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/orders", place)
+    app.router.add_get("/v1/orders", list_orders)
+    app.router.add_delete("/v1/orders", mass_cancel)
+    app.router.add_get("/v1/orders/{order_id:\\d+}", get_order)
+    app.router.add_delete("/v1/orders/{order_id:\\d+}", cancel)
+    app.router.add_patch("/v1/orders/{order_id:\\d+}", amend)
+    app.router.add_get("/v1/orders/by-client-id/{client_order_id}", get_order_by_client_id)
+    app.router.add_delete("/v1/orders/by-client-id/{client_order_id}", cancel)
+    app.router.add_patch("/v1/orders/by-client-id/{client_order_id}", amend)
+    app.router.add_get("/v1/fills", fills)
+
+
+async def json_object(request: web.Request) -> dict[str, Any]:
+    """The already-read (and signed) body as a JSON object; empty body is `{}`."""
+    raw = await request.read()
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "bad_json", "request body is not JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_json", "request body must be a JSON object")
+    return body
+
+
+def derived_client_id(principal: Principal) -> str:
+    return (DERIVED_CLIENT_ID_PREFIX + principal.signature)[:CLIENT_ID_LEN_MAX]
+
+
+async def place(request: web.Request) -> web.Response:
+    gw = gateway(request)
+    principal = await gw.authenticate(request, Scope.TRADE)
+    body = await json_object(request)
+    known_fields(body, PLACE_FIELDS)
+    symbol = text_field(body, "symbol", NAME_LEN_MAX, required=True)
+    inst = gw.instrument(symbol)
+    order_type = choice(body, "type", ORDER_TYPES, "limit")
+    needs_price = order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+    needs_stop = order_type in (OrderType.STOP, OrderType.STOP_LIMIT)
+    if needs_price and "price" not in body:
+        raise ApiError(400, "bad_price", f"a {order_type.name.lower()} order needs a price")
+    if not needs_price and "price" in body:
+        raise ApiError(400, "bad_price", f"a {order_type.name.lower()} order takes no price")
+    if needs_stop != ("stop_price" in body):
+        raise ApiError(400, "bad_stop_price", "stop_price goes with stop and stop_limit orders")
+    post_only = body.get("post_only", False)
+    if type(post_only) is not bool:
+        raise ApiError(400, "bad_post_only", "post_only must be true or false")
+    expire_time_ms = body.get("expire_time_ms", 0)
+    if type(expire_time_ms) is not int or expire_time_ms < 0:
+        raise ApiError(400, "bad_expire_time_ms", "expire_time_ms must be a Unix time in ms")
+    client_order_id = text_field(body, "client_order_id", CLIENT_ID_LEN_MAX)
+    if client_order_id.startswith(DERIVED_CLIENT_ID_PREFIX):
+        raise ApiError(400, "bad_client_order_id", "client order ids starting sig- are reserved")
+    command = PlaceOrder(
+        account=principal.account,
+        symbol=symbol,
+        side=choice(body, "side", SIDES, None),
+        qty=gw.qty_units(inst, body.get("qty")),
+        price=gw.price_units(inst, body["price"]) if needs_price else 0,
+        order_type=order_type,
+        tif=choice(body, "tif", TIFS, "gtc"),
+        client_order_id=client_order_id or derived_client_id(principal),
+        stop_price=gw.price_units(inst, body["stop_price"], "stop_price") if needs_stop else 0,
+        display_qty=gw.qty_units(inst, body["display_qty"], "display_qty")
+        if "display_qty" in body
+        else 0,
+        post_only=post_only,
+        stp=choice(body, "stp", STP_MODES, "cancel_newest"),
+        expire_time_ms=expire_time_ms,
+    )
+    outcome = await gw.submit(command_to_wire(command))
+    return await order_answer(gw, outcome, command.client_order_id)
+
+
+async def order_answer(gw: Gateway, outcome: WriteOutcome, client_order_id: str) -> web.Response:
+    """What one placement did: accepted or rejected, and the fills it took at once.
+
+    A retry of an accepted placement gets only the original Accepted event back
+    (it changed nothing); its answer is then the order as it stands now.
+    """
+    events = outcome.events
+    head = next((e for e in events if e["type"] in ("accepted", "rejected")), None)
+    base = {"seq": outcome.seq, "led_by": outcome.led_by, "client_order_id": client_order_id}
+    if head is None:
+        raise ApiError(500, "no_outcome", "the state machine gave this command no outcome")
+    if head["type"] == "rejected":
+        return rejection(head, base)
+    order_id = head["order_id"]
+    inst = gw.instrument(head["symbol"])
+    if len(events) == 1:
+        await gw.store_caught_up()
+        record = await asyncio.to_thread(gw.node.store.order, order_id)
+        if record is not None:
+            return web.json_response(
+                {
+                    **base,
+                    "retried": True,
+                    "status": record["status"],
+                    "order": order_json(gw, record),
+                }
+            )
+    fills = [
+        {
+            "trade_id": e["trade_id"],
+            "seq": e["seq"],
+            "price": gw.price_text(inst, e["price"]),
+            "qty": gw.qty_text(inst, e["qty"]),
+            "fee": gw.quote_text(inst, e["taker_fee"]),
+        }
+        for e in events
+        if e["type"] == "trade" and e["taker_order_id"] == order_id
+    ]
+    filled = sum(
+        e["qty"] for e in events if e["type"] == "trade" and e["taker_order_id"] == order_id
+    )
+    cancelled = next(
+        (e for e in events if e["type"] == "cancelled" and e["order_id"] == order_id), None
+    )
+    armed = head["order_type"] in (OrderType.STOP, OrderType.STOP_LIMIT) and not filled
+    if filled == head["qty"]:
+        status = OrderStatus.FILLED
+    elif cancelled is not None:
+        status = OrderStatus.CANCELLED
+    elif filled:
+        status = OrderStatus.PARTIALLY_FILLED
+    elif armed and not any(e["type"] == "triggered" for e in events):
+        status = OrderStatus.ARMED
+    else:
+        status = OrderStatus.OPEN
+    return web.json_response(
+        {
+            **base,
+            "status": str(status),
+            "retried": False,
+            "order_id": order_id,
+            "symbol": head["symbol"],
+            "qty": gw.qty_text(inst, head["qty"]),
+            "filled_qty": gw.qty_text(inst, filled),
+            "cancel_reason": cancelled["reason"] if cancelled else None,
+            "fills": fills,
+        }
+    )
+
+
+def rejection(event: dict[str, Any], base: dict[str, Any]) -> web.Response:
+    code = event["code"]
+    return web.json_response(
+        {**base, "status": "rejected", "code": code, "message": event["message"]},
+        status=REJECT_STATUS.get(code, 400),
+    )
+
+
+async def cancel(request: web.Request) -> web.Response:
+    gw = gateway(request)
+    principal = await gw.authenticate(request, Scope.TRADE)
+    order_id, client_order_id = _order_ref(request)
+    command = CancelOrder(principal.account, order_id, client_order_id)
+    outcome = await gw.submit(command_to_wire(command))
+    return _change_answer(outcome, "cancelled")
+
+
+async def amend(request: web.Request) -> web.Response:
+    gw = gateway(request)
+    principal = await gw.authenticate(request, Scope.TRADE)
+    body = await json_object(request)
+    known_fields(body, {"symbol", "qty", "price"})
+    order_id, client_order_id = _order_ref(request)
+    # Amounts are decimals in the order's instrument; the client names it.
+    inst = gw.instrument(text_field(body, "symbol", NAME_LEN_MAX, required=True))
+    if "qty" not in body and "price" not in body:
+        raise ApiError(400, "bad_amend", "an amend changes qty, price or both")
+    command = AmendOrder(
+        principal.account,
+        order_id,
+        client_order_id,
+        qty=gw.qty_units(inst, body["qty"]) if "qty" in body else 0,
+        price=gw.price_units(inst, body["price"]) if "price" in body else 0,
+    )
+    outcome = await gw.submit(command_to_wire(command))
+    return _change_answer(outcome, "amended")
+
+
+async def mass_cancel(request: web.Request) -> web.Response:
+    gw = gateway(request)
+    principal = await gw.authenticate(request, Scope.TRADE)
+    symbol = request.query.get("symbol", "")
+    if symbol:
+        gw.instrument(symbol)
+    outcome = await gw.submit(command_to_wire(MassCancel(principal.account, symbol)))
+    cancelled = [e["order_id"] for e in outcome.events if e["type"] == "cancelled"]
+    rejected = next((e for e in outcome.events if e["type"] == "rejected"), None)
+    base = {"seq": outcome.seq, "led_by": outcome.led_by}
+    if rejected is not None:
+        return rejection(rejected, base)
+    return web.json_response({**base, "status": "cancelled", "order_ids": cancelled})
+
+
+def _order_ref(request: web.Request) -> tuple[int, str]:
+    if "order_id" in request.match_info:
+        order_id = int(request.match_info["order_id"])
+        if not 0 < order_id < 2**63:
+            raise ApiError(400, "bad_order_id", "order id out of range")
+        return order_id, ""
+    client_order_id = request.match_info["client_order_id"]
+    if len(client_order_id) > CLIENT_ID_LEN_MAX:
+        raise ApiError(400, "bad_client_order_id", "client order id too long")
+    return 0, client_order_id
+
+
+def _change_answer(outcome: WriteOutcome, done_type: str) -> web.Response:
+    base = {"seq": outcome.seq, "led_by": outcome.led_by}
+    rejected = next((e for e in outcome.events if e["type"] == "rejected"), None)
+    if rejected is not None:
+        return rejection(rejected, base)
+    done = next((e for e in outcome.events if e["type"] == done_type), None)
+    if done is None:
+        raise ApiError(500, "no_outcome", "the state machine gave this command no outcome")
+    return web.json_response({**base, "status": done_type, "order_id": done["order_id"]})
+
+
+# ------------------------------------------------------------------ reads
+
+
+async def get_order(request: web.Request) -> web.Response:
+    gw, principal = await _reader(request)
+    record = await asyncio.to_thread(gw.node.store.order, int(request.match_info["order_id"]))
+    if record is None or record["account"] != principal.account:
+        raise ApiError(404, "unknown_order", "no such order for this account")
+    return web.json_response(order_json(gw, record))
+
+
+async def get_order_by_client_id(request: web.Request) -> web.Response:
+    gw, principal = await _reader(request)
+    record = await asyncio.to_thread(
+        gw.node.store.order_by_client_id, principal.account, request.match_info["client_order_id"]
+    )
+    if record is None:
+        raise ApiError(404, "unknown_order", "no order with this client order id")
+    return web.json_response(order_json(gw, record))
+
+
+async def list_orders(request: web.Request) -> web.Response:
+    """Open orders (`status=open`, default) or all orders, ascending id, `after` as cursor."""
+    gw, principal = await _reader(request)
+    status = request.query.get("status", "open")
+    if status not in ("open", "all"):
+        raise ApiError(400, "bad_status", "status must be open or all")
+    after = int_param(request, "after", 0, 0, 2**63)
+    limit = int_param(request, "limit", ORDERS_LIMIT_DEFAULT, 1, READ_LIMIT_MAX)
+    rows = await asyncio.to_thread(
+        lambda: gw.node.store.orders_of(
+            principal.account, open_only=status == "open", after_order_id=after, limit=limit
+        )
+    )
+    return web.json_response(
+        {
+            "orders": [order_json(gw, row) for row in rows],
+            "next": rows[-1]["order_id"] if len(rows) == limit else None,
+        }
+    )
+
+
+async def fills(request: web.Request) -> web.Response:
+    gw, principal = await _reader(request)
+    after = int_param(request, "after", 0, 0, 2**63)
+    limit = int_param(request, "limit", ORDERS_LIMIT_DEFAULT, 1, READ_LIMIT_MAX)
+    rows = await asyncio.to_thread(gw.node.store.fills_of, principal.account, after, limit)
+    out = []
+    for row in rows:
+        inst = gw.instrument(row["symbol"])
+        out.append(
+            {
+                **row,
+                "side": Side(row["side"]).name.lower(),
+                "price": gw.price_text(inst, row["price"]),
+                "qty": gw.qty_text(inst, row["qty"]),
+                "fee": gw.quote_text(inst, row["fee"]),
+            }
+        )
+    return web.json_response(
+        {"fills": out, "next": rows[-1]["trade_id"] if len(rows) == limit else None}
+    )
+
+
+async def _reader(request: web.Request) -> tuple[Gateway, Principal]:
+    gw = gateway(request)
+    principal = await gw.authenticate(request, Scope.READ)
+    await gw.wait_for_seq(request)
+    await gw.store_caught_up()
+    return gw, principal
+
+
+def order_json(gw: Gateway, record: dict[str, Any]) -> dict[str, Any]:
+    inst = gw.instrument(record["symbol"])
+    out = dict(record)
+    for name in ("price", "stop_price"):
+        out[name] = gw.price_text(inst, record[name])
+    for name in ("original_qty", "qty", "filled_qty", "leaves", "cancelled_qty", "display_qty"):
+        out[name] = gw.qty_text(inst, record[name])
+    out["side"] = Side(record["side"]).name.lower()
+    out["type"] = OrderType(out.pop("order_type")).name.lower()
+    out["tif"] = TimeInForce(record["tif"]).name.lower()
+    for name in ("notional", "fees"):
+        out[name] = gw.quote_text(inst, record[name])
+    # A buy holds quote, a sell holds base.
+    out["hold"] = (
+        gw.quote_text(inst, record["hold"])
+        if record["side"] == Side.BUY
+        else gw.qty_text(inst, record["hold"])
+    )
+    return out
