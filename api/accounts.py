@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import pyotp
@@ -139,22 +140,31 @@ async def create_key(request: web.Request) -> web.Response:
     gw = gateway(request)
     principal = await gw.authenticate(request, Scope.READ)
     body = await json_object(request)
-    gw.check_second_factor(principal.account, totp_code(request))
-    return await _create_key(gw, principal.account, body, principal.scopes & ~Scope.ADMIN)
+
+    def second_factor() -> None:
+        gw.check_second_factor(principal.account, totp_code(request))
+
+    grantable = principal.scopes & ~Scope.ADMIN
+    return await _create_key(gw, principal.account, body, grantable, second_factor)
 
 
 async def admin_create_key(request: web.Request) -> web.Response:
     require_admin(request)
     body = await json_object(request)
     account = request.match_info["account"]
-    return await _create_key(gateway(request), account, body, SCOPES_ALL)
+    return await _create_key(gateway(request), account, body, SCOPES_ALL, lambda: None)
 
 
 async def _create_key(
-    gw: Gateway, account: str, body: dict[str, Any], grantable: int
+    gw: Gateway,
+    account: str,
+    body: dict[str, Any],
+    grantable: int,
+    second_factor: Callable[[], None],
 ) -> web.Response:
     """Ed25519: the client sends its public key. HMAC: the secret is made here, sealed into
-    the log, and shown once in this answer."""
+    the log, and shown once in this answer. The second factor is checked (and its code
+    spent) only once everything else about the request is valid."""
     known_fields(body, {"kind", "public_key", "scopes"})
     kind = choice(body, "kind", KEY_KINDS, None)
     scopes = parse_scopes(body.get("scopes"))
@@ -173,6 +183,7 @@ async def _create_key(
             raise ApiError(400, "bad_public_key", "HMAC keys take no public_key")
         secret = secrets.token_hex(HMAC_SECRET_BYTES)
         material = gw.sealer.seal(secret.encode())
+    second_factor()
     key_id = secrets.token_hex(KEY_ID_BYTES)
     outcome = await gw.submit(command_to_wire(AddApiKey(account, key_id, kind, material, scopes)))
     rejected = next((e for e in outcome.events if e["type"] == "rejected"), None)
@@ -246,10 +257,10 @@ async def withdraw(request: web.Request) -> web.Response:
     principal = await gw.authenticate(request, Scope.WITHDRAW)
     body = await json_object(request)
     known_fields(body, {"asset", "amount", "request_id"})
-    gw.check_second_factor(principal.account, totp_code(request))
     asset = text_field(body, "asset", NAME_LEN_MAX, required=True)
     request_id = text_field(body, "request_id", CLIENT_ID_LEN_MAX, required=True)
     amount = to_units(body.get("amount"), gw.decimals(asset), "amount")
+    gw.check_second_factor(principal.account, totp_code(request))
     outcome = await gw.submit(
         command_to_wire(Withdraw(principal.account, asset, amount, request_id))
     )

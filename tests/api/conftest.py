@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from api.client import RaftexClient
+from cluster.admin_client import AdminClient
 from cluster.demo_keys import DEMO_TOTP_FILE_NAME, issue_demo_keys
 from cluster.launcher import DEMO_ACCOUNTS
 from tests.cluster.harness import ClusterHarness
@@ -42,6 +43,10 @@ class ApiCluster:
     @property
     def all_http(self) -> list[str]:
         return [self.harness.http(n.node_id) for n in self.harness.cluster.nodes]
+
+    async def admin(self, method: str, path: str, body: Any = None) -> Any:
+        async with AdminClient(self.harness.token) as client:
+            return await client.call(self.leader_http, method, path, body)
 
     def key(self, account: str, kind: str) -> dict[str, Any]:
         return next(k for k in self.keys if k["account"] == account and k["kind"] == kind)

@@ -1,0 +1,192 @@
+"""Signed requests, scopes, replays, TOTP and rate limits, through real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import aiohttp
+import pyotp
+import pytest
+
+from api.client import ClientError, RaftexClient
+from api.signing import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
+from cluster.demo_keys import ed25519_pair
+from tests.api.conftest import KEY_RATE_PER_S, ApiCluster
+
+pytestmark = pytest.mark.asyncio
+
+
+async def raw_call(
+    node: str, method: str, path: str, headers: dict[str, str], body: bytes = b""
+) -> tuple[int, dict]:
+    url = f"http://{node}{path}"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url, data=body, headers=headers) as response,
+    ):
+        return response.status, json.loads(await response.text())
+
+
+async def test_both_key_kinds_sign_requests(api: ApiCluster) -> None:
+    for kind in ("ed25519", "hmac"):
+        async with api.client("bob", kind) as bob:
+            profile = await bob.account()
+            assert profile["account"] == "bob" and profile["scopes"] == ["read", "trade"]
+            assert profile["second_factor"] is True
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({KEY_HEADER: None}, "unauthenticated"),
+        ({KEY_HEADER: "no-such-key"}, "unknown_key"),
+        ({SIGNATURE_HEADER: "00" * 64}, "bad_signature"),
+        ({SIGNATURE_HEADER: "not-hex"}, "bad_signature"),
+        ({TIMESTAMP_HEADER: "12345"}, "stale_request"),
+        ({TIMESTAMP_HEADER: "soon"}, "bad_timestamp"),
+    ],
+)
+async def test_bad_signatures_are_refused(api: ApiCluster, change: dict, code: str) -> None:
+    async with api.client("alice") as alice:
+        headers = alice.sign("GET", "/v1/account", "", b"")
+    for name, value in change.items():
+        if value is None:
+            headers.pop(name)
+        else:
+            headers[name] = value
+    status, body = await raw_call(api.followers[0], "GET", "/v1/account", headers)
+    assert (status, body["code"]) == (401, code)
+
+
+async def test_a_signature_covers_the_body(api: ApiCluster) -> None:
+    async with api.client("alice") as alice:
+        body = json.dumps({"symbol": "AAPL", "side": "buy", "qty": "1", "price": "180.00"}).encode()
+        headers = alice.sign("POST", "/v1/orders", "", body)
+    tampered = body.replace(b'"1"', b'"100"')
+    status, answer = await raw_call(api.leader_http, "POST", "/v1/orders", headers, tampered)
+    assert (status, answer["code"]) == (401, "bad_signature")
+
+
+async def test_a_replayed_request_is_refused_and_never_applied_twice(api: ApiCluster) -> None:
+    """Same node: refused. Another node: its signature-derived client order id makes the
+    state machine answer with the original order instead of placing a second one."""
+    async with api.client("alice") as alice:
+        body = json.dumps({"symbol": "AAPL", "side": "buy", "qty": "1", "price": "181.00"}).encode()
+        headers = {**alice.sign("POST", "/v1/orders", "", body), "Content-Type": "application/json"}
+        first_node, second_node = api.followers
+        status, placed = await raw_call(first_node, "POST", "/v1/orders", headers, body)
+        assert status == 200 and placed["status"] == "open"
+        status, again = await raw_call(first_node, "POST", "/v1/orders", headers, body)
+        assert (status, again["code"]) == (401, "replayed_request")
+        status, elsewhere = await raw_call(second_node, "POST", "/v1/orders", headers, body)
+        assert status == 200 and elsewhere["retried"] is True
+        assert elsewhere["order"]["order_id"] == placed["order_id"]
+        await alice.cancel_order(placed["order_id"])
+
+
+async def test_scopes_are_enforced(api: ApiCluster) -> None:
+    async with api.client("alice") as alice:
+        with pytest.raises(ClientError) as caught:
+            await alice.withdraw("USD", "1.00")
+        assert (caught.value.status, caught.value.code) == (403, "missing_scope")
+        made = await alice.create_key("hmac", ["read"])
+        async with RaftexClient(api.followers, made["key_id"], made["secret"], "hmac") as reader:
+            profile = await _retry_until_known(reader)
+            assert profile["scopes"] == ["read"]
+            with pytest.raises(ClientError) as caught:
+                await reader.place_order("AAPL", "buy", "1", price="180.00")
+            assert (caught.value.status, caught.value.code) == (403, "missing_scope")
+
+
+async def _retry_until_known(client: RaftexClient) -> dict:
+    """A new key is known on a follower once the follower applied it (read-your-writes)."""
+    for _ in range(50):
+        try:
+            return await client.account()
+        except ClientError as exc:
+            if exc.code != "unknown_key":
+                raise
+            await asyncio.sleep(0.05)
+    raise AssertionError("the new key never became known")
+
+
+async def test_creating_keys_needs_a_fresh_totp_code_and_no_escalation(api: ApiCluster) -> None:
+    async with api.client("carol") as carol:
+        with pytest.raises(ClientError) as caught:
+            await carol.request(
+                "POST", "/v1/account/keys", body={"kind": "hmac", "scopes": ["read"]}
+            )
+        assert (caught.value.status, caught.value.code) == (401, "bad_second_factor")
+        with pytest.raises(ClientError) as caught:
+            await carol.create_key("hmac", ["read", "withdraw"])
+        assert (caught.value.status, caught.value.code) == (403, "scope_escalation")
+        private_hex, public_hex = ed25519_pair()
+        # Neither refusal spent the code; it works once, then never again.
+        code = pyotp.TOTP(api.totp["carol"]).now()
+        node = api.followers[0]
+        body = json.dumps(
+            {"kind": "ed25519", "public_key": public_hex, "scopes": ["read", "trade"]}
+        ).encode()
+        headers = {**carol.sign("POST", "/v1/account/keys", "", body), "X-Raftex-TOTP": code}
+        status, made = await raw_call(node, "POST", "/v1/account/keys", headers, body)
+        assert status == 201 and made["kind"] == "ed25519" and "secret" not in made
+        other_body = json.dumps({"kind": "hmac", "scopes": ["read"]}).encode()
+        headers = {**carol.sign("POST", "/v1/account/keys", "", other_body), "X-Raftex-TOTP": code}
+        status, answer = await raw_call(node, "POST", "/v1/account/keys", headers, other_body)
+        assert (status, answer["code"]) == (401, "bad_second_factor")
+        assert "already used" in answer["message"]
+        async with RaftexClient(api.followers, made["key_id"], private_hex, "ed25519") as fresh:
+            assert (await _retry_until_known(fresh))["account"] == "carol"
+            listed = {k["key_id"] for k in (await carol.keys())["keys"]}
+            assert made["key_id"] in listed
+            revoked = await carol.revoke_key(made["key_id"])
+            assert revoked["status"] == "revoked"
+            await carol.balances(min_seq=revoked["seq"])
+            for node in api.all_http:
+                with pytest.raises(ClientError) as caught:
+                    await fresh.request(
+                        "GET", "/v1/account", node=node, params={"n": uuid.uuid4().hex}
+                    )
+                assert caught.value.code == "unknown_key"
+
+
+async def test_withdrawal_needs_the_withdraw_scope_and_totp(api: ApiCluster) -> None:
+    made = await api.admin(
+        "POST",
+        "/v1/admin/accounts/dave/keys",
+        {"kind": "hmac", "scopes": ["read", "withdraw"]},
+    )
+    async with RaftexClient(
+        api.followers, made["key_id"], made["secret"], "hmac", api.totp["dave"]
+    ) as dave:
+        before = await _retry_until_known(dave)
+        assert before["scopes"] == ["read", "withdraw"]
+        usd = next(b for b in (await dave.balances())["balances"] if b["asset"] == "USD")
+        done = await dave.withdraw("USD", "12.34", request_id=uuid.uuid4().hex)
+        assert done["status"] == "done"
+        assert float(done["available"]) == pytest.approx(float(usd["available"]) - 12.34)
+        with pytest.raises(ClientError) as caught:
+            await dave.request(
+                "POST",
+                "/v1/account/withdrawals",
+                body={"asset": "USD", "amount": "1.00", "request_id": "x"},
+            )
+        assert caught.value.code == "bad_second_factor"
+
+
+async def test_per_key_rate_limit_answers_429_with_retry_after(api: ApiCluster) -> None:
+    made = await api.admin(
+        "POST", "/v1/admin/accounts/alice/keys", {"kind": "hmac", "scopes": ["read"]}
+    )
+    async with RaftexClient([api.leader_http], made["key_id"], made["secret"], "hmac") as client:
+        await _retry_until_known(client)
+        burst = int(KEY_RATE_PER_S * 2) + 20
+        results = await asyncio.gather(
+            *(client.request("GET", "/v1/account", params={"n": n}) for n in range(burst)),
+            return_exceptions=True,
+        )
+    limited = [r for r in results if isinstance(r, ClientError)]
+    assert limited and all(r.status == 429 and r.code == "rate_limited" for r in limited)
+    assert len(limited) < burst
