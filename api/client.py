@@ -261,8 +261,9 @@ class RaftexClient:
         params = {"status": status, "after": after, "limit": limit, **params}
         return await self.request("GET", "/v1/orders", params=params)
 
-    async def fills(self, after: int = 0, limit: int = 100) -> Any:
-        return await self.request("GET", "/v1/fills", params={"after": after, "limit": limit})
+    async def fills(self, after: int = 0, limit: int = 100, **params: Any) -> Any:
+        params = {"after": after, "limit": limit, **params}
+        return await self.request("GET", "/v1/fills", params=params)
 
     # ------------------------------------------------------------ account
 
