@@ -45,11 +45,7 @@ async def test_fills_amend_and_mass_cancel(api: ApiCluster) -> None:
         maker = await carol.place_order("NVDA", "sell", "10", price="141.00", client_order_id=cid())
         taker = await dave.place_order("NVDA", "buy", "4", price="141.00", client_order_id=cid())
         assert taker["status"] == "filled" and taker["filled_qty"] == "4"
-        fills = (
-            await carol.fills(
-                limit=1000,
-            )
-        )["fills"]
+        fills = (await carol.fills(limit=1000, min_seq=taker["seq"]))["fills"]
         mine = [f for f in fills if f["order_id"] == maker["order_id"]]
         assert mine and mine[-1]["role"] == "maker" and mine[-1]["qty"] == "4"
         amended = await carol.amend_order("NVDA", maker["order_id"], qty="5", price="142.00")
