@@ -16,6 +16,7 @@ from aiohttp import web
 
 from api.accounts import add_account_routes
 from api.admin import NODE_KEY, SESSION_KEY, add_admin_routes
+from api.binance import add_binance_routes
 from api.candles import CandleBook
 from api.errors import error_middleware
 from api.feeds import add_feed_routes, feed_hub
@@ -71,6 +72,7 @@ def build_app(node: ExchangeNode) -> web.Application:
     add_order_routes(app)
     add_account_routes(app)
     add_feed_routes(app)
+    add_binance_routes(app)
 
     async def session_context(app: web.Application):  # type: ignore[no-untyped-def]
         timeout = aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)

@@ -23,6 +23,12 @@ def buy_cost(qty: int, price: int, fee_bps: int) -> int:
     return notional + notional * fee_bps // BPS_DENOMINATOR
 
 
+def price_band(reference: int, band_bps: int, tick: int) -> tuple[int, int]:
+    """The lowest and highest price on the tick grid within `band_bps` of `reference`."""
+    width = reference * band_bps // BPS_DENOMINATOR
+    return max(-((width - reference) // tick) * tick, tick), (reference + width) // tick * tick
+
+
 class ApiKey:
     """A key that signs an account's requests; `material` is opaque to the engine."""
 
@@ -261,9 +267,7 @@ class Instrument:
 
     def band_around(self, reference: int) -> tuple[int, int]:
         """The band a given reference price would give, without moving the current one."""
-        tick = self.tick_size
-        width = reference * self.price_band_bps // BPS_DENOMINATOR
-        return max(-((width - reference) // tick) * tick, tick), (reference + width) // tick * tick
+        return price_band(reference, self.price_band_bps, self.tick_size)
 
     def in_band(self, price: int) -> bool:
         return not self.reference_price or self.band_lo <= price <= self.band_hi
