@@ -352,7 +352,7 @@ def _unseen(data: dict[str, Any], last: int | None) -> dict[str, Any] | None:
     """The part of a message after `last`: book updates carry one seq per change."""
     if last is None or data.get("type") == "snapshot":
         return data
-    if data.get("type") == "update":
+    if data.get("type") == "update" and "changes" in data:
         changes = [c for c in data["changes"] if c[0] > last]
         return {**data, "changes": changes} if changes else None
     return data if data["seq"] > last else None

@@ -29,6 +29,7 @@ from aiohttp import WSMsgType, web
 
 from api.errors import ApiError
 from api.gateway import Gateway
+from api.l3 import l3_json, read_l3
 from api.public import ticker_json
 from api.signing import check_fresh, signing_payload, verify_signature
 from cluster.store import READ_LIMIT_MAX
@@ -59,7 +60,8 @@ CLOSE_SLOW_CONSUMER = 4008
 CLOSE_TOO_MANY = 4029
 MESSAGE_BYTES_MAX = 4_096
 MIN_SEQ_WAIT_S = 2.0
-PUBLIC_CHANNELS = ("book", "trades", "ticker", "candles")
+PUBLIC_CHANNELS = ("book", "book.l3", "trades", "ticker", "candles")
+L3_DEPTH_LEVELS = 50
 USER_CHANNEL = "user"
 _USER_EVENTS = (Accepted, Cancelled, Expired, Amended, Triggered, BalanceChanged)
 
@@ -107,12 +109,26 @@ class FeedHub:
     delivered: int = 0
 
     def on_events(self, events: list[Event]) -> None:
-        """Apply thread: one hop to the loop per entry, and none when nobody listens."""
-        if events and self.subscribers:
-            self.loop.call_soon_threadsafe(self.publish, events)
+        """Apply thread: one hop to the loop per entry, and none when nobody listens.
 
-    def publish(self, events: list[Event]) -> None:
-        for key, rows in render(self.gw, events, self.subscribers.keys()).items():
+        Order-by-order (L3) subscribers need each touched level's queue as it stands
+        after this entry; only the apply thread may read the engine, so it is taken here.
+        """
+        if not events or not self.subscribers:
+            return
+        queues: dict[tuple[str, int, int], list[tuple[int, int]]] = {}
+        subscribers = self.subscribers
+        engine = self.gw.node.engine
+        for event in events:
+            if type(event) is LevelChanged and ("book.l3", event.symbol) in subscribers:
+                where = (event.symbol, event.side, event.price)
+                if where not in queues:
+                    queues[where] = engine.level_queue(*where)
+        self.loop.call_soon_threadsafe(self.publish, events, queues)
+
+    def publish(self, events: list[Event], queues: dict | None = None) -> None:
+        rows_by_key = render(self.gw, events, self.subscribers.keys(), queues or {})
+        for key, rows in rows_by_key.items():
             for subscriber in tuple(self.subscribers.get(key, ())):
                 for seq, text in rows:
                     subscriber.send(key, seq, text)
@@ -132,7 +148,9 @@ class FeedHub:
         subscriber.held.pop(key, None)
 
 
-def render(gw: Gateway, events: list[Event], wanted: Any) -> dict[Key, list[tuple[int, str]]]:
+def render(
+    gw: Gateway, events: list[Event], wanted: Any, queues: dict | None = None
+) -> dict[Key, list[tuple[int, str]]]:
     """The messages each wanted channel gets for these events: (seq, JSON text) in seq order.
 
     Used for live entries and for replays from history alike, so both say the same.
@@ -181,6 +199,8 @@ def render(gw: Gateway, events: list[Event], wanted: Any) -> dict[Key, list[tupl
                 _user(out, wanted, account, event)
         elif kind in _USER_EVENTS or (kind is Rejected and event.account):
             _user(out, wanted, event.account, event)
+    if queues:
+        _render_l3(gw, events, queues, out)
     for symbol, changes in book_changes.items():
         last = changes[-1][0]
         out[("book", symbol)].append(
@@ -213,6 +233,38 @@ def render(gw: Gateway, events: list[Event], wanted: Any) -> dict[Key, list[tupl
                 if text is not None:
                     out[("candles", symbol)].append((last_seq, text))
     return out
+
+
+def _render_l3(
+    gw: Gateway, events: list[Event], queues: dict, out: dict[Key, list[tuple[int, str]]]
+) -> None:
+    """One message per symbol: each touched level replaced by its whole queue."""
+    last_seq = events[-1].seq
+    by_symbol: dict[str, list[list[Any]]] = defaultdict(list)
+    for (symbol, side, price), queue in queues.items():
+        inst = gw.instrument(symbol)
+        by_symbol[symbol].append(
+            [
+                Side(side).name.lower(),
+                gw.price_text(inst, price),
+                [[order_id, gw.qty_text(inst, qty)] for order_id, qty in queue],
+            ]
+        )
+    for symbol, levels in sorted(by_symbol.items()):
+        out[("book.l3", symbol)].append(
+            (
+                last_seq,
+                _dump(
+                    {
+                        "channel": "book.l3",
+                        "type": "update",
+                        "symbol": symbol,
+                        "seq": last_seq,
+                        "levels": levels,
+                    }
+                ),
+            )
+        )
 
 
 def _user(out: dict[Key, list[tuple[int, str]]], wanted: Any, account: str, event: Event) -> None:
@@ -403,6 +455,11 @@ async def _subscribe(
         start = f"replay from {since}"
         subscriber.put(_subscribed(key, since, start, op_id))
         last = await _replay(gw, subscriber, key, since)
+    elif channel == "book.l3":
+        last, bids, asks = await read_l3(gw, key[1], L3_DEPTH_LEVELS)
+        subscriber.put(_subscribed(key, last, "snapshot", op_id))
+        row = l3_json(gw, key[1], last, bids, asks)
+        subscriber.put(_dump({"channel": "book.l3", "type": "snapshot", **row}))
     else:
         last = view.last_seq
         subscriber.put(_subscribed(key, last, "snapshot", op_id))

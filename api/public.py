@@ -16,6 +16,7 @@ from api.amounts import from_units
 from api.candles import INTERVAL_MS
 from api.errors import ApiError
 from api.gateway import Gateway, gateway
+from api.l3 import l3_json, read_l3
 from api.query import int_param
 from cluster.store import READ_LIMIT_MAX
 from cluster.views import BOOK_VIEW_DEPTH, InstrumentView
@@ -31,6 +32,7 @@ def add_public_routes(app: web.Application) -> None:
     app.router.add_get("/v1/instruments", instruments)
     app.router.add_get("/v1/instruments/{symbol}", instrument)
     app.router.add_get("/v1/book/{symbol}", book)
+    app.router.add_get("/v1/book/{symbol}/l3", book_l3)
     app.router.add_get("/v1/trades/{symbol}", trades)
     app.router.add_get("/v1/candles/{symbol}", candles)
     app.router.add_get("/v1/ticker/{symbol}", ticker)
@@ -102,6 +104,16 @@ async def book(request: web.Request) -> web.Response:
             "asks": levels(snapshot.asks) if snapshot else [],
         }
     )
+
+
+async def book_l3(request: web.Request) -> web.Response:
+    """L3: every visible order (id and quantity, never its owner) per level, time priority."""
+    gw = gateway(request)
+    await gw.wait_for_seq(request)
+    inst = gw.instrument(request.match_info["symbol"])
+    depth = int_param(request, "depth", 20, 1, BOOK_VIEW_DEPTH)
+    seq, bids, asks = await read_l3(gw, inst.symbol, depth)
+    return web.json_response(l3_json(gw, inst.symbol, seq, bids, asks))
 
 
 async def trades(request: web.Request) -> web.Response:

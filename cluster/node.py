@@ -85,6 +85,10 @@ class ExchangeNode(SyncObj):
         self._dump: DumpChild | None = None
         self.started_monotonic = time.monotonic()
         self._listeners: list[EventListener] = []
+        # Reads of the engine itself (L3 books) run on the apply thread, between entries.
+        self._engine_reads: collections.deque[tuple[Callable[[Exchange], Any], Future]] = (
+            collections.deque()
+        )
         self.batcher = Batcher(config.node_id, self._send_entry, self._isLeader)
         conf = SyncObjConf(
             password=config.secret,
@@ -122,6 +126,13 @@ class ExchangeNode(SyncObj):
             self._listeners = [fn for fn in self._listeners if fn is not listener]
 
         return unsubscribe
+
+    def read_engine(self, read: Callable[[Exchange], Any]) -> Future:
+        """Runs `read(engine)` on the apply thread between two entries (single writer: the
+        engine is never read while it changes); the future holds its result."""
+        future: Future = Future()
+        self._engine_reads.append((read, future))
+        return future
 
     def _send_entry(self, payload: bytes, callback: Callable[[Any, Any], None]) -> None:
         self.apply_entry(payload, callback=callback)
@@ -334,6 +345,13 @@ class ExchangeNode(SyncObj):
         """pysyncobj retries a tick that raised, forever: a journal that can no longer
         write would leave a leader sending heartbeats it cannot back. Stop instead, so
         the others elect a leader that can."""
+        reads = self._engine_reads
+        while reads:
+            read, future = reads.popleft()
+            try:
+                future.set_result(read(self.engine))
+            except Exception as exc:  # noqa: BLE001 - the reader's error, handed back to it
+                future.set_exception(exc)
         try:
             super()._onTick(timeToWait)
         except JournalError:

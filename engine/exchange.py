@@ -1290,6 +1290,23 @@ class Exchange:
             sides.append([(lvl.price, lvl.qty, len(lvl.orders)) for lvl in shown])
         return sides[0], sides[1]
 
+    def depth_l3(
+        self, symbol: str, levels: int = 0
+    ) -> tuple[list[tuple[int, list[tuple[int, int]]]], ...]:
+        """L3: (bids, asks) as (price, [(order id, visible qty)] in time priority), best first."""
+        inst = self.instruments[symbol]
+        sides = []
+        for book in (inst.bids, inst.asks):
+            shown = book.values() if not levels else itertools.islice(book.values(), levels)
+            sides.append([(lvl.price, level_queue(lvl)) for lvl in shown])
+        return sides[0], sides[1]
+
+    def level_queue(self, symbol: str, side: int, price: int) -> list[tuple[int, int]]:
+        """One level's orders in time priority; empty if the level is gone."""
+        inst = self.instruments[symbol]
+        level = inst.bids.get(-price) if side == BUY else inst.asks.get(price)
+        return level_queue(level) if level is not None else []
+
     def best_bid_ask(self, symbol: str) -> tuple[int, int]:
         """(best bid, best ask) prices, 0 where a side is empty."""
         inst = self.instruments[symbol]
@@ -1337,6 +1354,10 @@ def _last_per_price(
             previous[1].dirty = False
         latest[key] = (symbol, level)
     return list(latest.values())
+
+
+def level_queue(level: PriceLevel) -> list[tuple[int, int]]:
+    return [(order_id, order.visible) for order_id, order in level.orders.items()]
 
 
 def _is_hex(text: str, length: int) -> bool:

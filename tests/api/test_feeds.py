@@ -161,3 +161,50 @@ async def test_bad_feed_messages_get_an_error_message(api: ApiCluster, op: dict,
                 if message["type"] != "heartbeat":
                     break
         assert message["type"] == "error" and message["code"] == code
+
+
+def apply_l3_message(book: dict[str, dict[str, list]], message: dict[str, Any]) -> None:
+    if message["type"] == "snapshot":
+        book["buy"] = {price: queue for price, queue in message["bids"]}
+        book["sell"] = {price: queue for price, queue in message["asks"]}
+        return
+    for side, price, queue in message["levels"]:
+        if queue:
+            book[side][price] = queue
+        else:
+            book[side].pop(price, None)
+
+
+async def test_order_by_order_book_from_a_follower_matches_the_leaders(api: ApiCluster) -> None:
+    async with (
+        api.client("carol") as carol,
+        api.client("dave") as dave,
+        api.client("bob") as bob,
+    ):
+        book: dict[str, dict[str, list]] = {"buy": {}, "sell": {}}
+        stream = carol.stream("book.l3", "NVDA", nodes=[api.followers[1]])
+        async with asyncio.timeout(FEED_WAIT_S):
+            apply_l3_message(book, await anext(stream))
+            first = await carol.place_order("NVDA", "buy", "3", price="138.00")
+            second = await dave.place_order("NVDA", "buy", "5", price="138.00")
+            last = await bob.place_order("NVDA", "sell", "4", price="138.00", tif="ioc")
+            async for message in stream:
+                apply_l3_message(book, message)
+                if message["seq"] >= last["seq"]:
+                    break
+        await stream.aclose()
+        leader = await carol.request(
+            "GET",
+            "/v1/book/NVDA/l3",
+            params={"depth": 50, "min_seq": last["seq"]},
+            signed=False,
+            node=api.leader_http,
+        )
+        assert leader["seq"] == last["seq"]
+        assert book["buy"] == dict((p, q) for p, q in leader["bids"])
+        # Time priority: carol's order filled first, then 1 of dave's 5.
+        assert book["buy"]["138.00"] == [[second["order_id"], "4"]]
+        assert first["order_id"] not in {oid for oid, _ in book["buy"]["138.00"]}
+        assert "account" not in json.dumps(leader)
+        await dave.mass_cancel("NVDA")
+        await carol.mass_cancel("NVDA")
