@@ -21,6 +21,7 @@ from api.candles import CandleBook
 from api.errors import error_middleware
 from api.feeds import add_feed_routes, feed_hub
 from api.gateway import GATEWAY_KEY, Gateway
+from api.openapi import add_openapi_route
 from api.orders import add_order_routes
 from api.public import add_public_routes
 from api.rate_limits import RateLimiter
@@ -67,12 +68,7 @@ def build_app(node: ExchangeNode) -> web.Application:
     )
     app[NODE_KEY] = node
     app[GATEWAY_KEY] = gw
-    add_admin_routes(app)
-    add_public_routes(app)
-    add_order_routes(app)
-    add_account_routes(app)
-    add_feed_routes(app)
-    add_binance_routes(app)
+    add_routes(app)
 
     async def session_context(app: web.Application):  # type: ignore[no-untyped-def]
         timeout = aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)
@@ -96,6 +92,17 @@ def build_app(node: ExchangeNode) -> web.Application:
     app.cleanup_ctx.append(candles_context)
     app.cleanup_ctx.append(feeds_context)
     return app
+
+
+def add_routes(app: web.Application) -> None:
+    """Every route a node serves."""
+    add_admin_routes(app)
+    add_public_routes(app)
+    add_order_routes(app)
+    add_account_routes(app)
+    add_feed_routes(app)
+    add_binance_routes(app)
+    add_openapi_route(app)
 
 
 def _burst(rate_per_s: float) -> int:

@@ -350,7 +350,7 @@ class ExchangeNode(SyncObj):
             read, future = reads.popleft()
             try:
                 future.set_result(read(self.engine))
-            except Exception as exc:  # noqa: BLE001 - the reader's error, handed back to it
+            except Exception as exc:  # the reader's error goes back to the reader
                 future.set_exception(exc)
         try:
             super()._onTick(timeToWait)

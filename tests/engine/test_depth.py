@@ -13,7 +13,7 @@ def test_l3_lists_each_level_in_time_priority_and_agrees_with_l2(ex: Exchange) -
     bids, asks = ex.depth_l3("ACME")
     assert bids == [(100, [(better, 1)]), (99, [(first, 3), (second, 5)])]
     assert asks == [(105, [(ask, 2)])]
-    l2_bids, l2_asks = ex.depth("ACME")
+    l2_bids = ex.depth("ACME")[0]
     assert [(p, q, n) for p, q, n in l2_bids] == [
         (price, sum(qty for _, qty in queue), len(queue)) for price, queue in bids
     ]
