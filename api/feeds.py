@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import struct
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -53,7 +54,7 @@ log = logging.getLogger("raftex.feeds")
 
 WS_CONNECTIONS_MAX = 1_000
 SUBSCRIPTIONS_PER_CONNECTION_MAX = 50
-QUEUE_MESSAGES_MAX = 10_000
+WRITE_BUFFER_BYTES_MAX = 4 * 1024 * 1024
 REPLAY_EVENTS_MAX = 200_000
 HEARTBEAT_S = 5.0
 CLOSE_SLOW_CONSUMER = 4008
@@ -68,34 +69,69 @@ _USER_EVENTS = (Accepted, Cancelled, Expired, Amended, Triggered, BalanceChanged
 Key = tuple[str, str]  # (channel, symbol or account)
 
 
-class Subscriber:
-    """One WebSocket connection: its queue, its subscriptions, its login."""
+def text_frame(text: str) -> bytes:
+    """One unmasked WebSocket text frame (RFC 6455 5.2): what a server sends. Built once per
+    message and written as is to every subscriber, instead of once per subscriber."""
+    payload = text.encode()
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x81, size))
+    elif size < 65_536:
+        header = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, size)
+    return header + payload
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+
+class Subscriber:
+    """One WebSocket connection: its transport, its subscriptions, its login.
+
+    Messages are written straight to the connection's transport, in order, on the
+    event loop. A client that lets WRITE_BUFFER_BYTES_MAX pile up unread is cut
+    (close code 4008) rather than buffered without bound or allowed to slow others.
+    """
+
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None) -> None:
         self.ws = ws
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(QUEUE_MESSAGES_MAX)
+        self.transport = transport
         self.keys: set[Key] = set()
         self.account: str | None = None
         # While a subscription replays history, live messages for it wait here.
-        self.held: dict[Key, list[tuple[int, str]]] = {}
+        self.held: dict[Key, list[tuple[int, bytes]]] = {}
         self.cut = False
+        self.cut_event = asyncio.Event()
+        self.sent_at = 0.0
+        self.node_seq: Any = None
 
-    def send(self, key: Key, seq: int, text: str) -> None:
+    def last_seq_hint(self) -> int:
+        """The node's applied sequence, for heartbeats (a client sees how far it has got)."""
+        return self.node_seq() if self.node_seq is not None else 0
+
+    def send(self, key: Key, seq: int, frame: bytes) -> None:
         held = self.held.get(key)
         if held is not None:
-            held.append((seq, text))
+            held.append((seq, frame))
             return
-        self.put(text)
+        self.write(frame)
 
     def put(self, text: str) -> None:
+        self.write(text_frame(text))
+
+    def write(self, frame: bytes) -> None:
         if self.cut:
             return
-        try:
-            self.queue.put_nowait(text)
-        except asyncio.QueueFull:
-            self.cut = True
-            self.queue = asyncio.Queue(1)
-            self.queue.put_nowait(None)
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            self._cut()
+            return
+        transport.write(frame)
+        self.sent_at = time.monotonic()
+        if transport.get_write_buffer_size() > WRITE_BUFFER_BYTES_MAX:
+            self._cut()
+
+    def _cut(self) -> None:
+        self.cut = True
+        self.cut_event.set()
 
 
 @dataclass
@@ -129,9 +165,10 @@ class FeedHub:
     def publish(self, events: list[Event], queues: dict | None = None) -> None:
         rows_by_key = render(self.gw, events, self.subscribers.keys(), queues or {})
         for key, rows in rows_by_key.items():
+            frames = [(seq, text_frame(text)) for seq, text in rows]
             for subscriber in tuple(self.subscribers.get(key, ())):
-                for seq, text in rows:
-                    subscriber.send(key, seq, text)
+                for seq, frame in frames:
+                    subscriber.send(key, seq, frame)
                     self.delivered += 1
 
     def add(self, key: Key, subscriber: Subscriber) -> None:
@@ -201,6 +238,8 @@ def render(
             _user(out, wanted, event.account, event)
     if queues:
         _render_l3(gw, events, queues, out)
+    # Log time of the entry: how late a delivery is, measured by the receiver.
+    ts_ms = events[-1].ts_ms if events else 0
     for symbol, changes in book_changes.items():
         last = changes[-1][0]
         out[("book", symbol)].append(
@@ -212,6 +251,7 @@ def render(
                         "type": "update",
                         "symbol": symbol,
                         "seq": last,
+                        "ts_ms": ts_ms,
                         "changes": changes,
                     }
                 ),
@@ -313,17 +353,23 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB_KEY]
     if hub.connections >= WS_CONNECTIONS_MAX:
         raise ApiError(503, "too_many_connections", f"this node serves {WS_CONNECTIONS_MAX} feeds")
-    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MESSAGE_BYTES_MAX)
+    # No per-message compression: one rendered message goes to many subscribers as is.
+    ws = web.WebSocketResponse(
+        heartbeat=HEARTBEAT_S, max_msg_size=MESSAGE_BYTES_MAX, compress=False
+    )
     await ws.prepare(request)
     hub.connections += 1
-    subscriber = Subscriber(ws)
+    subscriber = Subscriber(ws, request.transport)
+    subscriber.node_seq = lambda: hub.gw.node.view.last_seq
     try:
         async with asyncio.TaskGroup() as tasks:
-            sender = tasks.create_task(_send_loop(subscriber))
+            closer = tasks.create_task(_close_when_cut(subscriber))
+            heartbeat = tasks.create_task(_heartbeat_loop(subscriber))
             try:
                 await _receive_loop(request, hub, subscriber)
             finally:
-                sender.cancel()
+                closer.cancel()
+                heartbeat.cancel()
     finally:
         hub.connections -= 1
         for key in tuple(subscriber.keys):
@@ -331,22 +377,27 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _send_loop(subscriber: Subscriber) -> None:
-    ws = subscriber.ws
-    while True:
-        try:
-            text = await asyncio.wait_for(subscriber.queue.get(), HEARTBEAT_S)
-        except TimeoutError:
-            text = _dump({"type": "heartbeat", "ts_ms": int(time.time() * 1000)})
-        if text is None:
-            await ws.close(
-                code=CLOSE_SLOW_CONSUMER, message=b"slow consumer: resubscribe with since"
+async def _close_when_cut(subscriber: Subscriber) -> None:
+    await subscriber.cut_event.wait()
+    await subscriber.ws.close(
+        code=CLOSE_SLOW_CONSUMER, message=b"slow consumer: resubscribe with since"
+    )
+
+
+async def _heartbeat_loop(subscriber: Subscriber) -> None:
+    """A message at least every HEARTBEAT_S, so a client can tell a quiet feed from a dead one."""
+    while not subscriber.cut:
+        await asyncio.sleep(HEARTBEAT_S)
+        if time.monotonic() - subscriber.sent_at >= HEARTBEAT_S:
+            subscriber.put(
+                _dump(
+                    {
+                        "type": "heartbeat",
+                        "ts_ms": int(time.time() * 1000),
+                        "seq": subscriber.last_seq_hint(),
+                    }
+                )
             )
-            return
-        try:
-            await ws.send_str(text)
-        except ConnectionError:
-            return
 
 
 async def _receive_loop(request: web.Request, hub: FeedHub, subscriber: Subscriber) -> None:
@@ -467,9 +518,9 @@ async def _subscribe(
         if snapshot is not None:
             subscriber.put(snapshot)
     held = subscriber.held.pop(key, [])
-    for seq, text in held:
+    for seq, frame in held:
         if seq > last:
-            subscriber.put(text)
+            subscriber.write(frame)
 
 
 def _subscribed(key: Key, seq: int, start: str, op_id: Any) -> str:

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from api.bench_api import format_api_bench, run_api_bench
 from api.server import run_node
 from cluster.admin_cli import add_admin_parser, run_admin
 from cluster.bench import REFERENCE_MATCHER, format_engine_bench, run_engine_bench
@@ -61,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench_cluster.add_argument("--failovers", type=int, default=1, help="leader kills to time")
     bench_cluster.add_argument("--seed", type=int, default=1)
     bench_cluster.add_argument("--json", action="store_true", help="print one JSON object")
+    bench_api = targets.add_parser("api", help="HTTP order entry and WebSocket fan-out")
+    bench_api.add_argument("--clients", type=_positive, default=16)
+    bench_api.add_argument("--subscribers", type=_positive, default=100)
+    bench_api.add_argument("--seconds", type=_positive, default=10)
+    bench_api.add_argument("--json", action="store_true", help="print one JSON object")
     bench_snapshot = targets.add_parser("snapshot", help="write and install a snapshot")
     bench_snapshot.add_argument("--commands", type=_positive, default=100_000)
     bench_snapshot.add_argument("--seed", type=int, default=1)
@@ -112,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
             args.seed,
         )
         print(format_cluster_bench(result, args.json))
+        return 0
+    if args.command == "bench" and args.target == "api":
+        result = run_api_bench(args.clients, args.subscribers, args.seconds)
+        print(format_api_bench(result, args.json))
         return 0
     if args.command == "bench" and args.target == "snapshot":
         print(format_snapshot_bench(run_snapshot_bench(args.commands, args.seed), args.json))
