@@ -313,7 +313,7 @@ async def forward_to_leader(request: web.Request, body: dict[str, Any]) -> web.R
     if leader_http is None or request.headers.get(FORWARD_HEADER):
         raise ApiError(503, "not_committed", f"no leader reachable; {NOT_COMMITTED_MESSAGE}")
     session = request.app[SESSION_KEY]
-    url = f"http://{leader_http}{request.path_qs}"
+    url = f"{node.config.scheme}://{leader_http}{request.path_qs}"
     headers = {
         "Authorization": request.headers.get("Authorization", ""),
         FORWARD_HEADER: node.node_id,

@@ -16,6 +16,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -31,6 +32,7 @@ from api.signing import (
     hmac_signature,
     signing_payload,
 )
+from cluster.tls import client_context
 
 REQUEST_TIMEOUT_S = 10.0
 WRITE_ATTEMPTS_MAX = 6
@@ -64,7 +66,9 @@ class RaftexClient:
         kind: str = "ed25519",
         totp_secret: str = "",
         timeout_s: float = REQUEST_TIMEOUT_S,
+        ca_file: Path | None = None,
     ) -> None:
+        """`ca_file`: the nodes serve HTTPS with this certificate (or one it signed)."""
         if not nodes:
             raise ValueError("give at least one node address host:port")
         if kind not in ("ed25519", "hmac"):
@@ -81,10 +85,13 @@ class RaftexClient:
         self._totp = pyotp.TOTP(totp_secret) if totp_secret else None
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
+        self._ssl = client_context(ca_file) if ca_file is not None else None
+        self._scheme = "https" if ca_file is not None else "http"
         self.preferred = self.nodes[0]
 
     async def __aenter__(self) -> RaftexClient:
-        self._session = aiohttp.ClientSession(timeout=self._timeout)
+        connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else False)
+        self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -131,7 +138,7 @@ class RaftexClient:
                 raise ValueError("this call needs the account's TOTP secret (totp_secret=...)")
             headers["X-Raftex-TOTP"] = self._totp.now()
         # Sent exactly as signed: no re-encoding of the query on the way out.
-        url = URL(f"http://{node}{path}" + (f"?{query}" if query else ""), encoded=True)
+        url = URL(f"{self._scheme}://{node}{path}" + (f"?{query}" if query else ""), encoded=True)
         try:
             async with self._session.request(method, url, data=raw, headers=headers) as response:
                 text = await response.text()
@@ -313,7 +320,8 @@ class RaftexClient:
             node = order[attempt % len(order)]
             attempt += 1
             try:
-                async with self._session.ws_connect(f"ws://{node}/v1/ws") as ws:
+                scheme = "wss" if self._scheme == "https" else "ws"
+                async with self._session.ws_connect(f"{scheme}://{node}/v1/ws") as ws:
                     if channel == "user":
                         await ws.send_json(self._login_message())
                     op = {"op": "subscribe", "channel": channel, "symbol": symbol}

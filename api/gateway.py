@@ -214,7 +214,9 @@ class Gateway:
         body = {"command": wire, "timeout_ms": timeout_ms}
         try:
             async with self.session.post(
-                f"http://{leader_http}/v1/admin/commands", json=body, headers=headers
+                f"{node.config.scheme}://{leader_http}/v1/admin/commands",
+                json=body,
+                headers=headers,
             ) as response:
                 payload = await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:

@@ -31,6 +31,7 @@ from cluster.gc_policy import tune_gc_for_apply
 from cluster.journal import FsyncPolicy, JournalError, install_durable_journal
 from cluster.node import ExchangeNode
 from cluster.store import Store, StoreError
+from cluster.tls import client_context, server_context
 
 log = logging.getLogger("raftex.server")
 
@@ -72,7 +73,11 @@ def build_app(node: ExchangeNode) -> web.Application:
 
     async def session_context(app: web.Application):  # type: ignore[no-untyped-def]
         timeout = aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        # Nodes call each other over HTTPS when TLS is on, trusting the cluster's certificate.
+        connector = aiohttp.TCPConnector(
+            ssl=client_context(config.tls_cert) if config.tls_cert is not None else False
+        )
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             app[SESSION_KEY] = session
             gw.session = session
             yield
@@ -142,7 +147,12 @@ async def serve(config: NodeConfig) -> None:
     runner = web.AppRunner(build_app(node), access_log=None)
     await runner.setup()
     host, port = split_address(config.http)
-    site = web.TCPSite(runner, host, port)
+    ssl_context = (
+        server_context(config.tls_cert, config.tls_key)
+        if config.tls_cert is not None and config.tls_key is not None
+        else None
+    )
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     try:
         await site.start()
         log.info(

@@ -18,6 +18,7 @@ from cluster.admin_client import (
     AdminError,
     NodeAddress,
     read_admin_token,
+    read_cluster_ca,
     read_cluster_file,
 )
 from engine.codes import TradingStatus
@@ -45,6 +46,9 @@ def add_admin_parser(commands: argparse._SubParsersAction) -> None:
     where.add_argument("--node", help="one node's HTTP address, host:port")
     where.add_argument("--cluster", type=Path, help="cluster.json written by `raftex up`")
     admin.add_argument("--token", help="admin token (default: admin.token beside cluster.json)")
+    admin.add_argument(
+        "--ca", type=Path, help="the cluster's TLS certificate (default: from cluster.json)"
+    )
     admin.add_argument("--json", action="store_true", help="print JSON")
     # `--json` reads naturally at the end too (`raftex admin ... status --json`).
     json_flag = argparse.ArgumentParser(add_help=False)
@@ -82,7 +86,8 @@ def add_admin_parser(commands: argparse._SubParsersAction) -> None:
 def run_admin(args: argparse.Namespace) -> int:
     try:
         nodes, token = _target(args)
-        result = asyncio.run(_dispatch(args, nodes, token))
+        ca_file = args.ca or (read_cluster_ca(args.cluster) if args.cluster else None)
+        result = asyncio.run(_dispatch(args, nodes, token, ca_file))
     except AdminError as exc:
         print(f"raftex admin: {exc}", file=sys.stderr)
         return 1
@@ -104,9 +109,9 @@ def _target(args: argparse.Namespace) -> tuple[list[NodeAddress], str]:
 
 
 async def _dispatch(
-    args: argparse.Namespace, nodes: list[NodeAddress], token: str
+    args: argparse.Namespace, nodes: list[NodeAddress], token: str, ca_file: Path | None
 ) -> tuple[Any, bool]:
-    async with AdminClient(token) as client:
+    async with AdminClient(token, ca_file=ca_file) as client:
         action = args.action
         if action == "status":
             rows = await client.status_all(nodes)

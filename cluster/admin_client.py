@@ -10,6 +10,8 @@ from typing import Any
 
 import aiohttp
 
+from cluster.tls import client_context
+
 REQUEST_TIMEOUT_S = 10.0
 CLUSTER_FILE_NAME = "cluster.json"
 ADMIN_TOKEN_FILE_NAME = "admin.token"
@@ -40,6 +42,15 @@ def read_cluster_file(path: Path) -> list[NodeAddress]:
         raise AdminError(f"{path} is not a cluster file (need nodes with id and http)") from None
 
 
+def read_cluster_ca(path: Path) -> Path | None:
+    """The certificate a TLS cluster's clients trust (`tls_ca` in the cluster file)."""
+    try:
+        ca = json.loads(path.read_text()).get("tls_ca")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(ca) if isinstance(ca, str) else None
+
+
 def read_admin_token(cluster_file: Path) -> str:
     token_file = cluster_file.with_name(ADMIN_TOKEN_FILE_NAME)
     try:
@@ -51,14 +62,24 @@ def read_admin_token(cluster_file: Path) -> str:
 class AdminClient:
     """One aiohttp session; use as `async with AdminClient(token) as client:`."""
 
-    def __init__(self, token: str, timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+    def __init__(
+        self, token: str, timeout_s: float = REQUEST_TIMEOUT_S, ca_file: Path | None = None
+    ) -> None:
+        """`ca_file`: the cluster serves HTTPS with this certificate (or one it signed)."""
         self._token = token
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
+        self._ca_file = ca_file
+        self._scheme = "https" if ca_file is not None else "http"
 
     async def __aenter__(self) -> AdminClient:
+        connector = aiohttp.TCPConnector(
+            ssl=client_context(self._ca_file) if self._ca_file is not None else False
+        )
         self._session = aiohttp.ClientSession(
-            timeout=self._timeout, headers={"Authorization": f"Bearer {self._token}"}
+            timeout=self._timeout,
+            headers={"Authorization": f"Bearer {self._token}"},
+            connector=connector,
         )
         return self
 
@@ -70,7 +91,7 @@ class AdminClient:
         self, http: str, method: str, path: str, body: Any = None, params: dict | None = None
     ) -> Any:
         assert self._session is not None, "use AdminClient as an async context manager"
-        url = f"http://{http}{path}"
+        url = f"{self._scheme}://{http}{path}"
         try:
             async with self._session.request(method, url, json=body, params=params) as response:
                 text = await response.text()

@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--secret", help="cluster secret (prefer the config file)")
     node.add_argument("--admin-token", dest="admin_token")
     node.add_argument("--fsync", choices=["always", "none"])
+    node.add_argument("--tls-cert", dest="tls_cert", help="PEM certificate: serve HTTPS")
+    node.add_argument("--tls-key", dest="tls_key", help="PEM private key of --tls-cert")
     node.add_argument(
         "--peer",
         dest="peers",
@@ -94,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="start a local cluster on 127.0.0.1")
     up.add_argument("--nodes", type=int, choices=[3, 5], default=3)
     up.add_argument("--data-dir", type=Path, default=Path("data"))
+    up.add_argument(
+        "--tls", action="store_true", help="serve HTTPS with a generated self-signed certificate"
+    )
 
     add_admin_parser(commands)
     return parser
@@ -104,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "node":
         return _run_node(args)
     if args.command == "up":
-        return run_up(args.nodes, args.data_dir)
+        return run_up(args.nodes, args.data_dir, args.tls)
     if args.command == "admin":
         return run_admin(args)
     if args.command == "bench" and args.target == "cluster":
@@ -137,7 +142,18 @@ def main(argv: list[str] | None = None) -> int:
 def _run_node(args: argparse.Namespace) -> int:
     overrides = {
         k: getattr(args, k)
-        for k in ("node_id", "raft", "http", "data_dir", "secret", "admin_token", "fsync", "peers")
+        for k in (
+            "node_id",
+            "raft",
+            "http",
+            "data_dir",
+            "secret",
+            "admin_token",
+            "fsync",
+            "peers",
+            "tls_cert",
+            "tls_key",
+        )
     }
     try:
         config = load_config(args.config, overrides)

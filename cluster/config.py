@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from cluster.tls import server_context
+
 SECRET_LEN_MIN = 16
 FSYNC_POLICIES = ("always", "none")
 RATE_LIMIT_IP_PER_S_DEFAULT = 500.0
@@ -44,6 +46,13 @@ class NodeConfig:
     # Requests a second per client IP and per API key on this node; 0 turns a limit off.
     rate_limit_ip_per_s: float = RATE_LIMIT_IP_PER_S_DEFAULT
     rate_limit_key_per_s: float = RATE_LIMIT_KEY_PER_S_DEFAULT
+    # HTTPS for the API when both are set; nodes trust tls_cert when they call each other.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert is not None else "http"
 
     @property
     def others(self) -> tuple[Peer, ...]:
@@ -88,6 +97,8 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> NodeConfig:
         fsync=str(raw.get("fsync", "always")),
         rate_limit_ip_per_s=_rate(raw, "rate_limit_ip_per_s", RATE_LIMIT_IP_PER_S_DEFAULT),
         rate_limit_key_per_s=_rate(raw, "rate_limit_key_per_s", RATE_LIMIT_KEY_PER_S_DEFAULT),
+        tls_cert=Path(raw["tls_cert"]) if raw.get("tls_cert") else None,
+        tls_key=Path(raw["tls_key"]) if raw.get("tls_key") else None,
     )
     if not any(p.node_id == config.node_id for p in peers):
         config = replace(config, peers=(*peers, Peer(config.node_id, config.raft, config.http)))
@@ -136,8 +147,20 @@ def validate(config: NodeConfig) -> None:
         raise ConfigError(f"cannot create data dir {data_dir}: {exc.strerror}") from None
     if not os.access(data_dir, os.R_OK | os.W_OK | os.X_OK):
         raise ConfigError(f"data dir {data_dir} is not readable and writable")
+    _check_tls(config)
     for what, address in (("raft", config.raft), ("http", config.http)):
         _check_port_free(what, address)
+
+
+def _check_tls(config: NodeConfig) -> None:
+    if (config.tls_cert is None) != (config.tls_key is None):
+        raise ConfigError("TLS needs both tls_cert and tls_key (or neither)")
+    if config.tls_cert is None or config.tls_key is None:
+        return
+    try:
+        server_context(config.tls_cert, config.tls_key)
+    except OSError as exc:
+        raise ConfigError(f"cannot load TLS certificate or key: {exc}") from None
 
 
 def _check_port_free(what: str, address: str) -> None:

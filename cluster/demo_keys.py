@@ -30,7 +30,11 @@ def ed25519_pair() -> tuple[str, str]:
 
 
 async def issue_demo_keys(
-    http: str, token: str, data_dir: Path, accounts: tuple[str, ...]
+    http: str,
+    token: str,
+    data_dir: Path,
+    accounts: tuple[str, ...],
+    ca_file: Path | None = None,
 ) -> list[dict[str, Any]]:
     """One HMAC and one Ed25519 key (read, trade) and a TOTP secret per account; idempotent
     across restarts because the files are written only once."""
@@ -39,7 +43,7 @@ async def issue_demo_keys(
         return json.loads(keys_file.read_text())
     rows: list[dict[str, Any]] = []
     factors: dict[str, str] = {}
-    async with AdminClient(token) as client:
+    async with AdminClient(token, ca_file=ca_file) as client:
         for account in accounts:
             base = f"/v1/admin/accounts/{account}"
             made = await client.call(

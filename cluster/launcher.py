@@ -32,6 +32,7 @@ from cluster.admin_client import (
 )
 from cluster.demo_keys import DEMO_KEYS_FILE_NAME, issue_demo_keys
 from cluster.private_file import write_private
+from cluster.tls import CERT_FILE_NAME, self_signed
 from engine.commands import AddAsset, AddInstrument, CreateAccount, Deposit, command_to_wire
 
 LAUNCH_FILE_NAME = "launch.json"
@@ -79,7 +80,11 @@ def free_port() -> int:
 
 
 def prepare(
-    data_dir: Path, count: int, fsync: str = "always", settings: dict[str, float] | None = None
+    data_dir: Path,
+    count: int,
+    fsync: str = "always",
+    settings: dict[str, float] | None = None,
+    tls: bool = False,
 ) -> tuple[list[LocalNode], str]:
     """Writes (or reuses) the launch plan and node configs; returns nodes and admin token.
 
@@ -98,6 +103,7 @@ def prepare(
                 for i in range(1, count + 1)
             ],
             "settings": dict(settings or {}),
+            "tls": tls,
         }
         write_private(launch_file, json.dumps(plan, indent=2))
     write_private(data_dir / ADMIN_TOKEN_FILE_NAME, plan["admin_token"])
@@ -131,6 +137,9 @@ def _write_node_config(
 ) -> LocalNode:
     config_path = data_dir / f"{entry['id']}.toml"
     extra = "".join(f"{k} = {v!r}\n" for k, v in sorted(plan.get("settings", {}).items()))
+    if plan.get("tls"):
+        cert, key = self_signed(data_dir, HOST)
+        extra += f'tls_cert = "{cert}"\ntls_key = "{key}"\n'
     peer_tables = "\n".join(
         f'[[peers]]\nid = "{p["id"]}"\nraft = "{p["raft"]}"\nhttp = "{p["http"]}"\n' for p in peers
     )
@@ -158,20 +167,27 @@ def start_node(node: LocalNode) -> subprocess.Popen:
         log.close()
 
 
-def write_cluster_file(data_dir: Path, nodes: list[LocalNode], pids: dict[str, int]) -> Path:
+def write_cluster_file(
+    data_dir: Path, nodes: list[LocalNode], pids: dict[str, int], ca_file: Path | None = None
+) -> Path:
     path = data_dir / CLUSTER_FILE_NAME
     rows = [
         {"id": n.node_id, "raft": n.raft, "http": n.http, "pid": pids.get(n.node_id)} for n in nodes
     ]
-    path.write_text(json.dumps({"nodes": rows}, indent=2) + "\n")
+    content: dict[str, Any] = {"nodes": rows}
+    if ca_file is not None:
+        content["tls_ca"] = str(ca_file)
+    path.write_text(json.dumps(content, indent=2) + "\n")
     return path
 
 
-async def wait_for_leader(nodes: list[LocalNode], token: str, timeout_s: float) -> str:
+async def wait_for_leader(
+    nodes: list[LocalNode], token: str, timeout_s: float, ca_file: Path | None = None
+) -> str:
     """Waits until one node leads and every node has heard of it."""
     addresses = [NodeAddress(n.node_id, n.http) for n in nodes]
     deadline = time.monotonic() + timeout_s
-    async with AdminClient(token, timeout_s=2.0) as client:
+    async with AdminClient(token, timeout_s=2.0, ca_file=ca_file) as client:
         while time.monotonic() < deadline:
             rows = await client.status_all(addresses)
             leaders = {r.get("leader") for r in rows}
@@ -215,8 +231,8 @@ def demo_commands() -> list[list[Any]]:
     return [command_to_wire(c) for c in commands]
 
 
-async def seed_demo(http: str, token: str) -> None:
-    async with AdminClient(token) as client:
+async def seed_demo(http: str, token: str, ca_file: Path | None = None) -> None:
+    async with AdminClient(token, ca_file=ca_file) as client:
         for wire in demo_commands():
             await client.submit(http, wire)
 
@@ -230,10 +246,14 @@ class LocalCluster:
         count: int,
         fsync: str = "always",
         settings: dict[str, float] | None = None,
+        tls: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.fsync = fsync
-        self.nodes, self.admin_token = prepare(data_dir, count, fsync, settings)
+        self.nodes, self.admin_token = prepare(data_dir, count, fsync, settings, tls)
+        plan = json.loads((data_dir / LAUNCH_FILE_NAME).read_text())
+        # The certificate clients trust, when the cluster serves HTTPS.
+        self.ca_file = data_dir / CERT_FILE_NAME if plan.get("tls") else None
         self.processes: dict[str, subprocess.Popen] = {}
         self.cluster_file = data_dir / CLUSTER_FILE_NAME
 
@@ -244,7 +264,9 @@ class LocalCluster:
     def start_one(self, node_id: str) -> None:
         node = self.node(node_id)
         self.processes[node_id] = start_node(node)
-        write_cluster_file(self.data_dir, self.nodes, {k: p.pid for k, p in self.processes.items()})
+        write_cluster_file(
+            self.data_dir, self.nodes, {k: p.pid for k, p in self.processes.items()}, self.ca_file
+        )
 
     def plan_joiner(self) -> LocalNode:
         """A new node's config (peers: the current members and itself); not started yet."""
@@ -255,7 +277,9 @@ class LocalCluster:
     def forget(self, node_id: str) -> None:
         """Drops a removed member from this launcher's view (stop its process first)."""
         self.nodes = [n for n in self.nodes if n.node_id != node_id]
-        write_cluster_file(self.data_dir, self.nodes, {k: p.pid for k, p in self.processes.items()})
+        write_cluster_file(
+            self.data_dir, self.nodes, {k: p.pid for k, p in self.processes.items()}, self.ca_file
+        )
 
     def node(self, node_id: str) -> LocalNode:
         return next(n for n in self.nodes if n.node_id == node_id)
@@ -282,8 +306,10 @@ class LocalCluster:
         self.processes.clear()
 
 
-def run_up(count: int, data_dir: Path) -> int:
-    cluster = LocalCluster(data_dir.resolve(), count)
+def run_up(count: int, data_dir: Path, tls: bool = False) -> int:
+    """`tls` applies to a new cluster; a restarted one keeps what it was created with."""
+    cluster = LocalCluster(data_dir.resolve(), count, tls=tls)
+    ca = cluster.ca_file
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -294,21 +320,23 @@ def run_up(count: int, data_dir: Path) -> int:
     signal.signal(signal.SIGINT, on_signal)
     cluster.start()
     try:
-        leader = asyncio.run(wait_for_leader(cluster.nodes, cluster.admin_token, LEADER_WAIT_S))
+        token = cluster.admin_token
+        leader = asyncio.run(wait_for_leader(cluster.nodes, token, LEADER_WAIT_S, ca))
         leader_http = cluster.node(leader).http
-        asyncio.run(seed_demo(leader_http, cluster.admin_token))
-        keys = asyncio.run(
-            issue_demo_keys(leader_http, cluster.admin_token, cluster.data_dir, DEMO_ACCOUNTS)
-        )
+        asyncio.run(seed_demo(leader_http, token, ca))
+        keys = asyncio.run(issue_demo_keys(leader_http, token, cluster.data_dir, DEMO_ACCOUNTS, ca))
     except AdminError as exc:
         print(f"raftex up: {exc}; logs in {data_dir}", file=sys.stderr)
         cluster.stop()
         return 1
     print(f"raftex: {count}-node cluster up, leader {leader}")
     for node in cluster.nodes:
-        print(f"  {node.node_id}  http://{node.http}  raft {node.raft}  log {node.log_path}")
+        scheme = "https" if ca else "http"
+        print(f"  {node.node_id}  {scheme}://{node.http}  raft {node.raft}  log {node.log_path}")
     print(f"  cluster file  {cluster.cluster_file}")
     print(f"  admin token   {data_dir / ADMIN_TOKEN_FILE_NAME}")
+    if ca:
+        print(f"  certificate   {ca} (self-signed: give it to clients as their CA)")
     print(f"  demo API keys {data_dir / DEMO_KEYS_FILE_NAME} (TOTP secrets next to it)")
     for key in keys:
         print(f"    {key['account']:<6} {key['kind']:<8} {key['api_key']}  {key['scopes']}")
