@@ -186,7 +186,7 @@ async def _create_key(
     second_factor()
     key_id = secrets.token_hex(KEY_ID_BYTES)
     outcome = await gw.submit(command_to_wire(AddApiKey(account, key_id, kind, material, scopes)))
-    rejected = next((e for e in outcome.events if e["type"] == "rejected"), None)
+    rejected = outcome.rejected
     if rejected is not None:
         return rejection(rejected, {"seq": outcome.seq, "led_by": outcome.led_by})
     answer: dict[str, Any] = {
@@ -209,7 +209,7 @@ async def revoke_key(request: web.Request) -> web.Response:
     if len(key_id) > CLIENT_ID_LEN_MAX:
         raise ApiError(400, "bad_key_id", "key id too long")
     outcome = await gw.submit(command_to_wire(RevokeApiKey(principal.account, key_id)))
-    rejected = next((e for e in outcome.events if e["type"] == "rejected"), None)
+    rejected = outcome.rejected
     base = {"seq": outcome.seq, "led_by": outcome.led_by}
     if rejected is not None:
         return rejection(rejected, base)
@@ -236,7 +236,7 @@ async def _enrol(gw: Gateway, account: str) -> web.Response:
     secret = pyotp.random_base32()
     command = SetSecondFactor(account, gw.sealer.seal(secret.encode()))
     outcome = await gw.submit(command_to_wire(command))
-    rejected = next((e for e in outcome.events if e["type"] == "rejected"), None)
+    rejected = outcome.rejected
     if rejected is not None:
         return rejection(rejected, {"seq": outcome.seq, "led_by": outcome.led_by})
     uri = pyotp.TOTP(secret).provisioning_uri(name=account, issuer_name=TOTP_ISSUER)
@@ -265,7 +265,7 @@ async def withdraw(request: web.Request) -> web.Response:
         command_to_wire(Withdraw(principal.account, asset, amount, request_id))
     )
     base = {"seq": outcome.seq, "led_by": outcome.led_by, "request_id": request_id}
-    rejected = next((e for e in outcome.events if e["type"] == "rejected"), None)
+    rejected = outcome.rejected
     if rejected is not None:
         return rejection(rejected, base)
     change = next(e for e in outcome.events if e["type"] == "balancechanged")

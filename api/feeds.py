@@ -31,7 +31,7 @@ from aiohttp import WSMsgType, web
 from api.errors import ApiError
 from api.gateway import Gateway
 from api.l3 import l3_json, read_l3
-from api.public import ticker_json
+from api.public import candle_json, ticker_json
 from api.signing import check_fresh, signing_payload, verify_signature
 from cluster.store import READ_LIMIT_MAX
 from cluster.views import NodeView
@@ -319,7 +319,6 @@ def _candle_message(gw: Gateway, symbol: str, seq: int) -> str | None:
     if not rows:
         return None
     inst = gw.instrument(symbol)
-    c = rows[0]
     return _dump(
         {
             "channel": "candles",
@@ -327,13 +326,7 @@ def _candle_message(gw: Gateway, symbol: str, seq: int) -> str | None:
             "symbol": symbol,
             "interval": "1m",
             "seq": seq,
-            "open_ms": c.open_ms,
-            "open": gw.price_text(inst, c.open),
-            "high": gw.price_text(inst, c.high),
-            "low": gw.price_text(inst, c.low),
-            "close": gw.price_text(inst, c.close),
-            "volume": gw.qty_text(inst, c.volume),
-            "trades": c.trades,
+            **candle_json(gw, inst, rows[0]),
         }
     )
 

@@ -17,6 +17,7 @@ import aiohttp
 import pyotp
 from aiohttp import web
 
+from api.admin import FORWARD_HEADER
 from api.amounts import from_units, price_decimals, to_units
 from api.candles import CandleBook
 from api.errors import ApiError
@@ -39,7 +40,6 @@ from cluster.views import InstrumentView, KeyView
 from engine.codes import Scope
 from engine.events import event_to_dict
 
-FORWARD_HEADER = "X-Raftex-Forwarded"
 SUBMIT_TIMEOUT_MS = 5_000
 MIN_SEQ_WAIT_MS_MAX = 2_000
 MIN_SEQ_POLL_S = 0.005
@@ -63,6 +63,11 @@ class WriteOutcome:
     events: list[dict[str, Any]]
     seq: int
     led_by: str
+
+    @property
+    def rejected(self) -> dict[str, Any] | None:
+        """The command's Rejected event, if the state machine refused it."""
+        return next((e for e in self.events if e["type"] == "rejected"), None)
 
 
 @dataclass(slots=True)

@@ -263,7 +263,7 @@ async def mass_cancel(request: web.Request) -> web.Response:
         gw.instrument(symbol)
     outcome = await gw.submit(command_to_wire(MassCancel(principal.account, symbol)))
     cancelled = [e["order_id"] for e in outcome.events if e["type"] == "cancelled"]
-    rejected = next((e for e in outcome.events if e["type"] == "rejected"), None)
+    rejected = outcome.rejected
     base = {"seq": outcome.seq, "led_by": outcome.led_by}
     if rejected is not None:
         return rejection(rejected, base)
@@ -284,7 +284,7 @@ def _order_ref(request: web.Request) -> tuple[int, str]:
 
 def _change_answer(outcome: WriteOutcome, done_type: str) -> web.Response:
     base = {"seq": outcome.seq, "led_by": outcome.led_by}
-    rejected = next((e for e in outcome.events if e["type"] == "rejected"), None)
+    rejected = outcome.rejected
     if rejected is not None:
         return rejection(rejected, base)
     done = next((e for e in outcome.events if e["type"] == done_type), None)

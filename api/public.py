@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from api.amounts import from_units
-from api.candles import INTERVAL_MS
+from api.candles import INTERVAL_MS, Candle
 from api.errors import ApiError
 from api.gateway import Gateway, gateway
 from api.l3 import l3_json, read_l3
@@ -155,21 +155,22 @@ async def candles(request: web.Request) -> web.Response:
         {
             "symbol": inst.symbol,
             "interval": interval,
-            "candles": [
-                {
-                    "open_ms": c.open_ms,
-                    "open": gw.price_text(inst, c.open),
-                    "high": gw.price_text(inst, c.high),
-                    "low": gw.price_text(inst, c.low),
-                    "close": gw.price_text(inst, c.close),
-                    "volume": gw.qty_text(inst, c.volume),
-                    "quote_volume": str(c.quote_volume),
-                    "trades": c.trades,
-                }
-                for c in rows
-            ],
+            "candles": [candle_json(gw, inst, c) for c in rows],
         }
     )
+
+
+def candle_json(gw: Gateway, inst: InstrumentView, c: Candle) -> dict[str, Any]:
+    return {
+        "open_ms": c.open_ms,
+        "open": gw.price_text(inst, c.open),
+        "high": gw.price_text(inst, c.high),
+        "low": gw.price_text(inst, c.low),
+        "close": gw.price_text(inst, c.close),
+        "volume": gw.qty_text(inst, c.volume),
+        "quote_volume": gw.quote_text(inst, c.quote_volume),
+        "trades": c.trades,
+    }
 
 
 def ticker_json(gw: Gateway, inst: InstrumentView) -> dict[str, Any]:
