@@ -1,0 +1,59 @@
+"""A leader without a quorum acknowledges nothing: 503 not_committed, and a retry with the
+same client order id after the quorum is back places the order exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from api.client import ClientError, RaftexClient
+from cluster.demo_keys import issue_demo_keys
+from cluster.launcher import DEMO_ACCOUNTS
+from tests.cluster.harness import ClusterHarness
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_no_quorum_no_acknowledgement_then_exactly_once(tmp_path: Path) -> None:
+    harness = ClusterHarness(tmp_path / "cluster", nodes=3)
+    try:
+        await asyncio.to_thread(harness.start)
+        await asyncio.to_thread(harness.seed)
+        leader = await asyncio.to_thread(harness.wait_leader)
+        keys = await issue_demo_keys(
+            harness.http(leader), harness.token, tmp_path / "cluster", DEMO_ACCOUNTS
+        )
+        key = next(k for k in keys if k["account"] == "bob" and k["kind"] == "hmac")
+        followers = [n.node_id for n in harness.cluster.nodes if n.node_id != leader]
+        for node_id in followers:
+            harness.cluster.kill(node_id)
+        body = {
+            "symbol": "AAPL",
+            "side": "buy",
+            "type": "limit",
+            "qty": "2",
+            "price": "186.00",
+            "client_order_id": "no-quorum-1",
+        }
+        async with RaftexClient(
+            [harness.http(leader)], key["api_key"], key["secret"], "hmac"
+        ) as bob:
+            with pytest.raises(ClientError) as caught:
+                await bob.request("POST", "/v1/orders", body=body)
+            assert (caught.value.status, caught.value.code) == (503, "not_committed")
+            assert "same client order id" in caught.value.message
+            for node_id in followers:
+                harness.cluster.start_one(node_id)
+            await asyncio.to_thread(harness.wait_leader)
+            placed = await bob.write("POST", "/v1/orders", body)
+            again = await bob.write("POST", "/v1/orders", body)
+            order_id = placed["order_id"] if "order_id" in placed else placed["order"]["order_id"]
+            assert again["retried"] is True and again["order"]["order_id"] == order_id
+            mine = await bob.orders("all", limit=1000, min_seq=again["seq"])
+            same = [o for o in mine["orders"] if o["client_order_id"] == "no-quorum-1"]
+            assert len(same) == 1, json.dumps(same)
+    finally:
+        await asyncio.to_thread(harness.stop)
