@@ -5,6 +5,8 @@ from __future__ import annotations
 from cluster.views import NodeView, full_view, next_view
 from cluster.workload import standard_workload
 from engine import Exchange
+from engine.codes import KeyKind, Scope
+from engine.commands import AddApiKey, AddAsset, CreateAccount, RevokeApiKey, SetSecondFactor
 
 ENTRY_COMMANDS = 50
 
@@ -32,3 +34,25 @@ def test_views_built_entry_by_entry_match_the_engine() -> None:
             else:
                 assert not book.bids and not book.asks
     assert view.last_trades, "the workload trades, so last trades are published"
+
+
+def test_access_view_follows_keys_assets_and_second_factors() -> None:
+    ex = Exchange()
+    view = NodeView()
+    steps = [
+        [CreateAccount("alice"), AddAsset("USD", 2)],
+        [AddApiKey("alice", "k1", KeyKind.ED25519, "ab" * 32, Scope.READ | Scope.TRADE)],
+        [
+            AddApiKey("alice", "k2", KeyKind.HMAC, "sealed", Scope.READ),
+            SetSecondFactor("alice", "s"),
+        ],
+        [RevokeApiKey("alice", "k1")],
+    ]
+    for index, commands in enumerate(steps, 1):
+        events = [event for command in commands for event in ex.apply(command, index)]
+        view = next_view(view, ex, index, events)
+        whole = full_view(ex, index)
+        assert dict(view.access.api_keys) == dict(whole.access.api_keys)
+        assert dict(view.access.assets) == dict(whole.access.assets) == {"USD": 2}
+        assert dict(view.access.second_factors) == dict(whole.access.second_factors)
+    assert set(view.access.api_keys) == {"k2"} and view.access.api_keys["k2"].account == "alice"
