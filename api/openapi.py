@@ -207,6 +207,17 @@ OPERATIONS: tuple[Operation, ...] = (
         },
     ),
     ("GET", "/v1/admin/events", "Event history after a sequence", ADMIN, ("since", "limit"), {}),
+    ("GET", "/v1/admin/audit", "Audit records after a number", ADMIN, ("after", "limit"), {}),
+    ("GET", "/v1/admin/invariants", "Check the engine's invariants live", ADMIN, (), {}),
+    ("GET", "/v1/admin/faults", "Fault hooks (chaos testing nodes only)", ADMIN, (), {}),
+    (
+        "POST",
+        "/v1/admin/faults",
+        "Partition this node or skew its clock",
+        ADMIN,
+        (),
+        {"blocked": "node ids whose Raft traffic is lost", "clock_offset_ms": "clock skew"},
+    ),
     (
         "POST",
         "/v1/admin/accounts/{account}/keys",

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from api.accounts import add_account_routes
 from api.admin import NODE_KEY, SESSION_KEY, add_admin_routes
+from api.admin_checks import add_admin_check_routes
 from api.binance import add_binance_routes
 from api.candles import CandleBook
 from api.errors import error_middleware
@@ -102,6 +103,7 @@ def build_app(node: ExchangeNode) -> web.Application:
 def add_routes(app: web.Application) -> None:
     """Every route a node serves."""
     add_admin_routes(app)
+    add_admin_check_routes(app)
     add_public_routes(app)
     add_order_routes(app)
     add_account_routes(app)

@@ -62,8 +62,11 @@ class Batcher:
         send_entry: SendEntry,
         is_leader: Callable[[], bool],
         in_flight_max: int = IN_FLIGHT_MAX,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
+        """`clock_ms`: the wall clock entries are stamped with (the engine's log time)."""
         self._node_id = node_id
+        self._clock_ms = clock_ms
         self._send_entry = send_entry
         self._is_leader = is_leader
         self._in_flight_max = in_flight_max
@@ -172,7 +175,7 @@ class Batcher:
         items = [(self.tag_of(p.request_no), p.wire) for p in batch]
         if not items and not marks:
             items = [(self.tag_of(0), [12])]  # engine.commands.Tick: moves log time
-        payload = encode_entry(int(time.time() * 1000), items, hash_mark=bool(marks))
+        payload = encode_entry(self._clock_ms(), items, hash_mark=bool(marks))
 
         def on_done(result: Any, error: Any) -> None:
             with self._lock:

@@ -49,6 +49,8 @@ class NodeConfig:
     # HTTPS for the API when both are set; nodes trust tls_cert when they call each other.
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # Chaos testing only: lets the admin endpoint partition this node and skew its clock.
+    fault_hooks: bool = False
 
     @property
     def scheme(self) -> str:
@@ -99,6 +101,7 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> NodeConfig:
         rate_limit_key_per_s=_rate(raw, "rate_limit_key_per_s", RATE_LIMIT_KEY_PER_S_DEFAULT),
         tls_cert=Path(raw["tls_cert"]) if raw.get("tls_cert") else None,
         tls_key=Path(raw["tls_key"]) if raw.get("tls_key") else None,
+        fault_hooks=raw.get("fault_hooks", False) is True,
     )
     if not any(p.node_id == config.node_id for p in peers):
         config = replace(config, peers=(*peers, Peer(config.node_id, config.raft, config.http)))

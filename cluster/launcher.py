@@ -83,7 +83,7 @@ def prepare(
     data_dir: Path,
     count: int,
     fsync: str = "always",
-    settings: dict[str, float] | None = None,
+    settings: dict[str, float | bool] | None = None,
     tls: bool = False,
 ) -> tuple[list[LocalNode], str]:
     """Writes (or reuses) the launch plan and node configs; returns nodes and admin token.
@@ -136,7 +136,8 @@ def _write_node_config(
     fsync: str,
 ) -> LocalNode:
     config_path = data_dir / f"{entry['id']}.toml"
-    extra = "".join(f"{k} = {v!r}\n" for k, v in sorted(plan.get("settings", {}).items()))
+    # JSON numbers and booleans are TOML numbers and booleans.
+    extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in sorted(plan.get("settings", {}).items()))
     if plan.get("tls"):
         cert, key = self_signed(data_dir, HOST)
         extra += f'tls_cert = "{cert}"\ntls_key = "{key}"\n'
@@ -245,7 +246,7 @@ class LocalCluster:
         data_dir: Path,
         count: int,
         fsync: str = "always",
-        settings: dict[str, float] | None = None,
+        settings: dict[str, float | bool] | None = None,
         tls: bool = False,
     ) -> None:
         self.data_dir = data_dir

@@ -30,10 +30,12 @@ from typing import Any
 from pysyncobj import SyncObj, SyncObjConf, replicated
 from pysyncobj.config import SERIALIZER_STATE
 from pysyncobj.node import TCPNode
+from pysyncobj.transport import TCPTransport
 
 from cluster.batcher import Batcher, NotCommitted
 from cluster.config import NodeConfig, Peer
 from cluster.entry import decode_entry
+from cluster.fault_hooks import FaultState, PartitionableTransport
 from cluster.journal import JournalError
 from cluster.snapshot_file import (
     DumpChild,
@@ -89,7 +91,10 @@ class ExchangeNode(SyncObj):
         self._engine_reads: collections.deque[tuple[Callable[[Exchange], Any], Future]] = (
             collections.deque()
         )
-        self.batcher = Batcher(config.node_id, self._send_entry, self._isLeader)
+        self.faults = FaultState()
+        self.batcher = Batcher(
+            config.node_id, self._send_entry, self._isLeader, clock_ms=self.faults.now_ms
+        )
         conf = SyncObjConf(
             password=config.secret,
             journalFile=str(config.data_dir / "raft.journal"),
@@ -109,7 +114,10 @@ class ExchangeNode(SyncObj):
             logCompactionMinEntries=LOG_COMPACTION_MIN_ENTRIES,
             logCompactionMinTime=LOG_COMPACTION_MIN_TIME_S,
         )
-        super().__init__(config.raft, [p.raft for p in config.others], conf)
+        transport = PartitionableTransport if config.fault_hooks else TCPTransport
+        super().__init__(
+            config.raft, [p.raft for p in config.others], conf, transportClass=transport
+        )
         self.batcher.start()
 
     # ------------------------------------------------------------ submit

@@ -32,7 +32,7 @@ class ClusterHarness:
         nodes: int = 3,
         *,
         attached: bool = False,
-        settings: dict[str, float] | None = None,
+        settings: dict[str, float | bool] | None = None,
     ) -> None:
         """`attached`: the nodes run under someone else (e.g. `raftex up`); address them
         all and never start or stop them. `settings`: extra node settings (rate limits)."""

@@ -1,0 +1,42 @@
+"""Fault injection inside a node, for the chaos suite when it cannot use root.
+
+Enabled only by `fault_hooks = true` in a node's config (never in production
+configs): the node then drops Raft traffic to and from chosen peers (a
+partition that the harness's HTTP control traffic survives) and shifts the
+clock its log entries are stamped with (clock skew).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pysyncobj.transport import TCPTransport
+
+
+class FaultState:
+    """What the harness has asked for; replaced whole, read without locks."""
+
+    def __init__(self) -> None:
+        self.blocked_raft: frozenset[str] = frozenset()
+        self.clock_offset_ms = 0
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000) + self.clock_offset_ms
+
+
+class PartitionableTransport(TCPTransport):
+    """pysyncobj's TCP transport that loses every message to or from a blocked peer."""
+
+    def send(self, node: Any, message: Any) -> bool:
+        if node.address in self._faults().blocked_raft:
+            return False
+        return super().send(node, message)
+
+    def _onMessageReceived(self, node: Any, message: Any) -> None:
+        if node.address in self._faults().blocked_raft:
+            return
+        super()._onMessageReceived(node, message)
+
+    def _faults(self) -> FaultState:
+        return self._syncObj.faults
