@@ -1,0 +1,269 @@
+"""Checkers: verdicts over a history and every node's final log, state and audit trail.
+
+Each checker is a pure function of what was recorded, so a test can hand one a
+history with a known flaw and see it caught.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from chaos.history import FAIL, OK, History, Op
+from engine.commands import COMMAND_TAGS, Deposit, PlaceOrder, Withdraw
+
+DETAILS_MAX = 10
+PLACE_TAG = COMMAND_TAGS[PlaceOrder]
+DEPOSIT_TAG = COMMAND_TAGS[Deposit]
+WITHDRAW_TAG = COMMAND_TAGS[Withdraw]
+BUY = 0
+
+
+@dataclass
+class NodeFinal:
+    """What a node holds at the end of a run."""
+
+    node: str
+    events: list[dict[str, Any]]
+    audit: list[dict[str, Any]]
+    state_hash: str | None
+    audit_ok: bool
+    invariants_ok: bool
+    invariant_problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Verdict:
+    name: str
+    ok: bool
+    details: list[str] = field(default_factory=list)
+    counts: dict[str, Any] = field(default_factory=dict)
+
+
+def _verdict(name: str, problems: list[str], **counts: Any) -> Verdict:
+    return Verdict(
+        name, not problems, problems[:DETAILS_MAX], {"problems": len(problems), **counts}
+    )
+
+
+def _write_key(op: Op) -> tuple[int, str, str] | None:
+    """(command tag, account, client or request id) of a write op."""
+    value = op.value
+    if op.f == "place":
+        return PLACE_TAG, value["account"], value["client_order_id"]
+    if op.f == "deposit":
+        return DEPOSIT_TAG, value["account"], value["request_id"]
+    if op.f == "withdraw":
+        return WITHDRAW_TAG, value["account"], value["request_id"]
+    return None
+
+
+def _first_applications(audit: list[dict[str, Any]]) -> Counter:
+    """How many times each (tag, account, id) was applied for the first time (not a retry)."""
+    applied: Counter = Counter()
+    for record in audit:
+        command = record["command"]
+        if record["outcome"]["retry"] or not command:
+            continue
+        tag = command[0]
+        if tag == PLACE_TAG and len(command) > 8 and command[8]:
+            applied[(tag, command[1], command[8])] += 1
+        elif tag in (DEPOSIT_TAG, WITHDRAW_TAG) and len(command) > 4 and command[4]:
+            applied[(tag, command[1], command[4])] += 1
+    return applied
+
+
+def check_writes(history: History, final: NodeFinal) -> Verdict:
+    """Every acknowledged write applied exactly once; no write, whatever its retries, twice."""
+    applied = _first_applications(final.audit)
+    problems = []
+    acked = 0
+    for invocation, completion in history.pairs():
+        key = _write_key(invocation)
+        if key is None:
+            continue
+        count = applied.get(key, 0)
+        if count > 1:
+            problems.append(f"{invocation.f} {key[1]}/{key[2]} applied {count} times")
+        if completion is not None and completion.kind == OK:
+            acked += 1
+            if count == 0:
+                problems.append(f"acknowledged {invocation.f} {key[1]}/{key[2]} is lost")
+        if completion is not None and completion.kind == FAIL and count:
+            problems.append(f"{invocation.f} {key[1]}/{key[2]} reported failed but was applied")
+    accepted = Counter(
+        (e["account"], e["client_order_id"])
+        for e in final.events
+        if e["type"] == "accepted" and e["client_order_id"]
+    )
+    problems += [f"order {a}/{c} accepted {n} times" for (a, c), n in accepted.items() if n > 1]
+    return _verdict("no_lost_or_double_writes", problems, acknowledged=acked)
+
+
+def check_conservation(final: NodeFinal) -> Verdict:
+    """Per asset, all balances add up to deposits minus withdrawals after every command."""
+    seq_to_event = {e["seq"]: e for e in final.events}
+    balances: dict[tuple[str, str], int] = {}
+    totals: dict[str, int] = defaultdict(int)
+    expected: dict[str, int] = defaultdict(int)
+    problems = []
+    commands = 0
+    for record in final.audit:
+        command = record["command"]
+        outcome = record["outcome"]
+        if outcome["retry"] or not command:
+            continue
+        commands += 1
+        for seq in outcome["seqs"]:
+            event = seq_to_event.get(seq)
+            if event is None or event["type"] != "balancechanged":
+                continue
+            if event["available"] < 0 or event["held"] < 0:
+                problems.append(f"seq {seq}: negative balance {event['account']} {event['asset']}")
+            key = (event["account"], event["asset"])
+            value = event["available"] + event["held"]
+            totals[event["asset"]] += value - balances.get(key, 0)
+            balances[key] = value
+        if outcome["result"] == "applied" and command[0] in (DEPOSIT_TAG, WITHDRAW_TAG):
+            sign = 1 if command[0] == DEPOSIT_TAG else -1
+            expected[command[2]] += sign * command[3]
+        for asset in set(totals) | set(expected):
+            if totals[asset] != expected[asset]:
+                problems.append(
+                    f"after audit record {record['audit_no']}: {asset} totals {totals[asset]}, "
+                    f"deposits minus withdrawals {expected[asset]}"
+                )
+                expected[asset] = totals[asset]  # report each break once
+    return _verdict("conservation", problems, commands=commands, assets=len(expected))
+
+
+def check_trades(final: NodeFinal) -> Verdict:
+    """No order fills beyond its quantity; takers sweep best price first within their limit;
+    makers trade at their own price."""
+    orders: dict[int, dict[str, Any]] = {}
+    problems = []
+    last_sweep: dict[int, int] = {}
+    for e in final.events:
+        kind = e["type"]
+        if kind == "accepted":
+            orders[e["order_id"]] = {
+                "side": e["side"],
+                "price": e["price"],
+                "type": e["order_type"],
+            }
+        elif kind == "amended" and e["order_id"] in orders:
+            orders[e["order_id"]]["price"] = e["price"]
+        elif kind == "trade":
+            if e["maker_leaves"] < 0 or e["taker_leaves"] < 0:
+                problems.append(f"trade {e['trade_id']}: an order filled beyond its quantity")
+            maker = orders.get(e["maker_order_id"])
+            if maker is not None and maker["price"] != e["price"]:
+                problems.append(f"trade {e['trade_id']}: maker traded off its price")
+            taker = orders.get(e["taker_order_id"])
+            if taker is None:
+                continue
+            buying = taker["side"] == BUY
+            limit = taker["price"]
+            if (
+                limit
+                and taker["type"] in (0, 3)
+                and (e["price"] > limit if buying else e["price"] < limit)
+            ):
+                problems.append(f"trade {e['trade_id']}: through the taker's limit")
+            previous = last_sweep.get(e["taker_order_id"])
+            if previous is not None and (
+                e["price"] < previous if buying else e["price"] > previous
+            ):
+                problems.append(f"trade {e['trade_id']}: a worse price filled before a better one")
+            last_sweep[e["taker_order_id"]] = e["price"]
+    return _verdict(
+        "trades_and_priority", problems, trades=sum(1 for e in final.events if e["type"] == "trade")
+    )
+
+
+def _events_digest(events: list[dict[str, Any]]) -> str:
+    return hashlib.sha256(json.dumps(events, sort_keys=True).encode()).hexdigest()
+
+
+def check_replicas(finals: list[NodeFinal]) -> Verdict:
+    """Same state hash, verified audit chain, live invariants, and the same gap-free feed."""
+    problems = []
+    hashes = {f.node: f.state_hash for f in finals}
+    if None in hashes.values() or len(set(hashes.values())) != 1:
+        problems.append(f"state hashes differ or are missing: {hashes}")
+    for final in finals:
+        if not final.audit_ok:
+            problems.append(f"{final.node}: audit chain does not verify")
+        if not final.invariants_ok:
+            problems.append(f"{final.node}: invariants broken: {final.invariant_problems[:3]}")
+        seqs = [e["seq"] for e in final.events]
+        if seqs != list(range(1, len(seqs) + 1)):
+            gap = next((i + 1 for i, s in enumerate(seqs) if s != i + 1), len(seqs) + 1)
+            problems.append(f"{final.node}: event history has a gap or repeat at seq {gap}")
+    digests = {f.node: (len(f.events), _events_digest(f.events)) for f in finals}
+    if len({d for _, d in digests.values()}) != 1:
+        problems.append(f"event histories differ between nodes: {digests}")
+    return _verdict("replicas_agree", problems, nodes=len(finals))
+
+
+def check_leaders(history: History) -> Verdict:
+    """At most one leader per term; no write acknowledged by a node cut off in a minority;
+    no read that missed an acknowledged order unless it said it was behind."""
+    leaders: dict[int, set[str]] = defaultdict(set)
+    for sample in history.status:
+        if sample.role == "leader":
+            leaders[sample.term].add(sample.node)
+    problems = [f"term {t}: leaders {sorted(n)}" for t, n in sorted(leaders.items()) if len(n) > 1]
+    for invocation, completion in history.pairs():
+        if completion is None or completion.kind != OK or not completion.node:
+            continue
+        for fault in history.faults:
+            cut_off = completion.node in fault.minority
+            inside = fault.start_s <= invocation.time_s and completion.time_s <= (
+                fault.end_s or completion.time_s
+            )
+            if cut_off and inside and _write_key(invocation) is not None:
+                problems.append(
+                    f"{completion.node} acknowledged {invocation.f} while in a minority "
+                    f"({fault.description})"
+                )
+        if invocation.f == "read" and not completion.value.get("found", True):
+            problems.append(
+                f"stale read on {completion.node}: order {invocation.value['order_id']} missing"
+            )
+    return _verdict("leaders_and_reads", problems, terms=len(leaders))
+
+
+def availability(history: History) -> list[dict[str, Any]]:
+    """Per fault: seconds from its start to the first write acknowledged after it."""
+    acked = sorted(
+        completion.time_s
+        for invocation, completion in history.pairs()
+        if completion is not None and completion.kind == OK and _write_key(invocation)
+    )
+    rows = []
+    for fault in history.faults:
+        after = next((t for t in acked if t >= fault.start_s), None)
+        rows.append(
+            {
+                "fault": fault.description,
+                "family": fault.family,
+                "start_s": round(fault.start_s, 3),
+                "first_ack_after_s": None if after is None else round(after - fault.start_s, 3),
+            }
+        )
+    return rows
+
+
+def check_all(history: History, finals: list[NodeFinal]) -> list[Verdict]:
+    reference = finals[0]
+    return [
+        check_writes(history, reference),
+        check_conservation(reference),
+        check_trades(reference),
+        check_replicas(finals),
+        check_leaders(history),
+    ]

@@ -1,0 +1,107 @@
+"""The history of a chaos run, as Jepsen keeps one: every invocation and its completion.
+
+A completion is `ok` (it happened, and this is what the exchange answered),
+`fail` (it certainly did not happen) or `info` (unknown: it may have happened,
+and may still). Alongside: the faults as they were applied, and samples of
+every node's role and term.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+OK = "ok"
+FAIL = "fail"
+INFO = "info"
+INVOKE = "invoke"
+
+
+@dataclass(slots=True)
+class Op:
+    index: int
+    process: int
+    kind: str  # invoke | ok | fail | info
+    f: str  # place | cancel | amend | deposit | withdraw | read
+    value: dict[str, Any]
+    time_s: float
+    node: str = ""
+
+
+@dataclass(slots=True)
+class FaultRecord:
+    family: str
+    description: str
+    targets: list[str]
+    start_s: float
+    end_s: float = 0.0
+    # Nodes cut off from a majority while the fault lasted (partitions and pauses).
+    minority: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class StatusSample:
+    time_s: float
+    node: str
+    role: str
+    term: int
+    leader: str | None
+
+
+@dataclass
+class History:
+    ops: list[Op] = field(default_factory=list)
+    faults: list[FaultRecord] = field(default_factory=list)
+    status: list[StatusSample] = field(default_factory=list)
+
+    def invoke(self, process: int, f: str, value: dict[str, Any], time_s: float) -> Op:
+        op = Op(len(self.ops), process, INVOKE, f, value, time_s)
+        self.ops.append(op)
+        return op
+
+    def complete(
+        self, invocation: Op, kind: str, value: dict[str, Any], time_s: float, node: str = ""
+    ) -> Op:
+        op = Op(len(self.ops), invocation.process, kind, invocation.f, value, time_s, node)
+        self.ops.append(op)
+        return op
+
+    def pairs(self) -> list[tuple[Op, Op | None]]:
+        """Each invocation with its completion (None if the run ended first)."""
+        open_by_process: dict[int, Op] = {}
+        out: list[tuple[Op, Op | None]] = []
+        slots: dict[int, int] = {}
+        for op in self.ops:
+            if op.kind == INVOKE:
+                open_by_process[op.process] = op
+                slots[op.process] = len(out)
+                out.append((op, None))
+            else:
+                invocation = open_by_process.pop(op.process)
+                out[slots.pop(op.process)] = (invocation, op)
+        return out
+
+    def write(self, path: Path) -> None:
+        with path.open("w") as out:
+            for op in self.ops:
+                out.write(json.dumps({"type": "op", **asdict(op)}) + "\n")
+            for fault in self.faults:
+                out.write(json.dumps({"type": "fault", **asdict(fault)}) + "\n")
+            for sample in self.status:
+                out.write(json.dumps({"type": "status", **asdict(sample)}) + "\n")
+
+    @classmethod
+    def read(cls, path: Path) -> History:
+        history = cls()
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            kind = row.pop("type")
+            if kind == "op":
+                history.ops.append(Op(**row))
+            elif kind == "fault":
+                history.faults.append(FaultRecord(**row))
+            else:
+                history.status.append(StatusSample(**row))
+        return history
