@@ -173,9 +173,10 @@ async def _signed(request: web.Request, scope: Scope) -> tuple[Gateway, Principa
     key_id = request.headers.get(API_KEY_HEADER)
     if not key_id:
         raise BinanceError(401, -2014, "API-key format invalid.")
-    key = gw.node.view.access.api_keys.get(key_id)
-    if key is None:
-        raise BinanceError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+    try:
+        key = await gw.known_key(key_id)
+    except ApiError:
+        raise BinanceError(401, -2015, "Invalid API-key, IP, or permissions for action.") from None
     gw.key_limits.take(key_id)
     body = (await request.read()).decode("utf-8", errors="replace")
     query = request.query_string

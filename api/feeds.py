@@ -422,7 +422,7 @@ async def _handle(request: web.Request, hub: FeedHub, subscriber: Subscriber, op
     gw = hub.gw
     name = op.get("op")
     if name == "login":
-        subscriber.account = _login(gw, op)
+        subscriber.account = await _login(gw, op)
         subscriber.put(_dump({"type": "login", "account": subscriber.account, "id": op.get("id")}))
         return
     if name not in ("subscribe", "unsubscribe"):
@@ -455,12 +455,12 @@ async def _handle(request: web.Request, hub: FeedHub, subscriber: Subscriber, op
     await _subscribe(hub, subscriber, key, since, op.get("id"))
 
 
-def _login(gw: Gateway, op: dict) -> str:
+async def _login(gw: Gateway, op: dict) -> str:
     """Signed like an HTTP request: GET /v1/ws with query `login` and an empty body."""
     key_id, timestamp, signature = op.get("key"), op.get("timestamp"), op.get("signature")
     if not all(type(v) is str for v in (key_id, timestamp, signature)):
         raise ApiError(401, "unauthenticated", "login needs key, timestamp and signature strings")
-    key = gw.key(key_id)
+    key = await gw.known_key(key_id)
     now_ms = int(time.time() * 1000)
     timestamp_ms = check_fresh(timestamp, None, now_ms)
     verify_signature(

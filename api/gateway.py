@@ -43,6 +43,7 @@ from engine.events import event_to_dict
 SUBMIT_TIMEOUT_MS = 5_000
 MIN_SEQ_WAIT_MS_MAX = 2_000
 MIN_SEQ_POLL_S = 0.005
+KEY_WAIT_S = 1.0
 STORE_WAIT_S = 5.0
 TOTP_HEADER = "X-Raftex-TOTP"
 TOTP_USED_MAX = 100_000
@@ -94,7 +95,7 @@ class Gateway:
                 "unauthenticated",
                 f"signed requests need {KEY_HEADER}, {TIMESTAMP_HEADER} and {SIGNATURE_HEADER}",
             )
-        key = self.key(key_id)
+        key = await self.known_key(key_id)
         self.key_limits.take(key_id)
         now_ms = int(time.time() * 1000)
         timestamp_ms = check_fresh(timestamp, request.headers.get(RECV_WINDOW_HEADER), now_ms)
@@ -107,6 +108,17 @@ class Gateway:
         if not key.scopes & scope:
             raise ApiError(403, "missing_scope", f"key {key_id} lacks the {scope.name} scope")
         return Principal(key.account, key_id, key.scopes, signature.lower())
+
+    async def known_key(self, key_id: str) -> KeyView:
+        """A key created a moment ago on the leader may not be applied here yet: while this
+        node is behind its commit index, wait (bounded) for it before calling it unknown."""
+        deadline = time.monotonic() + KEY_WAIT_S
+        node = self.node
+        while node.view.access.api_keys.get(key_id) is None and time.monotonic() < deadline:
+            if node.raftCommitIndex <= node.view.applied_index:
+                break
+            await asyncio.sleep(MIN_SEQ_POLL_S)
+        return self.key(key_id)
 
     def key(self, key_id: str) -> KeyView:
         key = self.node.view.access.api_keys.get(key_id)

@@ -238,15 +238,16 @@ def check_leaders(history: History) -> Verdict:
 
 
 def availability(history: History) -> list[dict[str, Any]]:
-    """Per fault: seconds from its start to the first write acknowledged after it."""
-    acked = sorted(
-        completion.time_s
+    """Per fault: seconds from its start to the first acknowledgement of a write that was
+    invoked after it (one in flight before it says nothing about the cluster after)."""
+    acked = [
+        (invocation.time_s, completion.time_s)
         for invocation, completion in history.pairs()
         if completion is not None and completion.kind == OK and _write_key(invocation)
-    )
+    ]
     rows = []
     for fault in history.faults:
-        after = next((t for t in acked if t >= fault.start_s), None)
+        after = min((done for invoked, done in acked if invoked >= fault.start_s), default=None)
         rows.append(
             {
                 "fault": fault.description,

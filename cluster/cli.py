@@ -7,11 +7,15 @@ cluster and the api packages are wired together into a process.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from api.bench_api import format_api_bench, run_api_bench
 from api.server import run_node
+from chaos.nemesis import NemesisError, parse_families
+from chaos.report import format_table
+from chaos.run import result_json, run_chaos
 from cluster.admin_cli import add_admin_parser, run_admin
 from cluster.bench import REFERENCE_MATCHER, format_engine_bench, run_engine_bench
 from cluster.bench_cluster import format_cluster_bench, run_cluster_bench
@@ -67,6 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench_api.add_argument("--subscribers", type=_positive, default=100)
     bench_api.add_argument("--seconds", type=_positive, default=10)
     bench_api.add_argument("--json", action="store_true", help="print one JSON object")
+    chaos = commands.add_parser("chaos", help="fault-injection runs against a local cluster")
+    chaos_actions = chaos.add_subparsers(dest="chaos_action", required=True)
+    chaos_run = chaos_actions.add_parser("run", help="workload + nemesis + checkers + report")
+    chaos_run.add_argument("--nodes", type=int, choices=[3, 5], default=3)
+    chaos_run.add_argument(
+        "--nemesis", default="kill,pause,partition", help="families, comma separated, or all"
+    )
+    chaos_run.add_argument("--seconds", type=_positive, default=60)
+    chaos_run.add_argument("--seed", type=int, default=1)
+    chaos_run.add_argument("--clients", type=_positive, default=6)
+    chaos_run.add_argument("--out", type=Path, default=Path("chaos-report"))
+    chaos_run.add_argument("--json", action="store_true", help="print the summary as JSON")
     bench_snapshot = targets.add_parser("snapshot", help="write and install a snapshot")
     bench_snapshot.add_argument("--commands", type=_positive, default=100_000)
     bench_snapshot.add_argument("--seed", type=int, default=1)
@@ -124,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(format_cluster_bench(result, args.json))
         return 0
+    if args.command == "chaos":
+        return _run_chaos(args)
     if args.command == "bench" and args.target == "api":
         result = run_api_bench(args.clients, args.subscribers, args.seconds)
         print(format_api_bench(result, args.json))
@@ -137,6 +155,18 @@ def main(argv: list[str] | None = None) -> int:
         print(format_engine_bench(result, args.json))
         return 0
     return 2
+
+
+def _run_chaos(args: argparse.Namespace) -> int:
+    try:
+        families = parse_families(args.nemesis)
+    except NemesisError as exc:
+        print(f"raftex chaos: {exc}", file=sys.stderr)
+        return 2
+    result = run_chaos(args.nodes, families, args.seconds, args.seed, args.out, args.clients)
+    summary = result_json(result)
+    print(json.dumps(summary) if args.json else format_table(summary))
+    return 0 if result.ok else 1
 
 
 def _run_node(args: argparse.Namespace) -> int:

@@ -1,0 +1,230 @@
+"""The cluster under test: real node processes, and the faults the harness can apply to them.
+
+Partitions use the nodes' fault hooks (pysyncobj traffic dropped inside each
+node), so they need no root and the harness's HTTP control traffic survives
+them. Everything started is stopped by `stop()`, paused processes included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cluster.admin_client import AdminClient, AdminError, NodeAddress
+from cluster.launcher import LocalCluster, LocalNode, wait_for_leader
+from engine.commands import AddAsset, AddInstrument, CreateAccount, Deposit, command_to_wire
+
+LEADER_WAIT_S = 30.0
+REFUSAL_WAIT_S = 30.0
+QUOTE = "USD"
+SYMBOLS = (("ACME", 10_000), ("BOLT", 5_000))
+CASH_CENTS = 10**10
+SHARES = 10**6
+SETUP_CHUNK = 200
+
+
+class ChaosCluster:
+    def __init__(self, data_dir: Path, nodes: int) -> None:
+        self.local = LocalCluster(
+            data_dir,
+            nodes,
+            fsync="always",
+            settings={"fault_hooks": True, "rate_limit_ip_per_s": 0, "rate_limit_key_per_s": 0},
+        )
+        self.paused: set[str] = set()
+        self.admin = AdminClient(self.local.admin_token, timeout_s=5.0)
+
+    # ------------------------------------------------------------ lifetime
+
+    async def start(self, accounts: list[str]) -> dict[str, dict[str, Any]]:
+        """Starts the nodes, creates instruments and funded accounts; returns each account's
+        HMAC key."""
+        await self.admin.__aenter__()
+        self.local.start()
+        leader = await self.wait_leader()
+        http = self.http(leader)
+        commands: list[Any] = [AddAsset(QUOTE, 2)]
+        for symbol, price in SYMBOLS:
+            commands += [
+                AddAsset(symbol, 0),
+                AddInstrument(
+                    symbol,
+                    symbol,
+                    QUOTE,
+                    max_qty=10_000,
+                    max_notional=10**12,
+                    price_band_bps=2_000,
+                    taker_fee_bps=2,
+                    maker_fee_bps=1,
+                    reference_price=price,
+                ),
+            ]
+        for account in accounts:
+            commands.append(CreateAccount(account))
+            commands.append(Deposit(account, QUOTE, CASH_CENTS, request_id="seed-cash"))
+            commands += [Deposit(account, s, SHARES, request_id=f"seed-{s}") for s, _ in SYMBOLS]
+        wires = [command_to_wire(c) for c in commands]
+        for start in range(0, len(wires), SETUP_CHUNK):
+            body = {"commands": wires[start : start + SETUP_CHUNK], "detail": "summary"}
+            await self.admin.call(http, "POST", "/v1/admin/commands/batch", body)
+        keys = {}
+        for account in accounts:
+            keys[account] = await self.admin.call(
+                http,
+                "POST",
+                f"/v1/admin/accounts/{account}/keys",
+                {"kind": "hmac", "scopes": ["read", "trade"]},
+            )
+        return keys
+
+    def stop(self) -> None:
+        for node_id in list(self.paused):
+            self._signal(node_id, signal.SIGCONT)
+        self.paused.clear()
+        self.local.stop()
+
+    async def close(self) -> None:
+        await self.admin.__aexit__(None, None, None)
+
+    # ------------------------------------------------------------ reading
+
+    @property
+    def node_ids(self) -> list[str]:
+        return [n.node_id for n in self.local.nodes]
+
+    def http(self, node_id: str) -> str:
+        return self.local.node(node_id).http
+
+    def running(self) -> list[str]:
+        return [n for n in self.node_ids if n in self.local.processes]
+
+    async def wait_leader(self, timeout_s: float = LEADER_WAIT_S) -> str:
+        nodes = [n for n in self.local.nodes if n.node_id in self.local.processes]
+        return await wait_for_leader(nodes, self.local.admin_token, timeout_s)
+
+    async def statuses(self) -> list[dict[str, Any]]:
+        addresses = [NodeAddress(n, self.http(n)) for n in self.running() if n not in self.paused]
+        return await self.admin.status_all(addresses)
+
+    async def leader(self) -> str | None:
+        for row in await self.statuses():
+            if row.get("role") == "leader":
+                return row["id"]
+        return None
+
+    # ------------------------------------------------------------ faults
+
+    def kill(self, node_id: str) -> None:
+        if node_id in self.local.processes:
+            if node_id in self.paused:
+                self._signal(node_id, signal.SIGCONT)
+                self.paused.discard(node_id)
+            self.local.kill(node_id, signal.SIGKILL)
+
+    def restart(self, node_id: str, clean: bool = False) -> None:
+        """Stops the node (SIGTERM if `clean`, else kill -9) if it runs, then starts it."""
+        if node_id in self.local.processes:
+            if clean:
+                self.local.kill(node_id, signal.SIGTERM)
+            else:
+                self.kill(node_id)
+        self.local.start_one(node_id)
+
+    def wipe(self, node_id: str) -> None:
+        """kill -9 and an empty disk: the node must rejoin from the others."""
+        self.kill(node_id)
+        shutil.rmtree(self.local.data_dir / node_id, ignore_errors=True)
+        self.local.start_one(node_id)
+
+    def pause(self, node_id: str) -> None:
+        if node_id in self.local.processes and node_id not in self.paused:
+            self._signal(node_id, signal.SIGSTOP)
+            self.paused.add(node_id)
+
+    def resume(self, node_id: str) -> None:
+        if node_id in self.paused:
+            self._signal(node_id, signal.SIGCONT)
+            self.paused.discard(node_id)
+
+    def _signal(self, node_id: str, signum: int) -> None:
+        process = self.local.processes.get(node_id)
+        if process is not None and process.poll() is None:
+            process.send_signal(signum)
+
+    async def partition(self, groups: list[list[str]]) -> None:
+        """Each node hears only the nodes of its own groups (a node may be in several)."""
+        for node_id in self.running():
+            if node_id in self.paused:
+                continue
+            mine = {n for group in groups if node_id in group for n in group}
+            blocked = sorted(set(self.node_ids) - mine - {node_id})
+            await self._faults(node_id, {"blocked": blocked})
+
+    async def heal(self) -> None:
+        for node_id in self.running():
+            if node_id not in self.paused:
+                await self._faults(node_id, {"blocked": [], "clock_offset_ms": 0})
+
+    async def skew(self, node_id: str, offset_ms: int) -> None:
+        await self._faults(node_id, {"clock_offset_ms": offset_ms})
+
+    async def _faults(self, node_id: str, body: dict[str, Any]) -> None:
+        with contextlib.suppress(AdminError):  # a node down now is healed when it restarts
+            await self.admin.call(self.http(node_id), "POST", "/v1/admin/faults", body)
+
+    async def corrupt_journal(self, node_id: str) -> bool:
+        """Stops the node, flips a byte of its Raft journal and starts it by hand: True if it
+        refused to start, as it must. Then it is wiped so it can rejoin."""
+        if node_id in self.local.processes:
+            self.local.kill(node_id, signal.SIGTERM)
+        journal = self.local.data_dir / node_id / "raft.journal"
+        data = bytearray(journal.read_bytes()) if journal.exists() else bytearray()
+        refused = True
+        if len(data) > 64:
+            data[len(data) // 2] ^= 0xFF
+            journal.write_bytes(bytes(data))
+            node = self.local.node(node_id)
+            done = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "cluster.cli", "node", "--config", str(node.config_path)],
+                capture_output=True,
+                text=True,
+                timeout=REFUSAL_WAIT_S,
+                check=False,
+            )
+            refused = done.returncode != 0 and "refusing to start" in done.stderr
+        self.wipe(node_id)
+        return refused
+
+    async def add_node(self) -> str:
+        node: LocalNode = self.local.plan_joiner()
+        self.local.start_one(node.node_id)
+        body = {"action": "add", "id": node.node_id, "raft": node.raft, "http": node.http}
+        await self._member_change(body)
+        return node.node_id
+
+    async def remove_node(self, node_id: str) -> None:
+        await self._member_change({"action": "remove", "id": node_id})
+        self.kill(node_id)
+        self.local.forget(node_id)
+
+    async def _member_change(self, body: dict[str, Any]) -> None:
+        deadline = time.monotonic() + LEADER_WAIT_S
+        while True:
+            leader = await self.leader()
+            try:
+                if leader is None:
+                    raise AdminError("no leader")
+                await self.admin.call(self.http(leader), "POST", "/v1/admin/members", body)
+                return
+            except AdminError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)

@@ -1,0 +1,195 @@
+"""Nemeses: the faults of a run, scheduled from a seed, applied to a `ChaosCluster`.
+
+The schedule (what, when, for how long, aimed at which role) depends only on
+the families, the run length and the seed, so a seed replays the same
+schedule; which node is "the leader" is resolved when the fault starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+
+from chaos.cluster import ChaosCluster
+from chaos.history import FaultRecord, History
+
+FAMILIES = ("kill", "pause", "partition", "restart", "wipe", "membership", "skew", "corrupt")
+KINDS = {
+    "kill": ("leader", "follower", "minority", "all"),
+    "pause": ("leader", "follower"),
+    "partition": ("isolate-leader", "majority-minority", "bridge", "ring"),
+    "restart": ("leader", "follower"),
+    "wipe": ("follower",),
+    "membership": ("add-remove",),
+    "skew": ("leader", "follower"),
+    "corrupt": ("follower-journal",),
+}
+FAULT_S = 3.0
+QUIET_S = 3.0
+SKEW_MS_MAX = 120_000
+
+
+class NemesisError(ValueError):
+    """An unknown nemesis family."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedFault:
+    at_s: float
+    family: str
+    kind: str
+    duration_s: float
+    pick: int  # which of the candidate nodes, modulo their number
+    skew_ms: int
+
+
+def parse_families(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if names == ("all",):
+        return FAMILIES
+    unknown = [n for n in names if n not in FAMILIES]
+    if unknown or not names:
+        raise NemesisError(
+            f"unknown nemesis {unknown or text!r}; choose from {', '.join(FAMILIES)}"
+        )
+    return names
+
+
+def schedule(families: tuple[str, ...], seconds: float, seed: int) -> list[PlannedFault]:
+    rng = random.Random(seed)
+    plan = []
+    at = QUIET_S
+    while at + FAULT_S < seconds:
+        family = families[len(plan) % len(families)]
+        plan.append(
+            PlannedFault(
+                at_s=at,
+                family=family,
+                kind=rng.choice(KINDS[family]),
+                duration_s=FAULT_S,
+                pick=rng.randrange(1_000),
+                skew_ms=rng.choice((-1, 1)) * rng.randrange(1_000, SKEW_MS_MAX),
+            )
+        )
+        at += FAULT_S + QUIET_S
+    return plan
+
+
+class Nemesis:
+    def __init__(self, cluster: ChaosCluster, history: History, t0: float) -> None:
+        self.cluster = cluster
+        self.history = history
+        self.t0 = t0
+        self.joined: list[str] = []
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    async def run(self, plan: list[PlannedFault]) -> None:
+        for fault in plan:
+            await asyncio.sleep(max(0.0, fault.at_s - self.now()))
+            record = await self.start(fault)
+            self.history.faults.append(record)
+            await asyncio.sleep(max(0.0, fault.at_s + fault.duration_s - self.now()))
+            await self.end(fault, record)
+            record.end_s = self.now()
+
+    async def _target(self, role: str, pick: int) -> tuple[str, list[str]]:
+        """(the chosen node, the other running nodes) for a role."""
+        cluster = self.cluster
+        leader = await cluster.leader() or cluster.running()[0]
+        followers = [n for n in cluster.running() if n != leader]
+        if role == "leader" or not followers:
+            return leader, followers
+        chosen = followers[pick % len(followers)]
+        return chosen, [n for n in cluster.running() if n != chosen]
+
+    async def start(self, fault: PlannedFault) -> FaultRecord:
+        cluster = self.cluster
+        family, kind = fault.family, fault.kind
+        record = FaultRecord(family, f"{family} {kind}", [], self.now())
+        nodes = cluster.running()
+        if family == "kill":
+            if kind == "all":
+                targets = list(nodes)
+            elif kind == "minority":
+                leader, others = await self._target("leader", fault.pick)
+                targets = [leader, *others][: (len(nodes) - 1) // 2]
+            else:
+                targets = [(await self._target(kind, fault.pick))[0]]
+            for node in targets:
+                cluster.kill(node)
+            record.targets = targets
+        elif family == "pause":
+            node = (await self._target(kind, fault.pick))[0]
+            cluster.pause(node)
+            record.targets = record.minority = [node]
+        elif family == "partition":
+            groups, minority = await self._partition_groups(kind, fault.pick)
+            await cluster.partition(groups)
+            record.targets = sorted({n for g in groups for n in g})
+            record.minority = minority
+            record.description += " " + " | ".join(",".join(g) for g in groups)
+        elif family == "restart":
+            node = (await self._target(kind, fault.pick))[0]
+            cluster.restart(node, clean=True)
+            record.targets = [node]
+        elif family == "wipe":
+            node = (await self._target("follower", fault.pick))[0]
+            cluster.wipe(node)
+            record.targets = [node]
+        elif family == "membership":
+            if self.joined:
+                node = self.joined.pop()
+                await cluster.remove_node(node)
+                record.description = f"membership remove {node}"
+            else:
+                node = await cluster.add_node()
+                self.joined.append(node)
+                record.description = f"membership add {node}"
+            record.targets = [node]
+        elif family == "skew":
+            node = (await self._target(kind, fault.pick))[0]
+            await cluster.skew(node, fault.skew_ms)
+            record.targets = [node]
+            record.description += f" {fault.skew_ms:+d} ms"
+        elif family == "corrupt":
+            node = (await self._target("follower", fault.pick))[0]
+            refused = await cluster.corrupt_journal(node)
+            record.targets = [node]
+            record.description += (
+                " refused to start" if refused else " STARTED ON A CORRUPT JOURNAL"
+            )
+        return record
+
+    async def end(self, fault: PlannedFault, record: FaultRecord) -> None:
+        cluster = self.cluster
+        if fault.family == "kill":
+            for node in record.targets:
+                cluster.restart(node)
+        elif fault.family == "pause":
+            for node in record.targets:
+                cluster.resume(node)
+        elif fault.family in ("partition", "skew"):
+            await cluster.heal()
+
+    async def _partition_groups(self, kind: str, pick: int) -> tuple[list[list[str]], list[str]]:
+        nodes = self.cluster.running()
+        leader = await self.cluster.leader() or nodes[0]
+        others = [n for n in nodes if n != leader]
+        rotated = nodes[pick % len(nodes) :] + nodes[: pick % len(nodes)]
+        majority = len(nodes) // 2 + 1
+        if kind == "isolate-leader":
+            return [[leader], others], [leader]
+        if kind == "majority-minority":
+            return [rotated[:majority], rotated[majority:]], rotated[majority:]
+        if kind == "bridge":
+            # Two halves that only the middle node hears both of: it can lead a majority.
+            half = len(nodes) // 2
+            return [rotated[: half + 1], rotated[half:]], []
+        # ring: each node hears its neighbours only.
+        count = len(rotated)
+        groups = [[rotated[i], rotated[(i + 1) % count]] for i in range(count)]
+        return groups, []

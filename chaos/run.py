@@ -1,0 +1,209 @@
+"""`raftex chaos run`: a cluster, a workload, a nemesis schedule, the checkers and a report.
+
+Phases: start the cluster and seed it; run the clients, the nemesis and a
+status poller together for the run's length; heal everything (resume, restart,
+reconnect); wait until every node reached the same log position; collect each
+node's log, audit trail, state hash and live invariants; check; report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from chaos.checkers import NodeFinal, Verdict, availability, check_all
+from chaos.cluster import SYMBOLS, ChaosCluster
+from chaos.history import History, StatusSample
+from chaos.nemesis import Nemesis, schedule
+from chaos.report import write_report
+from chaos.workload import Client
+from cluster.admin_client import AdminError
+from cluster.store import READ_LIMIT_MAX
+
+STATUS_PERIOD_S = 0.25
+CONVERGE_WAIT_S = 60.0
+HASH_WAIT_MS = 30_000
+
+
+@dataclass
+class RunResult:
+    ok: bool
+    verdicts: list[Verdict]
+    availability: list[dict[str, Any]]
+    counts: dict[str, int]
+    out_dir: Path
+    seed: int
+
+
+def run_chaos(
+    nodes: int, families: tuple[str, ...], seconds: float, seed: int, out_dir: Path, clients: int
+) -> RunResult:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="raftex-chaos-") as tmp:
+        cluster = ChaosCluster(Path(tmp) / "cluster", nodes)
+        try:
+            return asyncio.run(_run(cluster, families, seconds, seed, out_dir, clients))
+        finally:
+            cluster.stop()
+
+
+async def _run(
+    cluster: ChaosCluster,
+    families: tuple[str, ...],
+    seconds: float,
+    seed: int,
+    out_dir: Path,
+    clients: int,
+) -> RunResult:
+    accounts = [f"trader{n:02d}" for n in range(clients)]
+    try:
+        keys = await cluster.start(accounts)
+        history = History()
+        t0 = time.monotonic()
+        http = [cluster.http(n) for n in cluster.node_ids]
+        symbols = [(symbol, price) for symbol, price in SYMBOLS]
+        workers = [
+            Client(
+                n,
+                account,
+                keys[account],
+                http,
+                cluster.local.admin_token,
+                history,
+                t0,
+                seed,
+                symbols,
+            )
+            for n, account in enumerate(accounts)
+        ]
+        plan = schedule(families, seconds, seed)
+        nemesis = Nemesis(cluster, history, t0)
+        stop = asyncio.Event()
+        async with asyncio.TaskGroup() as tasks:
+            poller = tasks.create_task(_poll_status(cluster, history, t0, stop))
+            fault_task = tasks.create_task(nemesis.run(plan))
+            await asyncio.gather(*(w.run(seconds) for w in workers))
+            await fault_task
+            stop.set()
+            await poller
+        await _heal(cluster, nemesis)
+        finals = await _collect(cluster)
+        verdicts = check_all(history, finals)
+        gaps = availability(history)
+        counts = _counts(history)
+        ok = all(v.ok for v in verdicts)
+        write_report(out_dir, history, verdicts, gaps, counts, seed, families, ok)
+        return RunResult(ok, verdicts, gaps, counts, out_dir, seed)
+    finally:
+        await cluster.close()
+
+
+async def _poll_status(
+    cluster: ChaosCluster, history: History, t0: float, stop: asyncio.Event
+) -> None:
+    while not stop.is_set():
+        with contextlib.suppress(AdminError):
+            for row in await cluster.statuses():
+                if row.get("role") in ("leader", "follower", "candidate"):
+                    history.status.append(
+                        StatusSample(
+                            time.monotonic() - t0,
+                            row["id"],
+                            row["role"],
+                            row["term"],
+                            row["leader"],
+                        )
+                    )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), STATUS_PERIOD_S)
+
+
+async def _heal(cluster: ChaosCluster, nemesis: Nemesis) -> None:
+    for node in list(cluster.paused):
+        cluster.resume(node)
+    for node in cluster.node_ids:
+        if node not in cluster.local.processes:
+            cluster.local.start_one(node)
+    await cluster.heal()
+    await cluster.wait_leader(CONVERGE_WAIT_S)
+
+
+async def _collect(cluster: ChaosCluster) -> list[NodeFinal]:
+    """Every node's final log and state at one log position that all of them applied."""
+    admin = cluster.admin
+    deadline = time.monotonic() + CONVERGE_WAIT_S
+    while True:
+        try:
+            leader = await cluster.wait_leader(CONVERGE_WAIT_S)
+            mark = await admin.call(cluster.http(leader), "POST", "/v1/admin/hash-mark", {})
+            break
+        except AdminError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+    finals = []
+    for node in cluster.node_ids:
+        http = cluster.http(node)
+        try:
+            digest = await admin.call(
+                http,
+                "GET",
+                "/v1/admin/hash",
+                params={"index": mark["index"], "timeout_ms": HASH_WAIT_MS},
+            )
+            state_hash = digest["state_hash"]
+        except AdminError:
+            state_hash = None
+        audit_ok = (await admin.call(http, "GET", "/v1/admin/audit/verify"))["ok"]
+        invariants = await admin.call(http, "GET", "/v1/admin/invariants")
+        finals.append(
+            NodeFinal(
+                node,
+                await _page(admin, http, "/v1/admin/events", "since", "events", "seq"),
+                await _page(admin, http, "/v1/admin/audit", "after", "records", "audit_no"),
+                state_hash,
+                audit_ok,
+                invariants["ok"],
+                invariants["problems"],
+            )
+        )
+    return finals
+
+
+async def _page(admin: Any, http: str, path: str, cursor: str, field: str, key: str) -> list[dict]:
+    rows: list[dict] = []
+    position = 0
+    while True:
+        page = await admin.call(
+            http, "GET", path, params={cursor: position, "limit": READ_LIMIT_MAX}
+        )
+        batch = page[field]
+        rows.extend(batch)
+        if len(batch) < READ_LIMIT_MAX:
+            return rows
+        position = batch[-1][key]
+
+
+def _counts(history: History) -> dict[str, int]:
+    counts: dict[str, int] = {"faults": len(history.faults), "status_samples": len(history.status)}
+    for invocation, completion in history.pairs():
+        kind = completion.kind if completion is not None else "open"
+        name = f"{invocation.f}_{kind}"
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def result_json(result: RunResult) -> dict[str, Any]:
+    return {
+        "ok": result.ok,
+        "seed": result.seed,
+        "verdicts": [asdict(v) for v in result.verdicts],
+        "availability": result.availability,
+        "counts": result.counts,
+        "out_dir": str(result.out_dir),
+    }
