@@ -237,6 +237,16 @@ def check_leaders(history: History) -> Verdict:
     return _verdict("leaders_and_reads", problems, terms=len(leaders))
 
 
+def check_faults(history: History) -> Verdict:
+    """A node never runs on state it cannot trust: a corrupted journal must stop it."""
+    problems = [
+        f"{','.join(f.targets)}: {f.description}"
+        for f in history.faults
+        if f.family == "corrupt" and "refused to start" not in f.description
+    ]
+    return _verdict("corruption_refused", problems, faults=len(history.faults))
+
+
 def availability(history: History) -> list[dict[str, Any]]:
     """Per fault: seconds from its start to the first acknowledgement of a write that was
     invoked after it (one in flight before it says nothing about the cluster after)."""
@@ -267,4 +277,5 @@ def check_all(history: History, finals: list[NodeFinal]) -> list[Verdict]:
         check_trades(reference),
         check_replicas(finals),
         check_leaders(history),
+        check_faults(history),
     ]

@@ -10,6 +10,7 @@ from chaos.checkers import (
     PLACE_TAG,
     NodeFinal,
     check_conservation,
+    check_faults,
     check_leaders,
     check_replicas,
     check_trades,
@@ -175,3 +176,18 @@ def test_two_leaders_in_a_term_and_a_minority_ack_are_caught() -> None:
     details = check_leaders(history).details
     assert any("term 3" in d for d in details)
     assert any("while in a minority" in d for d in details)
+
+
+def test_a_node_that_ran_on_a_corrupt_journal_is_caught() -> None:
+    history, _ = good_run()
+    history.faults.append(
+        FaultRecord("corrupt", "corrupt follower-journal refused to start", ["n2"], 1.0, 2.0)
+    )
+    assert check_faults(history).ok
+    history.faults.append(
+        FaultRecord(
+            "corrupt", "corrupt follower-journal STARTED ON A CORRUPT JOURNAL", ["n3"], 3.0, 4.0
+        )
+    )
+    verdict = check_faults(history)
+    assert not verdict.ok and "n3" in verdict.details[0]

@@ -1,0 +1,45 @@
+"""Short chaos runs against a real 3-node cluster: every nemesis family, every checker.
+
+CI runs three short runs that together cover all families; RAFTEX_SOAK=1 runs
+one long run with all of them mixed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from chaos.nemesis import FAMILIES
+from chaos.report import HISTORY_FILE, SUMMARY_FILE, TIMELINE_FILE
+from chaos.run import run_chaos
+
+SOAK = os.environ.get("RAFTEX_SOAK") == "1"
+SHORT_RUNS = [
+    ("kill", "pause", "partition"),
+    ("restart", "wipe", "skew"),
+    ("membership", "corrupt"),
+]
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize("families", SHORT_RUNS, ids=["-".join(f) for f in SHORT_RUNS])
+def test_a_short_run_passes_every_checker(tmp_path: Path, families: tuple[str, ...]) -> None:
+    seconds = 3 + 6 * len(families) + 1
+    result = run_chaos(3, families, seconds, seed=7, out_dir=tmp_path, clients=4)
+    summary = json.loads((tmp_path / SUMMARY_FILE).read_text())
+    failed = [v for v in summary["verdicts"] if not v["ok"]]
+    assert result.ok and summary["ok"], failed
+    assert {f["family"] for f in summary["availability"]} == set(families)
+    assert summary["counts"].get("place_ok", 0) > 50
+    assert (tmp_path / HISTORY_FILE).stat().st_size > 0
+    assert (tmp_path / TIMELINE_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.soak
+@pytest.mark.skipif(not SOAK, reason="long run: RAFTEX_SOAK=1")
+def test_a_long_run_with_every_family(tmp_path: Path) -> None:
+    result = run_chaos(5, FAMILIES, 120, seed=11, out_dir=tmp_path, clients=8)
+    assert result.ok, [v for v in result.verdicts if not v.ok]
