@@ -115,9 +115,16 @@ class Gateway:
         deadline = time.monotonic() + KEY_WAIT_S
         node = self.node
         while node.view.access.api_keys.get(key_id) is None and time.monotonic() < deadline:
-            if node.raftCommitIndex <= node.view.applied_index:
+            if node.raftCommitIndex <= node.view.applied_index and node.leader_id() is not None:
                 break
             await asyncio.sleep(MIN_SEQ_POLL_S)
+        if node.view.access.api_keys.get(key_id) is None and (
+            node.leader_id() is None or node.raftCommitIndex > node.view.applied_index
+        ):
+            # Catching up (or cut off): it cannot tell an unknown key from a new one yet.
+            raise ApiError(
+                503, "behind", f"node {node.node_id} is catching up; retry here or elsewhere"
+            )
         return self.key(key_id)
 
     def key(self, key_id: str) -> KeyView:

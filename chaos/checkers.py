@@ -264,6 +264,7 @@ def availability(history: History) -> list[dict[str, Any]]:
                 "family": fault.family,
                 "start_s": round(fault.start_s, 3),
                 "first_ack_after_s": None if after is None else round(after - fault.start_s, 3),
+                "catch_up_s": fault.catch_up_s,
             }
         )
     return rows

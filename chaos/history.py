@@ -39,6 +39,9 @@ class FaultRecord:
     end_s: float = 0.0
     # Nodes cut off from a majority while the fault lasted (partitions and pauses).
     minority: list[str] = field(default_factory=list)
+    # Restarted or wiped nodes: seconds from their start until they applied what the
+    # leader had committed when they started.
+    catch_up_s: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

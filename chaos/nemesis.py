@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from chaos.cluster import ChaosCluster
 from chaos.history import FaultRecord, History
+from cluster.admin_client import AdminError
 
 FAMILIES = ("kill", "pause", "partition", "restart", "wipe", "membership", "skew", "corrupt")
 KINDS = {
@@ -29,6 +30,8 @@ KINDS = {
 FAULT_S = 3.0
 QUIET_S = 3.0
 SKEW_MS_MAX = 120_000
+CATCH_UP_WAIT_S = 60.0
+CATCH_UP_POLL_S = 0.05
 
 
 class NemesisError(ValueError):
@@ -88,13 +91,38 @@ class Nemesis:
         return time.monotonic() - self.t0
 
     async def run(self, plan: list[PlannedFault]) -> None:
-        for fault in plan:
-            await asyncio.sleep(max(0.0, fault.at_s - self.now()))
-            record = await self.start(fault)
-            self.history.faults.append(record)
-            await asyncio.sleep(max(0.0, fault.at_s + fault.duration_s - self.now()))
-            await self.end(fault, record)
-            record.end_s = self.now()
+        async with asyncio.TaskGroup() as watchers:
+            for fault in plan:
+                await asyncio.sleep(max(0.0, fault.at_s - self.now()))
+                record = await self.start(fault)
+                self.history.faults.append(record)
+                if fault.family in ("wipe", "restart", "corrupt"):
+                    for node in record.targets:
+                        watchers.create_task(self._watch_catch_up(record, node))
+                await asyncio.sleep(max(0.0, fault.at_s + fault.duration_s - self.now()))
+                await self.end(fault, record)
+                record.end_s = self.now()
+                if fault.family == "kill":
+                    for node in record.targets:
+                        watchers.create_task(self._watch_catch_up(record, node))
+
+    async def _watch_catch_up(self, record: FaultRecord, node: str) -> None:
+        """Seconds until a (re)started node applied what the leader had committed then."""
+        started = self.now()
+        target = None
+        while self.now() - started < CATCH_UP_WAIT_S:
+            try:
+                rows = {row["id"]: row for row in await self.cluster.statuses()}
+            except AdminError:
+                rows = {}
+            if target is None:
+                leader = next((r for r in rows.values() if r.get("role") == "leader"), None)
+                target = leader["commit_index"] if leader else None
+            mine = rows.get(node)
+            if target is not None and mine and mine.get("applied_index", 0) >= target:
+                record.catch_up_s[node] = round(self.now() - started, 3)
+                return
+            await asyncio.sleep(CATCH_UP_POLL_S)
 
     async def _target(self, role: str, pick: int) -> tuple[str, list[str]]:
         """(the chosen node, the other running nodes) for a role."""
