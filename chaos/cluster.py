@@ -13,16 +13,20 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 from typing import Any
 
 from cluster.admin_client import AdminClient, AdminError, NodeAddress
 from cluster.launcher import LocalCluster, LocalNode, wait_for_leader
+from cluster.snapshot_file import META_NAME
 from engine.commands import AddAsset, AddInstrument, CreateAccount, Deposit, command_to_wire
 
 LEADER_WAIT_S = 30.0
 REFUSAL_WAIT_S = 30.0
+JOURNAL_FILE = "raft.journal"
+SNAPSHOT_FILE = "raft.dump"
 QUOTE = "USD"
 SYMBOLS = (("ACME", 10_000), ("BOLT", 5_000))
 CASH_CENTS = 10**10
@@ -179,29 +183,54 @@ class ChaosCluster:
         with contextlib.suppress(AdminError):  # a node down now is healed when it restarts
             await self.admin.call(self.http(node_id), "POST", "/v1/admin/faults", body)
 
-    async def corrupt_journal(self, node_id: str) -> bool:
-        """Stops the node, flips a byte of its Raft journal and starts it by hand: True if it
-        refused to start, as it must. Then it is wiped so it can rejoin."""
+    async def corrupt(self, node_id: str, file_name: str) -> bool:
+        """Stops the node, flips a byte in the middle of one of its files (the Raft journal
+        or the snapshot dump) and starts it by hand: True if it refused to start, as it must.
+        Then it is wiped so it can rejoin."""
+        if file_name == SNAPSHOT_FILE:
+            await self._snapshot_taken(node_id)
         if node_id in self.local.processes:
             self.local.kill(node_id, signal.SIGTERM)
-        journal = self.local.data_dir / node_id / "raft.journal"
-        data = bytearray(journal.read_bytes()) if journal.exists() else bytearray()
+        target = self.local.data_dir / node_id / file_name
+        data = bytearray(target.read_bytes()) if target.exists() else bytearray()
         refused = True
         if len(data) > 64:
-            data[len(data) // 2] ^= 0xFF
-            journal.write_bytes(bytes(data))
+            data[_damage_offset(target, file_name, len(data))] ^= 0xFF
+            target.write_bytes(bytes(data))
             node = self.local.node(node_id)
-            done = await asyncio.to_thread(
-                subprocess.run,
-                [sys.executable, "-m", "cluster.cli", "node", "--config", str(node.config_path)],
-                capture_output=True,
-                text=True,
-                timeout=REFUSAL_WAIT_S,
-                check=False,
-            )
-            refused = done.returncode != 0 and "refusing to start" in done.stderr
+            try:
+                done = await asyncio.to_thread(
+                    subprocess.run,
+                    [
+                        sys.executable,
+                        "-m",
+                        "cluster.cli",
+                        "node",
+                        "--config",
+                        str(node.config_path),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=REFUSAL_WAIT_S,
+                    check=False,
+                )
+                refused = done.returncode != 0 and "refusing" in done.stderr
+            except subprocess.TimeoutExpired:
+                refused = False  # it ran on the damaged file (subprocess.run killed it)
         self.wipe(node_id)
         return refused
+
+    async def _snapshot_taken(self, node_id: str) -> None:
+        """Compacts the node's log and waits until its dump file is written."""
+        http = self.http(node_id)
+        with contextlib.suppress(AdminError):
+            await self.admin.call(http, "POST", "/v1/admin/snapshot", {})
+            deadline = time.monotonic() + REFUSAL_WAIT_S
+            while time.monotonic() < deadline:
+                status = await self.admin.call(http, "GET", "/v1/admin/status")
+                if status.get("last_snapshot_index", 0) > 0:
+                    return
+                await asyncio.sleep(0.2)
 
     async def add_node(self) -> str:
         node: LocalNode = self.local.plan_joiner()
@@ -228,3 +257,16 @@ class ChaosCluster:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.5)
+
+
+def _damage_offset(path: Path, file_name: str, size: int) -> int:
+    """Where to flip a byte: in the engine snapshot of a dump (the state a node would run
+    on), in the middle of a journal."""
+    if file_name == SNAPSHOT_FILE:
+        with (
+            contextlib.suppress(OSError, tarfile.TarError, StopIteration),
+            tarfile.open(path) as tar,
+        ):
+            member = next(m for m in tar.getmembers() if m.name == META_NAME)
+            return member.offset_data + member.size // 2
+    return size // 2

@@ -12,7 +12,7 @@ import random
 import time
 from dataclasses import dataclass
 
-from chaos.cluster import ChaosCluster
+from chaos.cluster import JOURNAL_FILE, SNAPSHOT_FILE, ChaosCluster
 from chaos.history import FaultRecord, History
 from cluster.admin_client import AdminError
 
@@ -25,7 +25,7 @@ KINDS = {
     "wipe": ("follower",),
     "membership": ("add-remove",),
     "skew": ("leader", "follower"),
-    "corrupt": ("follower-journal",),
+    "corrupt": ("follower-journal", "follower-snapshot"),
 }
 FAULT_S = 3.0
 QUIET_S = 3.0
@@ -185,7 +185,8 @@ class Nemesis:
             record.description += f" {fault.skew_ms:+d} ms"
         elif family == "corrupt":
             node = (await self._target("follower", fault.pick))[0]
-            refused = await cluster.corrupt_journal(node)
+            file_name = SNAPSHOT_FILE if kind == "follower-snapshot" else JOURNAL_FILE
+            refused = await cluster.corrupt(node, file_name)
             record.targets = [node]
             record.description += (
                 " refused to start" if refused else " STARTED ON A CORRUPT JOURNAL"

@@ -78,7 +78,7 @@ def run_snapshot_bench(commands: int, seed: int) -> SnapshotBench:
 
         started = time.perf_counter()
         loaded = read_snapshot_meta(dump)
-        extract_store(dump, root / "restored")
+        extract_store(dump, root / "restored", loaded.store_digests or {})
         restored_store = Store.open(root / "restored", fsync=False)
         restored = Exchange.restore(loaded.engine)
         install_s = time.perf_counter() - started

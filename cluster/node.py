@@ -339,7 +339,7 @@ class ExchangeNode(SyncObj):
             # The snapshot is ahead of our store (new or wiped node): take its store too.
             self.store.close()
             shutil.rmtree(self.store_dir, ignore_errors=True)
-            extract_store(Path(path), self.store_dir)
+            extract_store(Path(path), self.store_dir, meta.store_digests or {})
             self.writer.replace_store(Store.open(self.store_dir, fsync=False))
         self.engine = Exchange.restore(meta.engine)
         self.applied_index = meta.applied_index

@@ -2,15 +2,19 @@
 
 pysyncobj calls our serializer on its own thread when it compacts the log and
 ships the resulting file to followers that are too far behind. The file is an
-uncompressed tar: `snapshot.msgpack` (format version, applied index, the two
-log entries pysyncobj needs, the membership, the engine snapshot) and the
-store checkpoint under `store/`. Uncompressed, because the checkpoint's SST
-files are already compressed and the serializer blocks the Raft thread.
+uncompressed tar: the store checkpoint under `store/`, then `snapshot.msgpack`
+(format version, applied index, the two log entries pysyncobj needs, the
+membership, the engine snapshot, and the SHA-256 of the engine snapshot and of
+every store file), then `snapshot.sha256`, the SHA-256 of `snapshot.msgpack`.
+A flipped bit anywhere is found before anything is installed, so a damaged
+dump stops the node instead of starting it on a state that is not the log's.
+Uncompressed, because the checkpoint's SST files are already compressed.
 """
 
 from __future__ import annotations
 
 import gc
+import hashlib
 import io
 import os
 import shutil
@@ -24,8 +28,9 @@ import msgpack
 
 from engine import Exchange
 
-SNAPSHOT_FILE_VERSION = 1
+SNAPSHOT_FILE_VERSION = 2
 META_NAME = "snapshot.msgpack"
+META_DIGEST_NAME = "snapshot.sha256"
 STORE_DIR_NAME = "store"
 
 
@@ -41,27 +46,45 @@ class SnapshotMeta:
     cluster: list[str]
     members: list[list[str]]
     engine: bytes
+    # store file name in the tar -> SHA-256 hex; filled in when the file is written
+    store_digests: dict[str, str] | None = None
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    with open(path, "rb") as source:
+        return hashlib.file_digest(source, "sha256").hexdigest()
 
 
 def write_snapshot_file(path: Path, meta: SnapshotMeta, checkpoint_dir: Path) -> None:
     """Writes and fsyncs the tar; the caller (pysyncobj) renames it into place."""
-    packed = msgpack.packb(
-        [
-            SNAPSHOT_FILE_VERSION,
-            meta.applied_index,
-            list(meta.last_entry),
-            list(meta.prev_entry),
-            meta.cluster,
-            meta.members,
-            meta.engine,
-        ],
-        use_bin_type=True,
-    )
     with open(path, "wb") as raw, tarfile.open(fileobj=raw, mode="w") as tar:
-        info = tarfile.TarInfo(META_NAME)
-        info.size = len(packed)
-        tar.addfile(info, io.BytesIO(packed))
-        tar.add(checkpoint_dir, arcname=STORE_DIR_NAME)
+        digests = {}
+        for file in sorted(p for p in checkpoint_dir.rglob("*") if p.is_file()):
+            name = f"{STORE_DIR_NAME}/{file.relative_to(checkpoint_dir).as_posix()}"
+            digests[name] = _file_sha256(file)
+            tar.add(file, arcname=name)
+        packed = msgpack.packb(
+            [
+                SNAPSHOT_FILE_VERSION,
+                meta.applied_index,
+                list(meta.last_entry),
+                list(meta.prev_entry),
+                meta.cluster,
+                meta.members,
+                meta.engine,
+                _sha256(meta.engine),
+                digests,
+            ],
+            use_bin_type=True,
+        )
+        for name, data in ((META_NAME, packed), (META_DIGEST_NAME, _sha256(packed).encode())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
         tar.close()
         raw.flush()
         os.fsync(raw.fileno())
@@ -126,32 +149,60 @@ def _write_in_child(engine: Exchange, meta: SnapshotMeta, checkpoint: Path, fina
 
 
 def read_snapshot_meta(path: Path) -> SnapshotMeta:
+    """The dump's metadata, after checking its digest and the engine snapshot's."""
     try:
         with tarfile.open(path, mode="r") as tar:
-            member = tar.extractfile(META_NAME)
-            if member is None:
-                raise SnapshotFileError(f"{path}: no {META_NAME}")
-            fields: list[Any] = msgpack.unpackb(member.read(), raw=False)
+            meta_file = tar.extractfile(META_NAME)
+            digest_file = tar.extractfile(META_DIGEST_NAME)
+            if meta_file is None or digest_file is None:
+                raise SnapshotFileError(f"{path}: no {META_NAME} or {META_DIGEST_NAME}")
+            packed = meta_file.read()
+            if _sha256(packed) != digest_file.read().decode("ascii", "replace"):
+                raise SnapshotFileError(f"{path}: {META_NAME} does not match its digest")
+            fields: list[Any] = msgpack.unpackb(packed, raw=False)
+            version = fields[0]
+            if version != SNAPSHOT_FILE_VERSION:
+                raise SnapshotFileError(f"{path}: snapshot file version {version} not understood")
+            (
+                _,
+                applied_index,
+                last_entry,
+                prev_entry,
+                cluster,
+                members,
+                engine,
+                engine_sha,
+                files,
+            ) = fields
     except (OSError, tarfile.TarError, KeyError, ValueError, msgpack.UnpackException) as exc:
         raise SnapshotFileError(f"{path}: unreadable snapshot file: {exc}") from None
-    version, applied_index, last_entry, prev_entry, cluster, members, engine = fields
-    if version != SNAPSHOT_FILE_VERSION:
-        raise SnapshotFileError(f"{path}: snapshot file version {version} not understood")
+    if _sha256(engine) != engine_sha:
+        raise SnapshotFileError(f"{path}: the engine snapshot does not match its digest")
     return SnapshotMeta(
-        applied_index, tuple(last_entry), tuple(prev_entry), cluster, members, engine
+        applied_index, tuple(last_entry), tuple(prev_entry), cluster, members, engine, files
     )
 
 
-def extract_store(path: Path, dest: Path) -> None:
-    """Unpacks the store checkpoint into `dest` (which must not exist yet)."""
+def extract_store(path: Path, dest: Path, digests: dict[str, str]) -> None:
+    """Unpacks the store checkpoint into `dest` (which must not exist yet), each file checked
+    against the digest the writer recorded."""
     staging = dest.with_name(dest.name + ".extract")
     shutil.rmtree(staging, ignore_errors=True)
     try:
         with tarfile.open(path, mode="r") as tar:
             members = [m for m in tar.getmembers() if m.name.startswith(STORE_DIR_NAME + "/")]
             tar.extractall(staging, members=members, filter="data")
+        found = {m.name for m in members if m.isfile()}
+        if found != set(digests):
+            raise SnapshotFileError(f"{path}: store files differ from the ones recorded")
+        for name, digest in digests.items():
+            if _file_sha256(staging / name) != digest:
+                raise SnapshotFileError(f"{path}: {name} does not match its digest")
     except (OSError, tarfile.TarError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise SnapshotFileError(f"{path}: cannot extract the store: {exc}") from None
+    except SnapshotFileError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     os.replace(staging / STORE_DIR_NAME, dest)
     shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,66 @@
+"""A dump file with a flipped bit anywhere is refused before anything is installed."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from cluster.snapshot_file import (
+    META_NAME,
+    SnapshotFileError,
+    SnapshotMeta,
+    extract_store,
+    read_snapshot_meta,
+    write_snapshot_file,
+)
+from cluster.store import Store
+from engine import Exchange
+from engine.commands import CreateAccount
+
+
+def make_dump(tmp_path: Path) -> Path:
+    ex = Exchange()
+    ex.apply(CreateAccount("alice"), 1)
+    with Store.open(tmp_path / "store", fsync=False) as store:
+        store.checkpoint(tmp_path / "checkpoint")
+    meta = SnapshotMeta(7, (b"e", 7, 1), (b"d", 6, 1), ["127.0.0.1:1"], [], ex.snapshot())
+    dump = tmp_path / "raft.dump"
+    write_snapshot_file(dump, meta, tmp_path / "checkpoint")
+    return dump
+
+
+def flip_inside(dump: Path, member_name: str) -> None:
+    with tarfile.open(dump) as tar:
+        member = next(
+            m
+            for m in tar.getmembers()
+            if m.name == member_name
+            or (
+                member_name == "store" and m.isfile() and m.name.startswith("store/") and m.size > 0
+            )
+        )
+        offset = member.offset_data + member.size // 2
+    data = bytearray(dump.read_bytes())
+    data[offset] ^= 0x01
+    dump.write_bytes(bytes(data))
+
+
+def test_a_good_dump_round_trips(tmp_path: Path) -> None:
+    dump = make_dump(tmp_path)
+    meta = read_snapshot_meta(dump)
+    assert meta.applied_index == 7 and Exchange.restore(meta.engine).accounts.keys() >= {"alice"}
+    extract_store(dump, tmp_path / "restored", meta.store_digests or {})
+    with Store.open(tmp_path / "restored", fsync=False) as store:
+        assert store.applied_index() == 0
+
+
+@pytest.mark.parametrize("member", [META_NAME, "store"])
+def test_a_flipped_bit_is_refused(tmp_path: Path, member: str) -> None:
+    dump = make_dump(tmp_path)
+    flip_inside(dump, member)
+    with pytest.raises(SnapshotFileError):
+        meta = read_snapshot_meta(dump)
+        extract_store(dump, tmp_path / "restored", meta.store_digests or {})
+    assert not (tmp_path / "restored").exists()
