@@ -68,7 +68,12 @@ def _hooks(request: web.Request) -> Any:
 def _fault_state(node: Any) -> dict[str, Any]:
     raft_to_id = {p.raft: p.node_id for p in node.members.values()}
     blocked = sorted(raft_to_id.get(raft, raft) for raft in node.faults.blocked_raft)
-    return {"id": node.node_id, "blocked": blocked, "clock_offset_ms": node.faults.clock_offset_ms}
+    return {
+        "id": node.node_id,
+        "blocked": blocked,
+        "clock_offset_ms": node.faults.clock_offset_ms,
+        "loss": node.faults.loss,
+    }
 
 
 async def faults(request: web.Request) -> web.Response:
@@ -76,7 +81,8 @@ async def faults(request: web.Request) -> web.Response:
 
 
 async def set_faults(request: web.Request) -> web.Response:
-    """`blocked`: node ids whose Raft traffic this node loses; `clock_offset_ms`: skew."""
+    """`blocked`: node ids whose Raft traffic this node loses; `clock_offset_ms`: skew;
+    `loss`: the share of its Raft messages lost at random. What is not given is reset."""
     node = _hooks(request)
     body = await json_body(request)
     blocked = body.get("blocked", [])
@@ -88,6 +94,10 @@ async def set_faults(request: web.Request) -> web.Response:
     offset = body.get("clock_offset_ms", 0)
     if type(offset) is not int or abs(offset) > CLOCK_OFFSET_MS_MAX:
         raise ApiError(400, "bad_clock_offset_ms", f"clock_offset_ms within ±{CLOCK_OFFSET_MS_MAX}")
+    loss = body.get("loss", 0.0)
+    if isinstance(loss, bool) or not isinstance(loss, int | float) or not 0 <= loss <= 1:
+        raise ApiError(400, "bad_loss", "loss is a probability, 0..1")
     node.faults.blocked_raft = frozenset(node.members[b].raft for b in blocked)
     node.faults.clock_offset_ms = offset
+    node.faults.loss = float(loss)
     return web.json_response(_fault_state(node))

@@ -174,10 +174,13 @@ class ChaosCluster:
     async def heal(self) -> None:
         for node_id in self.running():
             if node_id not in self.paused:
-                await self._faults(node_id, {"blocked": [], "clock_offset_ms": 0})
+                await self._faults(node_id, {"blocked": [], "clock_offset_ms": 0, "loss": 0.0})
 
     async def skew(self, node_id: str, offset_ms: int) -> None:
         await self._faults(node_id, {"clock_offset_ms": offset_ms})
+
+    async def lose(self, node_id: str, loss: float) -> None:
+        await self._faults(node_id, {"loss": loss})
 
     async def _faults(self, node_id: str, body: dict[str, Any]) -> None:
         with contextlib.suppress(AdminError):  # a node down now is healed when it restarts

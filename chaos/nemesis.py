@@ -16,7 +16,17 @@ from chaos.cluster import JOURNAL_FILE, SNAPSHOT_FILE, ChaosCluster
 from chaos.history import FaultRecord, History
 from cluster.admin_client import AdminError
 
-FAMILIES = ("kill", "pause", "partition", "restart", "wipe", "membership", "skew", "corrupt")
+FAMILIES = (
+    "kill",
+    "pause",
+    "partition",
+    "loss",
+    "restart",
+    "wipe",
+    "membership",
+    "skew",
+    "corrupt",
+)
 KINDS = {
     "kill": ("leader", "follower", "minority", "all"),
     "pause": ("leader", "follower"),
@@ -25,6 +35,7 @@ KINDS = {
     "wipe": ("follower",),
     "membership": ("add-remove",),
     "skew": ("leader", "follower"),
+    "loss": ("leader", "follower"),
     "corrupt": ("follower-journal", "follower-snapshot"),
 }
 FAULT_S = 3.0
@@ -46,6 +57,7 @@ class PlannedFault:
     duration_s: float
     pick: int  # which of the candidate nodes, modulo their number
     skew_ms: int
+    loss: float
 
 
 def parse_families(text: str) -> tuple[str, ...]:
@@ -74,6 +86,7 @@ def schedule(families: tuple[str, ...], seconds: float, seed: int) -> list[Plann
                 duration_s=FAULT_S,
                 pick=rng.randrange(1_000),
                 skew_ms=rng.choice((-1, 1)) * rng.randrange(1_000, SKEW_MS_MAX),
+                loss=rng.choice((0.1, 0.25, 0.5)),
             )
         )
         at += FAULT_S + QUIET_S
@@ -183,6 +196,11 @@ class Nemesis:
             await cluster.skew(node, fault.skew_ms)
             record.targets = [node]
             record.description += f" {fault.skew_ms:+d} ms"
+        elif family == "loss":
+            node = (await self._target(kind, fault.pick))[0]
+            await cluster.lose(node, fault.loss)
+            record.targets = [node]
+            record.description += f" {fault.loss:.0%} of its Raft messages"
         elif family == "corrupt":
             node = (await self._target("follower", fault.pick))[0]
             file_name = SNAPSHOT_FILE if kind == "follower-snapshot" else JOURNAL_FILE
@@ -201,7 +219,7 @@ class Nemesis:
         elif fault.family == "pause":
             for node in record.targets:
                 cluster.resume(node)
-        elif fault.family in ("partition", "skew"):
+        elif fault.family in ("partition", "skew", "loss"):
             await cluster.heal()
 
     async def _partition_groups(self, kind: str, pick: int) -> tuple[list[list[str]], list[str]]:

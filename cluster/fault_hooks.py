@@ -2,12 +2,14 @@
 
 Enabled only by `fault_hooks = true` in a node's config (never in production
 configs): the node then drops Raft traffic to and from chosen peers (a
-partition that the harness's HTTP control traffic survives) and shifts the
-clock its log entries are stamped with (clock skew).
+partition that the harness's HTTP control traffic survives), loses a fraction
+of its Raft messages at random (packet loss, as the receiver sees it), and
+shifts the clock its log entries are stamped with (clock skew).
 """
 
 from __future__ import annotations
 
+import random
 import time
 from typing import Any
 
@@ -20,6 +22,7 @@ class FaultState:
     def __init__(self) -> None:
         self.blocked_raft: frozenset[str] = frozenset()
         self.clock_offset_ms = 0
+        self.loss = 0.0  # probability that one Raft message in or out is lost
 
     def now_ms(self) -> int:
         return int(time.time() * 1000) + self.clock_offset_ms
@@ -29,12 +32,16 @@ class PartitionableTransport(TCPTransport):
     """pysyncobj's TCP transport that loses every message to or from a blocked peer."""
 
     def send(self, node: Any, message: Any) -> bool:
-        if node.address in self._faults().blocked_raft:
+        faults = self._faults()
+        if node.address in faults.blocked_raft:
             return False
+        if faults.loss and random.random() < faults.loss:
+            return True  # lost on the way: the sender cannot tell
         return super().send(node, message)
 
     def _onMessageReceived(self, node: Any, message: Any) -> None:
-        if node.address in self._faults().blocked_raft:
+        faults = self._faults()
+        if node.address in faults.blocked_raft or (faults.loss and random.random() < faults.loss):
             return
         super()._onMessageReceived(node, message)
 

@@ -20,7 +20,7 @@ SOAK = os.environ.get("RAFTEX_SOAK") == "1"
 SHORT_RUNS = [
     ("kill", "pause", "partition"),
     ("restart", "wipe", "skew"),
-    ("membership", "corrupt"),
+    ("membership", "corrupt", "loss"),
 ]
 
 
