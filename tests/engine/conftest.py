@@ -26,7 +26,7 @@ from engine.events import (
     LevelChanged,
     Rejected,
 )
-from engine.state import buy_cost
+from engine.invariants import invariant_problems
 
 SYMBOL = "ACME"
 BASE = "ACME"
@@ -160,17 +160,7 @@ def total(ex: Exchange, asset: str) -> int:
 
 
 def assert_holds_exact(ex: Exchange) -> None:
-    """Every open order holds exactly what its leaves can cost, and balances hold the sum."""
-    held: dict[tuple[str, str], int] = {}
-    for order in ex.orders.values():
-        inst = ex.instruments[order.symbol]
-        if order.side == BUY:
-            asset, need = inst.quote, buy_cost(order.leaves, order.price, order.hold_fee_bps)
-        else:
-            asset, need = inst.base, order.leaves
-        assert order.held == need, f"order {order.order_id} holds {order.held}, needs {need}"
-        held[(order.account, asset)] = held.get((order.account, asset), 0) + need
-    for account_id, account in ex.accounts.items():
-        for asset, balance in account.balances.items():
-            assert balance.held == held.get((account_id, asset), 0), (account_id, asset)
-            assert balance.available >= 0, (account_id, asset)
+    """Every open order holds exactly what its leaves can cost, balances hold the sum, no
+    balance is negative (and levels add up, and no book is crossed)."""
+    problems = invariant_problems(ex)
+    assert not problems, problems
