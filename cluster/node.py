@@ -64,6 +64,10 @@ LEADER_FALLBACK_TIMEOUT_S = 1.0
 APPEND_ENTRIES_PERIOD_S = 0.05
 AUTO_TICK_PERIOD_S = 0.005
 CONNECTION_TIMEOUT_S = 2.0
+# pysyncobj starts an election only while connected to some peer, and retries a lost
+# connection every 5 s by default: a node that restarted could leave a survivor of the
+# next leader failure unconnected, and so without an election, for seconds.
+CONNECTION_RETRY_S = 0.2
 COMMANDS_QUEUE_SIZE = 1_000
 LOG_COMPACTION_MIN_ENTRIES = 20_000
 LOG_COMPACTION_MIN_TIME_S = 600
@@ -110,6 +114,7 @@ class ExchangeNode(SyncObj):
             raftMaxTimeout=RAFT_MAX_TIMEOUT_S,
             leaderFallbackTimeout=LEADER_FALLBACK_TIMEOUT_S,
             connectionTimeout=CONNECTION_TIMEOUT_S,
+            connectionRetryTime=CONNECTION_RETRY_S,
             commandsQueueSize=COMMANDS_QUEUE_SIZE,
             logCompactionMinEntries=LOG_COMPACTION_MIN_ENTRIES,
             logCompactionMinTime=LOG_COMPACTION_MIN_TIME_S,
