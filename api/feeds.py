@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 import struct
 import time
 from collections import defaultdict
@@ -54,7 +55,6 @@ log = logging.getLogger("raftex.feeds")
 
 WS_CONNECTIONS_MAX = 1_000
 SUBSCRIPTIONS_PER_CONNECTION_MAX = 50
-WRITE_BUFFER_BYTES_MAX = 4 * 1024 * 1024
 REPLAY_EVENTS_MAX = 200_000
 HEARTBEAT_S = 5.0
 CLOSE_SLOW_CONSUMER = 4008
@@ -87,13 +87,19 @@ class Subscriber:
     """One WebSocket connection: its transport, its subscriptions, its login.
 
     Messages are written straight to the connection's transport, in order, on the
-    event loop. A client that lets WRITE_BUFFER_BYTES_MAX pile up unread is cut
-    (close code 4008) rather than buffered without bound or allowed to slow others.
+    event loop. A client that lets `buffer_bytes_max` pile up unread is cut (close
+    code 4008) rather than buffered without bound or allowed to slow others.
     """
 
-    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        transport: asyncio.Transport | None,
+        buffer_bytes_max: int,
+    ) -> None:
         self.ws = ws
         self.transport = transport
+        self.buffer_bytes_max = buffer_bytes_max
         self.keys: set[Key] = set()
         self.account: str | None = None
         # While a subscription replays history, live messages for it wait here.
@@ -126,7 +132,7 @@ class Subscriber:
             return
         transport.write(frame)
         self.sent_at = time.monotonic()
-        if transport.get_write_buffer_size() > WRITE_BUFFER_BYTES_MAX:
+        if transport.get_write_buffer_size() > self.buffer_bytes_max:
             self._cut()
 
     def _cut(self) -> None:
@@ -352,7 +358,11 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     )
     await ws.prepare(request)
     hub.connections += 1
-    subscriber = Subscriber(ws, request.transport)
+    config = hub.gw.node.config
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    if sock is not None and config.feed_socket_send_bytes:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, config.feed_socket_send_bytes)
+    subscriber = Subscriber(ws, request.transport, config.feed_buffer_bytes_max)
     subscriber.node_seq = lambda: hub.gw.node.view.last_seq
     try:
         async with asyncio.TaskGroup() as tasks:

@@ -20,6 +20,7 @@ SECRET_LEN_MIN = 16
 FSYNC_POLICIES = ("always", "none")
 RATE_LIMIT_IP_PER_S_DEFAULT = 500.0
 RATE_LIMIT_KEY_PER_S_DEFAULT = 100.0
+FEED_BUFFER_BYTES_MAX_DEFAULT = 4 * 1024 * 1024
 
 
 class ConfigError(Exception):
@@ -49,6 +50,12 @@ class NodeConfig:
     # HTTPS for the API when both are set; nodes trust tls_cert when they call each other.
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # Bytes a WebSocket subscriber may leave unread (beyond the kernel's buffers) before it
+    # is cut with close code 4008.
+    feed_buffer_bytes_max: int = FEED_BUFFER_BYTES_MAX_DEFAULT
+    # The kernel send buffer of each WebSocket connection; 0 leaves it to the kernel's
+    # autotuning (best latency). A fixed size bounds kernel memory per subscriber.
+    feed_socket_send_bytes: int = 0
     # Chaos testing only: lets the admin endpoint partition this node and skew its clock.
     fault_hooks: bool = False
 
@@ -102,6 +109,10 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> NodeConfig:
         tls_cert=Path(raw["tls_cert"]) if raw.get("tls_cert") else None,
         tls_key=Path(raw["tls_key"]) if raw.get("tls_key") else None,
         fault_hooks=raw.get("fault_hooks", False) is True,
+        feed_buffer_bytes_max=_positive_int(
+            raw, "feed_buffer_bytes_max", FEED_BUFFER_BYTES_MAX_DEFAULT
+        ),
+        feed_socket_send_bytes=_positive_int(raw, "feed_socket_send_bytes", 0, zero_ok=True),
     )
     if not any(p.node_id == config.node_id for p in peers):
         config = replace(config, peers=(*peers, Peer(config.node_id, config.raft, config.http)))
@@ -114,6 +125,13 @@ def _rate(raw: dict[str, Any], name: str, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ConfigError(f"{name} must be a number >= 0 (0 turns the limit off)")
     return float(value)
+
+
+def _positive_int(raw: dict[str, Any], name: str, default: int, zero_ok: bool = False) -> int:
+    value = raw.get(name, default)
+    if type(value) is not int or value < 0 or (value == 0 and not zero_ok):
+        raise ConfigError(f"{name} must be a positive integer")
+    return value
 
 
 def _peer(entry: Any) -> Peer:
