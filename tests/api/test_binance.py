@@ -7,16 +7,18 @@ in ms, and `signature` = hex HMAC-SHA256 of query + body, sent last.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
 import time
 import uuid
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.api.conftest import ApiCluster
 
@@ -266,3 +268,17 @@ async def test_bad_orders_are_refused_with_binance_codes(api: ApiCluster) -> Non
     for params, code in cases:
         status, body = await call(api.followers[0], "POST", "/api/v3/order", params, key)
         assert status == 400 and body["code"] == code, (params, body)
+
+
+async def test_ed25519_keys_sign_binance_requests_in_base64(api: ApiCluster) -> None:
+    key = api.key("carol", "ed25519")
+    private = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(key["secret"]))
+    query = urlencode({"timestamp": int(time.time() * 1000)})
+    signature = quote(base64.b64encode(private.sign(query.encode())).decode(), safe="")
+    url = f"http://{api.followers[0]}/api/v3/account?{query}&signature={signature}"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url, headers={"X-MBX-APIKEY": key["api_key"]}) as response,
+    ):
+        body = json.loads(await response.text())
+    assert response.status == 200 and body["accountType"] == "SPOT", body

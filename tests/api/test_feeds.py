@@ -208,3 +208,39 @@ async def test_order_by_order_book_from_a_follower_matches_the_leaders(api: ApiC
         assert "account" not in json.dumps(leader)
         await dave.mass_cancel("NVDA")
         await carol.mass_cancel("NVDA")
+
+
+async def test_ticker_and_candle_channels_follow_trades(api: ApiCluster) -> None:
+    async with api.client("alice") as alice, api.client("dave") as dave:
+        since = (await alice.cluster(node=api.followers[0]))["last_seq"]
+        ticker = alice.stream("ticker", "TSLA", nodes=[api.followers[0]])
+        candles = alice.stream("candles", "TSLA", nodes=[api.followers[0]])
+        async with asyncio.timeout(FEED_WAIT_S):
+            await anext(ticker)  # the current ticker
+            await alice.place_order("TSLA", "sell", "1", price="252.00")
+            hit = await dave.place_order("TSLA", "buy", "1", order_type="market", tif="ioc")
+            assert hit["status"] == "filled"
+            async for message in ticker:
+                if message["seq"] >= hit["seq"]:
+                    assert message["last"] == "252.00" and message["trades_24h"] >= 1
+                    break
+            async for message in candles:
+                if message["seq"] >= hit["seq"]:
+                    assert message["close"] == "252.00" and message["interval"] == "1m"
+                    break
+        await ticker.aclose()
+        await candles.aclose()
+        assert since < hit["seq"]
+
+
+async def test_a_subscription_waits_for_min_seq_or_says_behind(api: ApiCluster) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"ws://{api.followers[0]}/v1/ws") as ws,
+    ):
+        await ws.send_json(
+            {"op": "subscribe", "channel": "trades", "symbol": "AAPL", "min_seq": 10**12, "id": 7}
+        )
+        async with asyncio.timeout(FEED_WAIT_S):
+            message = json.loads((await ws.receive()).data)
+        assert message["type"] == "error" and message["code"] == "behind" and message["id"] == 7
