@@ -14,7 +14,7 @@ from api.admin import NODE_KEY, STORE_WAIT_S, json_body, require_admin
 from api.errors import ApiError
 from api.query import int_param
 from cluster.store import READ_LIMIT_MAX
-from engine.invariants import invariant_problems
+from engine.invariants import asset_totals, invariant_problems
 
 ENGINE_READ_TIMEOUT_S = 10.0
 CLOCK_OFFSET_MS_MAX = 24 * 3_600_000
@@ -43,17 +43,17 @@ async def invariants(request: web.Request) -> web.Response:
     require_admin(request)
     node = request.app[NODE_KEY]
 
-    def check(ex: Any) -> tuple[int, list[str]]:
-        return ex.seq, invariant_problems(ex)
+    def check(ex: Any) -> tuple[int, list[str], dict[str, int]]:
+        return ex.seq, invariant_problems(ex), asset_totals(ex)
 
     try:
-        seq, problems = await asyncio.wait_for(
+        seq, problems, totals = await asyncio.wait_for(
             asyncio.wrap_future(node.read_engine(check)), ENGINE_READ_TIMEOUT_S
         )
     except TimeoutError:
         raise ApiError(503, "busy", "the apply thread did not answer in time") from None
     return web.json_response(
-        {"id": node.node_id, "seq": seq, "ok": not problems, "problems": problems}
+        {"id": node.node_id, "seq": seq, "ok": not problems, "problems": problems, "totals": totals}
     )
 
 

@@ -140,6 +140,37 @@ def check_conservation(final: NodeFinal) -> Verdict:
     return _verdict("conservation", problems, commands=commands, assets=len(expected))
 
 
+def check_live_states(history: History, final: NodeFinal) -> Verdict:
+    """Every state read from a node during the run kept the invariants (holds equal open
+    exposure, no negative balance, levels add up, no crossed book) and held exactly the
+    deposits minus withdrawals applied up to its sequence."""
+    changes: list[tuple[int, str, int]] = []  # (seq, asset, delta) of applied transfers
+    for record in final.audit:
+        command, outcome = record["command"], record["outcome"]
+        if outcome["retry"] or outcome["result"] != "applied" or not command:
+            continue
+        if command[0] in (DEPOSIT_TAG, WITHDRAW_TAG) and outcome["seqs"]:
+            sign = 1 if command[0] == DEPOSIT_TAG else -1
+            changes.append((max(outcome["seqs"]), command[2], sign * command[3]))
+    changes.sort()
+    problems = []
+    for state in history.states:
+        if not state.ok:
+            problems.append(f"{state.node} at seq {state.seq}: {state.problems[:2]}")
+        expected: dict[str, int] = defaultdict(int)
+        for seq, asset, delta in changes:
+            if seq > state.seq:
+                break
+            expected[asset] += delta
+        for asset in set(expected) | set(state.totals):
+            if state.totals.get(asset, 0) != expected[asset]:
+                problems.append(
+                    f"{state.node} at seq {state.seq}: {asset} totals "
+                    f"{state.totals.get(asset, 0)}, deposits minus withdrawals {expected[asset]}"
+                )
+    return _verdict("live_states", problems, samples=len(history.states))
+
+
 def check_trades(final: NodeFinal) -> Verdict:
     """No order fills beyond its quantity; takers sweep best price first within their limit;
     makers trade at their own price."""
@@ -275,6 +306,7 @@ def check_all(history: History, finals: list[NodeFinal]) -> list[Verdict]:
     return [
         check_writes(history, reference),
         check_conservation(reference),
+        check_live_states(history, reference),
         check_trades(reference),
         check_replicas(finals),
         check_leaders(history),

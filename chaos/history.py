@@ -53,11 +53,24 @@ class StatusSample:
     leader: str | None
 
 
+@dataclass(slots=True)
+class StateSample:
+    """A node's live state read during the run: invariants and per-asset totals at `seq`."""
+
+    time_s: float
+    node: str
+    seq: int
+    ok: bool
+    problems: list[str]
+    totals: dict[str, int]
+
+
 @dataclass
 class History:
     ops: list[Op] = field(default_factory=list)
     faults: list[FaultRecord] = field(default_factory=list)
     status: list[StatusSample] = field(default_factory=list)
+    states: list[StateSample] = field(default_factory=list)
 
     def invoke(self, process: int, f: str, value: dict[str, Any], time_s: float) -> Op:
         op = Op(len(self.ops), process, INVOKE, f, value, time_s)
@@ -94,6 +107,8 @@ class History:
                 out.write(json.dumps({"type": "fault", **asdict(fault)}) + "\n")
             for sample in self.status:
                 out.write(json.dumps({"type": "status", **asdict(sample)}) + "\n")
+            for state in self.states:
+                out.write(json.dumps({"type": "state", **asdict(state)}) + "\n")
 
     @classmethod
     def read(cls, path: Path) -> History:
@@ -105,6 +120,8 @@ class History:
                 history.ops.append(Op(**row))
             elif kind == "fault":
                 history.faults.append(FaultRecord(**row))
+            elif kind == "state":
+                history.states.append(StateSample(**row))
             else:
                 history.status.append(StatusSample(**row))
         return history

@@ -18,7 +18,7 @@ from typing import Any
 
 from chaos.checkers import NodeFinal, Verdict, availability, check_all
 from chaos.cluster import SYMBOLS, ChaosCluster
-from chaos.history import History, StatusSample
+from chaos.history import History, StateSample, StatusSample
 from chaos.nemesis import Nemesis, schedule
 from chaos.report import write_report
 from chaos.workload import Client
@@ -26,6 +26,7 @@ from cluster.admin_client import AdminError
 from cluster.store import READ_LIMIT_MAX
 
 STATUS_PERIOD_S = 0.25
+STATE_PERIOD_S = 1.0
 CONVERGE_WAIT_S = 60.0
 HASH_WAIT_MS = 30_000
 
@@ -86,11 +87,13 @@ async def _run(
         stop = asyncio.Event()
         async with asyncio.TaskGroup() as tasks:
             poller = tasks.create_task(_poll_status(cluster, history, t0, stop))
+            reader = tasks.create_task(_read_states(cluster, history, t0, stop))
             fault_task = tasks.create_task(nemesis.run(plan))
             await asyncio.gather(*(w.run(seconds) for w in workers))
             await fault_task
             stop.set()
             await poller
+            await reader
         await _heal(cluster, nemesis)
         finals = await _collect(cluster)
         verdicts = check_all(history, finals)
@@ -121,6 +124,30 @@ async def _poll_status(
                     )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), STATUS_PERIOD_S)
+
+
+async def _read_states(
+    cluster: ChaosCluster, history: History, t0: float, stop: asyncio.Event
+) -> None:
+    """Reads every reachable node's live state once a second, whatever the faults."""
+    while not stop.is_set():
+        for node in cluster.running():
+            if node in cluster.paused:
+                continue
+            with contextlib.suppress(AdminError):
+                state = await cluster.admin.call(cluster.http(node), "GET", "/v1/admin/invariants")
+                history.states.append(
+                    StateSample(
+                        time.monotonic() - t0,
+                        node,
+                        state["seq"],
+                        state["ok"],
+                        state["problems"],
+                        state["totals"],
+                    )
+                )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), STATE_PERIOD_S)
 
 
 async def _heal(cluster: ChaosCluster, nemesis: Nemesis) -> None:

@@ -53,3 +53,13 @@ def invariant_problems(ex: Exchange) -> list[str]:
         if best_bid and best_ask and best_bid >= best_ask:
             problems.append(f"{symbol} is crossed: bid {best_bid} >= ask {best_ask}")
     return problems[:PROBLEMS_MAX]
+
+
+def asset_totals(ex: Exchange) -> dict[str, int]:
+    """Each asset summed over every account (available plus held), fee account included:
+    what deposits minus withdrawals must equal."""
+    totals: dict[str, int] = {}
+    for account in ex.accounts.values():
+        for asset, balance in account.balances.items():
+            totals[asset] = totals.get(asset, 0) + balance.available + balance.held
+    return dict(sorted(totals.items()))

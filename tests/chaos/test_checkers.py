@@ -12,11 +12,12 @@ from chaos.checkers import (
     check_conservation,
     check_faults,
     check_leaders,
+    check_live_states,
     check_replicas,
     check_trades,
     check_writes,
 )
-from chaos.history import INFO, OK, FaultRecord, History, StatusSample
+from chaos.history import INFO, OK, FaultRecord, History, StateSample, StatusSample
 
 
 def balance(seq: int, account: str, asset: str, available: int, held: int = 0) -> dict[str, Any]:
@@ -191,3 +192,15 @@ def test_a_node_that_ran_on_a_corrupt_journal_is_caught() -> None:
     )
     verdict = check_faults(history)
     assert not verdict.ok and "n3" in verdict.details[0]
+
+
+def test_live_states_are_checked_against_the_log() -> None:
+    history, final = good_run()
+    history.states.append(StateSample(0.5, "n1", 3, True, [], {"USD": 100}))
+    history.states.append(StateSample(0.1, "n2", 0, True, [], {}))
+    assert check_live_states(history, final).ok
+    history.states.append(StateSample(0.6, "n2", 3, True, [], {"USD": 99}))
+    history.states.append(StateSample(0.7, "n3", 3, False, ["order 1 holds 5"], {"USD": 100}))
+    details = check_live_states(history, final).details
+    assert any("n2 at seq 3: USD totals 99" in d for d in details)
+    assert any("n3 at seq 3" in d and "holds" in d for d in details)
