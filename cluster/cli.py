@@ -17,6 +17,7 @@ from chaos.nemesis import NemesisError, parse_families
 from chaos.report import format_table
 from chaos.run import result_json, run_chaos
 from cluster.admin_cli import add_admin_parser, run_admin
+from cluster.admin_client import AdminError
 from cluster.bench import REFERENCE_MATCHER, format_engine_bench, run_engine_bench
 from cluster.bench_cluster import format_cluster_bench, run_cluster_bench
 from cluster.bench_snapshot import format_snapshot_bench, run_snapshot_bench
@@ -128,6 +129,16 @@ def main(argv: list[str] | None = None) -> int:
         return run_up(args.nodes, args.data_dir, args.tls)
     if args.command == "admin":
         return run_admin(args)
+    if args.command == "chaos":
+        return _run_chaos(args)
+    try:
+        return _run_bench(args)
+    except AdminError as exc:
+        print(f"raftex bench: the local cluster did not come up or answer: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run_bench(args: argparse.Namespace) -> int:
     if args.command == "bench" and args.target == "cluster":
         result = run_cluster_bench(
             args.nodes,
@@ -140,8 +151,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(format_cluster_bench(result, args.json))
         return 0
-    if args.command == "chaos":
-        return _run_chaos(args)
     if args.command == "bench" and args.target == "api":
         result = run_api_bench(args.clients, args.subscribers, args.seconds)
         print(format_api_bench(result, args.json))
@@ -163,7 +172,18 @@ def _run_chaos(args: argparse.Namespace) -> int:
     except NemesisError as exc:
         print(f"raftex chaos: {exc}", file=sys.stderr)
         return 2
-    result = run_chaos(args.nodes, families, args.seconds, args.seed, args.out, args.clients)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(
+            f"raftex chaos: cannot write the report to {args.out}: {exc.strerror}", file=sys.stderr
+        )
+        return 2
+    try:
+        result = run_chaos(args.nodes, families, args.seconds, args.seed, args.out, args.clients)
+    except AdminError as exc:
+        print(f"raftex chaos: the cluster did not come up or answer: {exc}", file=sys.stderr)
+        return 1
     summary = result_json(result)
     print(json.dumps(summary) if args.json else format_table(summary))
     return 0 if result.ok else 1
