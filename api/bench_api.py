@@ -48,6 +48,7 @@ class ApiBench:
     clients: int
     subscribers: int
     seconds: float
+    orders_per_request: int
     key_kind: str
     orders_acked: int
     orders_per_s: float
@@ -70,7 +71,7 @@ class _Subscriber:
     cut: bool = False
 
 
-def run_api_bench(clients: int, subscribers: int, seconds: float) -> ApiBench:
+def run_api_bench(clients: int, subscribers: int, seconds: float, batch: int = 1) -> ApiBench:
     with tempfile.TemporaryDirectory(prefix="raftex-bench-api-") as tmp:
         cluster = LocalCluster(
             Path(tmp),
@@ -80,13 +81,13 @@ def run_api_bench(clients: int, subscribers: int, seconds: float) -> ApiBench:
         )
         cluster.start()
         try:
-            return asyncio.run(_measure(cluster, clients, subscribers, seconds))
+            return asyncio.run(_measure(cluster, clients, subscribers, seconds, batch))
         finally:
             cluster.stop()
 
 
 async def _measure(
-    cluster: LocalCluster, clients: int, subscribers: int, seconds: float
+    cluster: LocalCluster, clients: int, subscribers: int, seconds: float, batch: int
 ) -> ApiBench:
     token = cluster.admin_token
     leader = await wait_for_leader(cluster.nodes, token, LEADER_WAIT_S)
@@ -103,7 +104,7 @@ async def _measure(
         started = time.perf_counter()
         await asyncio.gather(
             *(
-                _trade(leader_http, key, n, deadline, latencies, failed)
+                _trade(leader_http, key, n, deadline, batch, latencies, failed)
                 for n, key in enumerate(keys)
             )
         )
@@ -118,6 +119,7 @@ async def _measure(
         clients=clients,
         subscribers=subscribers,
         seconds=seconds,
+        orders_per_request=batch,
         key_kind="hmac",
         orders_acked=len(latencies),
         orders_per_s=round(len(latencies) / elapsed),
@@ -171,9 +173,12 @@ async def _trade(
     key: dict[str, Any],
     n: int,
     deadline: float,
+    batch: int,
     latencies: list[float],
     failed: list[int],
 ) -> None:
+    """One order per request (`POST /v1/orders`), or `batch` per request (`/v1/orders/batch`);
+    every order of a request gets that request's latency."""
     side = "buy" if n % 2 == 0 else "sell"
     async with RaftexClient([http], key["key_id"], key["secret"], "hmac") as client:
         sequence = 0
@@ -181,13 +186,29 @@ async def _trade(
             sequence += 1
             sent = time.perf_counter()
             try:
-                await client.place_order(
-                    SYMBOL, side, "1", price=PRICE, client_order_id=f"b{n}-{sequence}"
-                )
+                if batch == 1:
+                    await client.place_order(
+                        SYMBOL, side, "1", price=PRICE, client_order_id=f"b{n}-{sequence}"
+                    )
+                else:
+                    orders = [
+                        {
+                            "symbol": SYMBOL,
+                            "side": side,
+                            "qty": "1",
+                            "price": PRICE,
+                            "client_order_id": f"b{n}-{sequence}-{i}",
+                        }
+                        for i in range(batch)
+                    ]
+                    answer = await client.request(
+                        "POST", "/v1/orders/batch", body={"orders": orders}
+                    )
+                    failed[0] += sum(1 for o in answer["outcomes"] if "order_id" not in o)
             except ClientError:
-                failed[0] += 1
+                failed[0] += batch
                 continue
-            latencies.append((time.perf_counter() - sent) * 1000)
+            latencies.extend([(time.perf_counter() - sent) * 1000] * batch)
 
 
 async def _subscribe(http: str, feed: _Subscriber) -> None:
@@ -256,6 +277,7 @@ def format_api_bench(result: ApiBench, as_json: bool) -> str:
     r = result
     rows = [
         ("clients / subscribers", f"{r.clients} / {r.subscribers} ({r.key_kind} keys)"),
+        ("orders per request", f"{r.orders_per_request}"),
         ("orders acked/s over HTTP", f"{r.orders_per_s:,.0f} (failed {r.orders_failed})"),
         ("ack latency p50/p99", f"{r.ack_latency_ms_p50} / {r.ack_latency_ms_p99} ms"),
         ("book updates per subscriber", f"{r.book_updates:,}"),

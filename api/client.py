@@ -243,6 +243,12 @@ class RaftexClient:
             body["price"] = price
         return await self.write("POST", "/v1/orders", body)
 
+    async def place_orders(self, orders: list[dict[str, Any]]) -> Any:
+        """Up to 20 orders in one request; each gets a client order id if it has none, so
+        the whole request can be retried safely."""
+        body = {"orders": [{"client_order_id": uuid.uuid4().hex, **order} for order in orders]}
+        return await self.write("POST", "/v1/orders/batch", body)
+
     async def cancel_order(self, order_id: int = 0, client_order_id: str = "") -> Any:
         return await self.write("DELETE", _order_path(order_id, client_order_id))
 

@@ -33,7 +33,7 @@ from api.signing import (
     signing_payload,
     verify_signature,
 )
-from api.submission import NOT_COMMITTED_MESSAGE, submit_one
+from api.submission import NOT_COMMITTED_MESSAGE, submit_all
 from cluster.batcher import NotCommitted
 from cluster.node import ExchangeNode
 from cluster.views import InstrumentView, KeyView
@@ -216,17 +216,31 @@ class Gateway:
 
     async def submit(self, wire: list[Any], timeout_ms: int = SUBMIT_TIMEOUT_MS) -> WriteOutcome:
         """Through the log on the leader (here, or forwarded once); 503 if not confirmed."""
+        outcome = (await self.submit_many([wire], timeout_ms))[0]
+        if isinstance(outcome, ApiError):
+            raise outcome
+        return outcome
+
+    async def submit_many(
+        self, wires: list[list[Any]], timeout_ms: int = SUBMIT_TIMEOUT_MS
+    ) -> list[WriteOutcome | ApiError]:
+        """Each command's outcome, or the 503 `not_committed` that stands for it."""
         node = self.node
-        if node._isLeader():
-            outcome = await submit_one(node, wire, timeout_ms)
+        if not node._isLeader():
+            return await self._forward(wires, timeout_ms)
+        results: list[WriteOutcome | ApiError] = []
+        for outcome in await submit_all(node, wires, timeout_ms):
             if isinstance(outcome, NotCommitted):
-                raise ApiError(503, "not_committed", f"{NOT_COMMITTED_MESSAGE} ({outcome.reason})")
+                results.append(_not_committed(outcome.reason))
+                continue
             rows = [event_to_dict(e) for e in outcome]
             seq = max((row["seq"] for row in rows), default=node.view.last_seq)
-            return WriteOutcome(rows, seq, node.node_id)
-        return await self._forward(wire, timeout_ms)
+            results.append(WriteOutcome(rows, seq, node.node_id))
+        return results
 
-    async def _forward(self, wire: list[Any], timeout_ms: int) -> WriteOutcome:
+    async def _forward(
+        self, wires: list[list[Any]], timeout_ms: int
+    ) -> list[WriteOutcome | ApiError]:
         node = self.node
         leader_http = node.leader_http()
         if leader_http is None or self.session is None:
@@ -235,10 +249,10 @@ class Gateway:
             "Authorization": f"Bearer {node.config.admin_token}",
             FORWARD_HEADER: node.node_id,
         }
-        body = {"command": wire, "timeout_ms": timeout_ms}
+        body = {"commands": wires, "timeout_ms": timeout_ms, "detail": "events"}
         try:
             async with self.session.post(
-                f"{node.config.scheme}://{leader_http}/v1/admin/commands",
+                f"{node.config.scheme}://{leader_http}/v1/admin/commands/batch",
                 json=body,
                 headers=headers,
             ) as response:
@@ -255,7 +269,17 @@ class Gateway:
                 payload.get("code", "not_committed"),
                 payload.get("message", NOT_COMMITTED_MESSAGE),
             )
-        return WriteOutcome(payload["events"], payload["seq"], payload["led_by"])
+        led_by = payload["led_by"]
+        return [
+            WriteOutcome(row["events"], row["seq"], led_by)
+            if "events" in row
+            else ApiError(503, "not_committed", row.get("message", NOT_COMMITTED_MESSAGE))
+            for row in payload["outcomes"]
+        ]
+
+
+def _not_committed(reason: str) -> ApiError:
+    return ApiError(503, "not_committed", f"{NOT_COMMITTED_MESSAGE} ({reason})")
 
 
 GATEWAY_KEY = web.AppKey("gateway", Gateway)

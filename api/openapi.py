@@ -82,6 +82,14 @@ OPERATIONS: tuple[Operation, ...] = (
     ("GET", "/v1/ws", "WebSocket: book, book.l3, trades, ticker, candles, user", PUBLIC, (), {}),
     ("POST", "/v1/orders", "Place an order", SIGNED, (), ORDER_BODY),
     (
+        "POST",
+        "/v1/orders/batch",
+        "Place up to 20 orders, each with its own outcome",
+        SIGNED,
+        (),
+        {"orders": "list of order objects as for POST /v1/orders"},
+    ),
+    (
         "GET",
         "/v1/orders",
         "Open (default) or all orders, ascending id",

@@ -43,6 +43,7 @@ ORDER_TYPES = {t.name.lower(): t for t in OrderType}
 TIFS = {t.name.lower(): t for t in TimeInForce}
 STP_MODES = {m.name.lower(): m for m in SelfTradePrevention}
 ORDERS_LIMIT_DEFAULT = 100
+ORDERS_PER_REQUEST_MAX = 20
 DERIVED_CLIENT_ID_PREFIX = "sig-"
 PLACE_FIELDS = {
     "symbol",
@@ -72,6 +73,7 @@ REJECT_STATUS = {
 
 def add_order_routes(app: web.Application) -> None:
     app.router.add_post("/v1/orders", place)
+    app.router.add_post("/v1/orders/batch", place_batch)
     app.router.add_get("/v1/orders", list_orders)
     app.router.add_delete("/v1/orders", mass_cancel)
     app.router.add_get("/v1/orders/{order_id:\\d+}", get_order)
@@ -105,6 +107,55 @@ async def place(request: web.Request) -> web.Response:
     gw = gateway(request)
     principal = await gw.authenticate(request, Scope.TRADE)
     body = await json_object(request)
+    command = place_command(gw, principal, body, derived_client_id(principal))
+    outcome = await gw.submit(command_to_wire(command))
+    status, answer = await placement(gw, outcome, command.client_order_id)
+    return web.json_response(answer, status=status)
+
+
+async def place_batch(request: web.Request) -> web.Response:
+    """Up to ORDERS_PER_REQUEST_MAX orders in one signed request, each with its own outcome.
+
+    Every order is checked before any is submitted: one bad order refuses the whole
+    request and changes nothing. The orders may share log entries with others'.
+    """
+    gw = gateway(request)
+    principal = await gw.authenticate(request, Scope.TRADE)
+    body = await json_object(request)
+    known_fields(body, {"orders"})
+    orders = body.get("orders")
+    if not isinstance(orders, list) or not 0 < len(orders) <= ORDERS_PER_REQUEST_MAX:
+        raise ApiError(400, "bad_orders", f"orders is a list of 1..{ORDERS_PER_REQUEST_MAX}")
+    commands = []
+    for index, order in enumerate(orders):
+        if not isinstance(order, dict):
+            raise ApiError(400, "bad_orders", f"orders[{index}] is not an object")
+        try:
+            derived = f"{DERIVED_CLIENT_ID_PREFIX}{principal.signature[:56]}-{index}"
+            commands.append(place_command(gw, principal, order, derived))
+        except ApiError as exc:
+            raise ApiError(exc.status, exc.code, f"orders[{index}]: {exc.message}") from None
+    outcomes = await gw.submit_many([command_to_wire(c) for c in commands])
+    rows = []
+    for command, outcome in zip(commands, outcomes, strict=True):
+        if isinstance(outcome, ApiError):
+            rows.append(
+                {
+                    "client_order_id": command.client_order_id,
+                    "code": outcome.code,
+                    "message": outcome.message,
+                }
+            )
+            continue
+        rows.append((await placement(gw, outcome, command.client_order_id))[1])
+    return web.json_response({"outcomes": rows})
+
+
+def place_command(
+    gw: Gateway, principal: Principal, body: dict[str, Any], derived_cid: str
+) -> PlaceOrder:
+    """The engine command for one order body, every field checked; `derived_cid` serves
+    when the client gave no client order id."""
     known_fields(body, PLACE_FIELDS)
     symbol = text_field(body, "symbol", NAME_LEN_MAX, required=True)
     inst = gw.instrument(symbol)
@@ -126,7 +177,7 @@ async def place(request: web.Request) -> web.Response:
     client_order_id = text_field(body, "client_order_id", CLIENT_ID_LEN_MAX)
     if client_order_id.startswith(DERIVED_CLIENT_ID_PREFIX):
         raise ApiError(400, "bad_client_order_id", "client order ids starting sig- are reserved")
-    command = PlaceOrder(
+    return PlaceOrder(
         account=principal.account,
         symbol=symbol,
         side=choice(body, "side", SIDES, None),
@@ -134,7 +185,7 @@ async def place(request: web.Request) -> web.Response:
         price=gw.price_units(inst, body["price"]) if needs_price else 0,
         order_type=order_type,
         tif=choice(body, "tif", TIFS, "gtc"),
-        client_order_id=client_order_id or derived_client_id(principal),
+        client_order_id=client_order_id or derived_cid,
         stop_price=gw.price_units(inst, body["stop_price"], "stop_price") if needs_stop else 0,
         display_qty=gw.qty_units(inst, body["display_qty"], "display_qty")
         if "display_qty" in body
@@ -143,12 +194,12 @@ async def place(request: web.Request) -> web.Response:
         stp=choice(body, "stp", STP_MODES, "cancel_newest"),
         expire_time_ms=expire_time_ms,
     )
-    outcome = await gw.submit(command_to_wire(command))
-    return await order_answer(gw, outcome, command.client_order_id)
 
 
-async def order_answer(gw: Gateway, outcome: WriteOutcome, client_order_id: str) -> web.Response:
-    """What one placement did: accepted or rejected, and the fills it took at once.
+async def placement(
+    gw: Gateway, outcome: WriteOutcome, client_order_id: str
+) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, answer) of one placement: accepted or rejected, and the fills it took.
 
     A retry of an accepted placement gets only the original Accepted event back
     (it changed nothing); its answer is then the order as it stands now.
@@ -159,21 +210,20 @@ async def order_answer(gw: Gateway, outcome: WriteOutcome, client_order_id: str)
     if head is None:
         raise ApiError(500, "no_outcome", "the state machine gave this command no outcome")
     if head["type"] == "rejected":
-        return rejection(head, base)
+        return rejection_answer(head, base)
     order_id = head["order_id"]
     inst = gw.instrument(head["symbol"])
     if len(events) == 1:
         await gw.store_caught_up()
         record = await asyncio.to_thread(gw.node.store.order, order_id)
         if record is not None:
-            return web.json_response(
-                {
-                    **base,
-                    "retried": True,
-                    "status": record["status"],
-                    "order": order_json(gw, record),
-                }
-            )
+            return 200, {
+                **base,
+                "retried": True,
+                "status": record["status"],
+                "order": order_json(gw, record),
+            }
+    taker_fills = [e for e in events if e["type"] == "trade" and e["taker_order_id"] == order_id]
     fills = [
         {
             "trade_id": e["trade_id"],
@@ -182,12 +232,9 @@ async def order_answer(gw: Gateway, outcome: WriteOutcome, client_order_id: str)
             "qty": gw.qty_text(inst, e["qty"]),
             "fee": gw.quote_text(inst, e["taker_fee"]),
         }
-        for e in events
-        if e["type"] == "trade" and e["taker_order_id"] == order_id
+        for e in taker_fills
     ]
-    filled = sum(
-        e["qty"] for e in events if e["type"] == "trade" and e["taker_order_id"] == order_id
-    )
+    filled = sum(e["qty"] for e in taker_fills)
     cancelled = next(
         (e for e in events if e["type"] == "cancelled" and e["order_id"] == order_id), None
     )
@@ -202,27 +249,28 @@ async def order_answer(gw: Gateway, outcome: WriteOutcome, client_order_id: str)
         status = OrderStatus.ARMED
     else:
         status = OrderStatus.OPEN
-    return web.json_response(
-        {
-            **base,
-            "status": str(status),
-            "retried": False,
-            "order_id": order_id,
-            "symbol": head["symbol"],
-            "qty": gw.qty_text(inst, head["qty"]),
-            "filled_qty": gw.qty_text(inst, filled),
-            "cancel_reason": cancelled["reason"] if cancelled else None,
-            "fills": fills,
-        }
-    )
+    return 200, {
+        **base,
+        "status": str(status),
+        "retried": False,
+        "order_id": order_id,
+        "symbol": head["symbol"],
+        "qty": gw.qty_text(inst, head["qty"]),
+        "filled_qty": gw.qty_text(inst, filled),
+        "cancel_reason": cancelled["reason"] if cancelled else None,
+        "fills": fills,
+    }
+
+
+def rejection_answer(event: dict[str, Any], base: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    code = event["code"]
+    answer = {**base, "status": "rejected", "code": code, "message": event["message"]}
+    return REJECT_STATUS.get(code, 400), answer
 
 
 def rejection(event: dict[str, Any], base: dict[str, Any]) -> web.Response:
-    code = event["code"]
-    return web.json_response(
-        {**base, "status": "rejected", "code": code, "message": event["message"]},
-        status=REJECT_STATUS.get(code, 400),
-    )
+    status, answer = rejection_answer(event, base)
+    return web.json_response(answer, status=status)
 
 
 async def cancel(request: web.Request) -> web.Response:

@@ -70,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench_api = targets.add_parser("api", help="HTTP order entry and WebSocket fan-out")
     bench_api.add_argument("--clients", type=_positive, default=16)
     bench_api.add_argument("--subscribers", type=_positive, default=100)
+    bench_api.add_argument(
+        "--batch",
+        type=int,
+        choices=range(1, 21),
+        default=1,
+        metavar="1..20",
+        help="orders per request (above 1: POST /v1/orders/batch)",
+    )
     bench_api.add_argument("--seconds", type=_positive, default=10)
     bench_api.add_argument("--json", action="store_true", help="print one JSON object")
     chaos = commands.add_parser("chaos", help="fault-injection runs against a local cluster")
@@ -152,7 +160,7 @@ def _run_bench(args: argparse.Namespace) -> int:
         print(format_cluster_bench(result, args.json))
         return 0
     if args.command == "bench" and args.target == "api":
-        result = run_api_bench(args.clients, args.subscribers, args.seconds)
+        result = run_api_bench(args.clients, args.subscribers, args.seconds, args.batch)
         print(format_api_bench(result, args.json))
         return 0
     if args.command == "bench" and args.target == "snapshot":

@@ -181,3 +181,61 @@ async def test_an_order_of_another_account_is_invisible(api: ApiCluster) -> None
             await bob.cancel_order(placed["order_id"])
         assert caught.value.code == "unknown_order"
         await alice.cancel_order(placed["order_id"])
+
+
+async def test_a_batch_of_orders_gets_one_outcome_each_and_retries_safely(api: ApiCluster) -> None:
+    async with api.client("carol") as carol:
+        orders = [
+            {"symbol": "MSFT", "side": "buy", "qty": "1", "price": "400.00"},
+            {"symbol": "MSFT", "side": "buy", "qty": "99999", "price": "400.00"},
+            {"symbol": "NVDA", "side": "sell", "qty": "2", "price": "150.00"},
+        ]
+        first = await carol.place_orders(orders)
+        outcomes = first["outcomes"]
+        assert [o["status"] for o in outcomes] == ["open", "rejected", "open"]
+        assert outcomes[1]["code"] == "insufficient_funds"
+        body = {
+            "orders": [
+                {**o, "client_order_id": a["client_order_id"]}
+                for o, a in zip(orders, outcomes, strict=True)
+            ]
+        }
+        again = (await carol.write("POST", "/v1/orders/batch", body))["outcomes"]
+        assert again[0]["retried"] and again[0]["order"]["order_id"] == outcomes[0]["order_id"]
+        assert again[1]["status"] == "rejected"
+        for outcome in (outcomes[0], outcomes[2]):
+            await carol.cancel_order(outcome["order_id"])
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"orders": []}, "bad_orders"),
+        (
+            {"orders": [{"symbol": "AAPL", "side": "buy", "qty": "1", "price": "1"}] * 21},
+            "bad_orders",
+        ),
+        (
+            {"orders": [{"symbol": "AAPL", "side": "buy", "qty": "1", "price": "190.00"}, 5]},
+            "bad_orders",
+        ),
+        (
+            {
+                "orders": [
+                    {"symbol": "AAPL", "side": "buy", "qty": "1", "price": "190.00"},
+                    {"symbol": "AAPL", "side": "up", "qty": "1", "price": "190.00"},
+                ]
+            },
+            "bad_side",
+        ),
+    ],
+)
+async def test_one_bad_order_refuses_the_whole_batch(
+    api: ApiCluster, body: dict[str, Any], code: str
+) -> None:
+    async with api.client("alice", node=api.leader_http) as alice:
+        seq_before = (await alice.cluster())["last_seq"]
+        with pytest.raises(ClientError) as caught:
+            await alice.request("POST", "/v1/orders/batch", body=body)
+        assert caught.value.status == 400 and caught.value.code == code
+        assert (await alice.cluster())["last_seq"] == seq_before
