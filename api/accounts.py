@@ -8,6 +8,7 @@ and admin-scoped keys are made with the admin token (`raftex up` does this).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +20,7 @@ from api.admin import require_admin
 from api.amounts import from_units, to_units
 from api.errors import ApiError
 from api.gateway import Gateway, gateway, totp_code
-from api.orders import json_object, rejection
+from api.orders import derived_client_id, json_object, rejection
 from api.query import choice, int_param, known_fields, text_field
 from cluster.store import READ_LIMIT_MAX
 from engine.codes import SCOPES_ALL, KeyKind, Scope
@@ -145,14 +146,18 @@ async def create_key(request: web.Request) -> web.Response:
         gw.check_second_factor(principal.account, totp_code(request))
 
     grantable = principal.scopes & ~Scope.ADMIN
-    return await _create_key(gw, principal.account, body, grantable, second_factor)
+    # Named after the request: a replay of it, to any node, finds the id taken and gets
+    # no secret back.
+    key_id = hashlib.sha256(bytes.fromhex(principal.signature)).hexdigest()[: KEY_ID_BYTES * 2]
+    return await _create_key(gw, principal.account, body, grantable, second_factor, key_id)
 
 
 async def admin_create_key(request: web.Request) -> web.Response:
     require_admin(request)
     body = await json_object(request)
     account = request.match_info["account"]
-    return await _create_key(gateway(request), account, body, SCOPES_ALL, lambda: None)
+    key_id = secrets.token_hex(KEY_ID_BYTES)
+    return await _create_key(gateway(request), account, body, SCOPES_ALL, lambda: None, key_id)
 
 
 async def _create_key(
@@ -161,6 +166,7 @@ async def _create_key(
     body: dict[str, Any],
     grantable: int,
     second_factor: Callable[[], None],
+    key_id: str,
 ) -> web.Response:
     """Ed25519: the client sends its public key. HMAC: the secret is made here, sealed into
     the log, and shown once in this answer. The second factor is checked (and its code
@@ -184,7 +190,6 @@ async def _create_key(
         secret = secrets.token_hex(HMAC_SECRET_BYTES)
         material = gw.sealer.seal(secret.encode())
     second_factor()
-    key_id = secrets.token_hex(KEY_ID_BYTES)
     outcome = await gw.submit(command_to_wire(AddApiKey(account, key_id, kind, material, scopes)))
     rejected = outcome.rejected
     if rejected is not None:
@@ -203,9 +208,13 @@ async def _create_key(
 
 
 async def revoke_key(request: web.Request) -> web.Response:
+    """A key may revoke itself; revoking another key takes a trade (or withdraw) key, so a
+    read-only monitoring key cannot cut the account off."""
     gw = gateway(request)
     principal = await gw.authenticate(request, Scope.READ)
     key_id = request.match_info["key_id"]
+    if key_id != principal.key_id and not principal.scopes & (Scope.TRADE | Scope.WITHDRAW):
+        raise ApiError(403, "missing_scope", "revoking another key needs a trade key")
     if len(key_id) > CLIENT_ID_LEN_MAX:
         raise ApiError(400, "bad_key_id", "key id too long")
     outcome = await gw.submit(command_to_wire(RevokeApiKey(principal.account, key_id)))
@@ -224,17 +233,19 @@ async def enrol_second_factor(request: web.Request) -> web.Response:
         gw.check_second_factor(principal.account, totp_code(request))
     elif not principal.scopes & (Scope.TRADE | Scope.WITHDRAW):
         raise ApiError(403, "missing_scope", "enrolling a second factor needs a trade key")
-    return await _enrol(gw, principal.account)
+    # A replay of this request, to any node, reuses its id and is refused by the state
+    # machine, so it can never swap in (and reveal) a secret of its own.
+    return await _enrol(gw, principal.account, derived_client_id(principal))
 
 
 async def admin_second_factor(request: web.Request) -> web.Response:
     require_admin(request)
-    return await _enrol(gateway(request), request.match_info["account"])
+    return await _enrol(gateway(request), request.match_info["account"], "")
 
 
-async def _enrol(gw: Gateway, account: str) -> web.Response:
+async def _enrol(gw: Gateway, account: str, request_id: str) -> web.Response:
     secret = pyotp.random_base32()
-    command = SetSecondFactor(account, gw.sealer.seal(secret.encode()))
+    command = SetSecondFactor(account, gw.sealer.seal(secret.encode()), request_id)
     outcome = await gw.submit(command_to_wire(command))
     rejected = outcome.rejected
     if rejected is not None:

@@ -7,11 +7,15 @@ decimal it has `quote decimals - base decimals` places.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from api.errors import ApiError
 
 DECIMAL_TEXT_LEN_MAX = 40
+# What the engine's integer fields hold (signed 64 bits).
+UNITS_MIN = -(2**63)
+UNITS_MAX = 2**63 - 1
+DIGITS_MAX = 40
 
 
 def to_units(text: object, decimals: int, field: str) -> int:
@@ -20,14 +24,22 @@ def to_units(text: object, decimals: int, field: str) -> int:
         raise ApiError(400, f"bad_{field}", f"{field} must be a decimal string")
     try:
         value = Decimal(text)
-    except InvalidOperation:
-        raise ApiError(400, f"bad_{field}", f"{field} {text!r} is not a decimal") from None
-    if not value.is_finite():
-        raise ApiError(400, f"bad_{field}", f"{field} must be finite")
-    scaled = value.scaleb(decimals)
-    if scaled != scaled.to_integral_value():
+        if not value.is_finite():
+            raise ApiError(400, f"bad_{field}", f"{field} must be finite")
+        # Before any arithmetic: "1E+999999" would otherwise become a million-digit integer,
+        # holding the interpreter (and the Raft thread) for seconds.
+        if not value.is_zero() and not -DIGITS_MAX <= value.adjusted() <= DIGITS_MAX:
+            raise ApiError(400, f"bad_{field}", f"{field} is out of range")
+        scaled = value.scaleb(decimals)
+        integral = scaled == scaled.to_integral_value()
+    except ArithmeticError:  # InvalidOperation, Overflow: not a usable decimal
+        raise ApiError(400, f"bad_{field}", f"{field} {text!r} is not a usable decimal") from None
+    if not integral:
         raise ApiError(400, f"bad_{field}", f"{field} has more than {decimals} decimal places")
-    return int(scaled)
+    units = int(scaled)
+    if not UNITS_MIN <= units <= UNITS_MAX:
+        raise ApiError(400, f"bad_{field}", f"{field} is out of range")
+    return units
 
 
 def from_units(units: int, decimals: int) -> str:

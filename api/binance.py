@@ -13,22 +13,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hmac
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from api.amounts import from_units
 from api.candles import INTERVAL_MS
 from api.errors import ApiError
 from api.gateway import Gateway, Principal, WriteOutcome, gateway
 from api.orders import DERIVED_CLIENT_ID_PREFIX
-from api.signing import check_fresh, hmac_signature, unseal_hmac_secret
+from api.signing import check_fresh, verify_signature_bytes
 from cluster.store import READ_LIMIT_MAX, OrderStatus
 from cluster.views import InstrumentView, KeyView
 from engine.codes import KeyKind, OrderType, Scope, Side, TimeInForce, TradingStatus
@@ -177,9 +174,8 @@ async def _signed(request: web.Request, scope: Scope) -> tuple[Gateway, Principa
         key = await gw.known_key(key_id)
     except ApiError:
         raise BinanceError(401, -2015, "Invalid API-key, IP, or permissions for action.") from None
-    gw.key_limits.take(key_id)
     body = (await request.read()).decode("utf-8", errors="replace")
-    query = request.query_string
+    query = request.rel_url.raw_query_string
     signature = ""
     parts: list[str] = []
     for raw in (query, body):
@@ -202,25 +198,30 @@ async def _signed(request: web.Request, scope: Scope) -> tuple[Gateway, Principa
         raise BinanceError(
             400, -1021, "Timestamp for this request is outside of the recvWindow."
         ) from None
-    _verify(gw, key, total.encode(), signature)
-    gw.replay.check(signature, now_ms)
+    canonical = _verify(gw, key, total.encode(), signature)
+    gw.key_limits.take(key_id)
+    gw.replay.check(canonical, now_ms)
     if not key.scopes & scope:
         raise BinanceError(401, -2015, "Invalid API-key, IP, or permissions for action.")
-    return gw, Principal(key.account, key_id, key.scopes, signature), params
+    return gw, Principal(key.account, key_id, key.scopes, canonical), params
 
 
-def _verify(gw: Gateway, key: KeyView, payload: bytes, signature: str) -> None:
-    bad = BinanceError(400, -1022, "Signature for this request is not valid.")
-    if key.kind == KeyKind.HMAC:
-        expected = hmac_signature(unseal_hmac_secret(key, gw.sealer), payload)
-        if not hmac.compare_digest(expected, signature.lower()):
-            raise bad
-        return
+def _verify(gw: Gateway, key: KeyView, payload: bytes, signature: str) -> str:
+    """HMAC keys sign in hex, Ed25519 keys in (url-encoded) base64. Returns the signature's
+    bytes in hex: one identity per request however the text was spelled or encoded."""
     try:
-        raw = base64.b64decode(unquote(signature), validate=True)
-        Ed25519PublicKey.from_public_bytes(bytes.fromhex(key.material)).verify(raw, payload)
-    except (InvalidSignature, ValueError, binascii.Error):
-        raise bad from None
+        text = unquote(signature, errors="strict")
+        if not text.isascii():
+            raise ValueError("not ASCII")
+        raw = (
+            bytes.fromhex(text)
+            if key.kind == KeyKind.HMAC
+            else base64.b64decode(text, validate=True)
+        )
+        verify_signature_bytes(key, gw.sealer, payload, raw)
+    except (ApiError, ValueError, binascii.Error):
+        raise BinanceError(400, -1022, "Signature for this request is not valid.") from None
+    return raw.hex()
 
 
 # ------------------------------------------------------------------ market data
@@ -545,8 +546,7 @@ async def _new_order_answer(
     }
     if response_type == "ACK":
         return web.json_response(ack)
-    await gw.store_caught_up()
-    await _store_reaches(gw, outcome.seq)
+    await gw.reach_seq(outcome.seq)
     record = await asyncio.to_thread(gw.node.store.order, head["order_id"])
     if record is None:
         raise BinanceError(503, -1007, "Order status unknown; query it by clientOrderId.")
@@ -565,14 +565,6 @@ async def _new_order_answer(
             if e["type"] == "trade" and e["taker_order_id"] == order_id
         ]
     return web.json_response(answer)
-
-
-async def _store_reaches(gw: Gateway, seq: int) -> None:
-    """A follower that forwarded a write reads its result once it applied that far."""
-    deadline = time.monotonic() + 2.0
-    while gw.node.view.last_seq < seq and time.monotonic() < deadline:
-        await asyncio.sleep(0.005)
-    await gw.store_caught_up()
 
 
 def _order_row(
@@ -645,7 +637,7 @@ async def cancel_order(request: web.Request) -> web.Response:
     outcome = await gw.submit(command_to_wire(CancelOrder(principal.account, record["order_id"])))
     if any(e["type"] == "rejected" for e in outcome.events):
         raise BinanceError(400, -2011, "Unknown order sent.")
-    await _store_reaches(gw, outcome.seq)
+    await gw.reach_seq(outcome.seq)
     record = await asyncio.to_thread(gw.node.store.order, record["order_id"]) or record
     row = _order_row(gw, inst, record)
     row["origClientOrderId"] = row["clientOrderId"]

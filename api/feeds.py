@@ -104,6 +104,9 @@ class Subscriber:
         self.account: str | None = None
         # While a subscription replays history, live messages for it wait here.
         self.held: dict[Key, list[tuple[int, bytes]]] = {}
+        # The last seq a subscription has covered: a node behind the client's `since`
+        # must not send it again what it already has.
+        self.floor: dict[Key, int] = {}
         self.cut = False
         self.cut_event = asyncio.Event()
         self.sent_at = 0.0
@@ -118,7 +121,8 @@ class Subscriber:
         if held is not None:
             held.append((seq, frame))
             return
-        self.write(frame)
+        if seq > self.floor.get(key, -1):
+            self.write(frame)
 
     def put(self, text: str) -> None:
         self.write(text_frame(text))
@@ -189,6 +193,7 @@ class FeedHub:
                 del self.subscribers[key]
         subscriber.keys.discard(key)
         subscriber.held.pop(key, None)
+        subscriber.floor.pop(key, None)
 
 
 def render(
@@ -459,7 +464,7 @@ async def _handle(request: web.Request, hub: FeedHub, subscriber: Subscriber, op
     if len(subscriber.keys) >= SUBSCRIPTIONS_PER_CONNECTION_MAX:
         raise ApiError(429, "too_many_subscriptions", f"at most {SUBSCRIPTIONS_PER_CONNECTION_MAX}")
     since = op.get("since")
-    if since is not None and (type(since) is not int or since < 0):
+    if since is not None and (type(since) is not int or not 0 <= since < 2**63):
         raise ApiError(400, "bad_since", "since is the last sequence number seen")
     await _wait_min_seq(gw, op.get("min_seq"))
     await _subscribe(hub, subscriber, key, since, op.get("id"))
@@ -499,10 +504,21 @@ async def _wait_min_seq(gw: Gateway, min_seq: object) -> None:
 async def _subscribe(
     hub: FeedHub, subscriber: Subscriber, key: Key, since: int | None, op_id: Any
 ) -> None:
-    gw = hub.gw
-    channel = key[0]
     subscriber.held[key] = []
     hub.add(key, subscriber)
+    try:
+        await _start(hub, subscriber, key, since, op_id)
+    except BaseException:
+        # A subscription that could not start leaves nothing behind; the client may retry.
+        hub.remove(key, subscriber)
+        raise
+
+
+async def _start(
+    hub: FeedHub, subscriber: Subscriber, key: Key, since: int | None, op_id: Any
+) -> None:
+    gw = hub.gw
+    channel = key[0]
     view = gw.node.view
     replayable = channel in ("book", "trades", USER_CHANNEL)
     if since is not None and replayable and view.last_seq - since <= REPLAY_EVENTS_MAX:
@@ -520,6 +536,7 @@ async def _subscribe(
         snapshot = _snapshot(gw, view, key)
         if snapshot is not None:
             subscriber.put(snapshot)
+    subscriber.floor[key] = last
     held = subscriber.held.pop(key, [])
     for seq, frame in held:
         if seq > last:

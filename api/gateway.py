@@ -38,12 +38,16 @@ from cluster.batcher import NotCommitted
 from cluster.node import ExchangeNode
 from cluster.views import InstrumentView, KeyView
 from engine.codes import Scope
+from engine.commands import CommandDecodeError, command_from_wire
 from engine.events import event_to_dict
 
 SUBMIT_TIMEOUT_MS = 5_000
 MIN_SEQ_WAIT_MS_MAX = 2_000
 MIN_SEQ_POLL_S = 0.005
 KEY_WAIT_S = 1.0
+# An idle leader appends a time tick every second: applied log time older than this
+# means the node is behind (or cut off).
+APPLIED_STALE_MS = 3_000
 STORE_WAIT_S = 5.0
 TOTP_HEADER = "X-Raftex-TOTP"
 TOTP_USED_MAX = 100_000
@@ -96,18 +100,21 @@ class Gateway:
                 f"signed requests need {KEY_HEADER}, {TIMESTAMP_HEADER} and {SIGNATURE_HEADER}",
             )
         key = await self.known_key(key_id)
-        self.key_limits.take(key_id)
         now_ms = int(time.time() * 1000)
         timestamp_ms = check_fresh(timestamp, request.headers.get(RECV_WINDOW_HEADER), now_ms)
         body = await request.read()
+        # Exactly what the client sent and signed: the path and query before decoding.
+        url = request.rel_url
         payload = signing_payload(
-            timestamp_ms, request.method, request.path, request.query_string, body
+            timestamp_ms, request.method, url.raw_path, url.raw_query_string, body
         )
-        verify_signature(key, self.sealer, payload, signature)
-        self.replay.check(signature, now_ms)
+        canonical = verify_signature(key, self.sealer, payload, signature)
+        # Charged only once the signature holds: nobody can spend another's key budget.
+        self.key_limits.take(key_id)
+        self.replay.check(canonical, now_ms)
         if not key.scopes & scope:
             raise ApiError(403, "missing_scope", f"key {key_id} lacks the {scope.name} scope")
-        return Principal(key.account, key_id, key.scopes, signature.lower())
+        return Principal(key.account, key_id, key.scopes, canonical)
 
     async def known_key(self, key_id: str) -> KeyView:
         """A key created a moment ago on the leader may not be applied here yet: while this
@@ -115,17 +122,22 @@ class Gateway:
         deadline = time.monotonic() + KEY_WAIT_S
         node = self.node
         while node.view.access.api_keys.get(key_id) is None and time.monotonic() < deadline:
-            if node.raftCommitIndex <= node.view.applied_index and node.leader_id() is not None:
+            if not self._catching_up():
                 break
             await asyncio.sleep(MIN_SEQ_POLL_S)
-        if node.view.access.api_keys.get(key_id) is None and (
-            node.leader_id() is None or node.raftCommitIndex > node.view.applied_index
-        ):
+        if node.view.access.api_keys.get(key_id) is None and self._catching_up():
             # Catching up (or cut off): it cannot tell an unknown key from a new one yet.
             raise ApiError(
                 503, "behind", f"node {node.node_id} is catching up; retry here or elsewhere"
             )
         return self.key(key_id)
+
+    def _catching_up(self) -> bool:
+        """No leader known, or what this node applied is older than the idle leader's ticks
+        allow (a follower's own commit index cannot tell: it never runs ahead of its log)."""
+        node = self.node
+        stale_ms = time.time() * 1000 - node.view.log_time_ms
+        return node.leader_id() is None or stale_ms > APPLIED_STALE_MS
 
     def key(self, key_id: str) -> KeyView:
         key = self.node.view.access.api_keys.get(key_id)
@@ -140,7 +152,7 @@ class Gateway:
             raise ApiError(
                 403, "second_factor_required", "enrol a TOTP second factor for this account first"
             )
-        if type(code) is not str or not code.isdigit():
+        if type(code) is not str or not (code.isascii() and code.isdigit() and len(code) == 6):
             raise ApiError(401, "bad_second_factor", f"send the current TOTP code in {TOTP_HEADER}")
         try:
             secret = self.sealer.unseal(sealed).decode()
@@ -179,8 +191,18 @@ class Gateway:
             await asyncio.sleep(MIN_SEQ_POLL_S)
 
     async def store_caught_up(self) -> None:
-        """Store reads see at least what the published view shows."""
-        await asyncio.to_thread(self.node.wait_for_store, STORE_WAIT_S)
+        """Store reads see at least what the published view shows, or 503 `behind`."""
+        if not await asyncio.to_thread(self.node.wait_for_store, STORE_WAIT_S):
+            raise ApiError(503, "behind", "this node's store is behind its log; retry")
+
+    async def reach_seq(self, seq: int) -> None:
+        """This node applied `seq` and its store holds it (a write led elsewhere), or 503."""
+        deadline = time.monotonic() + MIN_SEQ_WAIT_MS_MAX / 1000
+        while self.node.view.last_seq < seq:
+            if time.monotonic() >= deadline:
+                raise ApiError(503, "behind", f"this node has not applied seq {seq} yet; retry")
+            await asyncio.sleep(MIN_SEQ_POLL_S)
+        await self.store_caught_up()
 
     def instrument(self, symbol: str) -> InstrumentView:
         inst = self.node.view.instruments.get(symbol)
@@ -225,6 +247,11 @@ class Gateway:
         self, wires: list[list[Any]], timeout_ms: int = SUBMIT_TIMEOUT_MS
     ) -> list[WriteOutcome | ApiError]:
         """Each command's outcome, or the 503 `not_committed` that stands for it."""
+        for wire in wires:
+            try:
+                command_from_wire(wire)
+            except CommandDecodeError as exc:
+                raise ApiError(400, "bad_command", str(exc)) from None
         node = self.node
         if not node._isLeader():
             return await self._forward(wires, timeout_ms)

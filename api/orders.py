@@ -214,7 +214,7 @@ async def placement(
     order_id = head["order_id"]
     inst = gw.instrument(head["symbol"])
     if len(events) == 1:
-        await gw.store_caught_up()
+        await gw.reach_seq(outcome.seq)
         record = await asyncio.to_thread(gw.node.store.order, order_id)
         if record is not None:
             return 200, {
@@ -346,7 +346,8 @@ def _change_answer(outcome: WriteOutcome, done_type: str) -> web.Response:
 
 async def get_order(request: web.Request) -> web.Response:
     gw, principal = await _reader(request)
-    record = await asyncio.to_thread(gw.node.store.order, int(request.match_info["order_id"]))
+    order_id, _ = _order_ref(request)
+    record = await asyncio.to_thread(gw.node.store.order, order_id)
     if record is None or record["account"] != principal.account:
         raise ApiError(404, "unknown_order", "no such order for this account")
     return web.json_response(order_json(gw, record))

@@ -58,13 +58,20 @@ def check_fresh(timestamp_text: str, window_text: str | None, now_ms: int | None
     return timestamp_ms
 
 
-def verify_signature(key: KeyView, sealer: Sealer, payload: bytes, signature_hex: str) -> None:
-    if not 0 < len(signature_hex) <= SIGNATURE_HEX_LEN_MAX:
+def verify_signature(key: KeyView, sealer: Sealer, payload: bytes, signature_hex: str) -> str:
+    """Checks a hex signature; returns it in canonical form (lowercase hex of its bytes), the
+    one identity of the request for replay refusal and derived ids, however it was spelled."""
+    if not 0 < len(signature_hex) <= SIGNATURE_HEX_LEN_MAX or not signature_hex.isascii():
         raise ApiError(401, "bad_signature", "signature must be hex")
     try:
         signature = bytes.fromhex(signature_hex)
     except ValueError:
         raise ApiError(401, "bad_signature", "signature must be hex") from None
+    verify_signature_bytes(key, sealer, payload, signature)
+    return signature.hex()
+
+
+def verify_signature_bytes(key: KeyView, sealer: Sealer, payload: bytes, signature: bytes) -> None:
     if key.kind == KeyKind.ED25519:
         try:
             Ed25519PublicKey.from_public_bytes(bytes.fromhex(key.material)).verify(
@@ -73,8 +80,8 @@ def verify_signature(key: KeyView, sealer: Sealer, payload: bytes, signature_hex
         except (InvalidSignature, ValueError):
             raise ApiError(401, "bad_signature", "signature does not verify") from None
         return
-    expected = hmac_signature(unseal_hmac_secret(key, sealer), payload)
-    if not hmac.compare_digest(expected, signature_hex.lower()):
+    expected = hmac.new(unseal_hmac_secret(key, sealer), payload, hashlib.sha256).digest()
+    if not hmac.compare_digest(expected, signature):
         raise ApiError(401, "bad_signature", "signature does not verify")
 
 
@@ -103,11 +110,12 @@ class ReplayGuard:
         self._size_max = size_max
 
     def check(self, signature_hex: str, now_ms: int) -> None:
+        """`signature_hex` in canonical form (what verify_signature returns)."""
         seen = self._seen
         horizon = now_ms - 2 * RECV_WINDOW_MS_MAX
         while seen and (next(iter(seen.values())) < horizon or len(seen) >= self._size_max):
             seen.popitem(last=False)
-        key = signature_hex.lower()
+        key = signature_hex
         if key in seen:
             raise ApiError(401, "replayed_request", "this signed request was already received")
         seen[key] = now_ms

@@ -8,7 +8,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from api.errors import ApiError
-from cluster.batcher import NotCommitted, Overloaded
+from cluster.batcher import NotCommitted, Overloaded, UnencodableCommand
 from cluster.node import ExchangeNode
 
 NOT_COMMITTED_MESSAGE = "not committed: retry with the same client order id"
@@ -36,6 +36,8 @@ async def submit_all(node: ExchangeNode, wires: list[list[Any]], timeout_ms: int
             futures.append(node.submit(wire, timeout_ms / 1000))
     except Overloaded as exc:
         raise ApiError(503, "overloaded", str(exc)) from None
+    except UnencodableCommand as exc:
+        raise ApiError(400, "bad_command", str(exc)) from None
     loop = asyncio.get_running_loop()
     all_done = loop.create_future()
     remaining = [len(futures)]

@@ -185,8 +185,11 @@ def check_trades(final: NodeFinal) -> Verdict:
                 "price": e["price"],
                 "type": e["order_type"],
             }
-        elif kind == "amended" and e["order_id"] in orders:
-            orders[e["order_id"]]["price"] = e["price"]
+        elif kind in ("amended", "triggered") and e["order_id"] in orders:
+            if kind == "amended":
+                orders[e["order_id"]]["price"] = e["price"]
+            # A new price or a trigger starts a new sweep.
+            last_sweep.pop(e["order_id"], None)
         elif kind == "trade":
             if e["maker_leaves"] < 0 or e["taker_leaves"] < 0:
                 problems.append(f"trade {e['trade_id']}: an order filled beyond its quantity")
@@ -273,7 +276,7 @@ def check_faults(history: History) -> Verdict:
     problems = [
         f"{','.join(f.targets)}: {f.description}"
         for f in history.faults
-        if f.family == "corrupt" and "refused to start" not in f.description
+        if f.family == "corrupt" and "STARTED ON A CORRUPT FILE" in f.description
     ]
     return _verdict("corruption_refused", problems, faults=len(history.faults))
 

@@ -186,17 +186,17 @@ class ChaosCluster:
         with contextlib.suppress(AdminError):  # a node down now is healed when it restarts
             await self.admin.call(self.http(node_id), "POST", "/v1/admin/faults", body)
 
-    async def corrupt(self, node_id: str, file_name: str) -> bool:
+    async def corrupt(self, node_id: str, file_name: str) -> bool | None:
         """Stops the node, flips a byte in the middle of one of its files (the Raft journal
-        or the snapshot dump) and starts it by hand: True if it refused to start, as it must.
-        Then it is wiped so it can rejoin."""
+        or the snapshot dump) and starts it by hand: True if it refused to start, as it must,
+        None if there was no such file to damage. Then it is wiped so it can rejoin."""
         if file_name == SNAPSHOT_FILE:
             await self._snapshot_taken(node_id)
         if node_id in self.local.processes:
             self.local.kill(node_id, signal.SIGTERM)
         target = self.local.data_dir / node_id / file_name
         data = bytearray(target.read_bytes()) if target.exists() else bytearray()
-        refused = True
+        refused: bool | None = None
         if len(data) > 64:
             data[_damage_offset(target, file_name, len(data))] ^= 0xFF
             target.write_bytes(bytes(data))

@@ -199,6 +199,17 @@ async def _collect(cluster: ChaosCluster) -> list[NodeFinal]:
                 invariants["problems"],
             )
         )
+    return _same_position(finals)
+
+
+def _same_position(finals: list[NodeFinal]) -> list[NodeFinal]:
+    """Logs and audit trails cut at what every node has: read one node after another, a
+    later node may hold an entry or two more (idle time ticks) than an earlier one."""
+    last_seq = min((f.events[-1]["seq"] if f.events else 0) for f in finals)
+    last_audit = min((f.audit[-1]["audit_no"] if f.audit else 0) for f in finals)
+    for final in finals:
+        final.events = [e for e in final.events if e["seq"] <= last_seq]
+        final.audit = [r for r in final.audit if r["audit_no"] <= last_audit]
     return finals
 
 

@@ -38,6 +38,10 @@ class NotCommitted:
     reason: str
 
 
+class UnencodableCommand(ValueError):
+    """A command msgpack cannot encode (an integer beyond 64 bits, a foreign type)."""
+
+
 class Overloaded(Exception):
     """Too many commands are already waiting on this node."""
 
@@ -48,6 +52,7 @@ class _Pending:
     wire: list[Any]
     future: Future
     deadline: float
+    size: int
 
 
 SendEntry = Callable[[bytes, Callable[[Any, Any], None]], None]
@@ -96,13 +101,19 @@ class Batcher:
             self._queue.clear()
 
     def submit(self, wire: list[Any], timeout_s: float) -> Future:
+        """Raises UnencodableCommand for a command the log cannot carry (checked here, on the
+        caller's thread: the batcher thread must never meet one)."""
+        try:
+            size = wire_size(wire)
+        except (OverflowError, TypeError, ValueError) as exc:
+            raise UnencodableCommand(f"command cannot be encoded: {exc}") from None
         future: Future = Future()
         with self._lock:
             if len(self._waiting) >= PENDING_MAX:
                 raise Overloaded(f"{PENDING_MAX} commands already waiting on this node")
             request_no = self._next_request_no
             self._next_request_no += 1
-            pending = _Pending(request_no, wire, future, time.monotonic() + timeout_s)
+            pending = _Pending(request_no, wire, future, time.monotonic() + timeout_s, size)
             self._waiting[request_no] = pending
             self._queue.append(pending)
             self._lock.notify()
@@ -165,7 +176,7 @@ class Batcher:
         size = 0
         queue = self._queue
         while queue and len(batch) < BATCH_COMMANDS_MAX:
-            size += wire_size(queue[0].wire)
+            size += queue[0].size
             if batch and size > BATCH_BYTES_MAX:
                 break
             batch.append(queue.popleft())

@@ -187,10 +187,15 @@ class RevokeApiKey:
 
 @dataclass(slots=True, frozen=True)
 class SetSecondFactor:
-    """Enrols (or replaces) an account's TOTP secret, sealed with the cluster key."""
+    """Enrols (or replaces) an account's TOTP secret, sealed with the cluster key.
+
+    `request_id` makes it apply at most once: a replayed request (a new secret under
+    the same id) is rejected, so a replay can never swap in a secret its sender sees.
+    """
 
     account: str
     material: str
+    request_id: str = ""
 
 
 Command = (

@@ -429,6 +429,20 @@ class Exchange:
 
     def _set_second_factor(self, cmd: SetSecondFactor) -> None:
         name = "SetSecondFactor"
+        key = (cmd.account, cmd.request_id)
+        prior = self.client_ids.get(key) if cmd.request_id else None
+        if prior is not None:
+            if prior[0] == cmd:
+                self._out.append(prior[1])
+            else:
+                self._reject(
+                    cmd.account,
+                    cmd.request_id,
+                    name,
+                    RejectCode.DUPLICATE_CLIENT_ORDER_ID,
+                    "request id already used",
+                )
+            return
         if cmd.account not in self.accounts:
             self._reject(cmd.account, "", name, RejectCode.UNKNOWN_ACCOUNT, "unknown account")
         elif not cmd.material:
@@ -436,7 +450,10 @@ class Exchange:
         else:
             self.second_factors[cmd.account] = cmd.material
             self.seq += 1
-            self._out.append(SecondFactorSet(self.seq, self.now_ms, cmd.account))
+            event = SecondFactorSet(self.seq, self.now_ms, cmd.account)
+            self._out.append(event)
+            if cmd.request_id:
+                self.client_ids[key] = (cmd, event)
 
     def _known_asset(self, asset: str) -> bool:
         return any(asset in (inst.base, inst.quote) for inst in self.instruments.values())

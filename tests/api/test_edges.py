@@ -27,7 +27,9 @@ def test_decimal_text() -> None:
     assert price_decimals(base_decimals=0, quote_decimals=2) == 2
 
 
-@pytest.mark.parametrize("text", ["190.001", "abc", "", "NaN", "Infinity", 190, None, "1" * 41])
+@pytest.mark.parametrize(
+    "text", ["190.001", "abc", "", "NaN", "Infinity", 190, None, "1" * 41, "1E+999999", "1e30"]
+)
 def test_bad_decimal_text_is_a_400_naming_the_field(text: object) -> None:
     with pytest.raises(ApiError) as caught:
         to_units(text, 2, "price")
@@ -50,7 +52,7 @@ def test_replay_guard_remembers_within_the_window_and_stays_bounded() -> None:
     guard = ReplayGuard(size_max=3)
     guard.check("aa", 1_000)
     with pytest.raises(ApiError) as caught:
-        guard.check("AA", 1_001)
+        guard.check("aa", 1_001)
     assert caught.value.code == "replayed_request"
     for n, signature in enumerate(("bb", "cc", "dd")):
         guard.check(signature, 1_002 + n)

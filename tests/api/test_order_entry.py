@@ -96,6 +96,11 @@ async def test_engine_rejections_are_4xx_with_the_engine_code(api: ApiCluster) -
 
 
 BAD_ORDERS: list[tuple[dict[str, Any], str]] = [
+    (
+        {"symbol": "AAPL", "side": "buy", "qty": "18446744073709551616", "price": "190.00"},
+        "bad_qty",
+    ),
+    ({"symbol": "AAPL", "side": "buy", "qty": "1E+999999", "price": "190.00"}, "bad_qty"),
     ({"side": "buy", "qty": "1", "price": "190.00"}, "bad_symbol"),
     ({"symbol": "NOPE", "side": "buy", "qty": "1", "price": "1.00"}, "unknown_symbol"),
     ({"symbol": "AAPL", "side": "up", "qty": "1", "price": "190.00"}, "bad_side"),

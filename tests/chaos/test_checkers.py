@@ -187,7 +187,7 @@ def test_a_node_that_ran_on_a_corrupt_journal_is_caught() -> None:
     assert check_faults(history).ok
     history.faults.append(
         FaultRecord(
-            "corrupt", "corrupt follower-journal STARTED ON A CORRUPT JOURNAL", ["n3"], 3.0, 4.0
+            "corrupt", "corrupt follower-journal STARTED ON A CORRUPT FILE", ["n3"], 3.0, 4.0
         )
     )
     verdict = check_faults(history)

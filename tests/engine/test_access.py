@@ -12,7 +12,7 @@ from engine.commands import (
     command_from_wire,
     command_to_wire,
 )
-from engine.events import ApiKeyChanged, AssetAdded, SecondFactorSet
+from engine.events import ApiKeyChanged, AssetAdded, Rejected, SecondFactorSet
 from engine.exchange import API_KEYS_PER_ACCOUNT_MAX
 
 PUBLIC_KEY = "ab" * 32
@@ -96,3 +96,12 @@ def test_access_state_survives_snapshot_and_counts_in_the_hash(ex: Exchange) -> 
 def test_long_key_material_travels_on_the_wire() -> None:
     command = AddApiKey(ALICE, "k1", KeyKind.HMAC, "g" * 400, Scope.READ)
     assert command_from_wire(command_to_wire(command)) == command
+
+
+def test_a_second_factor_request_applies_once(ex: Exchange) -> None:
+    first = one(ex.apply(SetSecondFactor(ALICE, "sealed-1", "req-1")), SecondFactorSet)
+    again = ex.apply(SetSecondFactor(ALICE, "sealed-1", "req-1"))
+    assert again == [first]
+    replay = ex.apply(SetSecondFactor(ALICE, "sealed-2", "req-1"))
+    assert one(replay, Rejected).code == RejectCode.DUPLICATE_CLIENT_ORDER_ID
+    assert ex.second_factors[ALICE] == "sealed-1"
