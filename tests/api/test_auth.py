@@ -190,3 +190,43 @@ async def test_per_key_rate_limit_answers_429_with_retry_after(api: ApiCluster) 
     limited = [r for r in results if isinstance(r, ClientError)]
     assert limited and all(r.status == 429 and r.code == "rate_limited" for r in limited)
     assert len(limited) < burst
+
+
+async def test_a_key_creation_replayed_to_another_node_reveals_no_secret(api: ApiCluster) -> None:
+    # bob: no other test spends his TOTP codes, so this one is fresh on every node.
+    async with api.client("bob") as bob:
+        code = pyotp.TOTP(api.totp["bob"]).now()
+        body = json.dumps({"kind": "hmac", "scopes": ["read"]}).encode()
+        headers = {
+            **bob.sign("POST", "/v1/account/keys", "", body),
+            "X-Raftex-TOTP": code,
+            "Content-Type": "application/json",
+        }
+        first_node, second_node = api.followers
+        status, made = await raw_call(first_node, "POST", "/v1/account/keys", headers, body)
+        assert status == 201 and made["secret"]
+        status, replayed = await raw_call(second_node, "POST", "/v1/account/keys", headers, body)
+        assert status >= 400 and "secret" not in replayed
+        assert replayed["code"] in ("already_exists", "replayed_request")
+        await bob.revoke_key(made["key_id"])
+
+
+async def test_a_read_only_key_cannot_revoke_other_keys(api: ApiCluster) -> None:
+    made = await api.admin(
+        "POST", "/v1/admin/accounts/bob/keys", {"kind": "hmac", "scopes": ["read"]}
+    )
+    async with RaftexClient(api.followers, made["key_id"], made["secret"], "hmac") as reader:
+        await _retry_until_known(reader)
+        with pytest.raises(ClientError) as caught:
+            await reader.revoke_key(api.key("bob", "ed25519")["api_key"])
+        assert (caught.value.status, caught.value.code) == (403, "missing_scope")
+        assert (await reader.revoke_key(made["key_id"]))["status"] == "revoked"
+
+
+async def test_a_totp_code_must_be_six_ascii_digits(api: ApiCluster) -> None:
+    async with api.client("alice") as alice:
+        wide = "".join(chr(0xFF10 + int(d)) for d in pyotp.TOTP(api.totp["alice"]).now())
+        body = json.dumps({"kind": "hmac", "scopes": ["read"]}).encode()
+        headers = {**alice.sign("POST", "/v1/account/keys", "", body), "X-Raftex-TOTP": wide}
+        status, answer = await raw_call(api.followers[0], "POST", "/v1/account/keys", headers, body)
+        assert (status, answer["code"]) == (401, "bad_second_factor")
