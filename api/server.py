@@ -19,7 +19,7 @@ from api.admin import NODE_KEY, SESSION_KEY, add_admin_routes
 from api.admin_checks import add_admin_check_routes
 from api.binance import add_binance_routes
 from api.candles import CandleBook
-from api.errors import error_middleware
+from api.errors import ApiError, error_middleware
 from api.feeds import add_feed_routes, feed_hub
 from api.gateway import GATEWAY_KEY, Gateway
 from api.openapi import add_openapi_route
@@ -58,15 +58,31 @@ def build_app(node: ExchangeNode) -> web.Application:
         candles=CandleBook(),
     )
 
+    in_flight = [0]
+
     @web.middleware
-    async def ip_limit(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
+    async def client_limits(
+        request: web.Request, handler: web.RequestHandler
+    ) -> web.StreamResponse:
         # Nodes forward to each other over the admin channel; only clients are limited.
-        if not request.path.startswith(ADMIN_PATH_PREFIX):
-            gw.ip_limits.take(request.remote or "?")
-        return await handler(request)
+        if request.path.startswith(ADMIN_PATH_PREFIX):
+            return await handler(request)
+        gw.ip_limits.take(request.remote or "?")
+        if in_flight[0] >= config.requests_in_flight_max:
+            raise ApiError(
+                503,
+                "busy",
+                f"this node is handling {config.requests_in_flight_max} requests; retry",
+                headers={"Retry-After": "1"},
+            )
+        in_flight[0] += 1
+        try:
+            return await handler(request)
+        finally:
+            in_flight[0] -= 1
 
     app = web.Application(
-        middlewares=[error_middleware, ip_limit], client_max_size=REQUEST_BODY_BYTES_MAX
+        middlewares=[error_middleware, client_limits], client_max_size=REQUEST_BODY_BYTES_MAX
     )
     app[NODE_KEY] = node
     app[GATEWAY_KEY] = gw

@@ -21,6 +21,7 @@ FSYNC_POLICIES = ("always", "none")
 RATE_LIMIT_IP_PER_S_DEFAULT = 500.0
 RATE_LIMIT_KEY_PER_S_DEFAULT = 100.0
 FEED_BUFFER_BYTES_MAX_DEFAULT = 4 * 1024 * 1024
+REQUESTS_IN_FLIGHT_MAX_DEFAULT = 4_096
 
 
 class ConfigError(Exception):
@@ -56,6 +57,9 @@ class NodeConfig:
     # The kernel send buffer of each WebSocket connection; 0 leaves it to the kernel's
     # autotuning (best latency). A fixed size bounds kernel memory per subscriber.
     feed_socket_send_bytes: int = 0
+    # Client requests a node handles at once; more get 503 `busy` (bounded memory and a
+    # fast answer rather than a queue no one waits for).
+    requests_in_flight_max: int = REQUESTS_IN_FLIGHT_MAX_DEFAULT
     # Chaos testing only: lets the admin endpoint partition this node and skew its clock.
     fault_hooks: bool = False
 
@@ -113,6 +117,9 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> NodeConfig:
             raw, "feed_buffer_bytes_max", FEED_BUFFER_BYTES_MAX_DEFAULT
         ),
         feed_socket_send_bytes=_positive_int(raw, "feed_socket_send_bytes", 0, zero_ok=True),
+        requests_in_flight_max=_positive_int(
+            raw, "requests_in_flight_max", REQUESTS_IN_FLIGHT_MAX_DEFAULT
+        ),
     )
     if not any(p.node_id == config.node_id for p in peers):
         config = replace(config, peers=(*peers, Peer(config.node_id, config.raft, config.http)))

@@ -130,3 +130,25 @@ async def test_a_subscriber_that_stops_reading_is_cut(tmp_path: Path) -> None:
             assert not reader.closed
     finally:
         await asyncio.to_thread(harness.stop)
+
+
+async def test_requests_in_flight_are_bounded(tmp_path: Path) -> None:
+    """WebSocket connections hold their slot for their lifetime: the open-connection bound."""
+    harness = ClusterHarness(tmp_path / "cluster", settings={"requests_in_flight_max": 2})
+    try:
+        await asyncio.to_thread(harness.start)
+        node = harness.http(harness.cluster.nodes[0].node_id)
+        async with aiohttp.ClientSession() as session:
+            first = await session.ws_connect(f"ws://{node}/v1/ws")
+            second = await session.ws_connect(f"ws://{node}/v1/ws")
+            async with session.get(f"http://{node}/v1/time") as response:
+                body = await response.json()
+                assert response.status == 503 and body["code"] == "busy"
+                assert response.headers["Retry-After"] == "1"
+            await first.close()
+            await asyncio.sleep(0.2)
+            async with session.get(f"http://{node}/v1/time") as response:
+                assert response.status == 200
+            await second.close()
+    finally:
+        await asyncio.to_thread(harness.stop)
