@@ -83,6 +83,9 @@ OPEN_ORDERS_PER_ACCOUNT_MAX = 1_000
 BALANCE_MAX = 2**62
 FEE_BPS_MAX = 1_000
 DAY_MS = 86_400_000
+# How long a client order id (or request id) is remembered: a retry within this log time
+# gets the original outcome; after it the id may be used again. Bounds the table's memory.
+CLIENT_ID_RETENTION_MS = DAY_MS
 ASSET_DECIMALS_MAX = 18
 API_KEYS_PER_ACCOUNT_MAX = 20
 ED25519_PUBLIC_KEY_HEX_LEN = 64
@@ -162,6 +165,11 @@ class Exchange:
         """
         self.now_ms = max(self.now_ms, ts_ms)
         out = self._out = []
+        client_ids = self.client_ids
+        if client_ids and next(iter(client_ids.values()))[1].ts_ms < (
+            self.now_ms - CLIENT_ID_RETENTION_MS
+        ):
+            self._forget_old_client_ids()
         if (self.expiries and self.expiries[0][0] <= self.now_ms) or self.paused:
             self._run_timers()
         handler = self._handlers.get(type(command))
@@ -172,6 +180,17 @@ class Exchange:
         if self._dirty_balances or self._dirty_levels:
             self._flush_views()
         return out
+
+    def _forget_old_client_ids(self) -> None:
+        """The table is in the order outcomes happened (log time never goes back, restore
+        keeps that order), so the expired ids are at its front."""
+        horizon = self.now_ms - CLIENT_ID_RETENTION_MS
+        client_ids = self.client_ids
+        while client_ids:
+            key, (_, event) = next(iter(client_ids.items()))
+            if event.ts_ms >= horizon:
+                break
+            del client_ids[key]
 
     def _flush_views(self) -> None:
         """One BalanceChanged per touched balance and one LevelChanged per touched level."""

@@ -246,11 +246,13 @@ def _build(exchange_cls: type[Exchange], state: list[Any]) -> Exchange:
                 stops.buy_stops.add((order.stop_price, order.order_id))
             else:
                 stops.sell_stops.add((-order.stop_price, order.order_id))
-    for account_id, cid, command_wire, event_wire in client_ids:
-        ex.client_ids[(account_id, cid)] = (
-            command_from_wire(command_wire),
-            event_from_wire(event_wire),
-        )
+    # In the order the outcomes happened (as a live table is), so expiry reads its front.
+    remembered = [
+        ((account_id, cid), (command_from_wire(command_wire), event_from_wire(event_wire)))
+        for account_id, cid, command_wire, event_wire in client_ids
+    ]
+    remembered.sort(key=_outcome_seq)
+    ex.client_ids = dict(remembered)
     ex.paused = {symbol: at for symbol, at in paused}
     ex.assets = {asset: decimals for asset, decimals in assets}
     for key_id, account_id, kind, material, scopes in api_keys:
@@ -263,6 +265,10 @@ def _build(exchange_cls: type[Exchange], state: list[Any]) -> Exchange:
 
 def _order_id(order: Order) -> int:
     return order.order_id
+
+
+def _outcome_seq(item: tuple[Any, Any]) -> int:
+    return item[1][1].seq
 
 
 def _first(item: tuple[Any, Any]) -> Any:

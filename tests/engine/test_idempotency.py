@@ -21,6 +21,7 @@ from conftest import (
 from engine import Exchange, RejectCode
 from engine.commands import Command, Deposit, PlaceOrder, Withdraw
 from engine.events import Accepted, BalanceChanged, Event, Rejected
+from engine.exchange import CLIENT_ID_RETENTION_MS
 
 
 def retry(ex: Exchange, command: Command, original: Event) -> None:
@@ -106,3 +107,17 @@ def test_a_retried_refused_withdrawal_stays_refused(ex: Exchange) -> None:
     ex.apply(Deposit(BOB, QUOTE, 10))
     retry(ex, command, refusal)
     assert ex.balance(BOB, QUOTE) == (CASH + 10, 0)
+
+
+def test_client_ids_are_remembered_for_a_day_of_log_time(ex: Exchange) -> None:
+    first = one(place(ex, ALICE, BUY, 1, 95, client_order_id="day-1"), Accepted)
+    place(ex, ALICE, BUY, 1, 94, client_order_id="day-2")
+    within = place(ex, ALICE, BUY, 1, 95, T0 + CLIENT_ID_RETENTION_MS - 1, client_order_id="day-1")
+    assert within == [first], "a retry within the retention gets its original outcome"
+    restored = Exchange.restore(ex.snapshot())
+    later = T0 + CLIENT_ID_RETENTION_MS + 1
+    for exchange in (ex, restored):
+        fresh = one(place(exchange, ALICE, BUY, 2, 96, later, client_order_id="day-1"), Accepted)
+        assert fresh.order_id != first.order_id and fresh.qty == 2
+        assert ("alice", "day-2") not in exchange.client_ids
+    assert ex.state_hash() == restored.state_hash()
