@@ -132,7 +132,8 @@ async def _read_states(
     """Reads every reachable node's live state once a second, whatever the faults."""
     while not stop.is_set():
         for node in cluster.running():
-            if node in cluster.paused:
+            # Checked at each step: the nemesis may have paused or removed it meanwhile.
+            if node in cluster.paused or node not in cluster.node_ids:
                 continue
             with contextlib.suppress(AdminError):
                 state = await cluster.admin.call(cluster.http(node), "GET", "/v1/admin/invariants")
