@@ -88,6 +88,7 @@ class RaftexClient:
         self._ssl = client_context(ca_file) if ca_file is not None else None
         self._scheme = "https" if ca_file is not None else "http"
         self.preferred = self.nodes[0]
+        self._leader_id: str | None = None
 
     async def __aenter__(self) -> RaftexClient:
         connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else False)
@@ -160,11 +161,18 @@ class RaftexClient:
         error: ClientError | None = None
         for attempt in range(WRITE_ATTEMPTS_MAX):
             try:
-                return await self.request(method, path, body=body)
+                answer = await self.request(method, path, body=body)
             except ClientError as exc:
                 if not isinstance(exc, Unavailable) and exc.code not in RETRYABLE_CODES:
                     raise
                 error = exc
+            else:
+                led_by = answer.get("led_by") if isinstance(answer, dict) else None
+                if led_by and led_by != self._leader_id:
+                    # The leader hint: send the next writes there, saving the follower's hop.
+                    self._leader_id = led_by
+                    await self._find_leader()
+                return answer
             await self._find_leader(skip=self.preferred if attempt == 0 else None)
             await asyncio.sleep(RETRY_PAUSE_S * (attempt + 1))
         assert error is not None

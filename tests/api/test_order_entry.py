@@ -244,3 +244,10 @@ async def test_one_bad_order_refuses_the_whole_batch(
             await alice.request("POST", "/v1/orders/batch", body=body)
         assert caught.value.status == 400 and caught.value.code == code
         assert (await alice.cluster())["last_seq"] == seq_before
+
+
+async def test_the_client_follows_the_leader_hint(api: ApiCluster) -> None:
+    async with api.client("bob", node=api.followers[0]) as bob:
+        placed = await bob.place_order("AAPL", "buy", "1", price="181.00", client_order_id=cid())
+        assert placed["led_by"] == api.leader and bob.preferred == api.leader_http
+        await bob.cancel_order(placed["order_id"])
