@@ -173,10 +173,14 @@ def check_live_states(history: History, final: NodeFinal) -> Verdict:
 
 def check_trades(final: NodeFinal) -> Verdict:
     """No order fills beyond its quantity; takers sweep best price first within their limit;
-    makers trade at their own price."""
+    makers trade at their own price, and at one price in the order they joined it (time
+    priority: joining is acceptance, a trigger, a replenished iceberg slice, or an amendment
+    that lost priority)."""
     orders: dict[int, dict[str, Any]] = {}
     problems = []
     last_sweep: dict[int, int] = {}
+    joined: dict[int, int] = {}  # order id -> seq it took its place in the queue
+    last_maker: dict[int, tuple[int, int]] = {}  # taker -> (price, joined seq of last maker)
     for e in final.events:
         kind = e["type"]
         if kind == "accepted":
@@ -185,11 +189,17 @@ def check_trades(final: NodeFinal) -> Verdict:
                 "price": e["price"],
                 "type": e["order_type"],
             }
+            joined[e["order_id"]] = e["seq"]
+        elif kind == "replenished":
+            joined[e["order_id"]] = e["seq"]
         elif kind in ("amended", "triggered") and e["order_id"] in orders:
             if kind == "amended":
                 orders[e["order_id"]]["price"] = e["price"]
+            if kind == "triggered" or not e["priority_kept"]:
+                joined[e["order_id"]] = e["seq"]
             # A new price or a trigger starts a new sweep.
             last_sweep.pop(e["order_id"], None)
+            last_maker.pop(e["order_id"], None)
         elif kind == "trade":
             if e["maker_leaves"] < 0 or e["taker_leaves"] < 0:
                 problems.append(f"trade {e['trade_id']}: an order filled beyond its quantity")
@@ -213,6 +223,14 @@ def check_trades(final: NodeFinal) -> Verdict:
             ):
                 problems.append(f"trade {e['trade_id']}: a worse price filled before a better one")
             last_sweep[e["taker_order_id"]] = e["price"]
+            place = joined.get(e["maker_order_id"], 0)
+            before = last_maker.get(e["taker_order_id"])
+            if before is not None and before[0] == e["price"] and place < before[1]:
+                problems.append(
+                    f"trade {e['trade_id']}: an order that joined {e['price']} later was "
+                    "filled first"
+                )
+            last_maker[e["taker_order_id"]] = (e["price"], place)
     return _verdict(
         "trades_and_priority", problems, trades=sum(1 for e in final.events if e["type"] == "trade")
     )

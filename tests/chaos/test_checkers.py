@@ -18,6 +18,9 @@ from chaos.checkers import (
     check_writes,
 )
 from chaos.history import INFO, OK, FaultRecord, History, StateSample, StatusSample
+from cluster.workload import standard_workload
+from engine import Exchange
+from engine.events import event_to_dict
 
 
 def balance(seq: int, account: str, asset: str, available: int, held: int = 0) -> dict[str, Any]:
@@ -204,3 +207,61 @@ def test_live_states_are_checked_against_the_log() -> None:
     details = check_live_states(history, final).details
     assert any("n2 at seq 3: USD totals 99" in d for d in details)
     assert any("n3 at seq 3" in d and "holds" in d for d in details)
+
+
+def test_a_later_order_filled_first_at_one_price_is_caught() -> None:
+    _, final = good_run()
+
+    def accepted(seq: int, order_id: int, account: str, side: int) -> dict[str, Any]:
+        return {
+            **final.events[1],
+            "seq": seq,
+            "order_id": order_id,
+            "account": account,
+            "client_order_id": f"o{order_id}",
+            "side": side,
+        }
+
+    def trade(seq: int, trade_id: int, maker: int, leaves: int) -> dict[str, Any]:
+        return {
+            "type": "trade",
+            "seq": seq,
+            "ts_ms": 1,
+            "trade_id": trade_id,
+            "symbol": "ACME",
+            "price": 100,
+            "qty": 1,
+            "aggressor_side": 0,
+            "maker_order_id": maker,
+            "maker_account": "bob",
+            "maker_fee": 0,
+            "maker_leaves": 0,
+            "taker_order_id": 9,
+            "taker_account": "carol",
+            "taker_fee": 0,
+            "taker_leaves": leaves,
+        }
+
+    final.events += [
+        accepted(4, 7, "bob", 1),
+        accepted(5, 8, "bob", 1),
+        accepted(6, 9, "carol", 0),
+        trade(7, 1, maker=7, leaves=1),
+        trade(8, 2, maker=8, leaves=0),
+    ]
+    assert check_trades(final).ok
+    final.events[-2]["maker_order_id"], final.events[-1]["maker_order_id"] = 8, 7
+    details = check_trades(final).details
+    assert any("joined 100 later was filled first" in d for d in details)
+
+
+def test_the_engine_keeps_price_time_priority_on_the_standard_workload() -> None:
+    workload = standard_workload(8_000, seed=5, account_count=20, symbol_count=2)
+    ex = Exchange()
+    events = []
+    for n, command in enumerate(workload.setup + workload.commands):
+        events += [event_to_dict(e) for e in ex.apply(command, 1_000 + n)]
+    final = NodeFinal("n1", events, [], "h", audit_ok=True, invariants_ok=True)
+    verdict = check_trades(final)
+    assert verdict.ok, verdict.details
+    assert verdict.counts["trades"] > 1_000
