@@ -449,18 +449,7 @@ class Exchange:
     def _set_second_factor(self, cmd: SetSecondFactor) -> None:
         name = "SetSecondFactor"
         key = (cmd.account, cmd.request_id)
-        prior = self.client_ids.get(key) if cmd.request_id else None
-        if prior is not None:
-            if prior[0] == cmd:
-                self._out.append(prior[1])
-            else:
-                self._reject(
-                    cmd.account,
-                    cmd.request_id,
-                    name,
-                    RejectCode.DUPLICATE_CLIENT_ORDER_ID,
-                    "request id already used",
-                )
+        if cmd.request_id and self._answered_before(key, cmd, name):
             return
         if cmd.account not in self.accounts:
             self._reject(cmd.account, "", name, RejectCode.UNKNOWN_ACCOUNT, "unknown account")
@@ -531,22 +520,24 @@ class Exchange:
 
     # ------------------------------------------------------------- orders
 
+    def _answered_before(self, key: tuple[str, str], cmd: Command, name: str) -> bool:
+        """A known id: the same command gets its original outcome again, another command is
+        rejected (the id is taken). False for an id not seen (or forgotten)."""
+        prior = self.client_ids.get(key)
+        if prior is None:
+            return False
+        if prior[0] == cmd:
+            self._out.append(prior[1])
+        else:
+            self._reject(
+                key[0], key[1], name, RejectCode.DUPLICATE_CLIENT_ORDER_ID, "id already used"
+            )
+        return True
+
     def _place(self, cmd: PlaceOrder) -> None:
         cid = cmd.client_order_id
-        if cid:
-            prior = self.client_ids.get((cmd.account, cid))
-            if prior is not None:
-                if prior[0] == cmd:
-                    self._out.append(prior[1])
-                else:
-                    self._reject(
-                        cmd.account,
-                        cid,
-                        "PlaceOrder",
-                        RejectCode.DUPLICATE_CLIENT_ORDER_ID,
-                        "client order id already used",
-                    )
-                return
+        if cid and self._answered_before((cmd.account, cid), cmd, "PlaceOrder"):
+            return
         checked = self._check_place(cmd)
         if checked is None:
             return
