@@ -20,7 +20,7 @@ from api.admin import require_admin
 from api.amounts import from_units, to_units
 from api.errors import ApiError
 from api.gateway import Gateway, gateway, totp_code
-from api.orders import derived_client_id, json_object, rejection
+from api.orders import derived_client_id, json_object, refusal
 from api.query import choice, int_param, known_fields, text_field
 from cluster.store import READ_LIMIT_MAX
 from engine.codes import SCOPES_ALL, KeyKind, Scope
@@ -191,16 +191,14 @@ async def _create_key(
         material = gw.sealer.seal(secret.encode())
     second_factor()
     outcome = await gw.submit(command_to_wire(AddApiKey(account, key_id, kind, material, scopes)))
-    rejected = outcome.rejected
-    if rejected is not None:
-        return rejection(rejected, {"seq": outcome.seq, "led_by": outcome.led_by})
+    if (refused := refusal(outcome, outcome.where)) is not None:
+        return refused
     answer: dict[str, Any] = {
         "account": account,
         "key_id": key_id,
         "kind": kind.name.lower(),
         "scopes": scope_names(scopes),
-        "seq": outcome.seq,
-        "led_by": outcome.led_by,
+        **outcome.where,
     }
     if secret:
         answer["secret"] = secret
@@ -218,11 +216,9 @@ async def revoke_key(request: web.Request) -> web.Response:
     if len(key_id) > CLIENT_ID_LEN_MAX:
         raise ApiError(400, "bad_key_id", "key id too long")
     outcome = await gw.submit(command_to_wire(RevokeApiKey(principal.account, key_id)))
-    rejected = outcome.rejected
-    base = {"seq": outcome.seq, "led_by": outcome.led_by}
-    if rejected is not None:
-        return rejection(rejected, base)
-    return web.json_response({**base, "key_id": key_id, "status": "revoked"})
+    if (refused := refusal(outcome, outcome.where)) is not None:
+        return refused
+    return web.json_response({**outcome.where, "key_id": key_id, "status": "revoked"})
 
 
 async def enrol_second_factor(request: web.Request) -> web.Response:
@@ -247,17 +243,15 @@ async def _enrol(gw: Gateway, account: str, request_id: str) -> web.Response:
     secret = pyotp.random_base32()
     command = SetSecondFactor(account, gw.sealer.seal(secret.encode()), request_id)
     outcome = await gw.submit(command_to_wire(command))
-    rejected = outcome.rejected
-    if rejected is not None:
-        return rejection(rejected, {"seq": outcome.seq, "led_by": outcome.led_by})
+    if (refused := refusal(outcome, outcome.where)) is not None:
+        return refused
     uri = pyotp.TOTP(secret).provisioning_uri(name=account, issuer_name=TOTP_ISSUER)
     return web.json_response(
         {
             "account": account,
             "totp_secret": secret,
             "provisioning_uri": uri,
-            "seq": outcome.seq,
-            "led_by": outcome.led_by,
+            **outcome.where,
         },
         status=201,
     )
@@ -275,10 +269,9 @@ async def withdraw(request: web.Request) -> web.Response:
     outcome = await gw.submit(
         command_to_wire(Withdraw(principal.account, asset, amount, request_id))
     )
-    base = {"seq": outcome.seq, "led_by": outcome.led_by, "request_id": request_id}
-    rejected = outcome.rejected
-    if rejected is not None:
-        return rejection(rejected, base)
+    base = {**outcome.where, "request_id": request_id}
+    if (refused := refusal(outcome, base)) is not None:
+        return refused
     change = next(e for e in outcome.events if e["type"] == "balancechanged")
     return web.json_response(
         {**base, "status": "done", **balance_json(gw, asset, change["available"], change["held"])}

@@ -32,7 +32,7 @@ from aiohttp import WSMsgType, web
 from api.errors import ApiError
 from api.gateway import Gateway
 from api.l3 import l3_json, read_l3
-from api.public import candle_json, ticker_json
+from api.public import book_sides, candle_json, ticker_json
 from api.signing import check_fresh, signing_payload, verify_signature
 from cluster.store import READ_LIMIT_MAX
 from cluster.views import NodeView
@@ -60,7 +60,6 @@ HEARTBEAT_S = 5.0
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_TOO_MANY = 4029
 MESSAGE_BYTES_MAX = 4_096
-MIN_SEQ_WAIT_S = 2.0
 PUBLIC_CHANNELS = ("book", "book.l3", "trades", "ticker", "candles")
 L3_DEPTH_LEVELS = 50
 USER_CHANNEL = "user"
@@ -492,13 +491,7 @@ async def _wait_min_seq(gw: Gateway, min_seq: object) -> None:
         return
     if type(min_seq) is not int:
         raise ApiError(400, "bad_min_seq", "min_seq must be an integer")
-    deadline = time.monotonic() + MIN_SEQ_WAIT_S
-    while gw.node.view.last_seq < min_seq:
-        if time.monotonic() >= deadline:
-            raise ApiError(
-                409, "behind", f"node has applied seq {gw.node.view.last_seq} < {min_seq}"
-            )
-        await asyncio.sleep(0.005)
+    await gw.wait_until_applied(min_seq)
 
 
 async def _subscribe(
@@ -580,18 +573,13 @@ def _snapshot(gw: Gateway, view: NodeView, key: Key) -> str | None:
     if channel == "book":
         inst = gw.instrument(name)
         book = view.books.get(name)
-
-        def levels(rows: tuple) -> list[list[Any]]:
-            return [[gw.price_text(inst, p), gw.qty_text(inst, q), n] for p, q, n in rows]
-
         return _dump(
             {
                 "channel": "book",
                 "type": "snapshot",
                 "symbol": name,
                 "seq": seq,
-                "bids": levels(book.bids) if book else [],
-                "asks": levels(book.asks) if book else [],
+                **book_sides(gw, inst, book),
             }
         )
     if channel == "ticker":

@@ -74,6 +74,11 @@ class WriteOutcome:
         """The command's Rejected event, if the state machine refused it."""
         return next((e for e in self.events if e["type"] == "rejected"), None)
 
+    @property
+    def where(self) -> dict[str, Any]:
+        """What every write answer carries: the seq it was applied at, the node that led."""
+        return {"seq": self.seq, "led_by": self.led_by}
+
 
 @dataclass(slots=True)
 class Gateway:
@@ -178,17 +183,26 @@ class Gateway:
             min_seq = int(text)
         except ValueError:
             raise ApiError(400, "bad_min_seq", "min_seq must be an integer") from None
+        await self.wait_until_applied(min_seq)
+
+    async def wait_until_applied(self, min_seq: int) -> None:
+        """Waits (bounded) until this node applied `min_seq`, or answers 409 `behind`."""
+        if not await self._applied(min_seq):
+            status = self.node.status()
+            raise ApiError(
+                409,
+                "behind",
+                f"node {status['id']} has applied seq {status['last_seq']} < {min_seq};"
+                f" lag {status['lag']} entries; retry or ask another node",
+            )
+
+    async def _applied(self, seq: int) -> bool:
         deadline = time.monotonic() + MIN_SEQ_WAIT_MS_MAX / 1000
-        while self.node.view.last_seq < min_seq:
+        while self.node.view.last_seq < seq:
             if time.monotonic() >= deadline:
-                status = self.node.status()
-                raise ApiError(
-                    409,
-                    "behind",
-                    f"node {status['id']} has applied seq {status['last_seq']} < {min_seq};"
-                    f" lag {status['lag']} entries; retry or ask another node",
-                )
+                return False
             await asyncio.sleep(MIN_SEQ_POLL_S)
+        return True
 
     async def store_caught_up(self) -> None:
         """Store reads see at least what the published view shows, or 503 `behind`."""
@@ -197,11 +211,8 @@ class Gateway:
 
     async def reach_seq(self, seq: int) -> None:
         """This node applied `seq` and its store holds it (a write led elsewhere), or 503."""
-        deadline = time.monotonic() + MIN_SEQ_WAIT_MS_MAX / 1000
-        while self.node.view.last_seq < seq:
-            if time.monotonic() >= deadline:
-                raise ApiError(503, "behind", f"this node has not applied seq {seq} yet; retry")
-            await asyncio.sleep(MIN_SEQ_POLL_S)
+        if not await self._applied(seq):
+            raise ApiError(503, "behind", f"this node has not applied seq {seq} yet; retry")
         await self.store_caught_up()
 
     def instrument(self, symbol: str) -> InstrumentView:

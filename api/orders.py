@@ -206,7 +206,7 @@ async def placement(
     """
     events = outcome.events
     head = next((e for e in events if e["type"] in ("accepted", "rejected")), None)
-    base = {"seq": outcome.seq, "led_by": outcome.led_by, "client_order_id": client_order_id}
+    base = {**outcome.where, "client_order_id": client_order_id}
     if head is None:
         raise ApiError(500, "no_outcome", "the state machine gave this command no outcome")
     if head["type"] == "rejected":
@@ -273,6 +273,12 @@ def rejection(event: dict[str, Any], base: dict[str, Any]) -> web.Response:
     return web.json_response(answer, status=status)
 
 
+def refusal(outcome: WriteOutcome, base: dict[str, Any]) -> web.Response | None:
+    """The 4xx answer to a command the state machine rejected, or None if it did not."""
+    rejected = outcome.rejected
+    return rejection(rejected, base) if rejected is not None else None
+
+
 async def cancel(request: web.Request) -> web.Response:
     gw = gateway(request)
     principal = await gw.authenticate(request, Scope.TRADE)
@@ -311,11 +317,9 @@ async def mass_cancel(request: web.Request) -> web.Response:
         gw.instrument(symbol)
     outcome = await gw.submit(command_to_wire(MassCancel(principal.account, symbol)))
     cancelled = [e["order_id"] for e in outcome.events if e["type"] == "cancelled"]
-    rejected = outcome.rejected
-    base = {"seq": outcome.seq, "led_by": outcome.led_by}
-    if rejected is not None:
-        return rejection(rejected, base)
-    return web.json_response({**base, "status": "cancelled", "order_ids": cancelled})
+    if (refused := refusal(outcome, outcome.where)) is not None:
+        return refused
+    return web.json_response({**outcome.where, "status": "cancelled", "order_ids": cancelled})
 
 
 def _order_ref(request: web.Request) -> tuple[int, str]:
@@ -331,14 +335,12 @@ def _order_ref(request: web.Request) -> tuple[int, str]:
 
 
 def _change_answer(outcome: WriteOutcome, done_type: str) -> web.Response:
-    base = {"seq": outcome.seq, "led_by": outcome.led_by}
-    rejected = outcome.rejected
-    if rejected is not None:
-        return rejection(rejected, base)
+    if (refused := refusal(outcome, outcome.where)) is not None:
+        return refused
     done = next((e for e in outcome.events if e["type"] == done_type), None)
     if done is None:
         raise ApiError(500, "no_outcome", "the state machine gave this command no outcome")
-    return web.json_response({**base, "status": done_type, "order_id": done["order_id"]})
+    return web.json_response({**outcome.where, "status": done_type, "order_id": done["order_id"]})
 
 
 # ------------------------------------------------------------------ reads

@@ -19,7 +19,7 @@ from api.gateway import Gateway, gateway
 from api.l3 import l3_json, read_l3
 from api.query import int_param
 from cluster.store import READ_LIMIT_MAX
-from cluster.views import BOOK_VIEW_DEPTH, InstrumentView
+from cluster.views import BOOK_VIEW_DEPTH, BookView, InstrumentView
 from engine.codes import Side, TradingStatus
 
 TRADES_LIMIT_DEFAULT = 100
@@ -90,20 +90,28 @@ async def book(request: web.Request) -> web.Response:
     inst = gw.instrument(request.match_info["symbol"])
     depth = int_param(request, "depth", 20, 1, BOOK_VIEW_DEPTH)
     view = gw.node.view
-    snapshot = view.books.get(inst.symbol)
-
-    def levels(rows: tuple) -> list[list[Any]]:
-        return [[gw.price_text(inst, p), gw.qty_text(inst, q), n] for p, q, n in rows[:depth]]
-
     return web.json_response(
         {
             "symbol": inst.symbol,
             # The book's own seq can be older than the view's: nothing in it changed since.
             "seq": view.last_seq,
-            "bids": levels(snapshot.bids) if snapshot else [],
-            "asks": levels(snapshot.asks) if snapshot else [],
+            **book_sides(gw, inst, view.books.get(inst.symbol), depth),
         }
     )
+
+
+def book_sides(
+    gw: Gateway, inst: InstrumentView, book: BookView | None, depth: int = BOOK_VIEW_DEPTH
+) -> dict[str, list[list[Any]]]:
+    """L2 levels as [price, qty, orders], best first, as REST and the `book` feed show them."""
+
+    def levels(rows: tuple) -> list[list[Any]]:
+        return [[gw.price_text(inst, p), gw.qty_text(inst, q), n] for p, q, n in rows[:depth]]
+
+    return {
+        "bids": levels(book.bids) if book else [],
+        "asks": levels(book.asks) if book else [],
+    }
 
 
 async def book_l3(request: web.Request) -> web.Response:

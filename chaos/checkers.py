@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,13 +62,26 @@ def _write_key(op: Op) -> tuple[int, str, str] | None:
     return None
 
 
+def _first_time(audit: list[dict[str, Any]]) -> Iterator[tuple[dict, list, dict]]:
+    """(record, command, outcome) of each command's first application: not a retry answered
+    from the idempotency table, not a record without a command."""
+    for record in audit:
+        command, outcome = record["command"], record["outcome"]
+        if command and not outcome["retry"]:
+            yield record, command, outcome
+
+
+def _transfer(command: list, outcome: dict[str, Any]) -> tuple[str, int] | None:
+    """(asset, signed amount) of an applied deposit or withdrawal."""
+    if outcome["result"] != "applied" or command[0] not in (DEPOSIT_TAG, WITHDRAW_TAG):
+        return None
+    return command[2], (1 if command[0] == DEPOSIT_TAG else -1) * command[3]
+
+
 def _first_applications(audit: list[dict[str, Any]]) -> Counter:
     """How many times each (tag, account, id) was applied for the first time (not a retry)."""
     applied: Counter = Counter()
-    for record in audit:
-        command = record["command"]
-        if record["outcome"]["retry"] or not command:
-            continue
+    for _, command, _ in _first_time(audit):
         tag = command[0]
         if tag == PLACE_TAG and len(command) > 8 and command[8]:
             applied[(tag, command[1], command[8])] += 1
@@ -111,11 +125,7 @@ def check_conservation(final: NodeFinal) -> Verdict:
     expected: dict[str, int] = defaultdict(int)
     problems = []
     commands = 0
-    for record in final.audit:
-        command = record["command"]
-        outcome = record["outcome"]
-        if outcome["retry"] or not command:
-            continue
+    for record, command, outcome in _first_time(final.audit):
         commands += 1
         for seq in outcome["seqs"]:
             event = seq_to_event.get(seq)
@@ -127,9 +137,9 @@ def check_conservation(final: NodeFinal) -> Verdict:
             value = event["available"] + event["held"]
             totals[event["asset"]] += value - balances.get(key, 0)
             balances[key] = value
-        if outcome["result"] == "applied" and command[0] in (DEPOSIT_TAG, WITHDRAW_TAG):
-            sign = 1 if command[0] == DEPOSIT_TAG else -1
-            expected[command[2]] += sign * command[3]
+        transfer = _transfer(command, outcome)
+        if transfer is not None:
+            expected[transfer[0]] += transfer[1]
         for asset in set(totals) | set(expected):
             if totals[asset] != expected[asset]:
                 problems.append(
@@ -145,23 +155,22 @@ def check_live_states(history: History, final: NodeFinal) -> Verdict:
     exposure, no negative balance, levels add up, no crossed book) and held exactly the
     deposits minus withdrawals applied up to its sequence."""
     changes: list[tuple[int, str, int]] = []  # (seq, asset, delta) of applied transfers
-    for record in final.audit:
-        command, outcome = record["command"], record["outcome"]
-        if outcome["retry"] or outcome["result"] != "applied" or not command:
-            continue
-        if command[0] in (DEPOSIT_TAG, WITHDRAW_TAG) and outcome["seqs"]:
-            sign = 1 if command[0] == DEPOSIT_TAG else -1
-            changes.append((max(outcome["seqs"]), command[2], sign * command[3]))
+    for _, command, outcome in _first_time(final.audit):
+        transfer = _transfer(command, outcome)
+        if transfer is not None and outcome["seqs"]:
+            changes.append((max(outcome["seqs"]), *transfer))
     changes.sort()
     problems = []
-    for state in history.states:
+    # States in sequence order, so the expected totals accumulate in one pass.
+    expected: dict[str, int] = defaultdict(int)
+    applied = 0
+    for state in sorted(history.states, key=lambda state: state.seq):
         if not state.ok:
             problems.append(f"{state.node} at seq {state.seq}: {state.problems[:2]}")
-        expected: dict[str, int] = defaultdict(int)
-        for seq, asset, delta in changes:
-            if seq > state.seq:
-                break
+        while applied < len(changes) and changes[applied][0] <= state.seq:
+            _, asset, delta = changes[applied]
             expected[asset] += delta
+            applied += 1
         for asset in set(expected) | set(state.totals):
             if state.totals.get(asset, 0) != expected[asset]:
                 problems.append(

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -86,15 +87,19 @@ async def _run(
         nemesis = Nemesis(cluster, history, t0)
         stop = asyncio.Event()
         async with asyncio.TaskGroup() as tasks:
-            poller = tasks.create_task(_poll_status(cluster, history, t0, stop))
-            reader = tasks.create_task(_read_states(cluster, history, t0, stop))
+            poller = tasks.create_task(
+                _every(STATUS_PERIOD_S, stop, lambda: _sample_status(cluster, history, t0))
+            )
+            reader = tasks.create_task(
+                _every(STATE_PERIOD_S, stop, lambda: _sample_states(cluster, history, t0))
+            )
             fault_task = tasks.create_task(nemesis.run(plan))
             await asyncio.gather(*(w.run(seconds) for w in workers))
             await fault_task
             stop.set()
             await poller
             await reader
-        await _heal(cluster, nemesis)
+        await _heal(cluster)
         finals = await _collect(cluster)
         verdicts = check_all(history, finals)
         gaps = availability(history)
@@ -106,52 +111,48 @@ async def _run(
         await cluster.close()
 
 
-async def _poll_status(
-    cluster: ChaosCluster, history: History, t0: float, stop: asyncio.Event
+async def _every(
+    period_s: float, stop: asyncio.Event, sample: Callable[[], Awaitable[None]]
 ) -> None:
+    """Runs `sample` every `period_s` until `stop` is set."""
     while not stop.is_set():
-        with contextlib.suppress(AdminError):
-            for row in await cluster.statuses():
-                if row.get("role") in ("leader", "follower", "candidate"):
-                    history.status.append(
-                        StatusSample(
-                            time.monotonic() - t0,
-                            row["id"],
-                            row["role"],
-                            row["term"],
-                            row["leader"],
-                        )
-                    )
+        await sample()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), STATUS_PERIOD_S)
+            await asyncio.wait_for(stop.wait(), period_s)
 
 
-async def _read_states(
-    cluster: ChaosCluster, history: History, t0: float, stop: asyncio.Event
-) -> None:
-    """Reads every reachable node's live state once a second, whatever the faults."""
-    while not stop.is_set():
-        for node in cluster.running():
-            # Checked at each step: the nemesis may have paused or removed it meanwhile.
-            if node in cluster.paused or node not in cluster.node_ids:
-                continue
-            with contextlib.suppress(AdminError):
-                state = await cluster.admin.call(cluster.http(node), "GET", "/v1/admin/invariants")
-                history.states.append(
-                    StateSample(
-                        time.monotonic() - t0,
-                        node,
-                        state["seq"],
-                        state["ok"],
-                        state["problems"],
-                        state["totals"],
+async def _sample_status(cluster: ChaosCluster, history: History, t0: float) -> None:
+    with contextlib.suppress(AdminError):
+        for row in await cluster.statuses():
+            if row.get("role") in ("leader", "follower", "candidate"):
+                history.status.append(
+                    StatusSample(
+                        time.monotonic() - t0, row["id"], row["role"], row["term"], row["leader"]
                     )
                 )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), STATE_PERIOD_S)
 
 
-async def _heal(cluster: ChaosCluster, nemesis: Nemesis) -> None:
+async def _sample_states(cluster: ChaosCluster, history: History, t0: float) -> None:
+    """Every reachable node's live state, whatever the faults."""
+    for node in cluster.running():
+        # Checked at each step: the nemesis may have paused or removed it meanwhile.
+        if node in cluster.paused or node not in cluster.node_ids:
+            continue
+        with contextlib.suppress(AdminError):
+            state = await cluster.admin.call(cluster.http(node), "GET", "/v1/admin/invariants")
+            history.states.append(
+                StateSample(
+                    time.monotonic() - t0,
+                    node,
+                    state["seq"],
+                    state["ok"],
+                    state["problems"],
+                    state["totals"],
+                )
+            )
+
+
+async def _heal(cluster: ChaosCluster) -> None:
     for node in list(cluster.paused):
         cluster.resume(node)
     for node in cluster.node_ids:

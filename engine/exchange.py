@@ -69,6 +69,7 @@ from engine.events import (
 from engine.snapshot import decode_exchange, encode_exchange
 from engine.state import (
     BPS_DENOMINATOR,
+    INSTRUMENT_SPEC,
     Account,
     ApiKey,
     Balance,
@@ -1355,18 +1356,8 @@ class Exchange:
         return decode_exchange(data, cls)
 
 
-_UPDATABLE = (
-    "tick_size",
-    "lot_size",
-    "min_qty",
-    "max_qty",
-    "max_notional",
-    "price_band_bps",
-    "maker_fee_bps",
-    "taker_fee_bps",
-    "reference_price",
-    "halt_pause_ms",
-)
+# Every static field but the instrument's identity (symbol, base, quote).
+_UPDATABLE = INSTRUMENT_SPEC[3:]
 
 
 def _last_per_price(
