@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean chaos-tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,15 @@ $(STAMP_DEV): pyproject.toml | $(BIN)/python
 run: $(STAMP_RUN)
 	$(BIN)/raftex up --nodes 3 --data-dir data
 
-test: $(STAMP_DEV)
+# The chaos suite's namespace plane drops packets with iptables: as root, install it if missing
+# (without it, packet loss falls back to the nodes' own hooks).
+chaos-tools:
+	@if [ "$$(id -u)" = 0 ] && ! command -v iptables >/dev/null && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && apt-get install -y -qq iptables) >/dev/null 2>&1 \
+		|| echo "iptables not installed: packet loss runs through the nodes' hooks"; \
+	fi
+
+test: $(STAMP_DEV) chaos-tools
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

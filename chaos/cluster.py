@@ -1,8 +1,14 @@
 """The cluster under test: real node processes, and the faults the harness can apply to them.
 
-Partitions use the nodes' fault hooks (pysyncobj traffic dropped inside each
-node), so they need no root and the harness's HTTP control traffic survives
-them. Everything started is stopped by `stop()`, paused processes included.
+Two fault planes. `netns` (root): each node in a network namespace of its own
+(chaos/netns.py), partitions are blackhole routes and packet loss is iptables,
+so faults cut real TCP. `hooks` (no root): nodes share 127.0.0.1 and the same
+faults are applied by each node's fault hooks (its Raft traffic dropped inside
+the node). On both, the harness's HTTP control traffic survives every
+partition, and clock skew shifts the clock a node stamps its entries with (the
+machine's libfaketime 0.9.10 breaks Python 3.11's `time.sleep` when it leaves
+the monotonic clock alone: libfaketime issue #426). Everything started is
+stopped by `stop()`, paused processes and namespaces included.
 """
 
 from __future__ import annotations
@@ -12,14 +18,14 @@ import contextlib
 import shutil
 import signal
 import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
 from typing import Any
 
+from chaos.netns import NamespaceNet, unavailable_reason
 from cluster.admin_client import AdminClient, AdminError, NodeAddress
-from cluster.launcher import LocalCluster, LocalNode, wait_for_leader
+from cluster.launcher import LocalCluster, LocalNode, node_command, wait_for_leader
 from cluster.snapshot_file import META_NAME
 from engine.commands import AddAsset, AddInstrument, CreateAccount, Deposit, command_to_wire
 
@@ -32,16 +38,40 @@ SYMBOLS = (("ACME", 10_000), ("BOLT", 5_000))
 CASH_CENTS = 10**10
 SHARES = 10**6
 SETUP_CHUNK = 200
+PLANES = ("auto", "netns", "hooks")
+
+
+def resolve_plane(plane: str) -> str:
+    """`auto`: namespaces where this machine can build them, else the nodes' hooks."""
+    if plane == "auto":
+        return "netns" if unavailable_reason() is None else "hooks"
+    return plane
 
 
 class ChaosCluster:
-    def __init__(self, data_dir: Path, nodes: int) -> None:
-        self.local = LocalCluster(
-            data_dir,
-            nodes,
-            fsync="always",
-            settings={"fault_hooks": True, "rate_limit_ip_per_s": 0, "rate_limit_key_per_s": 0},
-        )
+    def __init__(self, data_dir: Path, nodes: int, plane: str = "hooks") -> None:
+        self.plane = resolve_plane(plane)
+        self.net = NamespaceNet() if self.plane == "netns" else None
+        settings: dict[str, float | bool] = {
+            "fault_hooks": True,
+            "rate_limit_ip_per_s": 0,
+            "rate_limit_key_per_s": 0,
+        }
+        try:
+            if self.net is not None:
+                self.net.create()
+            self.local = LocalCluster(
+                data_dir,
+                nodes,
+                fsync="always",
+                settings=settings,
+                host_of=self.net.add_node if self.net else None,
+                prefix_of=self.net.command_prefix if self.net else None,
+            )
+        except BaseException:
+            if self.net is not None:
+                self.net.destroy()
+            raise
         self.paused: set[str] = set()
         self.admin = AdminClient(self.local.admin_token, timeout_s=5.0)
 
@@ -93,6 +123,8 @@ class ChaosCluster:
             self._signal(node_id, signal.SIGCONT)
         self.paused.clear()
         self.local.stop()
+        if self.net is not None:
+            self.net.destroy()
 
     async def close(self) -> None:
         await self.admin.__aexit__(None, None, None)
@@ -163,15 +195,21 @@ class ChaosCluster:
             process.send_signal(signum)
 
     async def partition(self, groups: list[list[str]]) -> None:
-        """Each node hears only the nodes of its own groups (a node may be in several)."""
-        for node_id in self.running():
-            if node_id in self.paused:
-                continue
+        """Each node hears only the nodes of its own groups (a node may be in several).
+
+        Namespaces cut every node, down and paused ones too, and the cut outlives a
+        restart; hooks reach only the nodes that answer now."""
+        for node_id in self.node_ids:
             mine = {n for group in groups if node_id in group for n in group}
             blocked = sorted(set(self.node_ids) - mine - {node_id})
-            await self._faults(node_id, {"blocked": blocked})
+            if self.net is not None:
+                self.net.cut(node_id, blocked)
+            elif node_id in self.running() and node_id not in self.paused:
+                await self._faults(node_id, {"blocked": blocked})
 
     async def heal(self) -> None:
+        if self.net is not None:
+            self.net.heal()
         for node_id in self.running():
             if node_id not in self.paused:
                 await self._faults(node_id, {"blocked": [], "clock_offset_ms": 0, "loss": 0.0})
@@ -179,8 +217,13 @@ class ChaosCluster:
     async def skew(self, node_id: str, offset_ms: int) -> None:
         await self._faults(node_id, {"clock_offset_ms": offset_ms})
 
-    async def lose(self, node_id: str, loss: float) -> None:
+    async def lose(self, node_id: str, loss: float) -> str:
+        """Loses that fraction of the node's traffic with its peers; says how: real
+        packets dropped by iptables, or Raft messages dropped by the node's hooks."""
+        if self.net is not None and self.net.lose(node_id, loss):
+            return "packets"
         await self._faults(node_id, {"loss": loss})
+        return "Raft messages"
 
     async def _faults(self, node_id: str, body: dict[str, Any]) -> None:
         with contextlib.suppress(AdminError):  # a node down now is healed when it restarts
@@ -204,14 +247,7 @@ class ChaosCluster:
             try:
                 done = await asyncio.to_thread(
                     subprocess.run,
-                    [
-                        sys.executable,
-                        "-m",
-                        "cluster.cli",
-                        "node",
-                        "--config",
-                        str(node.config_path),
-                    ],
+                    [*self.local.prefix(node_id), *node_command(node)],
                     capture_output=True,
                     text=True,
                     timeout=REFUSAL_WAIT_S,
@@ -246,6 +282,8 @@ class ChaosCluster:
         await self._member_change({"action": "remove", "id": node_id})
         self.kill(node_id)
         self.local.forget(node_id)
+        if self.net is not None:
+            self.net.remove_node(node_id)
 
     async def _member_change(self, body: dict[str, Any]) -> None:
         deadline = time.monotonic() + LEADER_WAIT_S

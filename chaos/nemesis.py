@@ -198,9 +198,9 @@ class Nemesis:
             record.description += f" {fault.skew_ms:+d} ms"
         elif family == "loss":
             node = (await self._target(kind, fault.pick))[0]
-            await cluster.lose(node, fault.loss)
+            what = await cluster.lose(node, fault.loss)
             record.targets = [node]
-            record.description += f" {fault.loss:.0%} of its Raft messages"
+            record.description += f" {fault.loss:.0%} of its {what}"
         elif family == "corrupt":
             node = (await self._target("follower", fault.pick))[0]
             file_name = SNAPSHOT_FILE if kind == "follower-snapshot" else JOURNAL_FILE

@@ -25,12 +25,14 @@ def write_report(
     seed: int,
     families: tuple[str, ...],
     ok: bool,
+    plane: str,
 ) -> None:
     history.write(out_dir / HISTORY_FILE)
     plotted = plot_timeline(history, out_dir / TIMELINE_FILE)
     summary = {
         "ok": ok,
         "seed": seed,
+        "plane": plane,
         "nemesis": list(families),
         "verdicts": [asdict(v) for v in verdicts],
         "availability": gaps,
@@ -80,7 +82,8 @@ def plot_timeline(history: History, path: Path) -> bool:
 
 
 def format_table(summary: dict[str, Any]) -> str:
-    lines = [f"chaos run, seed {summary['seed']}: {'PASS' if summary['ok'] else 'FAIL'}"]
+    verdict = "PASS" if summary["ok"] else "FAIL"
+    lines = [f"chaos run, seed {summary['seed']}, {summary['plane']} plane: {verdict}"]
     for verdict in summary["verdicts"]:
         mark = "ok  " if verdict["ok"] else "FAIL"
         lines.append(f"  {mark} {verdict['name']:<28} {verdict['counts']}")

@@ -40,14 +40,22 @@ class RunResult:
     counts: dict[str, int]
     out_dir: Path
     seed: int
+    plane: str
 
 
 def run_chaos(
-    nodes: int, families: tuple[str, ...], seconds: float, seed: int, out_dir: Path, clients: int
+    nodes: int,
+    families: tuple[str, ...],
+    seconds: float,
+    seed: int,
+    out_dir: Path,
+    clients: int,
+    plane: str = "auto",
 ) -> RunResult:
+    """`plane`: auto, netns (root: nodes in network namespaces) or hooks (no root)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="raftex-chaos-") as tmp:
-        cluster = ChaosCluster(Path(tmp) / "cluster", nodes)
+        cluster = ChaosCluster(Path(tmp) / "cluster", nodes, plane)
         try:
             return asyncio.run(_run(cluster, families, seconds, seed, out_dir, clients))
         finally:
@@ -105,8 +113,8 @@ async def _run(
         gaps = availability(history)
         counts = _counts(history)
         ok = all(v.ok for v in verdicts)
-        write_report(out_dir, history, verdicts, gaps, counts, seed, families, ok)
-        return RunResult(ok, verdicts, gaps, counts, out_dir, seed)
+        write_report(out_dir, history, verdicts, gaps, counts, seed, families, ok, cluster.plane)
+        return RunResult(ok, verdicts, gaps, counts, out_dir, seed, cluster.plane)
     finally:
         await cluster.close()
 
@@ -242,6 +250,7 @@ def result_json(result: RunResult) -> dict[str, Any]:
     return {
         "ok": result.ok,
         "seed": result.seed,
+        "plane": result.plane,
         "verdicts": [asdict(v) for v in result.verdicts],
         "availability": result.availability,
         "counts": result.counts,

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
 from api.bench_api import format_api_bench, run_api_bench
 from api.server import run_node
+from chaos.cluster import PLANES
 from chaos.nemesis import NemesisError, parse_families
+from chaos.netns import NetnsUnavailable
 from chaos.report import format_table
 from chaos.run import result_json, run_chaos
 from cluster.admin_cli import add_admin_parser, run_admin
@@ -90,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     chaos_run.add_argument("--seconds", type=_positive, default=60)
     chaos_run.add_argument("--seed", type=int, default=1)
     chaos_run.add_argument("--clients", type=_positive, default=6)
+    chaos_run.add_argument(
+        "--plane",
+        choices=PLANES,
+        default="auto",
+        help="netns: nodes in network namespaces (root); hooks: faults inside the nodes; "
+        "auto: netns where possible",
+    )
     chaos_run.add_argument("--out", type=Path, default=Path("chaos-report"))
     chaos_run.add_argument("--json", action="store_true", help="print the summary as JSON")
     bench_snapshot = targets.add_parser("snapshot", help="write and install a snapshot")
@@ -174,6 +184,10 @@ def _run_bench(args: argparse.Namespace) -> int:
     return 2
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _run_chaos(args: argparse.Namespace) -> int:
     try:
         families = parse_families(args.nemesis)
@@ -187,10 +201,20 @@ def _run_chaos(args: argparse.Namespace) -> int:
             f"raftex chaos: cannot write the report to {args.out}: {exc.strerror}", file=sys.stderr
         )
         return 2
+    # SIGTERM unwinds like Ctrl-C, so the run stops its nodes and removes its namespaces.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        result = run_chaos(args.nodes, families, args.seconds, args.seed, args.out, args.clients)
+        result = run_chaos(
+            args.nodes, families, args.seconds, args.seed, args.out, args.clients, args.plane
+        )
+    except KeyboardInterrupt:
+        print("raftex chaos: interrupted; the cluster is stopped and cleaned up", file=sys.stderr)
+        return 130
     except AdminError as exc:
         print(f"raftex chaos: the cluster did not come up or answer: {exc}", file=sys.stderr)
+        return 1
+    except NetnsUnavailable as exc:
+        print(f"raftex chaos: cannot build the namespace plane: {exc}", file=sys.stderr)
         return 1
     summary = result_json(result)
     print(json.dumps(summary) if args.json else format_table(summary))

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ LEADER_WAIT_S = 30.0
 STOP_WAIT_S = 10.0
 POLL_PERIOD_S = 0.2
 HOST = "127.0.0.1"
+OWN_HOST_RAFT_PORT = 7000
+OWN_HOST_HTTP_PORT = 8080
 LISTEN_PORTS = (20_000, 32_000)  # below Linux's default ephemeral range 32768-60999
 PORT_PICK_TRIES = 200
 
@@ -49,6 +52,9 @@ DEMO_STOCKS = (("AAPL", 19_000), ("MSFT", 42_000), ("NVDA", 14_000), ("TSLA", 25
 DEMO_ACCOUNTS = ("alice", "bob", "carol", "dave")
 DEMO_CASH_CENTS = 10_000_000_00
 DEMO_SHARES = 10_000
+
+
+HostOf = Callable[[str], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,16 +85,31 @@ def free_port() -> int:
     raise OSError(f"no free port in {low}..{high}")
 
 
+def _addresses(node_id: str, host_of: HostOf | None) -> dict[str, str]:
+    """A node's Raft and HTTP addresses: free ports on 127.0.0.1, or the fixed ports on
+    an address of the node's own (a network namespace, in the chaos suite)."""
+    if host_of is None:
+        return {"id": node_id, "raft": f"{HOST}:{free_port()}", "http": f"{HOST}:{free_port()}"}
+    host = host_of(node_id)
+    return {
+        "id": node_id,
+        "raft": f"{host}:{OWN_HOST_RAFT_PORT}",
+        "http": f"{host}:{OWN_HOST_HTTP_PORT}",
+    }
+
+
 def prepare(
     data_dir: Path,
     count: int,
     fsync: str = "always",
     settings: dict[str, float | bool] | None = None,
     tls: bool = False,
+    host_of: HostOf | None = None,
 ) -> tuple[list[LocalNode], str]:
     """Writes (or reuses) the launch plan and node configs; returns nodes and admin token.
 
     `settings`: extra numeric node settings (rate limits) for every node of a new plan.
+    `host_of`: each node's own address, for nodes that do not share 127.0.0.1.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     launch_file = data_dir / LAUNCH_FILE_NAME
@@ -98,10 +119,7 @@ def prepare(
         plan = {
             "secret": secrets.token_urlsafe(32),
             "admin_token": secrets.token_urlsafe(24),
-            "nodes": [
-                {"id": f"n{i}", "raft": f"{HOST}:{free_port()}", "http": f"{HOST}:{free_port()}"}
-                for i in range(1, count + 1)
-            ],
+            "nodes": [_addresses(f"n{i}", host_of) for i in range(1, count + 1)],
             "settings": dict(settings or {}),
             "tls": tls,
         }
@@ -112,7 +130,12 @@ def prepare(
     return nodes, plan["admin_token"]
 
 
-def plan_joiner(data_dir: Path, members: list[LocalNode], fsync: str = "always") -> LocalNode:
+def plan_joiner(
+    data_dir: Path,
+    members: list[LocalNode],
+    fsync: str = "always",
+    host_of: HostOf | None = None,
+) -> LocalNode:
     """Adds a node to the launch plan whose peers are the current members plus itself:
     start it, then `raftex admin add` it on the cluster."""
     launch_file = data_dir / LAUNCH_FILE_NAME
@@ -121,7 +144,7 @@ def plan_joiner(data_dir: Path, members: list[LocalNode], fsync: str = "always")
     number = len(taken) + 1
     while f"n{number}" in taken:
         number += 1
-    entry = {"id": f"n{number}", "raft": f"{HOST}:{free_port()}", "http": f"{HOST}:{free_port()}"}
+    entry = _addresses(f"n{number}", host_of)
     plan["nodes"].append(entry)
     write_private(launch_file, json.dumps(plan, indent=2))
     peers = [{"id": n.node_id, "raft": n.raft, "http": n.http} for n in members] + [entry]
@@ -155,11 +178,16 @@ def _write_node_config(
     )
 
 
-def start_node(node: LocalNode) -> subprocess.Popen:
+def node_command(node: LocalNode) -> list[str]:
+    return [sys.executable, "-m", "cluster.cli", "node", "--config", str(node.config_path)]
+
+
+def start_node(node: LocalNode, prefix: list[str] | None = None) -> subprocess.Popen:
+    """`prefix`: what the command line starts with (`ip netns exec NS`, in the chaos suite)."""
     log = open(node.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "cluster.cli", "node", "--config", str(node.config_path)],
+            [*(prefix or []), *node_command(node)],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -248,10 +276,16 @@ class LocalCluster:
         fsync: str = "always",
         settings: dict[str, float | bool] | None = None,
         tls: bool = False,
+        host_of: HostOf | None = None,
+        prefix_of: Callable[[str], list[str]] | None = None,
     ) -> None:
+        """`host_of` and `prefix_of`: each node's own address and command prefix, for
+        nodes in network namespaces of their own."""
         self.data_dir = data_dir
         self.fsync = fsync
-        self.nodes, self.admin_token = prepare(data_dir, count, fsync, settings, tls)
+        self.host_of = host_of
+        self.prefix_of = prefix_of
+        self.nodes, self.admin_token = prepare(data_dir, count, fsync, settings, tls, host_of)
         plan = json.loads((data_dir / LAUNCH_FILE_NAME).read_text())
         # The certificate clients trust, when the cluster serves HTTPS.
         self.ca_file = data_dir / CERT_FILE_NAME if plan.get("tls") else None
@@ -264,16 +298,19 @@ class LocalCluster:
 
     def start_one(self, node_id: str) -> None:
         node = self.node(node_id)
-        self.processes[node_id] = start_node(node)
+        self.processes[node_id] = start_node(node, self.prefix(node_id))
         write_cluster_file(
             self.data_dir, self.nodes, {k: p.pid for k, p in self.processes.items()}, self.ca_file
         )
 
     def plan_joiner(self) -> LocalNode:
         """A new node's config (peers: the current members and itself); not started yet."""
-        node = plan_joiner(self.data_dir, self.nodes, self.fsync)
+        node = plan_joiner(self.data_dir, self.nodes, self.fsync, self.host_of)
         self.nodes.append(node)
         return node
+
+    def prefix(self, node_id: str) -> list[str]:
+        return self.prefix_of(node_id) if self.prefix_of is not None else []
 
     def forget(self, node_id: str) -> None:
         """Drops a removed member from this launcher's view (stop its process first)."""

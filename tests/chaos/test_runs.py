@@ -1,7 +1,9 @@
 """Short chaos runs against a real 3-node cluster: every nemesis family, every checker.
 
-CI runs three short runs that together cover all families; RAFTEX_SOAK=1 runs
-one long run with all of them mixed.
+CI runs three short runs that together cover all families, on the namespace
+plane where it runs as root (else on the hooks plane), and one run of the
+network faults on the hooks plane, so both planes stay tested; RAFTEX_SOAK=1
+runs one long run with all of them mixed.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from chaos.cluster import resolve_plane
 from chaos.nemesis import FAMILIES
+from chaos.netns import NamespaceNet
 from chaos.report import HISTORY_FILE, SUMMARY_FILE, TIMELINE_FILE
 from chaos.run import run_chaos
 
@@ -24,18 +28,30 @@ SHORT_RUNS = [
 ]
 
 
+RUNS = [(families, "auto") for families in SHORT_RUNS] + [(("partition", "loss"), "hooks")]
+
+
 @pytest.mark.soak
-@pytest.mark.parametrize("families", SHORT_RUNS, ids=["-".join(f) for f in SHORT_RUNS])
-def test_a_short_run_passes_every_checker(tmp_path: Path, families: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    ("families", "plane"), RUNS, ids=[f"{'-'.join(f)}-{plane}" for f, plane in RUNS]
+)
+def test_a_short_run_passes_every_checker(
+    tmp_path: Path, families: tuple[str, ...], plane: str
+) -> None:
     seconds = 3 + 6 * len(families) + 1
-    result = run_chaos(3, families, seconds, seed=7, out_dir=tmp_path, clients=4)
+    result = run_chaos(3, families, seconds, seed=7, out_dir=tmp_path, clients=4, plane=plane)
     summary = json.loads((tmp_path / SUMMARY_FILE).read_text())
     failed = [v for v in summary["verdicts"] if not v["ok"]]
     assert result.ok and summary["ok"], failed
+    assert summary["plane"] == resolve_plane(plane)
     assert {f["family"] for f in summary["availability"]} == set(families)
     assert summary["counts"].get("place_ok", 0) > 50
     assert (tmp_path / HISTORY_FILE).stat().st_size > 0
     assert (tmp_path / TIMELINE_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    real_loss = summary["plane"] == "netns" and NamespaceNet().loss_tool is not None
+    for fault in summary["availability"]:
+        if fault["family"] == "loss":
+            assert fault["fault"].endswith("packets" if real_loss else "Raft messages")
 
 
 @pytest.mark.soak
