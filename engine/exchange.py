@@ -77,6 +77,7 @@ from engine.state import (
     Order,
     PriceLevel,
     buy_cost,
+    instrument_spec,
 )
 
 FEE_ACCOUNT = "fees"
@@ -269,40 +270,12 @@ class Exchange:
         if cmd.symbol in self.instruments:
             self._reject("", cmd.symbol, name, RejectCode.ALREADY_EXISTS, "symbol exists")
             return
-        problem = _instrument_problem(
-            cmd.symbol,
-            cmd.base,
-            cmd.quote,
-            cmd.tick_size,
-            cmd.lot_size,
-            cmd.min_qty,
-            cmd.max_qty,
-            cmd.max_notional,
-            cmd.price_band_bps,
-            cmd.maker_fee_bps,
-            cmd.taker_fee_bps,
-            cmd.reference_price,
-            cmd.halt_pause_ms,
-        )
+        spec = instrument_spec(cmd)
+        problem = _instrument_problem(*spec)
         if problem:
             self._reject("", cmd.symbol, name, RejectCode.INVALID_INSTRUMENT, problem)
             return
-        inst = Instrument(
-            cmd.symbol,
-            cmd.base,
-            cmd.quote,
-            cmd.tick_size,
-            cmd.lot_size,
-            cmd.min_qty,
-            cmd.max_qty,
-            cmd.max_notional,
-            cmd.price_band_bps,
-            cmd.maker_fee_bps,
-            cmd.taker_fee_bps,
-            cmd.reference_price,
-            cmd.halt_pause_ms,
-            int(cmd.status),
-        )
+        inst = Instrument(*spec, int(cmd.status))
         self.instruments[cmd.symbol] = inst
         self._instrument_event(inst)
         if inst.status != OPEN:

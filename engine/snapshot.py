@@ -16,12 +16,14 @@ import msgpack
 
 from engine.commands import command_from_wire, command_to_wire
 from engine.events import event_from_wire, event_to_wire
-from engine.state import Account, ApiKey, Balance, Instrument, Order, PriceLevel
+from engine.state import INSTRUMENT_SPEC, Account, ApiKey, Balance, Instrument, Order, PriceLevel
 
 if TYPE_CHECKING:
     from engine.exchange import Exchange
 
 SNAPSHOT_VERSION = 2
+# An instrument's row: its spec, then status, resume time, last price, bids and asks.
+INSTRUMENT_ROW_LEN = len(INSTRUMENT_SPEC) + 5
 
 
 class SnapshotError(ValueError):
@@ -191,42 +193,11 @@ def _build(exchange_cls: type[Exchange], state: list[Any]) -> Exchange:
             ex.expiries.append((expire_at_ms, order_id))
     heapq.heapify(ex.expiries)
     for row in instruments:
-        (
-            symbol,
-            base,
-            quote,
-            tick,
-            lot,
-            min_qty,
-            max_qty,
-            max_notional,
-            band,
-            maker_bps,
-            taker_bps,
-            reference,
-            pause,
-            status,
-            resume_at,
-            last_price,
-            bids,
-            asks,
-        ) = row
-        inst = Instrument(
-            symbol,
-            base,
-            quote,
-            tick,
-            lot,
-            min_qty,
-            max_qty,
-            max_notional,
-            band,
-            maker_bps,
-            taker_bps,
-            reference,
-            pause,
-            status,
-        )
+        if len(row) != INSTRUMENT_ROW_LEN:
+            raise SnapshotError(f"instrument row of {len(row)} fields, not {INSTRUMENT_ROW_LEN}")
+        *spec, status, resume_at, last_price, bids, asks = row
+        inst = Instrument(*spec, status)
+        symbol = inst.symbol
         inst.resume_at_ms = resume_at
         inst.last_price = last_price
         for side, book, levels, sign in ((0, inst.bids, bids, -1), (1, inst.asks, asks, 1)):

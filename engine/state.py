@@ -174,7 +174,8 @@ INSTRUMENT_SPEC = (
     "reference_price",
     "halt_pause_ms",
 )
-_instrument_spec = operator.attrgetter(*INSTRUMENT_SPEC)
+# The spec fields of anything that names them: an Instrument, an AddInstrument command.
+instrument_spec = operator.attrgetter(*INSTRUMENT_SPEC)
 
 
 class Instrument:
@@ -187,19 +188,7 @@ class Instrument:
     """
 
     __slots__ = (
-        "symbol",
-        "base",
-        "quote",
-        "tick_size",
-        "lot_size",
-        "min_qty",
-        "max_qty",
-        "max_notional",
-        "price_band_bps",
-        "maker_fee_bps",
-        "taker_fee_bps",
-        "reference_price",
-        "halt_pause_ms",
+        *INSTRUMENT_SPEC,
         "status",
         "resume_at_ms",
         "last_price",
@@ -263,7 +252,7 @@ class Instrument:
     def spec(self) -> tuple:
         """Its static fields in INSTRUMENT_SPEC order: the order of InstrumentChanged's
         fields after seq and time, and of an instrument's row in a snapshot."""
-        return _instrument_spec(self)
+        return instrument_spec(self)
 
     def band_around(self, reference: int) -> tuple[int, int]:
         """The band a given reference price would give, without moving the current one."""

@@ -35,9 +35,11 @@ def _reaches(prefix: list[str], host: str) -> bool:
 
 
 def _leftovers(tag: str) -> list[str]:
-    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    return [word for word in (names + links).split() if word.startswith(tag)]
+    listings = [
+        subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        for command in (["ip", "netns", "list"], ["ip", "-o", "link"])
+    ]
+    return [word for word in " ".join(listings).split() if word.startswith(tag)]
 
 
 @pytest.fixture
