@@ -1090,6 +1090,18 @@ class Exchange:
         elif not order.visible:
             self._replenish(order, level, inst)
 
+    def _unrest(self, order: Order, inst: Instrument) -> None:
+        """Takes a resting order, with what it shows, off its level (and an empty level off
+        the book); its hold and its `visible` are the caller's to settle."""
+        book = inst.bids if order.side == BUY else inst.asks
+        key = -order.price if order.side == BUY else order.price
+        level = book[key]
+        del level.orders[order.order_id]
+        level.qty -= order.visible
+        if not level.orders:
+            del book[key]
+        self._touch_level(inst.symbol, level)
+
     def _remove_open(self, order: Order, inst: Instrument) -> None:
         """Takes an open order off the book or the stop list and releases its whole hold."""
         if order.armed:
@@ -1098,14 +1110,7 @@ class Exchange:
             else:
                 inst.sell_stops.remove((-order.stop_price, order.order_id))
         else:
-            book = inst.bids if order.side == BUY else inst.asks
-            key = -order.price if order.side == BUY else order.price
-            level = book[key]
-            del level.orders[order.order_id]
-            level.qty -= order.visible
-            if not level.orders:
-                del book[key]
-            self._touch_level(inst.symbol, level)
+            self._unrest(order, inst)
         order.visible = 0
         self._release(order, inst, order.leaves)
         self._forget(order)
@@ -1250,14 +1255,7 @@ class Exchange:
         The caller re-runs it through matching, so a repriced order that now
         crosses trades like any incoming order.
         """
-        book = inst.bids if order.side == BUY else inst.asks
-        key = -order.price if order.side == BUY else order.price
-        level = book[key]
-        del level.orders[order.order_id]
-        level.qty -= order.visible
-        if not level.orders:
-            del book[key]
-        self._touch_level(inst.symbol, level)
+        self._unrest(order, inst)
         order.leaves += new_qty - order.qty
         order.qty = new_qty
         order.price = new_price
