@@ -209,6 +209,10 @@ class Nemesis:
             record.description += (
                 " refused to start" if refused else " STARTED ON A CORRUPT JOURNAL"
             )
+        # The fault counts from when it is in effect, not from when the nemesis began to
+        # resolve its target: a write a paused or cut-off leader acknowledged in between
+        # was acknowledged before the fault, and is no minority write.
+        record.start_s = self.now()
         return record
 
     async def end(self, fault: PlannedFault, record: FaultRecord) -> None:
