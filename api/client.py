@@ -7,6 +7,9 @@ Writes go to the node the client believes leads (followers would forward them,
 at the cost of a hop). A write that fails in a way that leaves its fate open
 (timeout, node down, 503 `not_committed`) is retried on another node with the
 same client order id or request id, which the exchange applies at most once.
+A write to a leader that stops answering (paused, cut off) is not waited out:
+once it has taken LEADER_SUSPECT_S, the client asks the other nodes, and if
+they follow another leader it retries there at once.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ REQUEST_TIMEOUT_S = 10.0
 WRITE_ATTEMPTS_MAX = 6
 RETRY_PAUSE_S = 0.25
 RETRYABLE_CODES = ("not_committed", "overloaded")
+LEADER_SUSPECT_S = 0.5
+LEADER_PROBE_TIMEOUT_S = 1.0
 FEED_RECONNECT_PAUSE_S = 0.2
 FEED_CONTROL_TYPES = ("subscribed", "heartbeat", "login", "unsubscribed")
 
@@ -89,6 +94,8 @@ class RaftexClient:
         self._scheme = "https" if ca_file is not None else "http"
         self.preferred = self.nodes[0]
         self._leader_id: str | None = None
+        # The node the others last named as leader (None until asked).
+        self._leader_http: str | None = None
 
     async def __aenter__(self) -> RaftexClient:
         connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else False)
@@ -125,6 +132,7 @@ class RaftexClient:
         signed: bool = True,
         node: str | None = None,
         second_factor: bool = False,
+        timeout_s: float | None = None,
     ) -> Any:
         """One request to one node (the preferred one unless named); raises ClientError."""
         assert self._session is not None, "use RaftexClient as an async context manager"
@@ -140,8 +148,11 @@ class RaftexClient:
             headers["X-Raftex-TOTP"] = self._totp.now()
         # Sent exactly as signed: no re-encoding of the query on the way out.
         url = URL(f"{self._scheme}://{node}{path}" + (f"?{query}" if query else ""), encoded=True)
+        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s is not None else None
         try:
-            async with self._session.request(method, url, data=raw, headers=headers) as response:
+            async with self._session.request(
+                method, url, data=raw, headers=headers, timeout=timeout
+            ) as response:
                 text = await response.text()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise Unavailable(0, "unavailable", f"{node}: {exc.__class__.__name__}") from None
@@ -161,7 +172,7 @@ class RaftexClient:
         error: ClientError | None = None
         for attempt in range(WRITE_ATTEMPTS_MAX):
             try:
-                answer = await self.request(method, path, body=body)
+                answer = await self._attempt(method, path, body)
             except ClientError as exc:
                 if not isinstance(exc, Unavailable) and exc.code not in RETRYABLE_CODES:
                     raise
@@ -178,18 +189,51 @@ class RaftexClient:
         assert error is not None
         raise error
 
+    async def _attempt(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
+        """One try on the preferred node, abandoned (as Unavailable) if it is the leader and,
+        while it keeps silent, the other nodes name another one."""
+        node = self.preferred
+        sent = asyncio.ensure_future(self.request(method, path, body=body, node=node))
+        try:
+            done, _ = await asyncio.wait({sent}, timeout=LEADER_SUSPECT_S)
+            while not done:
+                if node == self._leader_http and await self._others_follow_another(node):
+                    sent.cancel()
+                    raise Unavailable(0, "unavailable", f"{node} no longer leads")
+                done, _ = await asyncio.wait({sent}, timeout=LEADER_SUSPECT_S)
+        except asyncio.CancelledError:
+            sent.cancel()
+            raise
+        return sent.result()
+
+    async def _others_follow_another(self, node: str) -> bool:
+        leader = await self._ask_leader(skip=node)
+        return leader is not None and leader != node
+
+    async def _ask_leader(self, skip: str | None = None) -> str | None:
+        """The leader the nodes name (the one of the highest term), asked all at once with a
+        short timeout, so a paused or cut-off node costs no more than that."""
+
+        async def ask(node: str) -> dict[str, Any] | None:
+            try:
+                return await self.request(
+                    "GET", "/v1/cluster", signed=False, node=node, timeout_s=LEADER_PROBE_TIMEOUT_S
+                )
+            except ClientError:
+                return None
+
+        answers = await asyncio.gather(*(ask(n) for n in self.nodes if n != skip))
+        named = [a for a in answers if isinstance(a, dict) and a.get("leader_http")]
+        if not named:
+            return None
+        return str(max(named, key=lambda a: a.get("term", 0))["leader_http"])
+
     async def _find_leader(self, skip: str | None = None) -> None:
         """Asks the nodes who leads; prefers it (or just the next node if nobody knows)."""
-        for node in self.nodes:
-            if node == skip:
-                continue
-            try:
-                info = await self.request("GET", "/v1/cluster", signed=False, node=node)
-            except ClientError:
-                continue
-            leader_http = info.get("leader_http")
-            self.preferred = leader_http if leader_http else node
-            if leader_http and leader_http not in self.nodes:
+        leader_http = await self._ask_leader(skip)
+        if leader_http is not None:
+            self.preferred = self._leader_http = leader_http
+            if leader_http not in self.nodes:
                 self.nodes.append(leader_http)
             return
         position = self.nodes.index(self.preferred) if self.preferred in self.nodes else -1

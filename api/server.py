@@ -22,6 +22,7 @@ from api.candles import CandleBook
 from api.errors import ApiError, error_middleware
 from api.feeds import add_feed_routes, feed_hub
 from api.gateway import GATEWAY_KEY, Gateway
+from api.leader_watch import LeaderWatch
 from api.openapi import add_openapi_route
 from api.orders import add_order_routes
 from api.public import add_public_routes
@@ -94,11 +95,16 @@ def build_app(node: ExchangeNode) -> web.Application:
         connector = aiohttp.TCPConnector(
             ssl=client_context(config.tls_cert) if config.tls_cert is not None else False
         )
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        async with (
+            aiohttp.ClientSession(timeout=timeout, connector=connector) as session,
+            LeaderWatch(node.leader_http).running() as watch,
+        ):
             app[SESSION_KEY] = session
             gw.session = session
+            gw.leader_watch = watch
             yield
             gw.session = None
+            gw.leader_watch = None
 
     async def candles_context(app: web.Application):  # type: ignore[no-untyped-def]
         unsubscribe = node.subscribe(gw.candles.on_events)
