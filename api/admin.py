@@ -134,7 +134,7 @@ async def change_members(request: web.Request) -> web.Response:
         raise ApiError(503, "not_committed", "membership change not confirmed in time") from None
     if error:
         raise ApiError(409, "membership_refused", f"raft refused the change (reason {error})")
-    return web.json_response({"action": action, "id": node_id, "led_by": node.node_id})
+    return web.json_response({"action": action, "id": node_id, "led_by": node.led_by()})
 
 
 def _refuse_quorum_loss(node: ExchangeNode, removing: str) -> None:
@@ -205,7 +205,7 @@ async def hash_mark(request: web.Request) -> web.Response:
     result = await asyncio.to_thread(node.request_hash_mark, SUBMIT_TIMEOUT_MS_DEFAULT / 1000)
     if isinstance(result, NotCommitted):
         raise ApiError(503, "not_committed", result.reason)
-    return web.json_response({"index": result, "led_by": node.node_id})
+    return web.json_response({"index": result, "led_by": node.led_by()})
 
 
 async def hash_at(request: web.Request) -> web.Response:
@@ -270,7 +270,7 @@ async def submit_command(request: web.Request) -> web.Response:
     outcome = await submit_one(node, wire, timeout_ms)
     if isinstance(outcome, NotCommitted):
         raise ApiError(503, "not_committed", f"{NOT_COMMITTED_MESSAGE} ({outcome.reason})")
-    return web.json_response({**_outcome(outcome, node), "led_by": node.node_id})
+    return web.json_response({**_outcome(outcome, node), "led_by": node.led_by()})
 
 
 async def submit_batch(request: web.Request) -> web.Response:
@@ -303,7 +303,7 @@ async def submit_batch(request: web.Request) -> web.Response:
         else describe(o, node)
         for o in outcomes
     ]
-    return web.json_response({"outcomes": rows, "led_by": node.node_id})
+    return web.json_response({"outcomes": rows, "led_by": node.led_by()})
 
 
 async def forward_to_leader(request: web.Request, body: dict[str, Any]) -> web.Response:

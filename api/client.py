@@ -148,7 +148,9 @@ class RaftexClient:
             headers["X-Raftex-TOTP"] = self._totp.now()
         # Sent exactly as signed: no re-encoding of the query on the way out.
         url = URL(f"{self._scheme}://{node}{path}" + (f"?{query}" if query else ""), encoded=True)
-        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s is not None else None
+        # The session's timeout unless this request has its own (an explicit None would
+        # mean no timeout at all to aiohttp).
+        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s is not None else self._timeout
         try:
             async with self._session.request(
                 method, url, data=raw, headers=headers, timeout=timeout

@@ -277,7 +277,7 @@ class Gateway:
                 continue
             rows = [event_to_dict(e) for e in outcome]
             seq = max((row["seq"] for row in rows), default=node.view.last_seq)
-            results.append(WriteOutcome(rows, seq, node.node_id))
+            results.append(WriteOutcome(rows, seq, node.led_by()))
         return results
 
     async def _forward(

@@ -79,8 +79,9 @@ class Client:
                 else:
                     await self.transfer(admin)
 
-    def _node(self) -> str:
-        return self.rng.choice(self.nodes)
+    def _node(self, avoid: str = "") -> str:
+        """A random node; after a timeout, not the node that kept silent."""
+        return self.rng.choice([n for n in self.nodes if n != avoid] or self.nodes)
 
     async def _write(
         self, invocation: Op, call: Any, node_choice: bool = True
@@ -88,11 +89,14 @@ class Client:
         """(kind, answer or error, node) after retrying unknown outcomes until the deadline."""
         deadline = invocation.time_s + OP_DEADLINE_S
         last_error: Any = None
+        silent = ""
         while self.now() < deadline:
-            node = self._node() if node_choice else ""
+            node = self._node(silent) if node_choice else ""
             try:
                 return OK, await call(node), node
             except ClientError as exc:
+                if isinstance(exc, Unavailable):
+                    silent = node
                 if not isinstance(exc, Unavailable) and exc.code not in INDEFINITE_CODES:
                     return (
                         (OK if exc.body and exc.body.get("status") == "rejected" else FAIL),
@@ -101,6 +105,8 @@ class Client:
                     )
                 last_error = exc
             except AdminError as exc:
+                if not exc.status:
+                    silent = node
                 if exc.status and exc.status < 500 and exc.code not in INDEFINITE_CODES:
                     return FAIL, exc, node
                 last_error = exc

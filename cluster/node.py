@@ -382,6 +382,14 @@ class ExchangeNode(SyncObj):
             return peer.node_id
         return next((p.node_id for p in self.members.values() if p.raft == leader.id), leader.id)
 
+    def led_by(self) -> str:
+        """Which node led a write this node just saw applied: the leader now. Usually this
+        node; but a command submitted here while this node believed it still led (a paused or
+        cut-off leader, back) is forwarded by pysyncobj to the new leader, which commits it.
+        A leader that commits an entry has it in every later leader's log, so naming the
+        current one never names a node that could not have committed it."""
+        return self.leader_id() or self.node_id
+
     def leader_http(self) -> str | None:
         leader = self._getLeader()
         if leader is None:

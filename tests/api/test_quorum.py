@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from api.client import ClientError, RaftexClient
+from api.client import ClientError, RaftexClient, Unavailable
 from cluster.demo_keys import issue_demo_keys
 from cluster.launcher import DEMO_ACCOUNTS
 from tests.cluster.harness import ClusterHarness
@@ -110,13 +110,22 @@ async def test_a_write_forwarded_to_a_leader_that_stops_answers_when_the_lead_mo
     key = running.key("carol", "hmac")
     follower = running.harness.http(running.others()[0])
     body = _limit("sell", "3", "425.00", "lead-moved-1", "MSFT")
-    async with RaftexClient(
-        [follower], key["api_key"], key["secret"], "hmac", timeout_s=30.0
-    ) as carol:
-        with running.leader_paused(), pytest.raises(ClientError) as caught:
-            await carol.request("POST", "/v1/orders", body=body)
-        assert (caught.value.status, caught.value.code) == (503, "not_committed")
-        assert "lost the lead" in caught.value.message
+    leader = running.harness.http(running.leader)
+    async with (
+        RaftexClient([follower], key["api_key"], key["secret"], "hmac", timeout_s=30.0) as carol,
+        RaftexClient([leader], key["api_key"], key["secret"], "hmac", timeout_s=1.0) as hasty,
+    ):
+        with running.leader_paused():
+            forwarded, direct = await asyncio.gather(
+                carol.request("POST", "/v1/orders", body=body),
+                asyncio.wait_for(hasty.book("MSFT"), timeout=15.0),
+                return_exceptions=True,
+            )
+        # The client's own timeout holds for a node that keeps silent.
+        assert isinstance(direct, Unavailable), direct
+        assert isinstance(forwarded, ClientError), forwarded
+        assert (forwarded.status, forwarded.code) == (503, "not_committed")
+        assert "lost the lead" in forwarded.message
         placed = await carol.write("POST", "/v1/orders", body)
         again = await carol.write("POST", "/v1/orders", body)
         assert again["retried"] is True
