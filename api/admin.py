@@ -12,11 +12,11 @@ import hmac
 import json
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from pysyncobj.node import TCPNode
 
 from api.errors import ApiError
+from api.forwarding import FORWARD_HEADER, FORWARDER_KEY
 from api.submission import NOT_COMMITTED_MESSAGE, set_once, submit_all, submit_one
 from cluster.batcher import NotCommitted
 from cluster.node import MEMBER_TAG, ExchangeNode
@@ -25,12 +25,10 @@ from engine.commands import CommandDecodeError, command_from_wire
 from engine.events import EVENT_NAMES, Accepted, Rejected, event_to_dict
 
 NODE_KEY = web.AppKey("node", ExchangeNode)
-SESSION_KEY = web.AppKey("session", aiohttp.ClientSession)
 SUBMIT_TIMEOUT_MS_DEFAULT = 5_000
 SUBMIT_TIMEOUT_MS_MAX = 30_000
 COMMANDS_PER_REQUEST_MAX = 200
 STORE_WAIT_S = 5.0
-FORWARD_HEADER = "X-Raftex-Forwarded"
 
 
 def add_admin_routes(app: web.Application) -> None:
@@ -308,25 +306,10 @@ async def submit_batch(request: web.Request) -> web.Response:
 
 async def forward_to_leader(request: web.Request, body: dict[str, Any]) -> web.Response:
     """Sends a leader-only write to the leader, once; a loop or no leader is a 503."""
-    node = _node(request)
-    leader_http = node.leader_http()
-    if leader_http is None or request.headers.get(FORWARD_HEADER):
-        raise ApiError(503, "not_committed", f"no leader reachable; {NOT_COMMITTED_MESSAGE}")
-    session = request.app[SESSION_KEY]
-    url = f"{node.config.scheme}://{leader_http}{request.path_qs}"
-    headers = {
-        "Authorization": request.headers.get("Authorization", ""),
-        FORWARD_HEADER: node.node_id,
-    }
-    try:
-        async with session.post(url, json=body, headers=headers) as response:
-            payload = await response.read()
-            return web.Response(
-                body=payload, status=response.status, content_type="application/json"
-            )
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise ApiError(
-            503,
-            "not_committed",
-            f"leader {leader_http} unreachable ({exc!r}); {NOT_COMMITTED_MESSAGE}",
-        ) from None
+    status, payload = await request.app[FORWARDER_KEY].post(
+        request.path_qs,
+        body,
+        request.headers.get("Authorization", ""),
+        forwarded=bool(request.headers.get(FORWARD_HEADER)),
+    )
+    return web.Response(body=payload, status=status, content_type="application/json")

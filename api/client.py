@@ -199,7 +199,8 @@ class RaftexClient:
         try:
             done, _ = await asyncio.wait({sent}, timeout=LEADER_SUSPECT_S)
             while not done:
-                if node == self._leader_http and await self._others_follow_another(node):
+                named = await self._ask_leader(skip=node) if node == self._leader_http else None
+                if named is not None and named != node:
                     sent.cancel()
                     raise Unavailable(0, "unavailable", f"{node} no longer leads")
                 done, _ = await asyncio.wait({sent}, timeout=LEADER_SUSPECT_S)
@@ -207,10 +208,6 @@ class RaftexClient:
             sent.cancel()
             raise
         return sent.result()
-
-    async def _others_follow_another(self, node: str) -> bool:
-        leader = await self._ask_leader(skip=node)
-        return leader is not None and leader != node
 
     async def _ask_leader(self, skip: str | None = None) -> str | None:
         """The leader the nodes name (the one of the highest term), asked all at once with a

@@ -9,20 +9,18 @@ the leader never needs the client's signature or secrets.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
-import aiohttp
 import pyotp
 from aiohttp import web
 
-from api.admin import FORWARD_HEADER
 from api.amounts import from_units, price_decimals, to_units
 from api.candles import CandleBook
 from api.errors import ApiError
-from api.leader_watch import LeaderWatch
+from api.forwarding import Forwarder
 from api.rate_limits import RateLimiter
 from api.sealing import Sealer, SealError
 from api.signing import (
@@ -43,7 +41,6 @@ from engine.codes import Scope
 from engine.commands import CommandDecodeError, command_from_wire
 from engine.events import event_to_dict
 
-T = TypeVar("T")
 SUBMIT_TIMEOUT_MS = 5_000
 MIN_SEQ_WAIT_MS_MAX = 2_000
 MIN_SEQ_POLL_S = 0.005
@@ -93,8 +90,7 @@ class Gateway:
     replay: ReplayGuard = field(default_factory=ReplayGuard)
     # (account, code) pairs already used, so a TOTP code works once.
     totp_used: dict[tuple[str, str], float] = field(default_factory=dict)
-    session: aiohttp.ClientSession | None = None
-    leader_watch: LeaderWatch | None = None
+    forwarder: Forwarder | None = None
 
     # ------------------------------------------------------------ auth
 
@@ -283,29 +279,19 @@ class Gateway:
     async def _forward(
         self, wires: list[list[Any]], timeout_ms: int
     ) -> list[WriteOutcome | ApiError]:
-        node = self.node
-        leader_http = node.leader_http()
-        if leader_http is None or self.session is None:
-            raise ApiError(503, "not_committed", f"no leader known; {NOT_COMMITTED_MESSAGE}")
-        headers = {
-            "Authorization": f"Bearer {node.config.admin_token}",
-            FORWARD_HEADER: node.node_id,
-        }
+        if self.forwarder is None:
+            raise ApiError(503, "not_committed", f"node starting; {NOT_COMMITTED_MESSAGE}")
         body = {"commands": wires, "timeout_ms": timeout_ms, "detail": "events"}
-        url = f"{node.config.scheme}://{leader_http}/v1/admin/commands/batch"
+        status, raw = await self.forwarder.post(
+            "/v1/admin/commands/batch", body, f"Bearer {self.node.config.admin_token}"
+        )
         try:
-            response, payload = await self._until_leader_moves(
-                leader_http, self._post(self.session, url, body, headers)
-            )
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            payload = json.loads(raw)
+        except ValueError:
+            raise ApiError(503, "not_committed", NOT_COMMITTED_MESSAGE) from None
+        if status != 200:
             raise ApiError(
-                503,
-                "not_committed",
-                f"leader {leader_http} unreachable ({exc!r}); {NOT_COMMITTED_MESSAGE}",
-            ) from None
-        if response.status != 200:
-            raise ApiError(
-                503 if response.status >= 500 else response.status,
+                503 if status >= 500 else status,
                 payload.get("code", "not_committed"),
                 payload.get("message", NOT_COMMITTED_MESSAGE),
             )
@@ -316,36 +302,6 @@ class Gateway:
             else ApiError(503, "not_committed", row.get("message", NOT_COMMITTED_MESSAGE))
             for row in payload["outcomes"]
         ]
-
-    async def _until_leader_moves(self, leader_http: str, forward: Awaitable[T]) -> T:
-        """`forward`'s result, unless the node sees the leader move first: then 503."""
-        if self.leader_watch is None:
-            return await forward
-        sent = asyncio.ensure_future(forward)
-        moved = asyncio.ensure_future(self.leader_watch.until_moved_from(leader_http))
-        try:
-            done, _ = await asyncio.wait({sent, moved}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            sent.cancel()
-            raise
-        finally:
-            moved.cancel()
-        if sent not in done:
-            sent.cancel()
-            raise ApiError(
-                503,
-                "not_committed",
-                f"leader {leader_http} lost the lead while the write was forwarded to it; "
-                + NOT_COMMITTED_MESSAGE,
-            )
-        return sent.result()
-
-    @staticmethod
-    async def _post(
-        session: aiohttp.ClientSession, url: str, body: dict[str, Any], headers: dict[str, str]
-    ) -> tuple[aiohttp.ClientResponse, Any]:
-        async with session.post(url, json=body, headers=headers) as response:
-            return response, await response.json(content_type=None)
 
 
 def _not_committed(reason: str) -> ApiError:

@@ -15,12 +15,13 @@ import aiohttp
 from aiohttp import web
 
 from api.accounts import add_account_routes
-from api.admin import NODE_KEY, SESSION_KEY, add_admin_routes
+from api.admin import NODE_KEY, add_admin_routes
 from api.admin_checks import add_admin_check_routes
 from api.binance import add_binance_routes
 from api.candles import CandleBook
 from api.errors import ApiError, error_middleware
 from api.feeds import add_feed_routes, feed_hub
+from api.forwarding import FORWARDER_KEY, Forwarder
 from api.gateway import GATEWAY_KEY, Gateway
 from api.leader_watch import LeaderWatch
 from api.openapi import add_openapi_route
@@ -99,12 +100,9 @@ def build_app(node: ExchangeNode) -> web.Application:
             aiohttp.ClientSession(timeout=timeout, connector=connector) as session,
             LeaderWatch(node.leader_http).running() as watch,
         ):
-            app[SESSION_KEY] = session
-            gw.session = session
-            gw.leader_watch = watch
+            app[FORWARDER_KEY] = gw.forwarder = Forwarder(node, session, watch)
             yield
-            gw.session = None
-            gw.leader_watch = None
+            gw.forwarder = None
 
     async def candles_context(app: web.Application):  # type: ignore[no-untyped-def]
         unsubscribe = node.subscribe(gw.candles.on_events)

@@ -1,0 +1,84 @@
+"""Writes a follower sends on to the leader: once, and never longer than the lead lasts.
+
+Both kinds of forward (a client's write arriving at a follower, an admin write
+arriving at a follower) go through `Forwarder.post`, so they share the rules:
+one hop only (a forwarded request that reaches a non-leader is not sent on
+again), the leader this node knows, and a 503 `not_committed` when the leader
+cannot be reached or loses the lead while the forward waits (the LeaderWatch),
+so the client retries with the same ids instead of waiting out a silent node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+from aiohttp import web
+
+from api.errors import ApiError
+from api.leader_watch import LeaderWatch
+from api.submission import NOT_COMMITTED_MESSAGE
+from cluster.node import ExchangeNode
+
+FORWARD_HEADER = "X-Raftex-Forwarded"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarder:
+    node: ExchangeNode
+    session: aiohttp.ClientSession
+    watch: LeaderWatch
+
+    async def post(
+        self, path_qs: str, body: dict[str, Any], authorization: str, forwarded: bool = False
+    ) -> tuple[int, bytes]:
+        """The leader's status and body for `body` POSTed to `path_qs`; `forwarded` says the
+        request already made its one hop."""
+        node = self.node
+        leader_http = node.leader_http()
+        if leader_http is None or forwarded:
+            raise ApiError(503, "not_committed", f"no leader reachable; {NOT_COMMITTED_MESSAGE}")
+        url = f"{node.config.scheme}://{leader_http}{path_qs}"
+        headers = {"Authorization": authorization, FORWARD_HEADER: node.node_id}
+        try:
+            return await self._unless_lead_moves(leader_http, self._send(url, body, headers))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ApiError(
+                503,
+                "not_committed",
+                f"leader {leader_http} unreachable ({exc!r}); {NOT_COMMITTED_MESSAGE}",
+            ) from None
+
+    async def _send(
+        self, url: str, body: dict[str, Any], headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        async with self.session.post(url, json=body, headers=headers) as response:
+            return response.status, await response.read()
+
+    async def _unless_lead_moves(self, leader_http: str, forward: Awaitable[T]) -> T:
+        """`forward`'s result, unless the node sees the leader move first: then 503."""
+        sent = asyncio.ensure_future(forward)
+        moved = asyncio.ensure_future(self.watch.until_moved_from(leader_http))
+        try:
+            done, _ = await asyncio.wait({sent, moved}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            sent.cancel()
+            raise
+        finally:
+            moved.cancel()
+        if sent not in done:
+            sent.cancel()
+            raise ApiError(
+                503,
+                "not_committed",
+                f"leader {leader_http} lost the lead while the write was forwarded to it; "
+                + NOT_COMMITTED_MESSAGE,
+            )
+        return sent.result()
+
+
+FORWARDER_KEY = web.AppKey("forwarder", Forwarder)
