@@ -216,17 +216,27 @@ def _delete_namespace(name: str) -> None:
         _run("ip", "netns", "del", name)
 
 
+def tagged(tag: str) -> tuple[list[str], list[str]]:
+    """(namespaces, links of this namespace) whose names start with `tag`."""
+    namespaces = _run("ip", "netns", "list").split()
+    links = re.findall(r"^\d+: ([^:@\s]+)", _run("ip", "-o", "link"), re.MULTILINE)
+    return (
+        [n for n in namespaces if n.startswith(tag)],
+        [n for n in links if n.startswith(tag)],
+    )
+
+
 def remove_leftovers() -> None:
     """Namespaces and host links of runs whose harness is gone (killed, say)."""
     pattern = re.compile(rf"^{PREFIX}(\d+)")
-    names = _run("ip", "netns", "list").split()
-    links = re.findall(rf"^\d+: ({PREFIX}\d+h)[@:]", _run("ip", "-o", "link"), re.MULTILINE)
-    for name in [*names, *links]:
+
+    def gone(name: str) -> bool:
         found = pattern.match(name)
-        if found is None or _pid_alive(int(found.group(1))):
-            continue
-        if name in links:
-            with contextlib.suppress(NetnsUnavailable):
-                _run("ip", "link", "del", name)
-        else:
-            _delete_namespace(name)
+        return found is not None and not _pid_alive(int(found.group(1)))
+
+    namespaces, links = tagged(PREFIX)
+    for name in filter(gone, links):
+        with contextlib.suppress(NetnsUnavailable):
+            _run("ip", "link", "del", name)
+    for name in filter(gone, namespaces):
+        _delete_namespace(name)

@@ -150,17 +150,23 @@ BAD_ORDERS: list[tuple[dict[str, Any], str]] = [
 ]
 
 
+async def _refused_at_the_edge(api: ApiCluster, path: str, body: dict[str, Any]) -> ClientError:
+    """The error a POST of `body` gets; asserts it was refused before the log: nothing
+    entered it, so no sequence number was used."""
+    async with api.client("alice", node=api.leader_http) as alice:
+        seq_before = (await alice.cluster())["last_seq"]
+        with pytest.raises(ClientError) as caught:
+            await alice.request("POST", path, body=body)
+        assert (await alice.cluster())["last_seq"] == seq_before
+    return caught.value
+
+
 @pytest.mark.parametrize(("body", "code"), BAD_ORDERS)
 async def test_each_bad_order_field_is_refused_before_the_log(
     api: ApiCluster, body: dict[str, Any], code: str
 ) -> None:
-    async with api.client("alice", node=api.leader_http) as alice:
-        seq_before = (await alice.cluster())["last_seq"]
-        with pytest.raises(ClientError) as caught:
-            await alice.request("POST", "/v1/orders", body=body)
-        assert caught.value.status in (400, 404) and caught.value.code == code
-        # Refused at the edge: nothing entered the log, so no sequence number was used.
-        assert (await alice.cluster())["last_seq"] == seq_before
+    refused = await _refused_at_the_edge(api, "/v1/orders", body)
+    assert refused.status in (400, 404) and refused.code == code
 
 
 async def test_bad_json_and_unknown_orders(api: ApiCluster) -> None:
@@ -238,12 +244,8 @@ async def test_a_batch_of_orders_gets_one_outcome_each_and_retries_safely(api: A
 async def test_one_bad_order_refuses_the_whole_batch(
     api: ApiCluster, body: dict[str, Any], code: str
 ) -> None:
-    async with api.client("alice", node=api.leader_http) as alice:
-        seq_before = (await alice.cluster())["last_seq"]
-        with pytest.raises(ClientError) as caught:
-            await alice.request("POST", "/v1/orders/batch", body=body)
-        assert caught.value.status == 400 and caught.value.code == code
-        assert (await alice.cluster())["last_seq"] == seq_before
+    refused = await _refused_at_the_edge(api, "/v1/orders/batch", body)
+    assert refused.status == 400 and refused.code == code
 
 
 async def test_the_client_follows_the_leader_hint(api: ApiCluster) -> None:

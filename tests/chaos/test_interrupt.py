@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from chaos.cluster import resolve_plane
-from chaos.netns import PREFIX
+from chaos.netns import PREFIX, tagged
 
 START_WAIT_S = 60.0
 STOP_WAIT_S = 30.0
@@ -29,15 +29,6 @@ def _processes_naming(text: str) -> list[int]:
         if text in cmdline:
             found.append(int(entry.name))
     return found
-
-
-def _named_after(pid: int) -> list[str]:
-    listings = [
-        subprocess.run(command, capture_output=True, text=True, check=False).stdout
-        for command in (["ip", "netns", "list"], ["ip", "-o", "link"])
-    ]
-    tag = f"{PREFIX}{pid}"
-    return [word for word in " ".join(listings).split() if word.startswith(tag)]
 
 
 def test_sigterm_mid_run_stops_and_removes_everything(tmp_path: Path) -> None:
@@ -70,4 +61,4 @@ def test_sigterm_mid_run_stops_and_removes_everything(tmp_path: Path) -> None:
     assert _processes_naming(str(scratch)) == []
     assert list(scratch.iterdir()) == []
     if resolve_plane("auto") == "netns":
-        assert _named_after(run.pid) == []
+        assert tagged(f"{PREFIX}{run.pid}") == ([], [])

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chaos.netns import PREFIX, NamespaceNet, remove_leftovers, unavailable_reason
+from chaos.netns import PREFIX, NamespaceNet, remove_leftovers, tagged, unavailable_reason
 
 pytestmark = pytest.mark.skipif(
     unavailable_reason() is not None, reason=f"namespace plane: {unavailable_reason()}"
@@ -35,11 +35,8 @@ def _reaches(prefix: list[str], host: str) -> bool:
 
 
 def _leftovers(tag: str) -> list[str]:
-    listings = [
-        subprocess.run(command, capture_output=True, text=True, check=True).stdout
-        for command in (["ip", "netns", "list"], ["ip", "-o", "link"])
-    ]
-    return [word for word in " ".join(listings).split() if word.startswith(tag)]
+    namespaces, links = tagged(tag)
+    return namespaces + links
 
 
 @pytest.fixture
