@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from chaos.checkers import NodeFinal, Verdict, availability, check_all
 from chaos.cluster import SYMBOLS, ChaosCluster
@@ -26,6 +27,8 @@ from chaos.workload import Client
 from cluster.admin_client import AdminError
 from cluster.store import READ_LIMIT_MAX
 
+T = TypeVar("T")
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 STATUS_PERIOD_S = 0.25
 STATE_PERIOD_S = 1.0
 CONVERGE_WAIT_S = 60.0
@@ -57,9 +60,40 @@ def run_chaos(
     with tempfile.TemporaryDirectory(prefix="raftex-chaos-") as tmp:
         cluster = ChaosCluster(Path(tmp) / "cluster", nodes, plane)
         try:
-            return asyncio.run(_run(cluster, families, seconds, seed, out_dir, clients))
+            return asyncio.run(_stoppable(_run(cluster, families, seconds, seed, out_dir, clients)))
         finally:
             cluster.stop()
+
+
+async def _stoppable(work: Coroutine[Any, Any, T]) -> T:
+    """Runs `work`; SIGTERM or SIGINT cancels it, so every task unwinds in order (nodes
+    stopped, namespaces removed by the caller), and the caller sees KeyboardInterrupt.
+
+    Handled by the loop rather than by a Python signal handler: an exception raised from
+    such a handler surfaces in whatever frame is running and leaves tasks pending, and a
+    process started in the background of a shell has SIGINT ignored, so Ctrl-C's own
+    handling cannot be relied on to see a SIGTERM relayed as SIGINT."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    stopped = False
+
+    def stop() -> None:
+        nonlocal stopped
+        stopped = True
+        main.cancel()
+
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if stopped:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        for signum in STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
 
 
 async def _run(

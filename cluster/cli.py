@@ -201,7 +201,8 @@ def _run_chaos(args: argparse.Namespace) -> int:
             f"raftex chaos: cannot write the report to {args.out}: {exc.strerror}", file=sys.stderr
         )
         return 2
-    # SIGTERM unwinds like Ctrl-C, so the run stops its nodes and removes its namespaces.
+    # SIGTERM unwinds like Ctrl-C, so the run stops its nodes and removes its namespaces
+    # (while the run's event loop turns, the loop handles both signals: chaos/run.py).
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = run_chaos(
