@@ -3,13 +3,19 @@
 Readers (HTTP handlers, feeds) take `node.view` once and read it without locks:
 the apply thread never mutates a published view, it swaps in a new one. Only
 what an entry touched is rebuilt; the rest is shared with the previous view.
+
+The per-account and per-symbol tables are persistent maps (immutables.Map, a
+hash array mapped trie): a new view that changes k accounts costs O(k log n),
+where copying a dict cost O(n) per entry whatever it touched (36 us per entry
+at 1,000 accounts, the largest cost of an entry of one order).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+
+from immutables import Map
 
 from engine import Exchange
 from engine.events import (
@@ -88,25 +94,22 @@ class NodeView:
     applied_index: int = 0
     last_seq: int = 0
     log_time_ms: int = 0
-    books: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
-    last_trades: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
-    instruments: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    books: Map[str, BookView] = field(default_factory=Map)
+    last_trades: Map[str, LastTrade] = field(default_factory=Map)
+    instruments: Map[str, InstrumentView] = field(default_factory=Map)
     # account -> {asset: (available, held)}
-    balances: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    balances: Map[str, Map[str, tuple[int, int]]] = field(default_factory=Map)
     access: AccessView = field(default_factory=AccessView)
 
 
 def next_view(prev: NodeView, ex: Exchange, applied_index: int, events: list[Event]) -> NodeView:
     """The view after an entry: rebuilds only the books, trades and balances it touched."""
-    books: dict[str, BookView] | None = None
-    trades: dict[str, LastTrade] | None = None
-    instruments: dict[str, InstrumentView] | None = None
-    balances: dict[str, Any] | None = None
     # account -> {asset: (available, held)}: the last value of each touched balance.
     touched_balances: dict[str, dict[str, tuple[int, int]]] = {}
     touched_books: set[str] = set()
     # A trade moves its instrument's reference price and band, as do admin changes.
     touched_instruments: set[str] = set()
+    trades: dict[str, LastTrade] = {}
     access_changed = False
     for event in events:
         kind = type(event)
@@ -118,8 +121,6 @@ def next_view(prev: NodeView, ex: Exchange, applied_index: int, events: list[Eve
                 assets = touched_balances[event.account] = {}
             assets[event.asset] = (event.available, event.held)
         elif kind is Trade:
-            if trades is None:
-                trades = dict(prev.last_trades)
             trades[event.symbol] = LastTrade(
                 event.seq, event.ts_ms, event.price, event.qty, event.aggressor_side
             )
@@ -128,28 +129,34 @@ def next_view(prev: NodeView, ex: Exchange, applied_index: int, events: list[Eve
             touched_instruments.add(event.symbol)
         elif kind is ApiKeyChanged or kind is AssetAdded or kind is SecondFactorSet:
             access_changed = True
+    balances = prev.balances
     if touched_balances:
-        balances = dict(prev.balances)
-        for account, changed in touched_balances.items():
-            balances[account] = MappingProxyType({**balances.get(account, {}), **changed})
+        with balances.mutate() as changing:
+            for account, changed in touched_balances.items():
+                held = changing.get(account)
+                changing[account] = Map(changed) if held is None else held.update(changed)
+            balances = changing.finish()
+    instruments = prev.instruments
     if touched_instruments:
-        instruments = dict(prev.instruments)
-        for symbol in sorted(touched_instruments):
-            instruments[symbol] = instrument_view(ex, symbol)
+        instruments = instruments.update(
+            {symbol: instrument_view(ex, symbol) for symbol in touched_instruments}
+        )
     last_seq = ex.seq
+    books = prev.books
     if touched_books:
-        books = dict(prev.books)
-        for symbol in sorted(touched_books):
+        changed_books = {}
+        for symbol in touched_books:
             bids, asks = ex.depth(symbol, BOOK_VIEW_DEPTH)
-            books[symbol] = BookView(symbol, last_seq, tuple(bids), tuple(asks))
+            changed_books[symbol] = BookView(symbol, last_seq, tuple(bids), tuple(asks))
+        books = books.update(changed_books)
     return NodeView(
         applied_index=applied_index,
         last_seq=last_seq,
         log_time_ms=ex.now_ms,
-        books=MappingProxyType(books) if books is not None else prev.books,
-        last_trades=MappingProxyType(trades) if trades is not None else prev.last_trades,
-        instruments=MappingProxyType(instruments) if instruments is not None else prev.instruments,
-        balances=MappingProxyType(balances) if balances is not None else prev.balances,
+        books=books,
+        last_trades=prev.last_trades.update(trades) if trades else prev.last_trades,
+        instruments=instruments,
+        balances=balances,
         access=access_view(ex) if access_changed else prev.access,
     )
 
@@ -169,22 +176,20 @@ def access_view(ex: Exchange) -> AccessView:
 def full_view(ex: Exchange, applied_index: int) -> NodeView:
     """The view of a whole engine, after a restore."""
     balances = {
-        account_id: MappingProxyType(
-            {asset: (bal.available, bal.held) for asset, bal in sorted(acct.balances.items())}
-        )
-        for account_id, acct in sorted(ex.accounts.items())
+        account_id: Map({asset: (bal.available, bal.held) for asset, bal in acct.balances.items()})
+        for account_id, acct in ex.accounts.items()
     }
     books = {}
-    for symbol in sorted(ex.instruments):
+    for symbol in ex.instruments:
         bids, asks = ex.depth(symbol, BOOK_VIEW_DEPTH)
         books[symbol] = BookView(symbol, ex.seq, tuple(bids), tuple(asks))
     return NodeView(
         applied_index=applied_index,
         last_seq=ex.seq,
         log_time_ms=ex.now_ms,
-        books=MappingProxyType(books),
-        instruments=MappingProxyType({s: instrument_view(ex, s) for s in sorted(ex.instruments)}),
-        balances=MappingProxyType(balances),
+        books=Map(books),
+        instruments=Map({s: instrument_view(ex, s) for s in ex.instruments}),
+        balances=Map(balances),
         access=access_view(ex),
     )
 

@@ -12,9 +12,9 @@ import collections
 import hashlib
 import heapq
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from sortedcontainers import SortedList
+from sortedcontainers import SortedDict, SortedList
 
 from engine.codes import (
     SCOPES_ALL,
@@ -1285,8 +1285,7 @@ class Exchange:
         inst = self.instruments[symbol]
         sides = []
         for book in (inst.bids, inst.asks):
-            shown = book.values() if not levels else itertools.islice(book.values(), levels)
-            sides.append([(lvl.price, lvl.qty, len(lvl.orders)) for lvl in shown])
+            sides.append([(lvl.price, lvl.qty, len(lvl.orders)) for lvl in _best(book, levels)])
         return sides[0], sides[1]
 
     def depth_l3(
@@ -1296,8 +1295,7 @@ class Exchange:
         inst = self.instruments[symbol]
         sides = []
         for book in (inst.bids, inst.asks):
-            shown = book.values() if not levels else itertools.islice(book.values(), levels)
-            sides.append([(lvl.price, level_queue(lvl)) for lvl in shown])
+            sides.append([(lvl.price, level_queue(lvl)) for lvl in _best(book, levels)])
         return sides[0], sides[1]
 
     def level_queue(self, symbol: str, side: int, price: int) -> list[tuple[int, int]]:
@@ -1343,6 +1341,17 @@ def _last_per_price(
             previous[1].dirty = False
         latest[key] = (symbol, level)
     return list(latest.values())
+
+
+def _best(book: SortedDict, levels: int) -> Iterator[PriceLevel]:
+    """The first `levels` levels of a side (all with 0), best first.
+
+    Keys, then dict lookups: SortedDict.values() fetches every level through the
+    collections.abc view, which made the published L2 views the largest cost of an
+    entry of one order.
+    """
+    keys = iter(book) if not levels else itertools.islice(book, levels)
+    return map(book.__getitem__, keys)
 
 
 def level_queue(level: PriceLevel) -> list[tuple[int, int]]:
