@@ -133,8 +133,8 @@ def next_view(prev: NodeView, ex: Exchange, applied_index: int, events: list[Eve
     if touched_balances:
         with balances.mutate() as changing:
             for account, changed in touched_balances.items():
-                held = changing.get(account)
-                changing[account] = Map(changed) if held is None else held.update(changed)
+                assets = changing.get(account)
+                changing[account] = Map(changed) if assets is None else assets.update(changed)
             balances = changing.finish()
     instruments = prev.instruments
     if touched_instruments:
