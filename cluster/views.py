@@ -133,8 +133,8 @@ def next_view(prev: NodeView, ex: Exchange, applied_index: int, events: list[Eve
     if touched_balances:
         with balances.mutate() as changing:
             for account, changed in touched_balances.items():
-                assets = changing.get(account)
-                changing[account] = Map(changed) if assets is None else assets.update(changed)
+                current = changing.get(account)
+                changing[account] = Map(changed) if current is None else current.update(changed)
             balances = changing.finish()
     instruments = prev.instruments
     if touched_instruments:
