@@ -25,7 +25,7 @@ from typing import Any
 
 from chaos.netns import NamespaceNet, unavailable_reason
 from cluster.admin_client import AdminClient, AdminError, NodeAddress
-from cluster.launcher import LocalCluster, LocalNode, node_command, wait_for_leader
+from cluster.launcher import LocalCluster, LocalNode, wait_for_leader
 from cluster.snapshot_file import META_NAME
 from engine.commands import AddAsset, AddInstrument, CreateAccount, Deposit, command_to_wire
 
@@ -243,11 +243,10 @@ class ChaosCluster:
         if len(data) > 64:
             data[_damage_offset(target, file_name, len(data))] ^= 0xFF
             target.write_bytes(bytes(data))
-            node = self.local.node(node_id)
             try:
                 done = await asyncio.to_thread(
                     subprocess.run,
-                    [*self.local.prefix(node_id), *node_command(node)],
+                    self.local.command(node_id),
                     capture_output=True,
                     text=True,
                     timeout=REFUSAL_WAIT_S,

@@ -182,12 +182,12 @@ def node_command(node: LocalNode) -> list[str]:
     return [sys.executable, "-m", "cluster.cli", "node", "--config", str(node.config_path)]
 
 
-def start_node(node: LocalNode, prefix: list[str] | None = None) -> subprocess.Popen:
-    """`prefix`: what the command line starts with (`ip netns exec NS`, in the chaos suite)."""
+def start_node(node: LocalNode, command: list[str]) -> subprocess.Popen:
+    """`command`: the node's command line, as LocalCluster.command gives it."""
     log = open(node.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
     try:
         return subprocess.Popen(
-            [*(prefix or []), *node_command(node)],
+            command,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -298,7 +298,7 @@ class LocalCluster:
 
     def start_one(self, node_id: str) -> None:
         node = self.node(node_id)
-        self.processes[node_id] = start_node(node, self.prefix(node_id))
+        self.processes[node_id] = start_node(node, self.command(node_id))
         write_cluster_file(
             self.data_dir, self.nodes, {k: p.pid for k, p in self.processes.items()}, self.ca_file
         )
@@ -309,8 +309,10 @@ class LocalCluster:
         self.nodes.append(node)
         return node
 
-    def prefix(self, node_id: str) -> list[str]:
-        return self.prefix_of(node_id) if self.prefix_of is not None else []
+    def command(self, node_id: str) -> list[str]:
+        """The node's command line, behind its prefix (`ip netns exec NS`, in the chaos suite)."""
+        prefix = self.prefix_of(node_id) if self.prefix_of is not None else []
+        return [*prefix, *node_command(self.node(node_id))]
 
     def forget(self, node_id: str) -> None:
         """Drops a removed member from this launcher's view (stop its process first)."""
