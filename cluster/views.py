@@ -141,17 +141,12 @@ def next_view(prev: NodeView, ex: Exchange, applied_index: int, events: list[Eve
         instruments = instruments.update(
             {symbol: instrument_view(ex, symbol) for symbol in touched_instruments}
         )
-    last_seq = ex.seq
     books = prev.books
     if touched_books:
-        changed_books = {}
-        for symbol in touched_books:
-            bids, asks = ex.depth(symbol, BOOK_VIEW_DEPTH)
-            changed_books[symbol] = BookView(symbol, last_seq, tuple(bids), tuple(asks))
-        books = books.update(changed_books)
+        books = books.update({symbol: book_view(ex, symbol) for symbol in touched_books})
     return NodeView(
         applied_index=applied_index,
-        last_seq=last_seq,
+        last_seq=ex.seq,
         log_time_ms=ex.now_ms,
         books=books,
         last_trades=prev.last_trades.update(trades) if trades else prev.last_trades,
@@ -179,19 +174,20 @@ def full_view(ex: Exchange, applied_index: int) -> NodeView:
         account_id: Map({asset: (bal.available, bal.held) for asset, bal in acct.balances.items()})
         for account_id, acct in ex.accounts.items()
     }
-    books = {}
-    for symbol in ex.instruments:
-        bids, asks = ex.depth(symbol, BOOK_VIEW_DEPTH)
-        books[symbol] = BookView(symbol, ex.seq, tuple(bids), tuple(asks))
     return NodeView(
         applied_index=applied_index,
         last_seq=ex.seq,
         log_time_ms=ex.now_ms,
-        books=Map(books),
+        books=Map({s: book_view(ex, s) for s in ex.instruments}),
         instruments=Map({s: instrument_view(ex, s) for s in ex.instruments}),
         balances=Map(balances),
         access=access_view(ex),
     )
+
+
+def book_view(ex: Exchange, symbol: str) -> BookView:
+    bids, asks = ex.depth(symbol, BOOK_VIEW_DEPTH)
+    return BookView(symbol, ex.seq, tuple(bids), tuple(asks))
 
 
 def instrument_view(ex: Exchange, symbol: str) -> InstrumentView:
