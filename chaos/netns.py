@@ -98,8 +98,7 @@ class NamespaceNet:
         for node_id in list(self.nodes):
             self.remove_node(node_id)
         _delete_namespace(self._bridge_ns())
-        with contextlib.suppress(NetnsUnavailable, subprocess.TimeoutExpired):
-            _run("ip", "link", "del", f"{self.tag}h")
+        _delete_link(f"{self.tag}h")
 
     # ------------------------------------------------------------ nodes
 
@@ -162,7 +161,7 @@ class NamespaceNet:
         if self.loss_tool is None:
             return False
         self.unlose(node_id)
-        prefix = ["ip", "netns", "exec", self.namespace(node_id), self.loss_tool]
+        iptables = self._iptables(node_id)
         chance = f"{probability:.4f}"
         for peer in self.nodes:
             if peer == node_id:
@@ -170,15 +169,15 @@ class NamespaceNet:
             address = self.address(peer)
             for chain, side in (("INPUT", "-s"), ("OUTPUT", "-d")):
                 rule = ["-m", "statistic", "--mode", "random", "--probability", chance]
-                _run(*prefix, "-A", chain, side, address, *rule, "-j", "DROP")
+                _run(*iptables, "-A", chain, side, address, *rule, "-j", "DROP")
         self.lossy.add(node_id)
         return True
 
     def unlose(self, node_id: str) -> None:
         if node_id in self.lossy and self.loss_tool is not None:
-            prefix = ["ip", "netns", "exec", self.namespace(node_id), self.loss_tool]
-            _run(*prefix, "-F", "INPUT")
-            _run(*prefix, "-F", "OUTPUT")
+            iptables = self._iptables(node_id)
+            _run(*iptables, "-F", "INPUT")
+            _run(*iptables, "-F", "OUTPUT")
         self.lossy.discard(node_id)
 
     def heal(self) -> None:
@@ -187,6 +186,10 @@ class NamespaceNet:
             self.unlose(node_id)
 
     # ------------------------------------------------------------ helpers
+
+    def _iptables(self, node_id: str) -> list[str]:
+        assert self.loss_tool is not None
+        return [*self.command_prefix(node_id), self.loss_tool]
 
     def _bridge_ns(self) -> str:
         return f"{self.tag}br"
@@ -216,6 +219,11 @@ def _delete_namespace(name: str) -> None:
         _run("ip", "netns", "del", name)
 
 
+def _delete_link(name: str) -> None:
+    with contextlib.suppress(NetnsUnavailable, subprocess.TimeoutExpired):
+        _run("ip", "link", "del", name)
+
+
 def tagged(tag: str) -> tuple[list[str], list[str]]:
     """(namespaces, links of this namespace) whose names start with `tag`."""
     namespaces = _run("ip", "netns", "list").split()
@@ -236,7 +244,6 @@ def remove_leftovers() -> None:
 
     namespaces, links = tagged(PREFIX)
     for name in filter(gone, links):
-        with contextlib.suppress(NetnsUnavailable):
-            _run("ip", "link", "del", name)
+        _delete_link(name)
     for name in filter(gone, namespaces):
         _delete_namespace(name)
