@@ -56,9 +56,11 @@ class Scope(IntEnum):
     TRADE = 2
     WITHDRAW = 4
     ADMIN = 8
+    # Managing the account's own access: creating and revoking keys, the second factor.
+    SECURITY = 16
 
 
-SCOPES_ALL = Scope.READ | Scope.TRADE | Scope.WITHDRAW | Scope.ADMIN
+SCOPES_ALL = Scope.READ | Scope.TRADE | Scope.WITHDRAW | Scope.ADMIN | Scope.SECURITY
 
 
 class RejectCode(StrEnum):
@@ -94,6 +96,9 @@ class RejectCode(StrEnum):
     INVALID_KEY = "invalid_key"
     UNKNOWN_KEY = "unknown_key"
     TOO_MANY_KEYS = "too_many_keys"
+    REPLAYED_REQUEST = "replayed_request"
+    STALE_REQUEST = "stale_request"
+    SECOND_FACTOR_USED = "second_factor_used"
 
 
 class CancelReason(StrEnum):

@@ -43,6 +43,7 @@ from engine.commands import (
     SetAccountEnabled,
     SetSecondFactor,
     SetTradingStatus,
+    Signed,
     Tick,
     UpdateInstrument,
     Withdraw,
@@ -91,6 +92,12 @@ CLIENT_ID_RETENTION_MS = DAY_MS
 ASSET_DECIMALS_MAX = 18
 API_KEYS_PER_ACCOUNT_MAX = 20
 ED25519_PUBLIC_KEY_HEX_LEN = 64
+# How long (log time) a signed write's signature is remembered after its timestamp, and how
+# far from log time a timestamp may be when the write is applied: three times the largest
+# receive window a gateway accepts (60 s), so a signature is forgotten only once no gateway
+# can accept it again, with a minute to spare for the leader's clock running ahead of
+# the clients'.
+SIGNATURE_RETENTION_MS = 180_000
 
 BUY = Side.BUY.value
 SELL = Side.SELL.value
@@ -134,6 +141,14 @@ class Exchange:
         self.assets: dict[str, int] = {}
         self.api_keys: dict[str, ApiKey] = {}
         self.second_factors: dict[str, str] = {}
+        # Digest of a signed write's signature -> the log time until which it is remembered;
+        # the digests in the order they were applied, for forgetting them (a dict emptied
+        # from its front makes every later look at the front scan the holes: measured
+        # 6.6 us per step at 300,000 entries).
+        self.signatures: dict[str, int] = {}
+        self.signature_order: collections.deque[str] = collections.deque()
+        # Account -> the last TOTP time step a write of it spent.
+        self.totp_steps: dict[str, int] = {}
         self._out: list[Event] = []
         self._triggering = False
         self._dirty_balances: list[Balance] = []
@@ -155,6 +170,7 @@ class Exchange:
             AddApiKey: self._add_api_key,
             RevokeApiKey: self._revoke_api_key,
             SetSecondFactor: self._set_second_factor,
+            Signed: self._signed,
         }
 
     # ------------------------------------------------------------------ apply
@@ -436,6 +452,70 @@ class Exchange:
             self._out.append(event)
             if cmd.request_id:
                 self.client_ids[key] = (cmd, event)
+
+    def _signed(self, cmd: Signed) -> None:
+        """A client's write, at most once per signature and per TOTP step in the cluster.
+
+        A signature already applied is refused, unless the write is an exact retry of one
+        with a client or request id (its original outcome comes back, nothing changes):
+        that is how a client retry of the very same signed request is answered. A TOTP
+        step at or before the account's last spent one is refused the same way, and a
+        step is spent only by a write that succeeded.
+        """
+        inner = cmd.command
+        name = type(inner).__name__
+        account = getattr(inner, "account", "")
+        now = self.now_ms
+        signatures = self.signatures
+        order = self.signature_order
+        while order and signatures[order[0]] < now:
+            del signatures[order.popleft()]
+        if abs(now - cmd.timestamp_ms) > SIGNATURE_RETENTION_MS:
+            self._reject(
+                account,
+                _client_id(inner),
+                name,
+                RejectCode.STALE_REQUEST,
+                f"signed at {cmd.timestamp_ms}, more than {SIGNATURE_RETENTION_MS} ms from"
+                f" log time {now}",
+            )
+            return
+        retry = self._is_retry(inner)
+        if not retry:
+            if cmd.signature in signatures:
+                self._reject(
+                    account,
+                    _client_id(inner),
+                    name,
+                    RejectCode.REPLAYED_REQUEST,
+                    "this signed request was already applied",
+                )
+                return
+            if cmd.totp_step and cmd.totp_step <= self.totp_steps.get(account, 0):
+                self._reject(
+                    account,
+                    _client_id(inner),
+                    name,
+                    RejectCode.SECOND_FACTOR_USED,
+                    "this TOTP code (or a later one) was already used",
+                )
+                return
+            signatures[cmd.signature] = max(cmd.timestamp_ms, now) + SIGNATURE_RETENTION_MS
+            order.append(cmd.signature)
+        out = self._out
+        start = len(out)
+        self._handlers[type(inner)](inner)
+        if cmd.totp_step and not retry and not any(type(e) is Rejected for e in out[start:]):
+            self.totp_steps[account] = cmd.totp_step
+
+    def _is_retry(self, cmd: Command) -> bool:
+        """Whether `cmd` repeats a remembered command under its client or request id, which
+        its handler will answer with the original outcome."""
+        client_id = _client_id(cmd)
+        if not client_id:
+            return False
+        prior = self.client_ids.get((cmd.account, client_id))  # type: ignore[union-attr]
+        return prior is not None and prior[0] == cmd
 
     def _known_asset(self, asset: str) -> bool:
         return any(asset in (inst.base, inst.quote) for inst in self.instruments.values())
@@ -1356,6 +1436,15 @@ def _best(book: SortedDict, levels: int) -> Iterator[PriceLevel]:
 
 def level_queue(level: PriceLevel) -> list[tuple[int, int]]:
     return [(order_id, order.visible) for order_id, order in level.orders.items()]
+
+
+def _client_id(cmd: Command) -> str:
+    """The id under which the engine remembers a command's outcome, if it has one."""
+    if type(cmd) is PlaceOrder:
+        return cmd.client_order_id
+    if type(cmd) is Deposit or type(cmd) is Withdraw or type(cmd) is SetSecondFactor:
+        return cmd.request_id
+    return ""
 
 
 def _is_hex(text: str, length: int) -> bool:

@@ -21,7 +21,7 @@ from engine.state import INSTRUMENT_SPEC, Account, ApiKey, Balance, Instrument, 
 if TYPE_CHECKING:
     from engine.exchange import Exchange
 
-SNAPSHOT_VERSION = 2
+SNAPSHOT_VERSION = 3
 # An instrument's row: its spec, then status, resume time, last price, bids and asks.
 INSTRUMENT_ROW_LEN = len(INSTRUMENT_SPEC) + 5
 
@@ -99,6 +99,9 @@ def encode_exchange(ex: Exchange) -> bytes:
             for _, k in sorted(ex.api_keys.items(), key=_first)
         ],
         sorted([account, material] for account, material in ex.second_factors.items()),
+        # In the order they were applied: the order they are forgotten in.
+        [[digest, ex.signatures[digest]] for digest in ex.signature_order],
+        sorted([account, step] for account, step in ex.totp_steps.items()),
     ]
     return msgpack.packb(state, use_bin_type=True)
 
@@ -130,6 +133,8 @@ def _build(exchange_cls: type[Exchange], state: list[Any]) -> Exchange:
         assets,
         api_keys,
         second_factors,
+        signatures,
+        totp_steps,
     ) = state
     ex = exchange_cls(open_orders_per_account_max=open_max)
     ex.seq = seq
@@ -231,6 +236,12 @@ def _build(exchange_cls: type[Exchange], state: list[Any]) -> Exchange:
             raise SnapshotError(f"key {key_id} belongs to unknown account {account_id}")
         ex.api_keys[key_id] = ApiKey(account_id, key_id, kind, material, scopes)
     ex.second_factors = {account: material for account, material in second_factors}
+    for digest, until_ms in signatures:
+        ex.signatures[digest] = until_ms
+        ex.signature_order.append(digest)
+    if len(ex.signatures) != len(ex.signature_order):
+        raise SnapshotError("a signature digest is listed twice")
+    ex.totp_steps = {account: step for account, step in totp_steps}
     return ex
 
 

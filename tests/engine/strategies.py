@@ -39,6 +39,7 @@ from engine.commands import (
     PlaceOrder,
     SetAccountEnabled,
     SetTradingStatus,
+    Signed,
     Tick,
     UpdateInstrument,
     Withdraw,
@@ -46,6 +47,7 @@ from engine.commands import (
     command_to_wire,
 )
 from engine.events import Accepted
+from engine.exchange import SIGNATURE_RETENTION_MS
 from engine.state import Instrument
 
 T = TypeVar("T")
@@ -62,6 +64,9 @@ CROSS_THROUGH_TICKS_MAX = 12
 COMMAND_STEP_MS_MAX = 1_500
 # Log time starts shortly before a UTC midnight, so DAY orders do expire.
 START_DAY = 20_000
+# Signed writes draw their signature from a small pool, so replays happen.
+SIGNATURES_POOL = 12
+TOTP_STEPS_MAX = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +141,7 @@ _KIND_WEIGHTS = {
     "reuse_client_id": 1,
     "invalid": 2,
     "update_instrument": 1,
+    "signed": 4,
 }
 _KINDS = tuple(kind for kind, weight in _KIND_WEIGHTS.items() for _ in range(weight))
 
@@ -215,6 +221,8 @@ class _Shadow:
     def apply(self, command: Command, ts_ms: int) -> None:
         events = self.ex.apply(command, ts_ms)
         self.ts_ms = ts_ms
+        if isinstance(command, Signed):
+            command = command.command
         used_id = ""
         if isinstance(command, PlaceOrder):
             used_id = command.client_order_id
@@ -736,6 +744,22 @@ def _update_instrument(draw: DrawFn, shadow: _Shadow) -> Command:
     )
 
 
+def _signed(draw: DrawFn, shadow: _Shadow) -> Command:
+    """A client's write as a gateway hands it on: a signature from a small pool (so some are
+    replays, of the same write or onto another), a timestamp near log time or past the
+    retention either way, and now and then a TOTP step, sometimes one already spent."""
+    kind = _pick(draw, ("limit", "cross", "cancel", "amend", "mass_cancel", "transfer", "retry"))
+    inner = _BUILDERS[kind](draw, shadow)
+    if isinstance(inner, Signed | Tick):
+        return inner
+    signature = f"{draw(st.integers(0, SIGNATURES_POOL)):032x}"
+    offset_ms = _pick(
+        draw, (0, 0, 0, -5_000, 60_000, SIGNATURE_RETENTION_MS + 1, -SIGNATURE_RETENTION_MS - 1)
+    )
+    totp_step = _pick(draw, (0, 0, *range(1, TOTP_STEPS_MAX + 1)))
+    return Signed(signature, shadow.ts_ms + offset_ms, totp_step, inner)
+
+
 _BUILDERS = {
     "tick": _tick,
     "limit": _limit,
@@ -754,4 +778,5 @@ _BUILDERS = {
     "reuse_client_id": _reuse_client_id,
     "invalid": _invalid,
     "update_instrument": _update_instrument,
+    "signed": _signed,
 }

@@ -53,7 +53,7 @@ def test_bad_api_keys_are_rejected_and_change_nothing(ex: Exchange) -> None:
         ex, AddApiKey(BOB, "k1", KeyKind.HMAC, "s", Scope.READ), RejectCode.ALREADY_EXISTS
     )
     apply_rejected(ex, AddApiKey(BOB, "k2", KeyKind.HMAC, "s", 0), RejectCode.INVALID_KEY)
-    apply_rejected(ex, AddApiKey(BOB, "k2", KeyKind.HMAC, "s", 16), RejectCode.INVALID_KEY)
+    apply_rejected(ex, AddApiKey(BOB, "k2", KeyKind.HMAC, "s", 32), RejectCode.INVALID_KEY)
     apply_rejected(ex, AddApiKey(BOB, "k2", KeyKind.HMAC, "", Scope.READ), RejectCode.INVALID_KEY)
     apply_rejected(
         ex, AddApiKey(BOB, "k2", KeyKind.ED25519, "AB" * 32, Scope.READ), RejectCode.INVALID_KEY

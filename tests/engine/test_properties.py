@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from strategies import Stream, format_command, stream_to_wire, streams
 
 from engine import Exchange, RejectCode, Side, TimeInForce
-from engine.commands import Command, Deposit, PlaceOrder, Withdraw
+from engine.commands import Command, Deposit, PlaceOrder, Signed, Withdraw
 from engine.events import (
     Accepted,
     BalanceChanged,
@@ -40,7 +40,7 @@ from engine.events import (
     Trade,
     event_to_wire,
 )
-from engine.exchange import CLIENT_ID_RETENTION_MS
+from engine.exchange import CLIENT_ID_RETENTION_MS, SIGNATURE_RETENTION_MS
 from engine.state import buy_cost
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -93,6 +93,9 @@ class StreamLedger:
 
     net_by_asset: dict[str, int] = field(default_factory=dict)
     outcome_by_key: dict[tuple[str, str], tuple[Command, list[Any]]] = field(default_factory=dict)
+    # Signed writes: signature digest -> remembered until (log time); account -> last step.
+    signatures: dict[str, int] = field(default_factory=dict)
+    totp_steps: dict[str, int] = field(default_factory=dict)
 
 
 def _outcome(command: Command, events: list[Event]) -> Event | None:
@@ -113,6 +116,10 @@ def check_events(
 
     Also keeps the ledger: accepted transfers and the outcome of each new id.
     """
+    if isinstance(command, Signed):
+        if not check_signed(ex, ledger, command, events, seq_before):
+            return
+        command = command.command
     key = idempotency_key(command)
     prior = ledger.outcome_by_key.get(key) if key else None
     if prior is not None and prior[1][2] < ex.now_ms - CLIENT_ID_RETENTION_MS:
@@ -146,6 +153,51 @@ def check_events(
         sign = 1 if isinstance(command, Deposit) else -1
         net = ledger.net_by_asset
         net[command.asset] = net.get(command.asset, 0) + sign * command.amount
+
+
+def _remembered_retry(ex: Exchange, ledger: StreamLedger, command: Command) -> bool:
+    key = idempotency_key(command)
+    prior = ledger.outcome_by_key.get(key) if key else None
+    fresh = prior is not None and prior[1][2] >= ex.now_ms - CLIENT_ID_RETENTION_MS
+    return fresh and prior is not None and prior[0] == command
+
+
+def check_signed(
+    ex: Exchange, ledger: StreamLedger, command: Signed, events: list[Event], seq_before: int
+) -> bool:
+    """Property 6: no signature and no TOTP step has a second effect. Whether the engine
+    should have refused the write, from a model of what it remembers; True when the write
+    went through to the command it carries (checked on by check_events)."""
+    inner = command.command
+    account = getattr(inner, "account", "")
+    retry = _remembered_retry(ex, ledger, inner)
+    refusal = ""
+    if abs(ex.now_ms - command.timestamp_ms) > SIGNATURE_RETENTION_MS:
+        refusal = RejectCode.STALE_REQUEST
+    elif not retry and ledger.signatures.get(command.signature, -1) >= ex.now_ms:
+        refusal = RejectCode.REPLAYED_REQUEST
+    elif not retry and 0 < command.totp_step <= ledger.totp_steps.get(account, 0):
+        refusal = RejectCode.SECOND_FACTOR_USED
+    fresh = [event for event in events if event.seq > seq_before]
+    own = [event for event in fresh if not isinstance(event, _TIMER_EVENTS)]
+    if refusal:
+        assert len(own) == 1 and isinstance(own[0], Rejected), f"{refusal} expected: {events}"
+        assert own[0].code == refusal, own[0]
+        return False
+    refused_by_envelope = [
+        e
+        for e in own
+        if isinstance(e, Rejected)
+        and e.code
+        in (RejectCode.STALE_REQUEST, RejectCode.REPLAYED_REQUEST, RejectCode.SECOND_FACTOR_USED)
+    ]
+    assert not refused_by_envelope, f"a signed write refused for no reason: {refused_by_envelope}"
+    if not retry:
+        until = max(command.timestamp_ms, ex.now_ms) + SIGNATURE_RETENTION_MS
+        ledger.signatures[command.signature] = until
+        if command.totp_step and not any(isinstance(e, Rejected) for e in fresh):
+            ledger.totp_steps[account] = command.totp_step
+    return True
 
 
 def check_invariants(ex: Exchange, ledger: StreamLedger) -> None:
@@ -417,13 +469,26 @@ def test_order_outcomes_keep_their_promises(stream: Stream) -> None:
         if not fresh or (len(fresh) == 1 and isinstance(fresh[0], Rejected)):
             before = _state_without_seq_and_time(snapshot_before)
             after = _state_without_seq_and_time(ex.snapshot())
-            key = idempotency_key(command)
+            inner = command.command if isinstance(command, Signed) else command
+            key = idempotency_key(inner)
             if fresh and key is not None:
                 # The rejection is remembered so that a retry gets it again.
                 after[9] = [row for row in after[9] if row in before[9] or tuple(row[:2]) != key]
-            # Ids older than the retention are forgotten as time moves, whatever the command.
+            if isinstance(command, Signed):
+                # So is the signature of a refused write, so that no replay applies it later;
+                # a write that changed nothing but was not refused (a mass cancel with no
+                # open order) spends its TOTP step.
+                after[14] = [row for row in after[14] if row[0] != command.signature]
+                before[14] = [row for row in before[14] if row[0] != command.signature]
+                if not fresh:
+                    account = getattr(inner, "account", "")
+                    after[15] = [row for row in after[15] if row[0] != account]
+                    before[15] = [row for row in before[15] if row[0] != account]
+            # Ids and signatures past their retention are forgotten as time moves, whatever
+            # the command.
             horizon = ex.now_ms - CLIENT_ID_RETENTION_MS
             before[9] = [row for row in before[9] if row[3][2] >= horizon]
+            before[14] = [row for row in before[14] if row in after[14]]
             assert after == before, f"{format_command(command)} changed the state: {fresh}"
 
 
