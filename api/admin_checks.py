@@ -39,7 +39,8 @@ async def audit_records(request: web.Request) -> web.Response:
 
 
 async def invariants(request: web.Request) -> web.Response:
-    """The engine's invariants, checked on the apply thread between two entries."""
+    """The engine's invariants, checked on a copy of the engine taken between two entries
+    (a forked child: the whole state is walked, which must not hold up the apply thread)."""
     require_admin(request)
     node = request.app[NODE_KEY]
 
@@ -48,10 +49,10 @@ async def invariants(request: web.Request) -> web.Response:
 
     try:
         seq, problems, totals = await asyncio.wait_for(
-            asyncio.wrap_future(node.read_engine(check)), ENGINE_READ_TIMEOUT_S
+            asyncio.wrap_future(node.read_engine_copy(check)), ENGINE_READ_TIMEOUT_S
         )
     except TimeoutError:
-        raise ApiError(503, "busy", "the apply thread did not answer in time") from None
+        raise ApiError(503, "busy", "the check of the engine did not finish in time") from None
     return web.json_response(
         {"id": node.node_id, "seq": seq, "ok": not problems, "problems": problems, "totals": totals}
     )

@@ -24,7 +24,7 @@ from chaos.history import History, StateSample, StatusSample
 from chaos.nemesis import Nemesis, schedule
 from chaos.report import write_report
 from chaos.workload import Client
-from cluster.admin_client import AdminError
+from cluster.admin_client import HASH_ANSWER_SLACK_S, AdminError
 from cluster.store import READ_LIMIT_MAX
 
 T = TypeVar("T")
@@ -226,6 +226,7 @@ async def _collect(cluster: ChaosCluster) -> list[NodeFinal]:
                 "GET",
                 "/v1/admin/hash",
                 params={"index": mark["index"], "timeout_ms": HASH_WAIT_MS},
+                timeout_s=HASH_WAIT_MS / 1000 + HASH_ANSWER_SLACK_S,
             )
             state_hash = digest["state_hash"]
         except AdminError:

@@ -13,6 +13,7 @@ import aiohttp
 from cluster.tls import client_context
 
 REQUEST_TIMEOUT_S = 10.0
+HASH_ANSWER_SLACK_S = 5.0
 CLUSTER_FILE_NAME = "cluster.json"
 ADMIN_TOKEN_FILE_NAME = "admin.token"
 
@@ -88,12 +89,22 @@ class AdminClient:
             await self._session.close()
 
     async def call(
-        self, http: str, method: str, path: str, body: Any = None, params: dict | None = None
+        self,
+        http: str,
+        method: str,
+        path: str,
+        body: Any = None,
+        params: dict | None = None,
+        timeout_s: float | None = None,
     ) -> Any:
+        """`timeout_s`: this call's own timeout, for one that waits on the node by design."""
         assert self._session is not None, "use AdminClient as an async context manager"
         url = f"{self._scheme}://{http}{path}"
+        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s is not None else None
         try:
-            async with self._session.request(method, url, json=body, params=params) as response:
+            async with self._session.request(
+                method, url, json=body, params=params, timeout=timeout or self._timeout
+            ) as response:
                 text = await response.text()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise AdminError(f"{http} unreachable: {exc.__class__.__name__}") from None
@@ -123,8 +134,9 @@ class AdminClient:
 
         return list(await asyncio.gather(*(one(n) for n in nodes)))
 
-    async def hashes(self, nodes: list[NodeAddress], timeout_ms: int = 10_000) -> dict[str, Any]:
-        """State hashes of every node at one log index, recorded as each node applied it."""
+    async def hashes(self, nodes: list[NodeAddress], timeout_ms: int = 30_000) -> dict[str, Any]:
+        """State hashes of every node at one log index, recorded as each node applied it (a
+        forked child hashes each: seconds on a large state, so the wait is generous)."""
         mark: dict[str, Any] | None = None
         errors: list[str] = []
         for node in nodes:
@@ -140,7 +152,13 @@ class AdminClient:
         async def one(node: NodeAddress) -> dict[str, Any]:
             params = {"index": str(index), "timeout_ms": str(timeout_ms)}
             try:
-                got = await self.call(node.http, "GET", "/v1/admin/hash", params=params)
+                got = await self.call(
+                    node.http,
+                    "GET",
+                    "/v1/admin/hash",
+                    params=params,
+                    timeout_s=timeout_ms / 1000 + HASH_ANSWER_SLACK_S,
+                )
                 return {"id": node.node_id, "state_hash": got["state_hash"]}
             except AdminError as exc:
                 return {"id": node.node_id, "state_hash": None, "error": str(exc)}

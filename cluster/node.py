@@ -34,6 +34,7 @@ from pysyncobj.transport import TCPTransport
 
 from cluster.batcher import Batcher, NotCommitted
 from cluster.config import NodeConfig, Peer
+from cluster.engine_fork import EngineForks, ForkedReadError
 from cluster.entry import decode_entry
 from cluster.fault_hooks import FaultState, PartitionableTransport
 from cluster.journal import JournalError
@@ -71,6 +72,7 @@ CONNECTION_RETRY_S = 0.2
 COMMANDS_QUEUE_SIZE = 1_000
 LOG_COMPACTION_MIN_ENTRIES = 20_000
 LOG_COMPACTION_MIN_TIME_S = 600
+FORKED_READ_WAIT_S = 30.0
 
 EventListener = Callable[[list[Event]], None]
 
@@ -87,8 +89,11 @@ class ExchangeNode(SyncObj):
         self.members: dict[str, Peer] = {p.node_id: p for p in config.peers}
         self.hash_marks: collections.OrderedDict[int, str] = collections.OrderedDict()
         self.hash_marks_changed = threading.Condition()
+        # Marks whose hash a forked child is still computing.
+        self.hash_marks_pending: set[int] = set()
         self.last_snapshot_index = 0
         self._dump: DumpChild | None = None
+        self.forks = EngineForks()
         self.started_monotonic = time.monotonic()
         self._listeners: list[EventListener] = []
         # Reads of the engine itself (L3 books) run on the apply thread, between entries.
@@ -142,10 +147,27 @@ class ExchangeNode(SyncObj):
 
     def read_engine(self, read: Callable[[Exchange], Any]) -> Future:
         """Runs `read(engine)` on the apply thread between two entries (single writer: the
-        engine is never read while it changes); the future holds its result."""
+        engine is never read while it changes); the future holds its result. Only for
+        reads bounded by a small part of the state (read_engine_copy for the rest)."""
         future: Future = Future()
         self._engine_reads.append((read, future))
         return future
+
+    def read_engine_copy(self, read: Callable[[Exchange], Any]) -> Future:
+        """Runs `read(engine)` in a child forked between two entries: the engine as it is
+        then, at the cost of a fork on the apply thread whatever the read costs."""
+        result: Future = Future()
+
+        def forked(started: Future) -> None:
+            try:
+                running = started.result()
+            except Exception as exc:  # the fork itself failed: the reader hears of it
+                result.set_exception(exc)
+                return
+            running.add_done_callback(lambda done: _pass_on(done, result))
+
+        self.read_engine(lambda engine: self.forks.read(engine, read)).add_done_callback(forked)
+        return result
 
     def _send_entry(self, payload: bytes, callback: Callable[[Any, Any], None]) -> None:
         self.apply_entry(payload, callback=callback)
@@ -220,12 +242,32 @@ class ExchangeNode(SyncObj):
             self.members.pop(node_id, None)
 
     def _record_hash(self, index: int) -> None:
-        digest = self.state_hash()
+        """The hash of the state after entry `index`: the audit chain's head now, the
+        engine's hash in a forked child (cluster/engine_fork.py), so however large the state,
+        the apply thread goes on at once."""
+        self.writer.drain()
+        audit_head = self.store.audit_head()
         with self.hash_marks_changed:
-            self.hash_marks[index] = digest
-            while len(self.hash_marks) > HASH_MARKS_KEPT:
-                self.hash_marks.popitem(last=False)
-            self.hash_marks_changed.notify_all()
+            self.hash_marks_pending.add(index)
+        hashed = self.forks.read(self.engine, Exchange.state_hash)
+
+        def record(done: Future) -> None:
+            try:
+                digest = node_state_hash(done.result(), audit_head)
+            except ForkedReadError:
+                log.error("event=hash_failed node=%s index=%d", self.node_id, index, exc_info=True)
+                digest = None
+            with self.hash_marks_changed:
+                self.hash_marks_pending.discard(index)
+                if digest is None:
+                    self.hash_marks_changed.notify_all()
+                    return
+                self.hash_marks[index] = digest
+                while len(self.hash_marks) > HASH_MARKS_KEPT:
+                    self.hash_marks.popitem(last=False)
+                self.hash_marks_changed.notify_all()
+
+        hashed.add_done_callback(record)
 
     @property
     def store(self) -> Store:
@@ -236,19 +278,18 @@ class ExchangeNode(SyncObj):
         """Waits until the store holds everything applied when this was called."""
         return self.writer.wait_for(self.applied_index, timeout_s)
 
-    def state_hash(self) -> str:
-        """Engine state and audit chain head together; only the apply thread may call it."""
-        self.writer.drain()
-        text = f"{self.engine.state_hash()}:{self.store.audit_head()}"
-        return hashlib.sha256(text.encode()).hexdigest()
-
     def hash_at(self, index: int, timeout_s: float) -> str | None:
         """The hash recorded when `index` was applied, waiting up to `timeout_s` for it."""
         deadline = time.monotonic() + timeout_s
         with self.hash_marks_changed:
             while index not in self.hash_marks:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or (self.hash_marks and min(self.hash_marks) > index):
+                passed = (
+                    index not in self.hash_marks_pending
+                    and self.hash_marks
+                    and min(self.hash_marks) > index
+                )
+                if remaining <= 0 or passed:
                     return None
                 self.hash_marks_changed.wait(remaining)
             return self.hash_marks[index]
@@ -432,5 +473,19 @@ class ExchangeNode(SyncObj):
         self.destroy_synchronous()
         if self._dump is not None:
             self._dump.wait()
+        self.forks.wait(FORKED_READ_WAIT_S)
         self.writer.close()
         self.store.close()
+
+
+def node_state_hash(engine_hash: str, audit_head: str) -> str:
+    """What `admin hash` compares: the engine's state and the audit chain's head together."""
+    return hashlib.sha256(f"{engine_hash}:{audit_head}".encode()).hexdigest()
+
+
+def _pass_on(done: Future, to: Future) -> None:
+    exc = done.exception()
+    if exc is not None:
+        to.set_exception(exc)
+    else:
+        to.set_result(done.result())
