@@ -19,7 +19,7 @@ from aiohttp import web
 from api.admin import require_admin
 from api.amounts import from_units, to_units
 from api.errors import ApiError
-from api.gateway import Gateway, gateway, totp_code
+from api.gateway import Gateway, gateway, require_scope, totp_code
 from api.orders import derived_client_id, json_object, refusal
 from api.query import choice, int_param, known_fields, text_field
 from cluster.store import READ_LIMIT_MAX
@@ -28,6 +28,7 @@ from engine.commands import (
     CLIENT_ID_LEN_MAX,
     NAME_LEN_MAX,
     AddApiKey,
+    Command,
     RevokeApiKey,
     SetSecondFactor,
     Withdraw,
@@ -139,17 +140,18 @@ async def list_keys(request: web.Request) -> web.Response:
 
 async def create_key(request: web.Request) -> web.Response:
     gw = gateway(request)
-    principal = await gw.authenticate(request, Scope.READ)
+    principal = await gw.authenticate(request, Scope.SECURITY)
     body = await json_object(request)
-
-    def second_factor() -> None:
-        gw.check_second_factor(principal.account, totp_code(request))
-
     grantable = principal.scopes & ~Scope.ADMIN
     # Named after the request: a replay of it, to any node, finds the id taken and gets
     # no secret back.
     key_id = hashlib.sha256(bytes.fromhex(principal.signature)).hexdigest()[: KEY_ID_BYTES * 2]
-    return await _create_key(gw, principal.account, body, grantable, second_factor, key_id)
+
+    def as_write(command: Command) -> list[Any]:
+        step = gw.second_factor_step(principal.account, totp_code(request))
+        return principal.signed(command, totp_step=step)
+
+    return await _create_key(gw, principal.account, body, grantable, key_id, as_write)
 
 
 async def admin_create_key(request: web.Request) -> web.Response:
@@ -157,7 +159,7 @@ async def admin_create_key(request: web.Request) -> web.Response:
     body = await json_object(request)
     account = request.match_info["account"]
     key_id = secrets.token_hex(KEY_ID_BYTES)
-    return await _create_key(gateway(request), account, body, SCOPES_ALL, lambda: None, key_id)
+    return await _create_key(gateway(request), account, body, SCOPES_ALL, key_id, command_to_wire)
 
 
 async def _create_key(
@@ -165,12 +167,13 @@ async def _create_key(
     account: str,
     body: dict[str, Any],
     grantable: int,
-    second_factor: Callable[[], None],
     key_id: str,
+    as_write: Callable[[Command], list[Any]],
 ) -> web.Response:
     """Ed25519: the client sends its public key. HMAC: the secret is made here, sealed into
-    the log, and shown once in this answer. The second factor is checked (and its code
-    spent) only once everything else about the request is valid."""
+    the log, and shown once in this answer. `as_write` turns the command into the write
+    that goes through the log (a client's checks its second factor, once everything else
+    about the request is valid)."""
     known_fields(body, {"kind", "public_key", "scopes"})
     kind = choice(body, "kind", KEY_KINDS, None)
     scopes = parse_scopes(body.get("scopes"))
@@ -189,8 +192,7 @@ async def _create_key(
             raise ApiError(400, "bad_public_key", "HMAC keys take no public_key")
         secret = secrets.token_hex(HMAC_SECRET_BYTES)
         material = gw.sealer.seal(secret.encode())
-    second_factor()
-    outcome = await gw.submit(command_to_wire(AddApiKey(account, key_id, kind, material, scopes)))
+    outcome = await gw.submit(as_write(AddApiKey(account, key_id, kind, material, scopes)))
     if (refused := refusal(outcome, outcome.where)) is not None:
         return refused
     answer: dict[str, Any] = {
@@ -206,53 +208,59 @@ async def _create_key(
 
 
 async def revoke_key(request: web.Request) -> web.Response:
-    """A key may revoke itself; revoking another key takes a trade (or withdraw) key, so a
-    read-only monitoring key cannot cut the account off."""
+    """A key may revoke itself; revoking another key is a security action: a key with the
+    security scope and the account's current TOTP code, so a leaked read or trading key
+    cannot cut the account off."""
     gw = gateway(request)
     principal = await gw.authenticate(request, Scope.READ)
     key_id = request.match_info["key_id"]
-    if key_id != principal.key_id and not principal.scopes & (Scope.TRADE | Scope.WITHDRAW):
-        raise ApiError(403, "missing_scope", "revoking another key needs a trade key")
     if len(key_id) > CLIENT_ID_LEN_MAX:
         raise ApiError(400, "bad_key_id", "key id too long")
-    outcome = await gw.submit(command_to_wire(RevokeApiKey(principal.account, key_id)))
+    step = 0
+    if key_id != principal.key_id:
+        require_scope(principal, Scope.SECURITY, "revoking another key")
+        step = gw.second_factor_step(principal.account, totp_code(request))
+    command = RevokeApiKey(principal.account, key_id)
+    outcome = await gw.submit(principal.signed(command, totp_step=step))
     if (refused := refusal(outcome, outcome.where)) is not None:
         return refused
     return web.json_response({**outcome.where, "key_id": key_id, "status": "revoked"})
 
 
 async def enrol_second_factor(request: web.Request) -> web.Response:
-    """First enrolment needs a trade key; replacing a factor needs its current code."""
+    """A security action: a key with the security scope; replacing a factor also needs its
+    current code (which the replacement spends)."""
     gw = gateway(request)
-    principal = await gw.authenticate(request, Scope.READ)
+    principal = await gw.authenticate(request, Scope.SECURITY)
+    step = 0
     if principal.account in gw.node.view.access.second_factors:
-        gw.check_second_factor(principal.account, totp_code(request))
-    elif not principal.scopes & (Scope.TRADE | Scope.WITHDRAW):
-        raise ApiError(403, "missing_scope", "enrolling a second factor needs a trade key")
-    # A replay of this request, to any node, reuses its id and is refused by the state
-    # machine, so it can never swap in (and reveal) a secret of its own.
-    return await _enrol(gw, principal.account, derived_client_id(principal))
+        step = gw.second_factor_step(principal.account, totp_code(request))
+    secret = pyotp.random_base32()
+    # A replay of this request, to any node, carries the same signature and request id and
+    # is refused by the state machine, so it can never swap in (and reveal) a secret of its own.
+    command = SetSecondFactor(
+        principal.account, gw.sealer.seal(secret.encode()), derived_client_id(principal)
+    )
+    return await _enrolled(gw, principal.account, principal.signed(command, totp_step=step), secret)
 
 
 async def admin_second_factor(request: web.Request) -> web.Response:
     require_admin(request)
-    return await _enrol(gateway(request), request.match_info["account"], "")
-
-
-async def _enrol(gw: Gateway, account: str, request_id: str) -> web.Response:
+    gw = gateway(request)
+    account = request.match_info["account"]
     secret = pyotp.random_base32()
-    command = SetSecondFactor(account, gw.sealer.seal(secret.encode()), request_id)
-    outcome = await gw.submit(command_to_wire(command))
+    command = SetSecondFactor(account, gw.sealer.seal(secret.encode()))
+    return await _enrolled(gw, account, command_to_wire(command), secret)
+
+
+async def _enrolled(gw: Gateway, account: str, write: list[Any], secret: str) -> web.Response:
+    """Submits an enrolment; the new secret is shown once, in this answer."""
+    outcome = await gw.submit(write)
     if (refused := refusal(outcome, outcome.where)) is not None:
         return refused
     uri = pyotp.TOTP(secret).provisioning_uri(name=account, issuer_name=TOTP_ISSUER)
     return web.json_response(
-        {
-            "account": account,
-            "totp_secret": secret,
-            "provisioning_uri": uri,
-            **outcome.where,
-        },
+        {"account": account, "totp_secret": secret, "provisioning_uri": uri, **outcome.where},
         status=201,
     )
 
@@ -265,10 +273,9 @@ async def withdraw(request: web.Request) -> web.Response:
     asset = text_field(body, "asset", NAME_LEN_MAX, required=True)
     request_id = text_field(body, "request_id", CLIENT_ID_LEN_MAX, required=True)
     amount = to_units(body.get("amount"), gw.decimals(asset), "amount")
-    gw.check_second_factor(principal.account, totp_code(request))
-    outcome = await gw.submit(
-        command_to_wire(Withdraw(principal.account, asset, amount, request_id))
-    )
+    step = gw.second_factor_step(principal.account, totp_code(request))
+    command = Withdraw(principal.account, asset, amount, request_id)
+    outcome = await gw.submit(principal.signed(command, totp_step=step))
     base = {**outcome.where, "request_id": request_id}
     if (refused := refusal(outcome, base)) is not None:
         return refused

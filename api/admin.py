@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 from typing import Any
 
 from aiohttp import web
@@ -17,6 +16,8 @@ from pysyncobj.node import TCPNode
 
 from api.errors import ApiError
 from api.forwarding import FORWARD_HEADER, FORWARDER_KEY
+from api.json_input import JsonRefused, parse_json
+from api.query import int_param, read_body
 from api.submission import NOT_COMMITTED_MESSAGE, set_once, submit_all, submit_one
 from cluster.batcher import NotCommitted
 from cluster.node import MEMBER_TAG, ExchangeNode
@@ -53,15 +54,20 @@ def require_admin(request: web.Request) -> None:
     token = _node(request).config.admin_token
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
-    if scheme != "Bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+    # Header bytes that are not UTF-8 arrive as surrogates, which encode() refuses.
+    if (
+        scheme != "Bearer"
+        or not given.isascii()
+        or not hmac.compare_digest(given.encode(), token.encode())
+    ):
         raise ApiError(401, "unauthorized", "admin endpoints need the admin token")
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "bad_json", "request body is not JSON") from None
+        body = parse_json(await read_body(request, _node(request).config.http_body_timeout_s))
+    except JsonRefused as exc:
+        raise ApiError(400, "bad_json", f"request body refused: {exc}") from None
     if not isinstance(body, dict):
         raise ApiError(400, "bad_json", "request body must be a JSON object")
     return body
@@ -176,13 +182,8 @@ async def events(request: web.Request) -> web.Response:
     """This node's event history after `since`, ascending: feeds and checkers page through it."""
     require_admin(request)
     node = _node(request)
-    try:
-        since = int(request.query.get("since", "0"))
-        limit = int(request.query.get("limit", str(READ_LIMIT_MAX)))
-    except ValueError:
-        raise ApiError(400, "bad_request", "since and limit must be integers") from None
-    if since < 0 or not 0 < limit <= READ_LIMIT_MAX:
-        raise ApiError(400, "bad_request", f"since >= 0 and limit 1..{READ_LIMIT_MAX}")
+    since = int_param(request, "since", 0, 0, 2**63 - 1)
+    limit = int_param(request, "limit", READ_LIMIT_MAX, 1, READ_LIMIT_MAX)
     await asyncio.to_thread(node.wait_for_store, STORE_WAIT_S)
     rows = await asyncio.to_thread(node.store.events_since, since, limit)
     return web.json_response(
@@ -209,11 +210,12 @@ async def hash_mark(request: web.Request) -> web.Response:
 async def hash_at(request: web.Request) -> web.Response:
     require_admin(request)
     node = _node(request)
-    try:
-        index = int(request.query["index"])
-        timeout_ms = min(int(request.query.get("timeout_ms", "5000")), SUBMIT_TIMEOUT_MS_MAX)
-    except (KeyError, ValueError):
-        raise ApiError(400, "bad_request", "need integer index (and timeout_ms)") from None
+    if "index" not in request.query:
+        raise ApiError(400, "bad_index", "index is required: the log index of a hash mark")
+    index = int_param(request, "index", 0, 0, 2**63 - 1)
+    timeout_ms = int_param(
+        request, "timeout_ms", SUBMIT_TIMEOUT_MS_DEFAULT, 0, SUBMIT_TIMEOUT_MS_MAX
+    )
     digest = await asyncio.to_thread(node.hash_at, index, timeout_ms / 1000)
     if digest is None:
         raise ApiError(409, "behind", f"no hash recorded at index {index} on {node.node_id}")

@@ -16,37 +16,40 @@ import binascii
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import unquote
 
 from aiohttp import web
 
 from api.amounts import from_units
+from api.binance_params import BinanceError, read_params, read_signed_params
 from api.candles import INTERVAL_MS
 from api.errors import ApiError
 from api.gateway import Gateway, Principal, WriteOutcome, gateway
+from api.numbers import is_decimal, parse_count
 from api.orders import DERIVED_CLIENT_ID_PREFIX
 from api.signing import check_fresh, verify_signature_bytes
 from cluster.store import READ_LIMIT_MAX, OrderStatus
 from cluster.views import InstrumentView, KeyView
-from engine.codes import KeyKind, OrderType, Scope, Side, TimeInForce, TradingStatus
-from engine.commands import CLIENT_ID_LEN_MAX, CancelOrder, PlaceOrder, command_to_wire
+from engine.codes import (
+    KeyKind,
+    OrderType,
+    RejectCode,
+    Scope,
+    Side,
+    TimeInForce,
+    TradingStatus,
+)
+from engine.commands import CLIENT_ID_LEN_MAX, CancelOrder, PlaceOrder
 from engine.state import price_band
 
 API_KEY_HEADER = "X-MBX-APIKEY"
+REPLAYED_MESSAGE = "Signature for this request was already used."
 DEPTH_LIMIT_MAX = 100
 TRADES_LIMIT_DEFAULT = 500
 KLINES_LIMIT_DEFAULT = 500
 ORDERS_LIMIT_DEFAULT = 500
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class BinanceError(Exception):
-    def __init__(self, status: int, code: int, msg: str) -> None:
-        super().__init__(msg)
-        self.status = status
-        self.code = code
-        self.msg = msg
 
 
 # Native codes -> Binance's (HTTP status is kept from the native error).
@@ -57,7 +60,6 @@ _CODE_MAP = {
     "bad_signature": -1022,
     "stale_request": -1021,
     "bad_timestamp": -1021,
-    "replayed_request": -1022,
     "rate_limited": -1003,
     "not_committed": -1007,
     "overloaded": -1008,
@@ -79,6 +81,26 @@ _TRADING = {
 }
 ORDER_TYPES = ("LIMIT", "MARKET", "LIMIT_MAKER")
 TIFS = {"GTC": TimeInForce.GTC, "IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK}
+# What each endpoint reads; anything else is refused (-1104), as Binance does.
+SYMBOL_PARAMS = frozenset({"symbol"})
+LIST_PARAMS = frozenset({"symbol", "limit"})
+KLINE_PARAMS = frozenset({"symbol", "interval", "limit"})
+NEW_ORDER_PARAMS = frozenset(
+    {
+        "symbol",
+        "side",
+        "type",
+        "timeInForce",
+        "quantity",
+        "quoteOrderQty",
+        "price",
+        "newClientOrderId",
+        "newOrderRespType",
+    }
+)
+ORDER_PARAMS = frozenset({"symbol", "orderId", "origClientOrderId"})
+ALL_ORDERS_PARAMS = frozenset({"symbol", "orderId", "limit"})
+MY_TRADES_PARAMS = frozenset({"symbol", "fromId", "limit"})
 
 
 def binance_route(handler: Handler) -> Handler:
@@ -143,10 +165,9 @@ def _int_param(
     text = _param(params, name, required=default is None)
     if text is None:
         return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise BinanceError(400, -1100, f"Illegal characters found in parameter '{name}'.") from None
+    value = parse_count(text)
+    if value is None:
+        raise BinanceError(400, -1100, f"Illegal characters found in parameter '{name}'.")
     if not low <= value <= high:
         raise BinanceError(400, -1102, f"Parameter '{name}' must be {low}..{high}.")
     return value
@@ -160,12 +181,15 @@ def _symbol(gw: Gateway, params: dict[str, str]) -> InstrumentView:
     return inst
 
 
-def _public_params(request: web.Request) -> dict[str, str]:
-    return dict(request.query)
+def _public_params(request: web.Request, allowed: frozenset[str]) -> dict[str, str]:
+    return read_params((request.rel_url.raw_query_string,), allowed)
 
 
-async def _signed(request: web.Request, scope: Scope) -> tuple[Gateway, Principal, dict[str, str]]:
-    """Checks the key, the signature over query + body, the timestamp window and the scope."""
+async def _signed(
+    request: web.Request, scope: Scope, allowed: frozenset[str]
+) -> tuple[Gateway, Principal, dict[str, str]]:
+    """Checks the parameters (those `allowed`, and timestamp and recvWindow), the key, the
+    signature over query + body, the timestamp window and the scope."""
     gw = gateway(request)
     key_id = request.headers.get(API_KEY_HEADER)
     if not key_id:
@@ -174,36 +198,30 @@ async def _signed(request: web.Request, scope: Scope) -> tuple[Gateway, Principa
         key = await gw.known_key(key_id)
     except ApiError:
         raise BinanceError(401, -2015, "Invalid API-key, IP, or permissions for action.") from None
-    body = (await request.read()).decode("utf-8", errors="replace")
-    query = request.rel_url.raw_query_string
-    signature = ""
-    parts: list[str] = []
-    for raw in (query, body):
-        kept = []
-        for piece in raw.split("&") if raw else []:
-            if piece.startswith("signature="):
-                signature = piece[len("signature=") :]
-            else:
-                kept.append(piece)
-        parts.append("&".join(kept))
-    total = parts[0] + parts[1]
-    params = dict(parse_qsl(parts[0], keep_blank_values=True))
-    params.update(parse_qsl(parts[1], keep_blank_values=True))
-    if not signature:
-        raise BinanceError(400, -1102, "Mandatory parameter 'signature' was not sent.")
+    try:
+        body = (await gw.body(request)).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BinanceError(400, -1100, "Illegal characters found in a parameter.") from None
+    signed = read_signed_params(request.rel_url.raw_query_string, body, allowed)
+    params = signed.params
     now_ms = int(time.time() * 1000)
     try:
-        check_fresh(_param(params, "timestamp") or "", params.get("recvWindow"), now_ms)
+        timestamp_ms = check_fresh(
+            _param(params, "timestamp") or "", params.get("recvWindow"), now_ms
+        )
     except ApiError:
         raise BinanceError(
             400, -1021, "Timestamp for this request is outside of the recvWindow."
         ) from None
-    canonical = _verify(gw, key, total.encode(), signature)
+    canonical = _verify(gw, key, signed.payload.encode(), signed.signature)
     gw.key_limits.take(key_id)
-    gw.replay.check(canonical, now_ms)
+    try:
+        gw.replay.check(canonical, now_ms)
+    except ApiError:
+        raise BinanceError(400, -1022, REPLAYED_MESSAGE) from None
     if not key.scopes & scope:
         raise BinanceError(401, -2015, "Invalid API-key, IP, or permissions for action.")
-    return gw, Principal(key.account, key_id, key.scopes, canonical), params
+    return gw, Principal(key.account, key_id, key.scopes, canonical, timestamp_ms), params
 
 
 def _verify(gw: Gateway, key: KeyView, payload: bytes, signature: str) -> str:
@@ -237,7 +255,7 @@ async def server_time(request: web.Request) -> web.Response:
 
 async def exchange_info(request: web.Request) -> web.Response:
     gw = gateway(request)
-    params = _public_params(request)
+    params = _public_params(request, SYMBOL_PARAMS)
     instruments = sorted(gw.node.view.instruments.items())
     wanted = params.get("symbol")
     if wanted is not None:
@@ -312,7 +330,7 @@ def _symbol_info(gw: Gateway, inst: InstrumentView) -> dict[str, Any]:
 
 async def depth(request: web.Request) -> web.Response:
     gw = gateway(request)
-    params = _public_params(request)
+    params = _public_params(request, LIST_PARAMS)
     inst = _symbol(gw, params)
     limit = _int_param(params, "limit", 100, 1, 5000) or 100
     view = gw.node.view
@@ -332,7 +350,7 @@ async def depth(request: web.Request) -> web.Response:
 
 async def trades(request: web.Request) -> web.Response:
     gw = gateway(request)
-    params = _public_params(request)
+    params = _public_params(request, LIST_PARAMS)
     inst = _symbol(gw, params)
     limit = _int_param(params, "limit", TRADES_LIMIT_DEFAULT, 1, READ_LIMIT_MAX) or 1
     await gw.store_caught_up()
@@ -355,7 +373,7 @@ async def trades(request: web.Request) -> web.Response:
 
 async def klines(request: web.Request) -> web.Response:
     gw = gateway(request)
-    params = _public_params(request)
+    params = _public_params(request, KLINE_PARAMS)
     inst = _symbol(gw, params)
     interval = _param(params, "interval")
     if interval not in INTERVAL_MS:
@@ -411,7 +429,7 @@ def _one_or_all(
 
 
 async def ticker_24hr(request: web.Request) -> web.Response:
-    return _one_or_all(gateway(request), _public_params(request), _ticker_row)
+    return _one_or_all(gateway(request), _public_params(request, SYMBOL_PARAMS), _ticker_row)
 
 
 def _ticker_row(gw: Gateway, inst: InstrumentView) -> dict[str, Any]:
@@ -451,21 +469,21 @@ async def ticker_price(request: web.Request) -> web.Response:
         last = gw.node.view.last_trades.get(inst.symbol)
         return {"symbol": inst.symbol, "price": gw.price_text(inst, last.price if last else 0)}
 
-    return _one_or_all(gateway(request), _public_params(request), row)
+    return _one_or_all(gateway(request), _public_params(request, SYMBOL_PARAMS), row)
 
 
 async def book_ticker(request: web.Request) -> web.Response:
     def row(gw: Gateway, inst: InstrumentView) -> dict[str, str]:
         return {"symbol": inst.symbol, **_top(gw, inst)}
 
-    return _one_or_all(gateway(request), _public_params(request), row)
+    return _one_or_all(gateway(request), _public_params(request, SYMBOL_PARAMS), row)
 
 
 # ------------------------------------------------------------------ orders
 
 
 async def new_order(request: web.Request) -> web.Response:
-    gw, principal, params = await _signed(request, Scope.TRADE)
+    gw, principal, params = await _signed(request, Scope.TRADE, NEW_ORDER_PARAMS)
     inst = _symbol(gw, params)
     side_text = _param(params, "side")
     if side_text not in ("BUY", "SELL"):
@@ -513,11 +531,13 @@ async def new_order(request: web.Request) -> web.Response:
         client_order_id=client_order_id,
         post_only=kind == "LIMIT_MAKER",
     )
-    outcome = await gw.submit(command_to_wire(command))
+    outcome = await gw.submit(principal.signed(command))
     return await _new_order_answer(gw, inst, outcome, command, kind, response_type)
 
 
 def _units(convert: Callable[..., int], inst: InstrumentView, text: str | None, name: str) -> int:
+    if not is_decimal(text):
+        raise BinanceError(400, -1100, f"Illegal characters found in parameter '{name}'.")
     try:
         return convert(inst, text, name)
     except ApiError:
@@ -536,6 +556,7 @@ async def _new_order_answer(
     if head is None:
         raise BinanceError(500, -1000, "The order got no outcome.")
     if head["type"] == "rejected":
+        _refuse_replay(head)
         raise BinanceError(400, -2010, f"{head['message']} ({head['code']})")
     ack = {
         "symbol": inst.symbol,
@@ -565,6 +586,14 @@ async def _new_order_answer(
             if e["type"] == "trade" and e["taker_order_id"] == order_id
         ]
     return web.json_response(answer)
+
+
+def _refuse_replay(rejected: dict[str, Any]) -> None:
+    """A write the state machine refused for its signature, in Binance's words."""
+    if rejected["code"] == RejectCode.REPLAYED_REQUEST:
+        raise BinanceError(400, -1022, REPLAYED_MESSAGE)
+    if rejected["code"] == RejectCode.STALE_REQUEST:
+        raise BinanceError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
 
 
 def _order_row(
@@ -624,18 +653,20 @@ async def _find_order(
 
 
 async def query_order(request: web.Request) -> web.Response:
-    gw, principal, params = await _signed(request, Scope.READ)
+    gw, principal, params = await _signed(request, Scope.READ, ORDER_PARAMS)
     inst = _symbol(gw, params)
     record = await _find_order(gw, principal, params, inst)
     return web.json_response(_order_row(gw, inst, record))
 
 
 async def cancel_order(request: web.Request) -> web.Response:
-    gw, principal, params = await _signed(request, Scope.TRADE)
+    gw, principal, params = await _signed(request, Scope.TRADE, ORDER_PARAMS)
     inst = _symbol(gw, params)
     record = await _find_order(gw, principal, params, inst)
-    outcome = await gw.submit(command_to_wire(CancelOrder(principal.account, record["order_id"])))
-    if any(e["type"] == "rejected" for e in outcome.events):
+    outcome = await gw.submit(principal.signed(CancelOrder(principal.account, record["order_id"])))
+    rejected = outcome.rejected
+    if rejected is not None:
+        _refuse_replay(rejected)
         raise BinanceError(400, -2011, "Unknown order sent.")
     await gw.reach_seq(outcome.seq)
     record = await asyncio.to_thread(gw.node.store.order, record["order_id"]) or record
@@ -645,9 +676,9 @@ async def cancel_order(request: web.Request) -> web.Response:
 
 
 async def _orders(
-    request: web.Request, open_only: bool
+    request: web.Request, allowed: frozenset[str], open_only: bool
 ) -> tuple[Gateway, Principal, dict[str, str], list[dict[str, Any]]]:
-    gw, principal, params = await _signed(request, Scope.READ)
+    gw, principal, params = await _signed(request, Scope.READ, allowed)
     symbol = params.get("symbol")
     if symbol is not None:
         _symbol(gw, params)
@@ -664,19 +695,19 @@ async def _orders(
 
 
 async def open_orders(request: web.Request) -> web.Response:
-    gw, _, _, rows = await _orders(request, open_only=True)
+    gw, _, _, rows = await _orders(request, SYMBOL_PARAMS, open_only=True)
     return web.json_response([_order_row(gw, gw.instrument(r["symbol"]), r) for r in rows])
 
 
 async def all_orders(request: web.Request) -> web.Response:
-    gw, _, params, rows = await _orders(request, open_only=False)
+    gw, _, params, rows = await _orders(request, ALL_ORDERS_PARAMS, open_only=False)
     if "symbol" not in params:
         raise BinanceError(400, -1102, "Mandatory parameter 'symbol' was not sent.")
     return web.json_response([_order_row(gw, gw.instrument(r["symbol"]), r) for r in rows])
 
 
 async def account(request: web.Request) -> web.Response:
-    gw, principal, _ = await _signed(request, Scope.READ)
+    gw, principal, _ = await _signed(request, Scope.READ, frozenset())
     view = gw.node.view
     assets = view.balances.get(principal.account, {})
     fee_bps = [
@@ -722,7 +753,7 @@ def _amount(gw: Gateway, asset: str, units: int) -> str:
 
 
 async def my_trades(request: web.Request) -> web.Response:
-    gw, principal, params = await _signed(request, Scope.READ)
+    gw, principal, params = await _signed(request, Scope.READ, MY_TRADES_PARAMS)
     inst = _symbol(gw, params)
     after = (_int_param(params, "fromId", 1, 1, 2**63 - 1) or 1) - 1
     limit = _int_param(params, "limit", ORDERS_LIMIT_DEFAULT, 1, READ_LIMIT_MAX) or 1

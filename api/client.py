@@ -88,6 +88,7 @@ class RaftexClient:
             else None
         )
         self._totp = pyotp.TOTP(totp_secret) if totp_secret else None
+        self._totp_step = 0
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
         self._ssl = client_context(ca_file) if ca_file is not None else None
@@ -142,10 +143,9 @@ class RaftexClient:
         headers = {"Content-Type": "application/json"} if raw else {}
         if signed:
             headers.update(self.sign(method, path, query, raw))
+        spent_step = self._totp_step
         if second_factor:
-            if self._totp is None:
-                raise ValueError("this call needs the account's TOTP secret (totp_secret=...)")
-            headers["X-Raftex-TOTP"] = self._totp.now()
+            headers["X-Raftex-TOTP"] = await self.next_totp_code()
         # Sent exactly as signed: no re-encoding of the query on the way out.
         url = URL(f"{self._scheme}://{node}{path}" + (f"?{query}" if query else ""), encoded=True)
         # The session's timeout unless this request has its own (an explicit None would
@@ -165,8 +165,25 @@ class RaftexClient:
         if response.status >= 400:
             code = payload.get("code", "") if isinstance(payload, dict) else ""
             message = payload.get("message", text) if isinstance(payload, dict) else text
+            if second_factor and response.status < 500 and code != "second_factor_used":
+                # Refused: the cluster spends a code only with a write that succeeds.
+                self._totp_step = spent_step
             raise ClientError(response.status, str(code), str(message), payload)
         return payload
+
+    async def next_totp_code(self) -> str:
+        """A code of a time step after the last one this client spent: the cluster takes each
+        step once, in order. The next step's code is accepted early (the nodes allow a step
+        of clock drift); a third action in one step waits for the step to pass."""
+        if self._totp is None:
+            raise ValueError("this call needs the account's TOTP secret (totp_secret=...)")
+        interval = self._totp.interval
+        step = max(int(time.time()) // interval, self._totp_step + 1)
+        wait_s = (step - 1) * interval - time.time()
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
+        self._totp_step = step
+        return self._totp.at(step * interval)
 
     async def write(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """A write whose body (or path) carries a client order id or request id, so a
@@ -351,7 +368,10 @@ class RaftexClient:
         return await self.request("POST", "/v1/account/keys", body=body, second_factor=True)
 
     async def revoke_key(self, key_id: str) -> Any:
-        return await self.request("DELETE", f"/v1/account/keys/{key_id}")
+        """Revoking another key than this one is a security action: it takes a TOTP code (sent
+        when this client has the secret; the node refuses it without one)."""
+        other = key_id != self.key_id and self._totp is not None
+        return await self.request("DELETE", f"/v1/account/keys/{key_id}", second_factor=other)
 
     async def withdraw(self, asset: str, amount: str, request_id: str | None = None) -> Any:
         body = {"asset": asset, "amount": amount, "request_id": request_id or uuid.uuid4().hex}

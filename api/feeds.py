@@ -18,19 +18,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import socket
 import struct
+import termios
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from api.errors import ApiError
 from api.gateway import Gateway
+from api.json_input import JsonBeyondLimits, JsonRefused, parse_json
 from api.l3 import l3_json, read_l3
 from api.public import book_sides, candle_json, ticker_json
 from api.signing import check_fresh, signing_payload, verify_signature
@@ -57,7 +60,15 @@ WS_CONNECTIONS_MAX = 1_000
 SUBSCRIPTIONS_PER_CONNECTION_MAX = 50
 REPLAY_EVENTS_MAX = 200_000
 HEARTBEAT_S = 5.0
+# A feed peer that acknowledges none of what was sent for this long is gone (TCP_USER_TIMEOUT).
+PEER_SILENT_MS_MAX = 30_000
 CLOSE_SLOW_CONSUMER = 4008
+# A cut subscriber's unread data and close frame stay queued for it this long, then the
+# connection is dropped (a client that never reads again would hold them for ever).
+CLOSE_LINGER_S = 30.0
+SHUTDOWN_CLOSE_WAIT_S = 1.0
+# How many times per buffer_bytes_max written the kernel's send queue is looked at.
+KERNEL_CHECKS = 8
 CLOSE_TOO_MANY = 4029
 MESSAGE_BYTES_MAX = 4_096
 PUBLIC_CHANNELS = ("book", "book.l3", "trades", "ticker", "candles")
@@ -86,8 +97,12 @@ class Subscriber:
     """One WebSocket connection: its transport, its subscriptions, its login.
 
     Messages are written straight to the connection's transport, in order, on the
-    event loop. A client that lets `buffer_bytes_max` pile up unread is cut (close
-    code 4008) rather than buffered without bound or allowed to slow others.
+    event loop. A client that lets `buffer_bytes_max` pile up unread, counting what
+    the kernel's send queue holds as well as the transport's buffer, is cut (close
+    code 4008) rather than buffered without bound or allowed to slow others. The
+    kernel's share is read (one ioctl) every `buffer_bytes_max // KERNEL_CHECKS` bytes
+    written: with an autotuned send buffer the kernel alone can hold megabytes, which
+    a look at the transport's buffer never sees.
     """
 
     def __init__(
@@ -99,6 +114,10 @@ class Subscriber:
         self.ws = ws
         self.transport = transport
         self.buffer_bytes_max = buffer_bytes_max
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        self.fd = sock.fileno() if sock is not None else -1
+        self.check_every_bytes = max(1, buffer_bytes_max // KERNEL_CHECKS)
+        self.unchecked_bytes = 0
         self.keys: set[Key] = set()
         self.account: str | None = None
         # While a subscription replays history, live messages for it wait here.
@@ -109,6 +128,8 @@ class Subscriber:
         self.cut = False
         self.cut_event = asyncio.Event()
         self.sent_at = 0.0
+        # When the client last sent a message (or connected).
+        self.heard_at = time.monotonic()
         self.node_seq: Any = None
 
     def last_seq_hint(self) -> int:
@@ -135,12 +156,28 @@ class Subscriber:
             return
         transport.write(frame)
         self.sent_at = time.monotonic()
-        if transport.get_write_buffer_size() > self.buffer_bytes_max:
+        unread = transport.get_write_buffer_size()
+        self.unchecked_bytes += len(frame)
+        if self.unchecked_bytes >= self.check_every_bytes:
+            self.unchecked_bytes = 0
+            unread += kernel_unsent_bytes(self.fd)
+        if unread > self.buffer_bytes_max:
             self._cut()
 
     def _cut(self) -> None:
         self.cut = True
         self.cut_event.set()
+
+
+def kernel_unsent_bytes(fd: int) -> int:
+    """Bytes in a socket's kernel send queue, not yet acknowledged by the peer (SIOCOUTQ)."""
+    if fd < 0:
+        return 0
+    try:
+        raw = fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0")
+    except OSError:
+        return 0
+    return struct.unpack("i", raw)[0]
 
 
 @dataclass
@@ -150,8 +187,28 @@ class FeedHub:
     gw: Gateway
     loop: asyncio.AbstractEventLoop
     subscribers: dict[Key, set[Subscriber]] = field(default_factory=lambda: defaultdict(set))
-    connections: int = 0
+    connections: set[Subscriber] = field(default_factory=set)
     delivered: int = 0
+
+    async def close_all(self, app: web.Application) -> None:
+        """At shutdown (aiohttp's on_shutdown, before it waits for handlers): every feed gets
+        a going-away close, and a connection that has not taken it within
+        SHUTDOWN_CLOSE_WAIT_S (a client that stopped reading) is dropped, so a node stops
+        at once whatever its subscribers do."""
+        subscribers = list(self.connections)
+        closing = [
+            asyncio.ensure_future(
+                s.ws.close(code=WSCloseCode.GOING_AWAY, message=b"node stopping", drain=False)
+            )
+            for s in subscribers
+        ]
+        if closing:
+            await asyncio.wait(closing, timeout=SHUTDOWN_CLOSE_WAIT_S)
+        for task in closing:
+            task.cancel()
+        for subscriber in subscribers:
+            if subscriber.transport is not None:
+                subscriber.transport.abort()
 
     def on_events(self, events: list[Event]) -> None:
         """Apply thread: one hop to the loop per entry, and none when nobody listens.
@@ -354,47 +411,65 @@ def add_feed_routes(app: web.Application) -> None:
 
 async def websocket(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB_KEY]
-    if hub.connections >= WS_CONNECTIONS_MAX:
+    if len(hub.connections) >= WS_CONNECTIONS_MAX:
         raise ApiError(503, "too_many_connections", f"this node serves {WS_CONNECTIONS_MAX} feeds")
     # No per-message compression: one rendered message goes to many subscribers as is.
-    ws = web.WebSocketResponse(
-        heartbeat=HEARTBEAT_S, max_msg_size=MESSAGE_BYTES_MAX, compress=False
-    )
+    # No aiohttp heartbeat either: its ping waits behind whatever the client has not read,
+    # so a client a few megabytes behind missed the pong deadline and was dropped with no
+    # close frame, before the buffer limit (and its 4008) could apply. Our own heartbeat
+    # messages keep data flowing, and TCP_USER_TIMEOUT drops a peer that stops
+    # acknowledging it.
+    ws = web.WebSocketResponse(max_msg_size=MESSAGE_BYTES_MAX, compress=False)
     await ws.prepare(request)
-    hub.connections += 1
     config = hub.gw.node.config
     sock = request.transport.get_extra_info("socket") if request.transport else None
-    if sock is not None and config.feed_socket_send_bytes:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, config.feed_socket_send_bytes)
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, PEER_SILENT_MS_MAX)
+        if config.feed_socket_send_bytes:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, config.feed_socket_send_bytes)
     subscriber = Subscriber(ws, request.transport, config.feed_buffer_bytes_max)
     subscriber.node_seq = lambda: hub.gw.node.view.last_seq
+    hub.connections.add(subscriber)
     try:
         async with asyncio.TaskGroup() as tasks:
             closer = tasks.create_task(_close_when_cut(subscriber))
-            heartbeat = tasks.create_task(_heartbeat_loop(subscriber))
+            heartbeat = tasks.create_task(_heartbeat_loop(subscriber, config.feed_idle_timeout_s))
             try:
                 await _receive_loop(request, hub, subscriber)
             finally:
                 closer.cancel()
                 heartbeat.cancel()
     finally:
-        hub.connections -= 1
+        hub.connections.discard(subscriber)
         for key in tuple(subscriber.keys):
             hub.remove(key, subscriber)
     return ws
 
 
 async def _close_when_cut(subscriber: Subscriber) -> None:
+    """The close frame goes behind what the client has not read yet, at once (no wait for
+    the buffer to drain: the client is not reading); the connection is dropped after
+    CLOSE_LINGER_S if it never reads that far."""
     await subscriber.cut_event.wait()
+    transport = subscriber.transport
+    if transport is not None:
+        asyncio.get_running_loop().call_later(CLOSE_LINGER_S, transport.abort)
+    reason = f"slow consumer: over {subscriber.buffer_bytes_max} bytes unread; resubscribe"
     await subscriber.ws.close(
-        code=CLOSE_SLOW_CONSUMER, message=b"slow consumer: resubscribe with since"
+        code=CLOSE_SLOW_CONSUMER, message=f"{reason} with since".encode(), drain=False
     )
 
 
-async def _heartbeat_loop(subscriber: Subscriber) -> None:
-    """A message at least every HEARTBEAT_S, so a client can tell a quiet feed from a dead one."""
+async def _heartbeat_loop(subscriber: Subscriber, idle_timeout_s: float) -> None:
+    """A message at least every HEARTBEAT_S, so a client can tell a quiet feed from a dead one;
+    a connection that subscribes to nothing and says nothing for `idle_timeout_s` is closed."""
     while not subscriber.cut:
         await asyncio.sleep(HEARTBEAT_S)
+        if not subscriber.keys and time.monotonic() - subscriber.heard_at >= idle_timeout_s:
+            await subscriber.ws.close(
+                code=WSCloseCode.GOING_AWAY, message=b"idle: no subscription and no message"
+            )
+            return
         if time.monotonic() - subscriber.sent_at >= HEARTBEAT_S:
             subscriber.put(
                 _dump(
@@ -408,27 +483,36 @@ async def _heartbeat_loop(subscriber: Subscriber) -> None:
 
 
 async def _receive_loop(request: web.Request, hub: FeedHub, subscriber: Subscriber) -> None:
+    """Answers each client message; a bad one gets an error message, one beyond the JSON
+    limits also a close (1008), and an oversized one aiohttp closes (1009)."""
     async for message in subscriber.ws:
+        subscriber.heard_at = time.monotonic()
         if message.type != WSMsgType.TEXT:
             if message.type == WSMsgType.ERROR:
                 return
             continue
         try:
-            op = json.loads(message.data)
+            op = parse_json(message.data)
+        except JsonRefused as exc:
+            subscriber.put(_error("bad_message", f"a message is a JSON object with an op: {exc}"))
+            if isinstance(exc, JsonBeyondLimits):
+                await subscriber.ws.close(
+                    code=WSCloseCode.POLICY_VIOLATION, message=str(exc).encode()[:120]
+                )
+                return
+            continue
+        op_id = op.get("id") if isinstance(op, dict) else None
+        try:
             if not isinstance(op, dict):
                 raise ApiError(400, "bad_message", "a message is a JSON object with an op")
             await _handle(request, hub, subscriber, op)
-        except ValueError:
-            subscriber.put(_error("bad_message", "a message is a JSON object with an op", None))
         except ApiError as exc:
-            subscriber.put(
-                _error(exc.code, exc.message, op.get("id") if isinstance(op, dict) else None)
-            )
+            subscriber.put(_error(exc.code, exc.message, op_id))
         if subscriber.cut:
             return
 
 
-def _error(code: str, message: str, op_id: Any) -> str:
+def _error(code: str, message: str, op_id: Any = None) -> str:
     return _dump({"type": "error", "code": code, "message": message, "id": op_id})
 
 
@@ -477,10 +561,10 @@ async def _login(gw: Gateway, op: dict) -> str:
     key = await gw.known_key(key_id)
     now_ms = int(time.time() * 1000)
     timestamp_ms = check_fresh(timestamp, None, now_ms)
-    verify_signature(
+    canonical = verify_signature(
         key, gw.sealer, signing_payload(timestamp_ms, "GET", "/v1/ws", "login", b""), signature
     )
-    gw.replay.check(signature, now_ms)
+    gw.replay.check(canonical, now_ms)
     if not key.scopes & Scope.READ:
         raise ApiError(403, "missing_scope", "the user channel needs a read key")
     return key.account
@@ -600,6 +684,7 @@ def _snapshot(gw: Gateway, view: NodeView, key: Key) -> str | None:
 async def feed_hub(app: web.Application, gw: Gateway):  # type: ignore[no-untyped-def]
     hub = FeedHub(gw, asyncio.get_running_loop())
     app[HUB_KEY] = hub
+    app.on_shutdown.append(hub.close_all)
     unsubscribe = gw.node.subscribe(hub.on_events)
     try:
         yield hub

@@ -9,6 +9,8 @@ the leader never needs the client's signature or secrets.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import time
 from dataclasses import dataclass, field
@@ -21,6 +23,8 @@ from api.amounts import from_units, price_decimals, to_units
 from api.candles import CandleBook
 from api.errors import ApiError
 from api.forwarding import Forwarder
+from api.numbers import parse_count
+from api.query import read_body
 from api.rate_limits import RateLimiter
 from api.sealing import Sealer, SealError
 from api.signing import (
@@ -38,7 +42,13 @@ from cluster.batcher import NotCommitted
 from cluster.node import ExchangeNode
 from cluster.views import InstrumentView, KeyView
 from engine.codes import Scope
-from engine.commands import CommandDecodeError, command_from_wire
+from engine.commands import (
+    Command,
+    CommandDecodeError,
+    Signed,
+    command_from_wire,
+    command_to_wire,
+)
 from engine.events import event_to_dict
 
 SUBMIT_TIMEOUT_MS = 5_000
@@ -50,17 +60,37 @@ KEY_WAIT_S = 1.0
 APPLIED_STALE_MS = 3_000
 STORE_WAIT_S = 5.0
 TOTP_HEADER = "X-Raftex-TOTP"
-TOTP_USED_MAX = 100_000
+TOTP_CODE_DIGITS = 6
+
+
+SIGNATURE_DIGEST_HEX_LEN = 32
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who signed a request, and with which key."""
+    """Who signed a request, with which key, and the request's signature (canonical: the
+    lowercase hex of its bytes, however the client spelled it) and signed timestamp."""
 
     account: str
     key_id: str
     scopes: int
     signature: str
+    timestamp_ms: int
+
+    def signed(self, command: Command, part: int = 0, totp_step: int = 0) -> list[Any]:
+        """The wire of `command` as this request's write: the state machine applies it at
+        most once per (signature, part) in the whole cluster, whichever nodes the request
+        reaches. `part` tells the commands of one request apart (a batch of orders);
+        `totp_step` is the time step of the second factor code it spends."""
+        digest = hashlib.sha256(bytes.fromhex(self.signature) + part.to_bytes(2, "big"))
+        return command_to_wire(
+            Signed(
+                digest.hexdigest()[:SIGNATURE_DIGEST_HEX_LEN],
+                self.timestamp_ms,
+                totp_step,
+                command,
+            )
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +118,6 @@ class Gateway:
     key_limits: RateLimiter
     candles: CandleBook
     replay: ReplayGuard = field(default_factory=ReplayGuard)
-    # (account, code) pairs already used, so a TOTP code works once.
-    totp_used: dict[tuple[str, str], float] = field(default_factory=dict)
     forwarder: Forwarder | None = None
 
     # ------------------------------------------------------------ auth
@@ -107,7 +135,7 @@ class Gateway:
         key = await self.known_key(key_id)
         now_ms = int(time.time() * 1000)
         timestamp_ms = check_fresh(timestamp, request.headers.get(RECV_WINDOW_HEADER), now_ms)
-        body = await request.read()
+        body = await self.body(request)
         # Exactly what the client sent and signed: the path and query before decoding.
         url = request.rel_url
         payload = signing_payload(
@@ -117,9 +145,12 @@ class Gateway:
         # Charged only once the signature holds: nobody can spend another's key budget.
         self.key_limits.take(key_id)
         self.replay.check(canonical, now_ms)
-        if not key.scopes & scope:
-            raise ApiError(403, "missing_scope", f"key {key_id} lacks the {scope.name} scope")
-        return Principal(key.account, key_id, key.scopes, canonical)
+        principal = Principal(key.account, key_id, key.scopes, canonical, timestamp_ms)
+        require_scope(principal, scope, "this request")
+        return principal
+
+    async def body(self, request: web.Request) -> bytes:
+        return await read_body(request, self.node.config.http_body_timeout_s)
 
     async def known_key(self, key_id: str) -> KeyView:
         """A key created a moment ago on the leader may not be applied here yet: while this
@@ -150,27 +181,28 @@ class Gateway:
             raise ApiError(401, "unknown_key", "no such API key (revoked, or not yet applied)")
         return key
 
-    def check_second_factor(self, account: str, code: object) -> None:
-        """A current TOTP code of the account, used at most once."""
+    def second_factor_step(self, account: str, code: object) -> int:
+        """The TOTP time step of a current code of the account (the one before and the one
+        after count too, for clock drift). The code is spent by the write that carries the
+        step, in the replicated state: once in the whole cluster, and only if it succeeds."""
         sealed = self.node.view.access.second_factors.get(account)
         if sealed is None:
             raise ApiError(
                 403, "second_factor_required", "enrol a TOTP second factor for this account first"
             )
-        if type(code) is not str or not (code.isascii() and code.isdigit() and len(code) == 6):
+        if type(code) is not str or not (
+            code.isascii() and code.isdigit() and len(code) == TOTP_CODE_DIGITS
+        ):
             raise ApiError(401, "bad_second_factor", f"send the current TOTP code in {TOTP_HEADER}")
         try:
-            secret = self.sealer.unseal(sealed).decode()
+            totp = pyotp.TOTP(self.sealer.unseal(sealed).decode())
         except SealError:
             raise ApiError(401, "bad_second_factor", "second factor unusable here") from None
-        if not pyotp.TOTP(secret).verify(code, valid_window=1):
-            raise ApiError(401, "bad_second_factor", "TOTP code is wrong or expired")
-        now = time.monotonic()
-        if (account, code) in self.totp_used:
-            raise ApiError(401, "bad_second_factor", "this TOTP code was already used")
-        if len(self.totp_used) >= TOTP_USED_MAX:
-            self.totp_used = {k: t for k, t in self.totp_used.items() if now - t < 120}
-        self.totp_used[(account, code)] = now
+        now_step = int(time.time()) // totp.interval
+        for step in (now_step, now_step - 1, now_step + 1):
+            if hmac.compare_digest(totp.at(step * totp.interval), code):
+                return step
+        raise ApiError(401, "bad_second_factor", "TOTP code is wrong or expired")
 
     # ------------------------------------------------------------ reads
 
@@ -179,10 +211,9 @@ class Gateway:
         text = request.query.get("min_seq")
         if text is None:
             return
-        try:
-            min_seq = int(text)
-        except ValueError:
-            raise ApiError(400, "bad_min_seq", "min_seq must be an integer") from None
+        min_seq = parse_count(text)
+        if min_seq is None:
+            raise ApiError(400, "bad_min_seq", "min_seq must be a whole number (ASCII digits)")
         await self.wait_until_applied(min_seq)
 
     async def wait_until_applied(self, min_seq: int) -> None:
@@ -306,6 +337,16 @@ class Gateway:
 
 def _not_committed(reason: str) -> ApiError:
     return ApiError(503, "not_committed", f"{NOT_COMMITTED_MESSAGE} ({reason})")
+
+
+def require_scope(principal: Principal, scope: Scope, action: str) -> None:
+    if not principal.scopes & scope:
+        raise ApiError(
+            403,
+            "missing_scope",
+            f"{action} needs a key with the {scope.name.lower()} scope;"
+            f" key {principal.key_id} lacks it",
+        )
 
 
 GATEWAY_KEY = web.AppKey("gateway", Gateway)

@@ -11,13 +11,14 @@ outcome instead of placing a second order.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from aiohttp import web
 
 from api.errors import ApiError
 from api.gateway import Gateway, Principal, WriteOutcome, gateway
+from api.json_input import JsonRefused, parse_json
+from api.numbers import parse_count
 from api.query import choice, int_param, known_fields, text_field
 from cluster.store import READ_LIMIT_MAX, OrderStatus
 from engine.codes import (
@@ -35,7 +36,6 @@ from engine.commands import (
     CancelOrder,
     MassCancel,
     PlaceOrder,
-    command_to_wire,
 )
 
 SIDES = {"buy": Side.BUY, "sell": Side.SELL}
@@ -68,6 +68,9 @@ REJECT_STATUS = {
     RejectCode.HALTED: 409,
     RejectCode.MARKET_CLOSED: 409,
     RejectCode.TOO_MANY_OPEN_ORDERS: 429,
+    RejectCode.REPLAYED_REQUEST: 401,
+    RejectCode.STALE_REQUEST: 401,
+    RejectCode.SECOND_FACTOR_USED: 401,
 }
 
 
@@ -76,9 +79,9 @@ def add_order_routes(app: web.Application) -> None:
     app.router.add_post("/v1/orders/batch", place_batch)
     app.router.add_get("/v1/orders", list_orders)
     app.router.add_delete("/v1/orders", mass_cancel)
-    app.router.add_get("/v1/orders/{order_id:\\d+}", get_order)
-    app.router.add_delete("/v1/orders/{order_id:\\d+}", cancel)
-    app.router.add_patch("/v1/orders/{order_id:\\d+}", amend)
+    app.router.add_get("/v1/orders/{order_id:[0-9]+}", get_order)
+    app.router.add_delete("/v1/orders/{order_id:[0-9]+}", cancel)
+    app.router.add_patch("/v1/orders/{order_id:[0-9]+}", amend)
     app.router.add_get("/v1/orders/by-client-id/{client_order_id}", get_order_by_client_id)
     app.router.add_delete("/v1/orders/by-client-id/{client_order_id}", cancel)
     app.router.add_patch("/v1/orders/by-client-id/{client_order_id}", amend)
@@ -87,13 +90,18 @@ def add_order_routes(app: web.Application) -> None:
 
 async def json_object(request: web.Request) -> dict[str, Any]:
     """The already-read (and signed) body as a JSON object; empty body is `{}`."""
-    raw = await request.read()
+    raw = await gateway(request).body(request)
     if not raw:
         return {}
+    return json_object_of(raw)
+
+
+def json_object_of(raw: bytes) -> dict[str, Any]:
+    """A JSON object from outside, parsed with limits (api/json_input.py), or 400 bad_json."""
     try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "bad_json", "request body is not JSON") from None
+        body = parse_json(raw)
+    except JsonRefused as exc:
+        raise ApiError(400, "bad_json", f"request body refused: {exc}") from None
     if not isinstance(body, dict):
         raise ApiError(400, "bad_json", "request body must be a JSON object")
     return body
@@ -108,7 +116,7 @@ async def place(request: web.Request) -> web.Response:
     principal = await gw.authenticate(request, Scope.TRADE)
     body = await json_object(request)
     command = place_command(gw, principal, body, derived_client_id(principal))
-    outcome = await gw.submit(command_to_wire(command))
+    outcome = await gw.submit(principal.signed(command))
     status, answer = await placement(gw, outcome, command.client_order_id)
     return web.json_response(answer, status=status)
 
@@ -135,7 +143,7 @@ async def place_batch(request: web.Request) -> web.Response:
             commands.append(place_command(gw, principal, order, derived))
         except ApiError as exc:
             raise ApiError(exc.status, exc.code, f"orders[{index}]: {exc.message}") from None
-    outcomes = await gw.submit_many([command_to_wire(c) for c in commands])
+    outcomes = await gw.submit_many([principal.signed(c, part) for part, c in enumerate(commands)])
     rows = []
     for command, outcome in zip(commands, outcomes, strict=True):
         if isinstance(outcome, ApiError):
@@ -284,7 +292,7 @@ async def cancel(request: web.Request) -> web.Response:
     principal = await gw.authenticate(request, Scope.TRADE)
     order_id, client_order_id = _order_ref(request)
     command = CancelOrder(principal.account, order_id, client_order_id)
-    outcome = await gw.submit(command_to_wire(command))
+    outcome = await gw.submit(principal.signed(command))
     return _change_answer(outcome, "cancelled")
 
 
@@ -305,7 +313,7 @@ async def amend(request: web.Request) -> web.Response:
         qty=gw.qty_units(inst, body["qty"]) if "qty" in body else 0,
         price=gw.price_units(inst, body["price"]) if "price" in body else 0,
     )
-    outcome = await gw.submit(command_to_wire(command))
+    outcome = await gw.submit(principal.signed(command))
     return _change_answer(outcome, "amended")
 
 
@@ -315,7 +323,7 @@ async def mass_cancel(request: web.Request) -> web.Response:
     symbol = request.query.get("symbol", "")
     if symbol:
         gw.instrument(symbol)
-    outcome = await gw.submit(command_to_wire(MassCancel(principal.account, symbol)))
+    outcome = await gw.submit(principal.signed(MassCancel(principal.account, symbol)))
     cancelled = [e["order_id"] for e in outcome.events if e["type"] == "cancelled"]
     if (refused := refusal(outcome, outcome.where)) is not None:
         return refused
@@ -324,8 +332,8 @@ async def mass_cancel(request: web.Request) -> web.Response:
 
 def _order_ref(request: web.Request) -> tuple[int, str]:
     if "order_id" in request.match_info:
-        order_id = int(request.match_info["order_id"])
-        if not 0 < order_id < 2**63:
+        order_id = parse_count(request.match_info["order_id"])
+        if order_id is None or not 0 < order_id < 2**63:
             raise ApiError(400, "bad_order_id", "order id out of range")
         return order_id, ""
     client_order_id = request.match_info["client_order_id"]

@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
 
 from api.errors import ApiError
+from api.numbers import parse_count
+
+
+async def read_body(request: web.Request, timeout_s: float) -> bytes:
+    """The request's body, which must arrive within `timeout_s` once its head has: a client
+    trickling it would otherwise hold a request (and its in-flight slot) for ever."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await request.read()
+    except TimeoutError:
+        raise ApiError(
+            408, "request_timeout", f"the request body did not arrive within {timeout_s:g} s"
+        ) from None
 
 
 def int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     text = request.query.get(name)
     if text is None:
         return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise ApiError(400, f"bad_{name}", f"{name} must be an integer") from None
+    value = parse_count(text)
+    if value is None:
+        raise ApiError(400, f"bad_{name}", f"{name} must be a whole number (ASCII digits)")
     if not low <= value <= high:
         raise ApiError(400, f"bad_{name}", f"{name} must be {low}..{high}")
     return value

@@ -166,7 +166,9 @@ async def serve(config: NodeConfig) -> None:
         store.close()
         raise SystemExit(f"raftex node: refusing to start: {exc}") from None
     tune_gc_for_apply()
-    runner = web.AppRunner(build_app(node), access_log=None)
+    runner = web.AppRunner(
+        build_app(node), access_log=None, keepalive_timeout=config.http_idle_timeout_s
+    )
     await runner.setup()
     host, port = split_address(config.http)
     ssl_context = (

@@ -21,6 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from api.errors import ApiError
+from api.numbers import parse_count
 from api.sealing import Sealer, SealError
 from cluster.views import KeyView
 from engine.codes import KeyKind
@@ -41,11 +42,10 @@ def signing_payload(timestamp_ms: int, method: str, path: str, query: str, body:
 
 def check_fresh(timestamp_text: str, window_text: str | None, now_ms: int | None = None) -> int:
     """The request's timestamp, if it is inside the receive window around now."""
-    try:
-        timestamp_ms = int(timestamp_text)
-        window_ms = int(window_text) if window_text else RECV_WINDOW_MS_DEFAULT
-    except ValueError:
-        raise ApiError(401, "bad_timestamp", "timestamp and window are integer ms") from None
+    timestamp_ms = parse_count(timestamp_text)
+    window_ms = parse_count(window_text) if window_text else RECV_WINDOW_MS_DEFAULT
+    if timestamp_ms is None or window_ms is None:
+        raise ApiError(401, "bad_timestamp", "timestamp and window are integer ms")
     if not 0 < window_ms <= RECV_WINDOW_MS_MAX:
         raise ApiError(401, "bad_timestamp", f"receive window must be 1..{RECV_WINDOW_MS_MAX} ms")
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms

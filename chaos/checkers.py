@@ -14,13 +14,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chaos.history import FAIL, OK, History, Op
-from engine.commands import COMMAND_TAGS, Deposit, PlaceOrder, Withdraw
+from engine.codes import RejectCode
+from engine.commands import COMMAND_TAGS, Deposit, PlaceOrder, Withdraw, signed_inner
 
 DETAILS_MAX = 10
 PLACE_TAG = COMMAND_TAGS[PlaceOrder]
 DEPOSIT_TAG = COMMAND_TAGS[Deposit]
 WITHDRAW_TAG = COMMAND_TAGS[Withdraw]
 BUY = 0
+# A signed write refused for its signature or second factor never reached its command.
+_SIGNATURE_REFUSALS = (
+    RejectCode.REPLAYED_REQUEST,
+    RejectCode.STALE_REQUEST,
+    RejectCode.SECOND_FACTOR_USED,
+)
 
 
 @dataclass
@@ -64,11 +71,12 @@ def _write_key(op: Op) -> tuple[int, str, str] | None:
 
 def _first_time(audit: list[dict[str, Any]]) -> Iterator[tuple[dict, list, dict]]:
     """(record, command, outcome) of each command's first application: not a retry answered
-    from the idempotency table, not a record without a command."""
+    from the idempotency table, not a record without a command. A client's signed write is
+    read as the command it carries."""
     for record in audit:
         command, outcome = record["command"], record["outcome"]
-        if command and not outcome["retry"]:
-            yield record, command, outcome
+        if command and not outcome["retry"] and outcome["code"] not in _SIGNATURE_REFUSALS:
+            yield record, signed_inner(command), outcome
 
 
 def _transfer(command: list, outcome: dict[str, Any]) -> tuple[str, int] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,6 +23,9 @@ RATE_LIMIT_IP_PER_S_DEFAULT = 500.0
 RATE_LIMIT_KEY_PER_S_DEFAULT = 100.0
 FEED_BUFFER_BYTES_MAX_DEFAULT = 4 * 1024 * 1024
 REQUESTS_IN_FLIGHT_MAX_DEFAULT = 4_096
+HTTP_IDLE_TIMEOUT_S_DEFAULT = 20.0
+HTTP_BODY_TIMEOUT_S_DEFAULT = 10.0
+FEED_IDLE_TIMEOUT_S_DEFAULT = 60.0
 
 
 class ConfigError(Exception):
@@ -51,8 +55,8 @@ class NodeConfig:
     # HTTPS for the API when both are set; nodes trust tls_cert when they call each other.
     tls_cert: Path | None = None
     tls_key: Path | None = None
-    # Bytes a WebSocket subscriber may leave unread (beyond the kernel's buffers) before it
-    # is cut with close code 4008.
+    # Bytes a WebSocket subscriber may leave unread (the kernel's send queue included) before
+    # it is cut with close code 4008.
     feed_buffer_bytes_max: int = FEED_BUFFER_BYTES_MAX_DEFAULT
     # The kernel send buffer of each WebSocket connection; 0 leaves it to the kernel's
     # autotuning (best latency). A fixed size bounds kernel memory per subscriber.
@@ -60,6 +64,16 @@ class NodeConfig:
     # Client requests a node handles at once; more get 503 `busy` (bounded memory and a
     # fast answer rather than a queue no one waits for).
     requests_in_flight_max: int = REQUESTS_IN_FLIGHT_MAX_DEFAULT
+    # An HTTP connection must deliver a complete request head within this many seconds of
+    # opening or of its previous answer: idle keep-alive connections and clients that
+    # trickle header bytes are closed alike. Above aiohttp clients' own 15 s pool timeout,
+    # so a pooled connection is not closed under a request being sent on it.
+    http_idle_timeout_s: float = HTTP_IDLE_TIMEOUT_S_DEFAULT
+    # A request's body must arrive within this once its head has (else 408).
+    http_body_timeout_s: float = HTTP_BODY_TIMEOUT_S_DEFAULT
+    # A WebSocket connection holding no subscription that sends nothing for this long is
+    # closed (1001).
+    feed_idle_timeout_s: float = FEED_IDLE_TIMEOUT_S_DEFAULT
     # Chaos testing only: lets the admin endpoint partition this node and skew its clock.
     fault_hooks: bool = False
 
@@ -93,11 +107,15 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> NodeConfig:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
     raw.update({k: v for k, v in overrides.items() if v not in (None, "", [])})
+    for name in ("secret", "admin_token"):
+        _read_secret_file(raw, name)
     missing = [k for k in ("node_id", "raft", "http", "data_dir") if not raw.get(k)]
     if missing:
         raise ConfigError(f"missing setting(s): {', '.join(missing)}")
     if not raw.get("secret"):
-        raise ConfigError("missing cluster secret: set `secret` (node-to-node traffic needs it)")
+        raise ConfigError(
+            "missing cluster secret: set `secret` or `secret_file` (node-to-node traffic needs it)"
+        )
     peers = tuple(_peer(p) for p in raw.get("peers", []))
     config = NodeConfig(
         node_id=str(raw["node_id"]),
@@ -120,6 +138,9 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> NodeConfig:
         requests_in_flight_max=_positive_int(
             raw, "requests_in_flight_max", REQUESTS_IN_FLIGHT_MAX_DEFAULT
         ),
+        http_idle_timeout_s=_seconds(raw, "http_idle_timeout_s", HTTP_IDLE_TIMEOUT_S_DEFAULT),
+        http_body_timeout_s=_seconds(raw, "http_body_timeout_s", HTTP_BODY_TIMEOUT_S_DEFAULT),
+        feed_idle_timeout_s=_seconds(raw, "feed_idle_timeout_s", FEED_IDLE_TIMEOUT_S_DEFAULT),
     )
     if not any(p.node_id == config.node_id for p in peers):
         config = replace(config, peers=(*peers, Peer(config.node_id, config.raft, config.http)))
@@ -127,10 +148,39 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> NodeConfig:
     return config
 
 
+def _read_secret_file(raw: dict[str, Any], name: str) -> None:
+    """`{name}_file`: the setting's value is that file's content (a Docker secret, say). The
+    file must not be readable by anyone but its owner, like an SSH key."""
+    path_text = raw.pop(f"{name}_file", None)
+    if path_text is None:
+        return
+    if raw.get(name):
+        raise ConfigError(f"set {name} or {name}_file, not both")
+    path = Path(str(path_text))
+    try:
+        mode = path.stat().st_mode
+        value = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {name}_file {path}: {exc.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"{name}_file {path} is open to other users (mode {stat.S_IMODE(mode):04o});"
+            f" chmod 600 {path}"
+        )
+    raw[name] = value
+
+
 def _rate(raw: dict[str, Any], name: str, default: float) -> float:
     value = raw.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ConfigError(f"{name} must be a number >= 0 (0 turns the limit off)")
+    return float(value)
+
+
+def _seconds(raw: dict[str, Any], name: str, default: float) -> float:
+    value = raw.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(f"{name} must be a number of seconds > 0")
     return float(value)
 
 

@@ -20,6 +20,9 @@ from cluster.private_file import write_private
 DEMO_KEYS_FILE_NAME = "demo-keys.json"
 DEMO_TOTP_FILE_NAME = "demo-totp.json"
 DEMO_SCOPES = ["read", "trade"]
+# The account owner's key: it may also manage the account's keys and second factor (with a
+# TOTP code), which the trading keys cannot.
+DEMO_OWNER_SCOPES = ["read", "trade", "security"]
 
 
 def ed25519_pair() -> tuple[str, str]:
@@ -36,8 +39,9 @@ async def issue_demo_keys(
     accounts: tuple[str, ...],
     ca_file: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """One HMAC and one Ed25519 key (read, trade) and a TOTP secret per account; idempotent
-    across restarts because the files are written only once."""
+    """One HMAC and one Ed25519 key (read, trade), an Ed25519 owner key (read, trade,
+    security) and a TOTP secret per account; idempotent across restarts because the files
+    are written only once."""
     keys_file = data_dir / DEMO_KEYS_FILE_NAME
     if keys_file.exists():
         return json.loads(keys_file.read_text())
@@ -49,15 +53,16 @@ async def issue_demo_keys(
             made = await client.call(
                 http, "POST", f"{base}/keys", {"kind": "hmac", "scopes": DEMO_SCOPES}
             )
-            rows.append(_row(account, "hmac", made["key_id"], made["secret"]))
-            private_hex, public_hex = ed25519_pair()
-            made = await client.call(
-                http,
-                "POST",
-                f"{base}/keys",
-                {"kind": "ed25519", "public_key": public_hex, "scopes": DEMO_SCOPES},
-            )
-            rows.append(_row(account, "ed25519", made["key_id"], private_hex))
+            rows.append(_row(account, "hmac", made["key_id"], made["secret"], DEMO_SCOPES))
+            for scopes in (DEMO_SCOPES, DEMO_OWNER_SCOPES):
+                private_hex, public_hex = ed25519_pair()
+                made = await client.call(
+                    http,
+                    "POST",
+                    f"{base}/keys",
+                    {"kind": "ed25519", "public_key": public_hex, "scopes": scopes},
+                )
+                rows.append(_row(account, "ed25519", made["key_id"], private_hex, scopes))
             factor = await client.call(http, "POST", f"{base}/second-factor", {})
             factors[account] = factor["totp_secret"]
     write_private(data_dir / DEMO_TOTP_FILE_NAME, json.dumps(factors, indent=2) + "\n")
@@ -65,11 +70,5 @@ async def issue_demo_keys(
     return rows
 
 
-def _row(account: str, kind: str, key_id: str, secret: str) -> dict[str, Any]:
-    return {
-        "account": account,
-        "kind": kind,
-        "api_key": key_id,
-        "secret": secret,
-        "scopes": DEMO_SCOPES,
-    }
+def _row(account: str, kind: str, key_id: str, secret: str, scopes: list[str]) -> dict[str, Any]:
+    return {"account": account, "kind": kind, "api_key": key_id, "secret": secret, "scopes": scopes}

@@ -6,27 +6,16 @@ import asyncio
 import json
 import uuid
 
-import aiohttp
 import pyotp
 import pytest
 
 from api.client import ClientError, RaftexClient
 from api.signing import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from cluster.demo_keys import ed25519_pair
-from tests.api.conftest import KEY_RATE_PER_S, ApiCluster
+from tests.api.conftest import KEY_RATE_PER_S, ApiCluster, fresh_account
+from tests.api.raw import raw_call
 
 pytestmark = pytest.mark.asyncio
-
-
-async def raw_call(
-    node: str, method: str, path: str, headers: dict[str, str], body: bytes = b""
-) -> tuple[int, dict]:
-    url = f"http://{node}{path}"
-    async with (
-        aiohttp.ClientSession() as session,
-        session.request(method, url, data=body, headers=headers) as response,
-    ):
-        return response.status, json.loads(await response.text())
 
 
 async def test_both_key_kinds_sign_requests(api: ApiCluster) -> None:
@@ -91,13 +80,18 @@ async def test_scopes_are_enforced(api: ApiCluster) -> None:
         with pytest.raises(ClientError) as caught:
             await alice.withdraw("USD", "1.00")
         assert (caught.value.status, caught.value.code) == (403, "missing_scope")
-        made = await alice.create_key("hmac", ["read"])
-        async with RaftexClient(api.followers, made["key_id"], made["secret"], "hmac") as reader:
-            profile = await _retry_until_known(reader)
-            assert profile["scopes"] == ["read"]
-            with pytest.raises(ClientError) as caught:
-                await reader.place_order("AAPL", "buy", "1", price="180.00")
-            assert (caught.value.status, caught.value.code) == (403, "missing_scope")
+        with pytest.raises(ClientError) as caught:
+            await alice.create_key("hmac", ["read"])
+        assert (caught.value.status, caught.value.code) == (403, "missing_scope")
+    account = await fresh_account(api, "scopes")
+    async with await account.client(["read", "trade", "security"]) as owner:
+        made = await owner.create_key("hmac", ["read"])
+    async with RaftexClient(api.followers, made["key_id"], made["secret"], "hmac") as reader:
+        profile = await _retry_until_known(reader)
+        assert profile["scopes"] == ["read"]
+        with pytest.raises(ClientError) as caught:
+            await reader.place_order("AAPL", "buy", "1", price="180.00")
+        assert (caught.value.status, caught.value.code) == (403, "missing_scope")
 
 
 async def _retry_until_known(client: RaftexClient) -> dict:
@@ -113,37 +107,41 @@ async def _retry_until_known(client: RaftexClient) -> dict:
 
 
 async def test_creating_keys_needs_a_fresh_totp_code_and_no_escalation(api: ApiCluster) -> None:
-    async with api.client("carol") as carol:
+    account = await fresh_account(api, "keys")
+    async with await account.client(["read", "trade", "security"]) as owner:
         with pytest.raises(ClientError) as caught:
-            await carol.request(
+            await owner.request(
                 "POST", "/v1/account/keys", body={"kind": "hmac", "scopes": ["read"]}
             )
         assert (caught.value.status, caught.value.code) == (401, "bad_second_factor")
         with pytest.raises(ClientError) as caught:
-            await carol.create_key("hmac", ["read", "withdraw"])
+            await owner.create_key("hmac", ["read", "withdraw"])
         assert (caught.value.status, caught.value.code) == (403, "scope_escalation")
         private_hex, public_hex = ed25519_pair()
-        # Neither refusal spent the code; it works once, then never again.
-        code = pyotp.TOTP(api.totp["carol"]).now()
-        node = api.followers[0]
+        # Neither refusal spent a code (the second never reached the log); one works once in
+        # the whole cluster, then never again, on any node.
+        code = await owner.next_totp_code()
+        first_node, second_node = api.followers
         body = json.dumps(
             {"kind": "ed25519", "public_key": public_hex, "scopes": ["read", "trade"]}
         ).encode()
-        headers = {**carol.sign("POST", "/v1/account/keys", "", body), "X-Raftex-TOTP": code}
-        status, made = await raw_call(node, "POST", "/v1/account/keys", headers, body)
+        headers = {**owner.sign("POST", "/v1/account/keys", "", body), "X-Raftex-TOTP": code}
+        status, made = await raw_call(first_node, "POST", "/v1/account/keys", headers, body)
         assert status == 201 and made["kind"] == "ed25519" and "secret" not in made
         other_body = json.dumps({"kind": "hmac", "scopes": ["read"]}).encode()
-        headers = {**carol.sign("POST", "/v1/account/keys", "", other_body), "X-Raftex-TOTP": code}
-        status, answer = await raw_call(node, "POST", "/v1/account/keys", headers, other_body)
-        assert (status, answer["code"]) == (401, "bad_second_factor")
-        assert "already used" in answer["message"]
+        headers = {**owner.sign("POST", "/v1/account/keys", "", other_body), "X-Raftex-TOTP": code}
+        status, answer = await raw_call(
+            second_node, "POST", "/v1/account/keys", headers, other_body
+        )
+        assert (status, answer["code"]) == (401, "second_factor_used")
+        assert "already used" in answer["message"] and "secret" not in answer
         async with RaftexClient(api.followers, made["key_id"], private_hex, "ed25519") as fresh:
-            assert (await _retry_until_known(fresh))["account"] == "carol"
-            listed = {k["key_id"] for k in (await carol.keys())["keys"]}
+            assert (await _retry_until_known(fresh))["account"] == account.name
+            listed = {k["key_id"] for k in (await owner.keys())["keys"]}
             assert made["key_id"] in listed
-            revoked = await carol.revoke_key(made["key_id"])
+            revoked = await owner.revoke_key(made["key_id"])
             assert revoked["status"] == "revoked"
-            await carol.balances(min_seq=revoked["seq"])
+            await api.applied_everywhere(revoked["seq"])
             for node in api.all_http:
                 with pytest.raises(ClientError) as caught:
                     await fresh.request(
@@ -153,22 +151,16 @@ async def test_creating_keys_needs_a_fresh_totp_code_and_no_escalation(api: ApiC
 
 
 async def test_withdrawal_needs_the_withdraw_scope_and_totp(api: ApiCluster) -> None:
-    made = await api.admin(
-        "POST",
-        "/v1/admin/accounts/dave/keys",
-        {"kind": "hmac", "scopes": ["read", "withdraw"]},
-    )
-    async with RaftexClient(
-        api.followers, made["key_id"], made["secret"], "hmac", api.totp["dave"]
-    ) as dave:
-        before = await _retry_until_known(dave)
+    account = await fresh_account(api, "withdraw")
+    async with await account.client(["read", "withdraw"]) as client:
+        before = await _retry_until_known(client)
         assert before["scopes"] == ["read", "withdraw"]
-        usd = next(b for b in (await dave.balances())["balances"] if b["asset"] == "USD")
-        done = await dave.withdraw("USD", "12.34", request_id=uuid.uuid4().hex)
+        usd = next(b for b in (await client.balances())["balances"] if b["asset"] == "USD")
+        done = await client.withdraw("USD", "12.34", request_id=uuid.uuid4().hex)
         assert done["status"] == "done"
         assert float(done["available"]) == pytest.approx(float(usd["available"]) - 12.34)
         with pytest.raises(ClientError) as caught:
-            await dave.request(
+            await client.request(
                 "POST",
                 "/v1/account/withdrawals",
                 body={"asset": "USD", "amount": "1.00", "request_id": "x"},
@@ -193,12 +185,12 @@ async def test_per_key_rate_limit_answers_429_with_retry_after(api: ApiCluster) 
 
 
 async def test_a_key_creation_replayed_to_another_node_reveals_no_secret(api: ApiCluster) -> None:
-    # bob: no other test spends his TOTP codes, so this one is fresh on every node.
-    async with api.client("bob") as bob:
-        code = pyotp.TOTP(api.totp["bob"]).now()
+    account = await fresh_account(api, "replay-key")
+    async with await account.client(["read", "security"]) as owner:
+        code = await owner.next_totp_code()
         body = json.dumps({"kind": "hmac", "scopes": ["read"]}).encode()
         headers = {
-            **bob.sign("POST", "/v1/account/keys", "", body),
+            **owner.sign("POST", "/v1/account/keys", "", body),
             "X-Raftex-TOTP": code,
             "Content-Type": "application/json",
         }
@@ -206,9 +198,9 @@ async def test_a_key_creation_replayed_to_another_node_reveals_no_secret(api: Ap
         status, made = await raw_call(first_node, "POST", "/v1/account/keys", headers, body)
         assert status == 201 and made["secret"]
         status, replayed = await raw_call(second_node, "POST", "/v1/account/keys", headers, body)
-        assert status >= 400 and "secret" not in replayed
-        assert replayed["code"] in ("already_exists", "replayed_request")
-        await bob.revoke_key(made["key_id"])
+        assert (status, replayed["code"]) == (401, "replayed_request")
+        assert "secret" not in replayed
+        await owner.revoke_key(made["key_id"])
 
 
 async def test_a_read_only_key_cannot_revoke_other_keys(api: ApiCluster) -> None:
@@ -224,7 +216,7 @@ async def test_a_read_only_key_cannot_revoke_other_keys(api: ApiCluster) -> None
 
 
 async def test_a_totp_code_must_be_six_ascii_digits(api: ApiCluster) -> None:
-    async with api.client("alice") as alice:
+    async with api.client("alice", scope="security") as alice:
         wide = "".join(chr(0xFF10 + int(d)) for d in pyotp.TOTP(api.totp["alice"]).now())
         body = json.dumps({"kind": "hmac", "scopes": ["read"]}).encode()
         headers = {**alice.sign("POST", "/v1/account/keys", "", body), "X-Raftex-TOTP": wide}

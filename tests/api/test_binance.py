@@ -8,8 +8,6 @@ in ms, and `signature` = hex HMAC-SHA256 of query + body, sent last.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import time
 import uuid
@@ -21,6 +19,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.api.conftest import ApiCluster
+from tests.api.raw import binance_call as call
 
 pytestmark = pytest.mark.asyncio
 
@@ -45,40 +44,6 @@ ORDER_KEYS = {
     "workingTime",
     "origQuoteOrderQty",
 }
-
-
-async def call(
-    node: str,
-    method: str,
-    path: str,
-    params: dict[str, Any] | None = None,
-    key: dict[str, Any] | None = None,
-    *,
-    secret: str | None = None,
-    timestamp_ms: int | None = None,
-) -> tuple[int, Any]:
-    params = dict(params or {})
-    headers = {}
-    body = ""
-    query = urlencode(params)
-    if key is not None:
-        params["timestamp"] = timestamp_ms or int(time.time() * 1000)
-        encoded = urlencode(params)
-        signature = hmac.new(
-            (secret or key["secret"]).encode(), encoded.encode(), hashlib.sha256
-        ).hexdigest()
-        headers["X-MBX-APIKEY"] = key["api_key"]
-        if method == "POST":
-            body, query = f"{encoded}&signature={signature}", ""
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        else:
-            query = f"{encoded}&signature={signature}"
-    url = f"http://{node}{path}" + (f"?{query}" if query else "")
-    async with (
-        aiohttp.ClientSession() as session,
-        session.request(method, url, data=body, headers=headers) as response,
-    ):
-        return response.status, json.loads(await response.text())
 
 
 async def test_public_endpoints_have_binance_shapes(api: ApiCluster) -> None:

@@ -4,10 +4,7 @@ subscribers carry on."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
-import socket
 from pathlib import Path
 
 import aiohttp
@@ -15,64 +12,14 @@ import pytest
 
 from engine.codes import Side
 from engine.commands import PlaceOrder, command_to_wire
+from tests.api.raw import close_code, read_to_end, stalled_subscriber
 from tests.cluster.harness import ClusterHarness
 
 pytestmark = pytest.mark.asyncio
 BUFFER_BYTES_MAX = 64 * 1024
-RECEIVE_BYTES = 4 * 1024
 ORDER_BATCHES = 20
 ORDERS_PER_BATCH = 200
 ACCOUNTS = ("alice", "bob", "carol", "dave")
-
-
-def stalled_subscriber(http: str, subscribe: dict) -> socket.socket:
-    """A WebSocket client on a raw socket with a small receive buffer that will not read:
-    a client library would read into its own memory and hide the stall."""
-    host, port = http.rsplit(":", 1)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BYTES)
-    sock.connect((host, int(port)))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        f"GET /v1/ws HTTP/1.1\r\nHost: {http}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    answer = b""
-    while b"\r\n\r\n" not in answer:
-        answer += sock.recv(1)
-    assert answer.startswith(b"HTTP/1.1 101"), answer
-    payload = json.dumps(subscribe).encode()
-    mask = os.urandom(4)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    sock.sendall(bytes((0x81, 0x80 | len(payload))) + mask + masked)
-    return sock
-
-
-def close_code(data: bytes) -> int | None:
-    """The code of the close frame among the server's frames (unmasked), if there is one."""
-    position = 0
-    while position + 2 <= len(data):
-        opcode, size = data[position] & 0x0F, data[position + 1] & 0x7F
-        position += 2
-        if size == 126:
-            size = int.from_bytes(data[position : position + 2], "big")
-            position += 2
-        elif size == 127:
-            size = int.from_bytes(data[position : position + 8], "big")
-            position += 8
-        if opcode == 0x8:
-            return int.from_bytes(data[position : position + 2], "big")
-        position += size
-    return None
-
-
-def read_to_end(sock: socket.socket) -> bytes:
-    sock.settimeout(30)
-    chunks = []
-    while chunk := sock.recv(65536):
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def test_a_subscriber_that_stops_reading_is_cut(tmp_path: Path) -> None:
@@ -89,7 +36,7 @@ async def test_a_subscriber_that_stops_reading_is_cut(tmp_path: Path) -> None:
         url = f"ws://{harness.http(follower)}/v1/ws"
         # Every entry sends the whole queue of the level it grew: a lot of data, fast.
         subscribe = {"op": "subscribe", "channel": "book.l3", "symbol": "AAPL"}
-        stalled = stalled_subscriber(harness.http(follower), subscribe)
+        stalled = stalled_subscriber(harness.http(follower), [subscribe])
         async with aiohttp.ClientSession() as session, session.ws_connect(url) as reader:
             await reader.send_json(subscribe)
             assert json.loads((await reader.receive()).data)["type"] == "subscribed"
@@ -108,13 +55,7 @@ async def test_a_subscriber_that_stops_reading_is_cut(tmp_path: Path) -> None:
                     )
                     for n in range(ORDERS_PER_BATCH)
                 ]
-                await asyncio.to_thread(
-                    harness.call,
-                    leader,
-                    "POST",
-                    "/v1/admin/commands/batch",
-                    {"commands": wires, "detail": "summary"},
-                )
+                await asyncio.to_thread(harness.submit_batch, leader, wires)
                 # The reader keeps up, draining what arrived so far.
                 while True:
                     try:

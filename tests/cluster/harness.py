@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,17 @@ class ClusterHarness:
         self.cluster.start()
         self.wait_leader()
 
+    @contextlib.contextmanager
+    def running(self, seed: bool = True) -> Iterator[ClusterHarness]:
+        """Started (and seeded with the demo market) for the block, stopped after it."""
+        try:
+            self.start()
+            if seed:
+                self.seed()
+            yield self
+        finally:
+            self.stop()
+
     def stop(self) -> None:
         self.cluster.stop()
 
@@ -78,6 +91,11 @@ class ClusterHarness:
 
     def submit(self, node_id: str, wire: list[Any]) -> dict[str, Any]:
         return self.call(node_id, "POST", "/v1/admin/commands", {"command": wire})
+
+    def submit_batch(self, node_id: str, wires: list[list[Any]]) -> dict[str, Any]:
+        """Up to 200 commands in one request; each outcome summarised."""
+        body = {"commands": wires, "detail": "summary"}
+        return self.call(node_id, "POST", "/v1/admin/commands/batch", body)
 
     def status(self) -> list[dict[str, Any]]:
         async def go() -> list[dict[str, Any]]:

@@ -21,13 +21,8 @@ from tests.cluster.harness import ClusterHarness
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[ClusterHarness]:
-    harness = ClusterHarness(tmp_path / "cluster", nodes=3)
-    try:
-        harness.start()
-        harness.seed()
+    with ClusterHarness(tmp_path / "cluster", nodes=3).running() as harness:
         yield harness
-    finally:
-        harness.stop()
 
 
 def _order(cid: str, side: Side = Side.BUY, price: int = 18_990) -> list:
