@@ -113,8 +113,30 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--raft", help="this node's Raft address host:port")
     node.add_argument("--http", help="this node's HTTP address host:port")
     node.add_argument("--data-dir", dest="data_dir")
-    node.add_argument("--secret", help="cluster secret (prefer the config file)")
-    node.add_argument("--admin-token", dest="admin_token")
+    node.add_argument(
+        "--secret-file", dest="secret_file", type=Path, help="file holding the cluster secret"
+    )
+    node.add_argument(
+        "--admin-token-file",
+        dest="admin_token_file",
+        type=Path,
+        help="file holding the admin token",
+    )
+    node.add_argument(
+        "--secret",
+        help="cluster secret on the command line: refused without --insecure-secret-flag",
+    )
+    node.add_argument(
+        "--admin-token",
+        dest="admin_token",
+        help="admin token on the command line: refused without --insecure-secret-flag",
+    )
+    node.add_argument(
+        "--insecure-secret-flag",
+        action="store_true",
+        help="accept --secret and --admin-token, which every local user can read in the"
+        " process list",
+    )
     node.add_argument("--fsync", choices=["always", "none"])
     node.add_argument("--tls-cert", dest="tls_cert", help="PEM certificate: serve HTTPS")
     node.add_argument("--tls-key", dest="tls_key", help="PEM private key of --tls-cert")
@@ -223,6 +245,14 @@ def _run_chaos(args: argparse.Namespace) -> int:
 
 
 def _run_node(args: argparse.Namespace) -> int:
+    if (args.secret or args.admin_token) and not args.insecure_secret_flag:
+        print(
+            "raftex node: refusing a secret on the command line, where every local user can"
+            " read it in the process list; use the config file or --secret-file and"
+            " --admin-token-file (or --insecure-secret-flag to accept it anyway)",
+            file=sys.stderr,
+        )
+        return 2
     overrides = {
         k: getattr(args, k)
         for k in (
@@ -231,7 +261,9 @@ def _run_node(args: argparse.Namespace) -> int:
             "http",
             "data_dir",
             "secret",
+            "secret_file",
             "admin_token",
+            "admin_token_file",
             "fsync",
             "peers",
             "tls_cert",

@@ -101,7 +101,14 @@ def test_an_unreadable_config_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_raftex_node_prints_the_problem_and_exits_2(tmp_path: Path) -> None:
-    done = subprocess.run(  # noqa: PLW1510 - the exit status is the point
+    done = _node_command(tmp_path)
+    assert done.returncode == 2
+    assert "missing cluster secret" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def _node_command(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run(  # noqa: PLW1510 - the exit status is the point
         [
             sys.executable,
             "-m",
@@ -115,14 +122,42 @@ def test_raftex_node_prints_the_problem_and_exits_2(tmp_path: Path) -> None:
             f"{HOST}:2",
             "--data-dir",
             str(tmp_path),
+            *flags,
         ],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert done.returncode == 2
-    assert "missing cluster secret" in done.stderr
-    assert "Traceback" not in done.stderr
+
+
+def test_a_secret_on_the_command_line_is_refused(tmp_path: Path) -> None:
+    """Every local user can read a process's arguments (ps, /proc/PID/cmdline)."""
+    for flags in (("--secret", SECRET), ("--admin-token", "token")):
+        done = _node_command(tmp_path, *flags)
+        assert done.returncode == 2
+        assert "refusing a secret on the command line" in done.stderr
+        assert "--secret-file" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_secrets_come_from_files_only_their_owner_can_read(tmp_path: Path) -> None:
+    secret_file, token_file = tmp_path / "secret", tmp_path / "token"
+    secret_file.write_text(SECRET + "\n")
+    token_file.write_text("token-from-a-file\n")
+    for path in (secret_file, token_file):
+        path.chmod(0o600)
+    settings = _settings(tmp_path, secret_file=str(secret_file), admin_token_file=str(token_file))
+    del settings["secret"], settings["admin_token"]
+    config = load_config(None, settings)
+    assert (config.secret, config.admin_token) == (SECRET, "token-from-a-file")
+    token_file.chmod(0o644)
+    with pytest.raises(ConfigError, match=r"open to other users .* chmod 600"):
+        load_config(None, settings)
+    both = _settings(tmp_path, secret_file=str(secret_file))
+    with pytest.raises(ConfigError, match="not both"):
+        load_config(None, both)
+    missing = {**settings, "admin_token_file": str(tmp_path / "nowhere")}
+    with pytest.raises(ConfigError, match="cannot read admin_token_file"):
+        load_config(None, missing)
 
 
 def test_raftex_admin_reports_an_unreachable_node_without_a_traceback() -> None:
