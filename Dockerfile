@@ -11,6 +11,8 @@ COPY engine ./engine
 COPY cluster ./cluster
 COPY api ./api
 COPY chaos ./chaos
+COPY bench ./bench
+COPY raftex ./raftex
 RUN pip install --no-cache-dir . && useradd --system --uid 10001 --home /var/lib/raftex raftex \
     && mkdir -p /var/lib/raftex && chown raftex /var/lib/raftex
 USER raftex

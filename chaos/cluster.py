@@ -20,24 +20,42 @@ import signal
 import subprocess
 import tarfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from chaos.netns import NamespaceNet, unavailable_reason
 from cluster.admin_client import AdminClient, AdminError, NodeAddress
 from cluster.launcher import LocalCluster, LocalNode, wait_for_leader
+from cluster.market import Market, seed_market
 from cluster.snapshot_file import META_NAME
-from engine.commands import AddAsset, AddInstrument, CreateAccount, Deposit, command_to_wire
+from engine.commands import AddInstrument
 
 LEADER_WAIT_S = 30.0
 REFUSAL_WAIT_S = 30.0
 JOURNAL_FILE = "raft.journal"
 SNAPSHOT_FILE = "raft.dump"
-QUOTE = "USD"
-SYMBOLS = (("ACME", 10_000), ("BOLT", 5_000))
-CASH_CENTS = 10**10
-SHARES = 10**6
-SETUP_CHUNK = 200
+CHAOS_MARKET = Market(
+    quote="USD",
+    quote_decimals=2,
+    instruments=tuple(
+        AddInstrument(
+            symbol,
+            symbol,
+            "USD",
+            max_qty=10_000,
+            max_notional=10**12,
+            price_band_bps=2_000,
+            taker_fee_bps=2,
+            maker_fee_bps=1,
+            reference_price=price,
+        )
+        for symbol, price in (("ACME", 10_000), ("BOLT", 5_000))
+    ),
+    accounts=(),
+    cash=10**10,
+    shares=10**6,
+)
 PLANES = ("auto", "netns", "hooks")
 
 
@@ -84,30 +102,7 @@ class ChaosCluster:
         self.local.start()
         leader = await self.wait_leader()
         http = self.http(leader)
-        commands: list[Any] = [AddAsset(QUOTE, 2)]
-        for symbol, price in SYMBOLS:
-            commands += [
-                AddAsset(symbol, 0),
-                AddInstrument(
-                    symbol,
-                    symbol,
-                    QUOTE,
-                    max_qty=10_000,
-                    max_notional=10**12,
-                    price_band_bps=2_000,
-                    taker_fee_bps=2,
-                    maker_fee_bps=1,
-                    reference_price=price,
-                ),
-            ]
-        for account in accounts:
-            commands.append(CreateAccount(account))
-            commands.append(Deposit(account, QUOTE, CASH_CENTS, request_id="seed-cash"))
-            commands += [Deposit(account, s, SHARES, request_id=f"seed-{s}") for s, _ in SYMBOLS]
-        wires = [command_to_wire(c) for c in commands]
-        for start in range(0, len(wires), SETUP_CHUNK):
-            body = {"commands": wires[start : start + SETUP_CHUNK], "detail": "summary"}
-            await self.admin.call(http, "POST", "/v1/admin/commands/batch", body)
+        await seed_market(self.admin, http, replace(CHAOS_MARKET, accounts=tuple(accounts)))
         keys = {}
         for account in accounts:
             keys[account] = await self.admin.call(

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from chaos.checkers import NodeFinal, Verdict, availability, check_all
-from chaos.cluster import SYMBOLS, ChaosCluster
+from chaos.cluster import CHAOS_MARKET, ChaosCluster
 from chaos.history import History, StateSample, StatusSample
 from chaos.nemesis import Nemesis, schedule
 from chaos.report import write_report
@@ -110,7 +110,7 @@ async def _run(
         history = History()
         t0 = time.monotonic()
         http = [cluster.http(n) for n in cluster.node_ids]
-        symbols = [(symbol, price) for symbol, price in SYMBOLS]
+        symbols = [(inst.symbol, inst.reference_price) for inst in CHAOS_MARKET.instruments]
         workers = [
             Client(
                 n,

@@ -1,1 +1,1 @@
-"""The Raft-replicated node, its store, the admin CLI and the local-cluster launcher."""
+"""The Raft-replicated node, its store, and the launcher of local clusters."""

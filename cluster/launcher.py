@@ -1,4 +1,4 @@
-"""`raftex up`: a local cluster of node processes on 127.0.0.1, for `make run` and tests.
+"""Local clusters of node processes on 127.0.0.1: for `raftex up`, tests, chaos runs, benchmarks.
 
 First start: picks free ports, generates the cluster secret and admin token,
 writes one config per node, starts the nodes, waits for a leader and seeds
@@ -31,10 +31,10 @@ from cluster.admin_client import (
     AdminError,
     NodeAddress,
 )
-from cluster.demo_keys import DEMO_KEYS_FILE_NAME, issue_demo_keys
+from cluster.market import Market, seed_market
 from cluster.private_file import write_private
 from cluster.tls import CERT_FILE_NAME, self_signed
-from engine.commands import AddAsset, AddInstrument, CreateAccount, Deposit, command_to_wire
+from engine.commands import AddInstrument
 
 LAUNCH_FILE_NAME = "launch.json"
 LEADER_WAIT_S = 30.0
@@ -179,7 +179,7 @@ def _write_node_config(
 
 
 def node_command(node: LocalNode) -> list[str]:
-    return [sys.executable, "-m", "cluster.cli", "node", "--config", str(node.config_path)]
+    return [sys.executable, "-m", "raftex.cli", "node", "--config", str(node.config_path)]
 
 
 def start_node(node: LocalNode, command: list[str]) -> subprocess.Popen:
@@ -230,10 +230,10 @@ async def wait_for_leader(
     raise AdminError(f"no leader elected within {timeout_s:.0f} s")
 
 
-def demo_commands() -> list[list[Any]]:
-    commands: list[Any] = [AddAsset(DEMO_QUOTE, DEMO_QUOTE_DECIMALS)]
-    commands += [AddAsset(symbol, 0) for symbol, _ in DEMO_STOCKS]
-    commands += [
+DEMO_MARKET = Market(
+    quote=DEMO_QUOTE,
+    quote_decimals=DEMO_QUOTE_DECIMALS,
+    instruments=tuple(
         AddInstrument(
             symbol,
             symbol,
@@ -249,21 +249,16 @@ def demo_commands() -> list[list[Any]]:
             halt_pause_ms=30_000,
         )
         for symbol, price in DEMO_STOCKS
-    ]
-    for account in DEMO_ACCOUNTS:
-        commands.append(CreateAccount(account))
-        commands.append(Deposit(account, DEMO_QUOTE, DEMO_CASH_CENTS, request_id="demo-cash"))
-        commands.extend(
-            Deposit(account, symbol, DEMO_SHARES, request_id=f"demo-{symbol}")
-            for symbol, _ in DEMO_STOCKS
-        )
-    return [command_to_wire(c) for c in commands]
+    ),
+    accounts=DEMO_ACCOUNTS,
+    cash=DEMO_CASH_CENTS,
+    shares=DEMO_SHARES,
+)
 
 
 async def seed_demo(http: str, token: str, ca_file: Path | None = None) -> None:
     async with AdminClient(token, ca_file=ca_file) as client:
-        for wire in demo_commands():
-            await client.submit(http, wire)
+        await seed_market(client, http, DEMO_MARKET)
 
 
 class LocalCluster:
@@ -344,50 +339,3 @@ class LocalCluster:
                 process.kill()
                 process.wait()
         self.processes.clear()
-
-
-def run_up(count: int, data_dir: Path, tls: bool = False) -> int:
-    """`tls` applies to a new cluster; a restarted one keeps what it was created with."""
-    cluster = LocalCluster(data_dir.resolve(), count, tls=tls)
-    ca = cluster.ca_file
-    stopping = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    cluster.start()
-    try:
-        token = cluster.admin_token
-        leader = asyncio.run(wait_for_leader(cluster.nodes, token, LEADER_WAIT_S, ca))
-        leader_http = cluster.node(leader).http
-        asyncio.run(seed_demo(leader_http, token, ca))
-        keys = asyncio.run(issue_demo_keys(leader_http, token, cluster.data_dir, DEMO_ACCOUNTS, ca))
-    except AdminError as exc:
-        print(f"raftex up: {exc}; logs in {data_dir}", file=sys.stderr)
-        cluster.stop()
-        return 1
-    print(f"raftex: {count}-node cluster up, leader {leader}")
-    for node in cluster.nodes:
-        scheme = "https" if ca else "http"
-        print(f"  {node.node_id}  {scheme}://{node.http}  raft {node.raft}  log {node.log_path}")
-    print(f"  cluster file  {cluster.cluster_file}")
-    print(f"  admin token   {data_dir / ADMIN_TOKEN_FILE_NAME}")
-    if ca:
-        print(f"  certificate   {ca} (self-signed: give it to clients as their CA)")
-    print(f"  demo API keys {data_dir / DEMO_KEYS_FILE_NAME} (TOTP secrets next to it)")
-    for key in keys:
-        print(f"    {key['account']:<6} {key['kind']:<8} {key['api_key']}  {key['scopes']}")
-    print("Ctrl-C stops the cluster; the data stays in", data_dir)
-    sys.stdout.flush()
-    while not stopping:
-        dead = [k for k, p in cluster.processes.items() if p.poll() is not None]
-        if dead:
-            print(f"raftex up: node(s) {', '.join(dead)} exited; see their logs", file=sys.stderr)
-            break
-        time.sleep(POLL_PERIOD_S)
-    cluster.stop()
-    print("raftex: cluster stopped")
-    return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from aiohttp import web
 
-from api.server import add_routes
+from raftex.node_process import add_routes
 from tests.api.conftest import ApiCluster
 
 pytestmark = pytest.mark.asyncio

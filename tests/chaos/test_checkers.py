@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from bench.workload import standard_workload
 from chaos.checkers import (
     DEPOSIT_TAG,
     PLACE_TAG,
@@ -18,7 +19,6 @@ from chaos.checkers import (
     check_writes,
 )
 from chaos.history import INFO, OK, FaultRecord, History, StateSample, StatusSample
-from cluster.workload import standard_workload
 from engine import Exchange
 from engine.events import event_to_dict
 

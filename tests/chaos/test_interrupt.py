@@ -37,7 +37,7 @@ def test_sigterm_mid_run_stops_and_removes_everything(tmp_path: Path) -> None:
     report = str(tmp_path / "report")
     command = ["chaos", "run", "--seconds", "60", "--nemesis", "partition", "--out", report]
     run = subprocess.Popen(
-        [sys.executable, "-m", "cluster.cli", *command],
+        [sys.executable, "-m", "raftex.cli", *command],
         env={**os.environ, "TMPDIR": str(scratch)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -112,7 +112,7 @@ def _node_command(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:
         [
             sys.executable,
             "-m",
-            "cluster.cli",
+            "raftex.cli",
             "node",
             "--id",
             "n1",
@@ -165,7 +165,7 @@ def test_raftex_admin_reports_an_unreachable_node_without_a_traceback() -> None:
         [
             sys.executable,
             "-m",
-            "cluster.cli",
+            "raftex.cli",
             "admin",
             "--node",
             f"{HOST}:{free_port()}",
@@ -184,7 +184,7 @@ def test_raftex_admin_reports_an_unreachable_node_without_a_traceback() -> None:
         [
             sys.executable,
             "-m",
-            "cluster.cli",
+            "raftex.cli",
             "admin",
             "--node",
             f"{HOST}:{free_port()}",

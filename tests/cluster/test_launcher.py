@@ -18,7 +18,7 @@ UP_WAIT_S = 60.0
 
 def _start_up(data_dir: Path) -> subprocess.Popen:
     process = subprocess.Popen(
-        [sys.executable, "-m", "cluster.cli", "up", "--nodes", "3", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "raftex.cli", "up", "--nodes", "3", "--data-dir", str(data_dir)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -143,7 +143,7 @@ def test_a_node_with_the_wrong_secret_cannot_join_or_change_anything(
         f'admin_token = "intruder-token"\n{peers}'
     )
     intruder = subprocess.Popen(
-        [sys.executable, "-m", "cluster.cli", "node", "--config", str(config)],
+        [sys.executable, "-m", "raftex.cli", "node", "--config", str(config)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -217,7 +217,7 @@ def test_a_follower_with_a_corrupted_journal_refuses_to_start(cluster: ClusterHa
     journal.write_bytes(bytes(data))
 
     done = subprocess.run(  # noqa: PLW1510 - the exit status is the point
-        [sys.executable, "-m", "cluster.cli", "node", "--config", str(victim.config_path)],
+        [sys.executable, "-m", "raftex.cli", "node", "--config", str(victim.config_path)],
         capture_output=True,
         text=True,
         timeout=60,

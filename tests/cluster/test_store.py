@@ -20,6 +20,7 @@ import pytest
 from rocksdict import Options, Rdict
 
 import cluster.store
+from bench.workload import standard_workload
 from cluster.store import (
     BATCH_COMMANDS_MAX,
     BLOCK_ROWS_MAX,
@@ -37,7 +38,6 @@ from cluster.store import (
     StoreQueryError,
     u64_key,
 )
-from cluster.workload import standard_workload
 from engine import Exchange, OrderType, Side, TimeInForce
 from engine.commands import (
     AddInstrument,
@@ -572,7 +572,7 @@ def test_a_store_without_fsync_keeps_every_written_batch_through_kill_9(tmp_path
         import os, signal
         from pathlib import Path
         from cluster.store import AppliedCommand, Store
-        from cluster.workload import standard_workload
+        from bench.workload import standard_workload
         from engine import Exchange
         from engine.commands import command_to_wire
 

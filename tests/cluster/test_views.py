@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from bench.workload import standard_workload
 from cluster.views import NodeView, full_view, next_view
-from cluster.workload import standard_workload
 from engine import Exchange
 from engine.codes import KeyKind, Scope
 from engine.commands import AddApiKey, AddAsset, CreateAccount, RevokeApiKey, SetSecondFactor

@@ -2,7 +2,7 @@
 
 from conftest import ALICE, BOB, BUY, SELL, rest
 
-from cluster.workload import standard_workload
+from bench.workload import standard_workload
 from engine import Exchange
 from engine.invariants import invariant_problems
 

@@ -17,7 +17,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cluster.bench import START_MS
+from bench.engine import START_MS
+from bench.workload import COMMANDS_PER_MS, standard_workload
 from cluster.gc_policy import tune_gc_for_apply
 from cluster.snapshot_file import (
     SnapshotMeta,
@@ -26,7 +27,6 @@ from cluster.snapshot_file import (
     write_snapshot_file,
 )
 from cluster.store import AppliedCommand, Store
-from cluster.workload import COMMANDS_PER_MS, standard_workload
 from engine import Exchange
 from engine.commands import command_to_wire
 

@@ -15,8 +15,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bench.workload import COMMANDS_PER_MS, standard_workload
 from cluster.gc_policy import tune_gc_for_apply
-from cluster.workload import COMMANDS_PER_MS, standard_workload
 from engine import Exchange
 
 REFERENCE_MATCHER = (

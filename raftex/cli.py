@@ -12,20 +12,20 @@ import signal
 import sys
 from pathlib import Path
 
-from api.bench_api import format_api_bench, run_api_bench
-from api.server import run_node
+from bench.api import format_api_bench, run_api_bench
+from bench.cluster import format_cluster_bench, run_cluster_bench
+from bench.engine import REFERENCE_MATCHER, format_engine_bench, run_engine_bench
+from bench.snapshot import format_snapshot_bench, run_snapshot_bench
 from chaos.cluster import PLANES
 from chaos.nemesis import NemesisError, parse_families
 from chaos.netns import NetnsUnavailable
 from chaos.report import format_table
 from chaos.run import result_json, run_chaos
-from cluster.admin_cli import add_admin_parser, run_admin
 from cluster.admin_client import AdminError
-from cluster.bench import REFERENCE_MATCHER, format_engine_bench, run_engine_bench
-from cluster.bench_cluster import format_cluster_bench, run_cluster_bench
-from cluster.bench_snapshot import format_snapshot_bench, run_snapshot_bench
 from cluster.config import ConfigError, load_config
-from cluster.launcher import run_up
+from raftex.admin_cli import add_admin_parser, run_admin
+from raftex.node_process import run_node
+from raftex.up import run_up
 
 
 def _positive(text: str) -> int:

@@ -22,13 +22,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.engine import run_engine_bench
+from bench.workload import standard_workload
 from cluster.admin_client import AdminClient, AdminError
-from cluster.bench import run_engine_bench
 from cluster.launcher import LocalCluster, wait_for_leader
-from cluster.workload import standard_workload
+from cluster.market import Market, seed_market
 from engine.commands import Command, PlaceOrder, command_to_wire
 
-SETUP_CHUNK = 200
 LEADER_WAIT_S = 30.0
 ENGINE_COMMANDS = 100_000
 FAILOVER_PROBE_PERIOD_S = 0.02
@@ -75,7 +75,7 @@ def run_cluster_bench(
             result = asyncio.run(
                 _measure(
                     cluster,
-                    workload.setup,
+                    workload.market,
                     workload.commands,
                     clients,
                     seconds,
@@ -100,7 +100,7 @@ def run_cluster_bench(
 
 async def _measure(
     cluster: LocalCluster,
-    setup: list[Command],
+    market: Market,
     commands: list[Command],
     clients: int,
     seconds: float,
@@ -113,9 +113,7 @@ async def _measure(
     http = cluster.node(leader).http
     wires = [command_to_wire(c) for c in commands]
     async with AdminClient(token, timeout_s=30.0) as client:
-        for start in range(0, len(setup), SETUP_CHUNK):
-            chunk = [command_to_wire(c) for c in setup[start : start + SETUP_CHUNK]]
-            await client.call(http, "POST", "/v1/admin/commands/batch", {"commands": chunk})
+        await seed_market(client, http, market)
         cursor = iter(range(0, len(wires), batch))
         load = await _closed_loop(client, http, wires, cursor, clients, batch, seconds)
         paced = await _open_loop(client, http, wires, cursor, batch, rate, seconds)

@@ -12,14 +12,13 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from cluster.market import Market
 from engine.codes import OrderType, Side, TimeInForce
 from engine.commands import (
     AddInstrument,
     AmendOrder,
     CancelOrder,
     Command,
-    CreateAccount,
-    Deposit,
     PlaceOrder,
 )
 
@@ -33,8 +32,9 @@ COMMANDS_PER_MS = 10
 
 @dataclass(frozen=True, slots=True)
 class Workload:
-    """Setup commands (instruments, accounts, deposits) and the measured commands."""
+    """The market it runs on, its set-up commands (the market's) and the measured commands."""
 
+    market: Market
     setup: list[Command]
     commands: list[Command]
 
@@ -43,27 +43,29 @@ def symbols(count: int) -> list[str]:
     return [f"S{n:02d}" for n in range(count)]
 
 
-def setup_commands(accounts: list[str], symbol_names: list[str]) -> list[Command]:
-    setup: list[Command] = [
-        AddInstrument(
-            symbol=symbol,
-            base=symbol,
-            quote=QUOTE_ASSET,
-            tick_size=1,
-            lot_size=1,
-            max_qty=1_000_000,
-            price_band_bps=2_000,
-            maker_fee_bps=1,
-            taker_fee_bps=3,
-            reference_price=MID_PRICE_START,
-        )
-        for symbol in symbol_names
-    ]
-    for account in accounts:
-        setup.append(CreateAccount(account))
-        setup.append(Deposit(account, QUOTE_ASSET, CASH_PER_ACCOUNT))
-        setup.extend(Deposit(account, symbol, SHARES_PER_ACCOUNT) for symbol in symbol_names)
-    return setup
+def workload_market(accounts: list[str], symbol_names: list[str]) -> Market:
+    return Market(
+        quote=QUOTE_ASSET,
+        quote_decimals=2,
+        instruments=tuple(
+            AddInstrument(
+                symbol=symbol,
+                base=symbol,
+                quote=QUOTE_ASSET,
+                tick_size=1,
+                lot_size=1,
+                max_qty=1_000_000,
+                price_band_bps=2_000,
+                maker_fee_bps=1,
+                taker_fee_bps=3,
+                reference_price=MID_PRICE_START,
+            )
+            for symbol in symbol_names
+        ),
+        accounts=tuple(accounts),
+        cash=CASH_PER_ACCOUNT,
+        shares=SHARES_PER_ACCOUNT,
+    )
 
 
 def standard_workload(
@@ -135,4 +137,5 @@ def standard_workload(
                 live.append((owner, target))
         else:
             out.append(PlaceOrder(account, symbol, side, qty, mid + sign, client_order_id=cid))
-    return Workload(setup_commands(accounts, names), out)
+    market = workload_market(accounts, names)
+    return Workload(market, market.commands(), out)

@@ -28,7 +28,8 @@ from typing import Any
 from api.client import ClientError, RaftexClient
 from cluster.admin_client import AdminClient
 from cluster.launcher import LocalCluster, wait_for_leader
-from engine.commands import AddAsset, AddInstrument, CreateAccount, Deposit, command_to_wire
+from cluster.market import Market, seed_market
+from engine.commands import AddInstrument
 
 LEADER_WAIT_S = 30.0
 SYMBOL = "BENCH"
@@ -37,7 +38,6 @@ PRICE = "100.00"
 CASH_CENTS = 10**13
 SHARES = 10**9
 SETTLE_S = 1.0
-SETUP_CHUNK = 200
 UPDATE_HEAD = re.compile(
     r'\{"channel":"book","type":"update","symbol":"[^"]*","seq":(\d+),"ts_ms":(\d+)'
 )
@@ -137,31 +137,26 @@ async def _measure(
 
 
 async def _setup(http: str, token: str, clients: int) -> list[dict[str, Any]]:
-    commands: list[Any] = [
-        AddAsset(QUOTE, 2),
-        AddAsset(SYMBOL, 0),
-        AddInstrument(
-            SYMBOL, SYMBOL, QUOTE, max_qty=10**6, max_notional=10**14, reference_price=10_000
+    market = Market(
+        quote=QUOTE,
+        quote_decimals=2,
+        instruments=(
+            AddInstrument(
+                SYMBOL, SYMBOL, QUOTE, max_qty=10**6, max_notional=10**14, reference_price=10_000
+            ),
         ),
-    ]
-    for n in range(clients):
-        account = f"bench{n:03d}"
-        commands += [
-            CreateAccount(account),
-            Deposit(account, QUOTE, CASH_CENTS),
-            Deposit(account, SYMBOL, SHARES),
-        ]
+        accounts=tuple(f"bench{n:03d}" for n in range(clients)),
+        cash=CASH_CENTS,
+        shares=SHARES,
+    )
     keys = []
     async with AdminClient(token, timeout_s=30.0) as admin:
-        wires = [command_to_wire(c) for c in commands]
-        for start in range(0, len(wires), SETUP_CHUNK):
-            chunk = wires[start : start + SETUP_CHUNK]
-            await admin.call(http, "POST", "/v1/admin/commands/batch", {"commands": chunk})
-        for n in range(clients):
+        await seed_market(admin, http, market)
+        for account in market.accounts:
             made = await admin.call(
                 http,
                 "POST",
-                f"/v1/admin/accounts/bench{n:03d}/keys",
+                f"/v1/admin/accounts/{account}/keys",
                 {"kind": "hmac", "scopes": ["read", "trade"]},
             )
             keys.append(made)

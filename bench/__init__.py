@@ -1,0 +1,1 @@
+"""The standard workload and every benchmark (engine alone, cluster, HTTP API, snapshots)."""

@@ -1,0 +1,1 @@
+"""The program that wires the packages together: the node process, the CLI, a local cluster."""
