@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from api.client import ClientError, RaftexClient
+from bench.cpu import cpu_seconds, cpu_used, per_order_us
 from cluster.admin_client import AdminClient
 from cluster.launcher import LocalCluster, wait_for_leader
 from cluster.market import Market, seed_market
@@ -55,6 +56,10 @@ class ApiBench:
     orders_failed: int
     ack_latency_ms_p50: float
     ack_latency_ms_p99: float
+    # CPU of every process of the run (nodes, and this process's clients and subscribers)
+    # per acknowledged order, and per process.
+    cpu_us_per_order: float
+    cpu_us_per_order_by_process: dict[str, float]
     book_updates: int
     md_messages_delivered: int
     md_messages_per_s: float
@@ -100,6 +105,11 @@ async def _measure(
         await asyncio.sleep(SETTLE_S)
         latencies: list[float] = []
         failed = [0]
+        roles = {
+            p.pid: "leader" if n == leader else "followers" for n, p in cluster.processes.items()
+        }
+        roles[os.getpid()] = "clients"
+        before = cpu_seconds(roles)
         deadline = time.perf_counter() + seconds
         started = time.perf_counter()
         await asyncio.gather(
@@ -109,6 +119,7 @@ async def _measure(
             )
         )
         elapsed = time.perf_counter() - started
+        used = cpu_used(before, cpu_seconds(roles))
         await asyncio.sleep(SETTLE_S)
         for reader in readers:
             reader.cancel()
@@ -126,6 +137,13 @@ async def _measure(
         orders_failed=failed[0],
         ack_latency_ms_p50=_pct(sorted(latencies), 0.5),
         ack_latency_ms_p99=_pct(sorted(latencies), 0.99),
+        cpu_us_per_order=per_order_us(sum(used.values()), len(latencies)),
+        cpu_us_per_order_by_process={
+            role: per_order_us(
+                sum(s for pid, s in used.items() if roles[pid] == role), len(latencies)
+            )
+            for role in ("leader", "followers", "clients")
+        },
         book_updates=max((len(feed.seqs) for feed in feeds), default=0),
         md_messages_delivered=delivered,
         md_messages_per_s=round(delivered / elapsed),
@@ -275,6 +293,7 @@ def format_api_bench(result: ApiBench, as_json: bool) -> str:
         ("orders per request", f"{r.orders_per_request}"),
         ("orders acked/s over HTTP", f"{r.orders_per_s:,.0f} (failed {r.orders_failed})"),
         ("ack latency p50/p99", f"{r.ack_latency_ms_p50} / {r.ack_latency_ms_p99} ms"),
+        ("CPU per order", f"{r.cpu_us_per_order} us {r.cpu_us_per_order_by_process}"),
         ("book updates per subscriber", f"{r.book_updates:,}"),
         ("market data delivered/s", f"{r.md_messages_per_s:,.0f}"),
         ("delivery delay p50/p99", f"{r.delivery_ms_p50} / {r.delivery_ms_p99} ms"),

@@ -4,8 +4,12 @@ Starts a fresh local cluster (fsync `always`) in a temporary directory, loads
 the workload's instruments, accounts and deposits, then measures:
 - throughput: C concurrent clients, each sending batches of orders to the
   leader's batch endpoint as fast as acknowledgements come back;
-- latency at a fixed offered rate (open loop: latency counts from when a batch
-  was due, not when it was sent, so a stall is not hidden);
+- the CPU time every process of the run spent per acknowledged order during the
+  throughput phase (the nodes with their children, and this process's clients),
+  read from /proc (bench/cpu.py);
+- latency at an offered rate, by default half the throughput just measured (open
+  loop: latency counts from when a batch was due, not when it was sent, so a stall
+  is not hidden);
 - optionally, leader failover: kill -9 of the leader to the first
   acknowledged write on a survivor;
 and the engine alone in the same run, for the ratio.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import tempfile
 import time
@@ -22,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.cpu import cpu_seconds, cpu_used, per_order_us
 from bench.engine import run_engine_bench
 from bench.workload import standard_workload
 from cluster.admin_client import AdminClient, AdminError
@@ -47,6 +53,9 @@ class ClusterBench:
     latency_ms_p50: float
     latency_ms_p99: float
     latency_ms_p999: float
+    cpu_us_per_order: float
+    # The same, per process: the leader, the followers together, the benchmark's clients.
+    cpu_us_per_order_by_process: dict[str, float]
     rate_offered_per_s: int
     rate_acked_per_s: float
     rate_latency_ms_p50: float
@@ -112,10 +121,15 @@ async def _measure(
     leader = await wait_for_leader(cluster.nodes, token, LEADER_WAIT_S)
     http = cluster.node(leader).http
     wires = [command_to_wire(c) for c in commands]
+    roles = {p.pid: "leader" if n == leader else "followers" for n, p in cluster.processes.items()}
+    roles[os.getpid()] = "clients"
     async with AdminClient(token, timeout_s=30.0) as client:
         await seed_market(client, http, market)
         cursor = iter(range(0, len(wires), batch))
+        before = cpu_seconds(roles)
         load = await _closed_loop(client, http, wires, cursor, clients, batch, seconds)
+        used = cpu_used(before, cpu_seconds(roles))
+        rate = rate or max(1, round(load.acked / seconds / 2))
         paced = await _open_loop(client, http, wires, cursor, batch, rate, seconds)
     failover_s = [await _failover(cluster, token) for _ in range(failovers)]
     return {
@@ -125,6 +139,11 @@ async def _measure(
         "latency_ms_p50": _pct(load.latencies_ms, 0.5),
         "latency_ms_p99": _pct(load.latencies_ms, 0.99),
         "latency_ms_p999": _pct(load.latencies_ms, 0.999),
+        "cpu_us_per_order": per_order_us(sum(used.values()), load.acked),
+        "cpu_us_per_order_by_process": {
+            role: per_order_us(sum(s for pid, s in used.items() if roles[pid] == role), load.acked)
+            for role in ("leader", "followers", "clients")
+        },
         "rate_offered_per_s": rate,
         "rate_acked_per_s": round(paced.acked / seconds),
         "rate_latency_ms_p50": _pct(paced.latencies_ms, 0.5),
@@ -245,6 +264,8 @@ def format_cluster_bench(result: ClusterBench, as_json: bool) -> str:
             f"orders acked/s            {result.orders_per_s:>10,.0f}",
             f"ack latency p50/p99/p99.9 {result.latency_ms_p50} / {result.latency_ms_p99} / "
             f"{result.latency_ms_p999} ms",
+            f"CPU per order             {result.cpu_us_per_order} us "
+            f"{result.cpu_us_per_order_by_process}",
             f"at {result.rate_offered_per_s:,}/s offered      "
             f"{result.rate_acked_per_s:,.0f}/s acked, "
             f"p50/p99/p99.9 {result.rate_latency_ms_p50} / {result.rate_latency_ms_p99} / "

@@ -66,7 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench_cluster.add_argument("--clients", type=_positive, default=8)
     bench_cluster.add_argument("--seconds", type=_positive, default=10)
     bench_cluster.add_argument("--batch", type=_positive, default=100, help="orders per request")
-    bench_cluster.add_argument("--rate", type=_positive, default=5_000, help="offered orders/s")
+    bench_cluster.add_argument(
+        "--rate",
+        type=int,
+        default=0,
+        help="offered orders/s for the latency phase (default: half the throughput measured)",
+    )
     bench_cluster.add_argument("--failovers", type=int, default=1, help="leader kills to time")
     bench_cluster.add_argument("--seed", type=int, default=1)
     bench_cluster.add_argument("--json", action="store_true", help="print one JSON object")
