@@ -9,6 +9,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY engine ./engine
 COPY cluster ./cluster
+COPY projection ./projection
 COPY api ./api
 COPY chaos ./chaos
 COPY bench ./bench

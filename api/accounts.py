@@ -22,7 +22,7 @@ from api.errors import ApiError
 from api.gateway import Gateway, gateway, require_scope, totp_code
 from api.orders import derived_client_id, json_object, refusal
 from api.query import choice, int_param, known_fields, text_field
-from cluster.store import READ_LIMIT_MAX
+from cluster.rocks import READ_LIMIT_MAX
 from engine.codes import SCOPES_ALL, KeyKind, Scope
 from engine.commands import (
     CLIENT_ID_LEN_MAX,
@@ -110,10 +110,10 @@ async def balance_history(request: web.Request) -> web.Response:
     gw = gateway(request)
     principal = await gw.authenticate(request, Scope.READ)
     await gw.wait_for_seq(request)
-    await gw.store_caught_up()
     after = int_param(request, "after_seq", 0, 0, 2**63)
     limit = int_param(request, "limit", 100, 1, READ_LIMIT_MAX)
-    rows = await asyncio.to_thread(gw.node.store.balance_history, principal.account, after, limit)
+    history = await gw.history_store()
+    rows = await asyncio.to_thread(history.balance_history, principal.account, after, limit)
     out = [
         {
             "seq": r["seq"],

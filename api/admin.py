@@ -16,12 +16,13 @@ from pysyncobj.node import TCPNode
 
 from api.errors import ApiError
 from api.forwarding import FORWARD_HEADER, FORWARDER_KEY
+from api.gateway import GATEWAY_KEY
 from api.json_input import JsonRefused, parse_json
 from api.query import int_param, read_body
 from api.submission import NOT_COMMITTED_MESSAGE, set_once, submit_all, submit_one
 from cluster.batcher import NotCommitted
 from cluster.node import MEMBER_TAG, ExchangeNode
-from cluster.store import READ_LIMIT_MAX
+from cluster.rocks import READ_LIMIT_MAX
 from engine.commands import CommandDecodeError, command_from_wire
 from engine.events import EVENT_NAMES, Accepted, Rejected, event_to_dict
 
@@ -77,12 +78,14 @@ async def health(request: web.Request) -> web.Response:
     node = _node(request)
     status = node.status()
     keys = ("id", "role", "leader", "term", "applied_index", "commit_index", "lag", "last_seq")
-    return web.json_response({k: status[k] for k in keys})
+    projection = await request.app[GATEWAY_KEY].projection_status()
+    return web.json_response({**{k: status[k] for k in keys}, "projection": projection})
 
 
 async def status(request: web.Request) -> web.Response:
     require_admin(request)
-    return web.json_response(_node(request).status())
+    projection = await request.app[GATEWAY_KEY].projection_status()
+    return web.json_response({**_node(request).status(), "projection": projection})
 
 
 async def members(request: web.Request) -> web.Response:
@@ -165,8 +168,8 @@ async def snapshot(request: web.Request) -> web.Response:
 async def audit_verify(request: web.Request) -> web.Response:
     require_admin(request)
     node = _node(request)
-    await asyncio.to_thread(node.wait_for_store, STORE_WAIT_S)
-    report = await asyncio.to_thread(node.store.verify_audit)
+    await asyncio.to_thread(node.wait_for_event_log, STORE_WAIT_S)
+    report = await asyncio.to_thread(node.event_log.verify_audit)
     return web.json_response(
         {
             "id": node.node_id,
@@ -184,8 +187,8 @@ async def events(request: web.Request) -> web.Response:
     node = _node(request)
     since = int_param(request, "since", 0, 0, 2**63 - 1)
     limit = int_param(request, "limit", READ_LIMIT_MAX, 1, READ_LIMIT_MAX)
-    await asyncio.to_thread(node.wait_for_store, STORE_WAIT_S)
-    rows = await asyncio.to_thread(node.store.events_since, since, limit)
+    await asyncio.to_thread(node.wait_for_event_log, STORE_WAIT_S)
+    rows = await asyncio.to_thread(node.event_log.events_since, since, limit)
     return web.json_response(
         {
             "id": node.node_id,

@@ -13,7 +13,7 @@ from aiohttp import web
 from api.admin import NODE_KEY, STORE_WAIT_S, json_body, require_admin
 from api.errors import ApiError
 from api.query import int_param
-from cluster.store import READ_LIMIT_MAX
+from cluster.rocks import READ_LIMIT_MAX
 from engine.invariants import asset_totals, invariant_problems
 
 ENGINE_READ_TIMEOUT_S = 10.0
@@ -33,8 +33,8 @@ async def audit_records(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     after = int_param(request, "after", 0, 0, 2**63)
     limit = int_param(request, "limit", READ_LIMIT_MAX, 1, READ_LIMIT_MAX)
-    await asyncio.to_thread(node.wait_for_store, STORE_WAIT_S)
-    rows = await asyncio.to_thread(node.store.audit_records, after, limit)
+    await asyncio.to_thread(node.wait_for_event_log, STORE_WAIT_S)
+    rows = await asyncio.to_thread(node.event_log.audit_records, after, limit)
     return web.json_response({"id": node.node_id, "records": rows})
 
 

@@ -28,7 +28,7 @@ from api.gateway import Gateway, Principal, WriteOutcome, gateway
 from api.numbers import is_decimal, parse_count
 from api.orders import DERIVED_CLIENT_ID_PREFIX
 from api.signing import check_fresh, verify_signature_bytes
-from cluster.store import READ_LIMIT_MAX, OrderStatus
+from cluster.rocks import READ_LIMIT_MAX
 from cluster.views import InstrumentView, KeyView
 from engine.codes import (
     KeyKind,
@@ -41,6 +41,7 @@ from engine.codes import (
 )
 from engine.commands import CLIENT_ID_LEN_MAX, CancelOrder, PlaceOrder
 from engine.state import price_band
+from projection.history import OrderStatus
 
 API_KEY_HEADER = "X-MBX-APIKEY"
 REPLAYED_MESSAGE = "Signature for this request was already used."
@@ -353,8 +354,8 @@ async def trades(request: web.Request) -> web.Response:
     params = _public_params(request, LIST_PARAMS)
     inst = _symbol(gw, params)
     limit = _int_param(params, "limit", TRADES_LIMIT_DEFAULT, 1, READ_LIMIT_MAX) or 1
-    await gw.store_caught_up()
-    rows = await asyncio.to_thread(gw.node.store.trades, inst.symbol, limit, 0)
+    history = await gw.history_store()
+    rows = await asyncio.to_thread(history.trades, inst.symbol, limit, 0)
     return web.json_response(
         [
             {
@@ -567,8 +568,8 @@ async def _new_order_answer(
     }
     if response_type == "ACK":
         return web.json_response(ack)
-    await gw.reach_seq(outcome.seq)
-    record = await asyncio.to_thread(gw.node.store.order, head["order_id"])
+    history = await gw.history_at(outcome.seq)
+    record = await asyncio.to_thread(history.order, head["order_id"])
     if record is None:
         raise BinanceError(503, -1007, "Order status unknown; query it by clientOrderId.")
     answer = {**ack, **_order_row(gw, inst, record, kind)}
@@ -640,12 +641,12 @@ async def _find_order(
             -1102,
             "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!",
         )
-    await gw.store_caught_up()
+    history = await gw.history_store()
     if order_id:
-        record = await asyncio.to_thread(gw.node.store.order, order_id)
+        record = await asyncio.to_thread(history.order, order_id)
     else:
         record = await asyncio.to_thread(
-            gw.node.store.order_by_client_id, principal.account, client_order_id
+            history.order_by_client_id, principal.account, client_order_id
         )
     if record is None or record["account"] != principal.account or record["symbol"] != inst.symbol:
         raise BinanceError(400, -2013, "Order does not exist.")
@@ -668,8 +669,8 @@ async def cancel_order(request: web.Request) -> web.Response:
     if rejected is not None:
         _refuse_replay(rejected)
         raise BinanceError(400, -2011, "Unknown order sent.")
-    await gw.reach_seq(outcome.seq)
-    record = await asyncio.to_thread(gw.node.store.order, record["order_id"]) or record
+    history = await gw.history_at(outcome.seq)
+    record = await asyncio.to_thread(history.order, record["order_id"]) or record
     row = _order_row(gw, inst, record)
     row["origClientOrderId"] = row["clientOrderId"]
     return web.json_response(row)
@@ -684,9 +685,9 @@ async def _orders(
         _symbol(gw, params)
     after = (_int_param(params, "orderId", 1, 1, 2**63 - 1) or 1) - 1
     limit = _int_param(params, "limit", ORDERS_LIMIT_DEFAULT, 1, READ_LIMIT_MAX) or 1
-    await gw.store_caught_up()
+    history = await gw.history_store()
     rows = await asyncio.to_thread(
-        lambda: gw.node.store.orders_of(
+        lambda: history.orders_of(
             principal.account, open_only=open_only, after_order_id=after, limit=READ_LIMIT_MAX
         )
     )
@@ -757,8 +758,8 @@ async def my_trades(request: web.Request) -> web.Response:
     inst = _symbol(gw, params)
     after = (_int_param(params, "fromId", 1, 1, 2**63 - 1) or 1) - 1
     limit = _int_param(params, "limit", ORDERS_LIMIT_DEFAULT, 1, READ_LIMIT_MAX) or 1
-    await gw.store_caught_up()
-    rows = await asyncio.to_thread(gw.node.store.fills_of, principal.account, after, READ_LIMIT_MAX)
+    history = await gw.history_store()
+    rows = await asyncio.to_thread(history.fills_of, principal.account, after, READ_LIMIT_MAX)
     rows = [r for r in rows if r["symbol"] == inst.symbol][:limit]
     return web.json_response(
         [

@@ -37,7 +37,7 @@ from api.json_input import JsonBeyondLimits, JsonRefused, parse_json
 from api.l3 import l3_json, read_l3
 from api.public import book_sides, candle_json, ticker_json
 from api.signing import check_fresh, signing_payload, verify_signature
-from cluster.store import READ_LIMIT_MAX
+from cluster.rocks import READ_LIMIT_MAX
 from cluster.views import NodeView
 from engine.codes import Scope, Side
 from engine.events import (
@@ -635,11 +635,11 @@ def _subscribed(key: Key, seq: int, start: str, op_id: Any) -> str:
 
 async def _replay(gw: Gateway, subscriber: Subscriber, key: Key, since: int) -> int:
     """History after `since` for one channel; returns the last seq covered."""
-    await gw.store_caught_up()
+    event_log = await gw.event_log_caught_up()
     position = since
     wanted = {key}
     while True:
-        events = await asyncio.to_thread(gw.node.store.events_since, position, READ_LIMIT_MAX)
+        events = await asyncio.to_thread(event_log.events_since, position, READ_LIMIT_MAX)
         if not events:
             return position
         for _, rows in render(gw, events, wanted).items():

@@ -39,6 +39,7 @@ from api.signing import (
 )
 from api.submission import NOT_COMMITTED_MESSAGE, submit_all
 from cluster.batcher import NotCommitted
+from cluster.event_log import EventLog
 from cluster.node import ExchangeNode
 from cluster.views import InstrumentView, KeyView
 from engine.codes import Scope
@@ -50,6 +51,8 @@ from engine.commands import (
     command_to_wire,
 )
 from engine.events import event_to_dict
+from projection.history import HistoryStore
+from projection.reader import HistoryReader, ProjectionUnavailable
 
 SUBMIT_TIMEOUT_MS = 5_000
 MIN_SEQ_WAIT_MS_MAX = 2_000
@@ -118,6 +121,8 @@ class Gateway:
     key_limits: RateLimiter
     candles: CandleBook
     replay: ReplayGuard = field(default_factory=ReplayGuard)
+    # The history projection this node reads (None: it runs none).
+    history: HistoryReader | None = None
     forwarder: Forwarder | None = None
 
     # ------------------------------------------------------------ auth
@@ -235,16 +240,49 @@ class Gateway:
             await asyncio.sleep(MIN_SEQ_POLL_S)
         return True
 
-    async def store_caught_up(self) -> None:
-        """Store reads see at least what the published view shows, or 503 `behind`."""
-        if not await asyncio.to_thread(self.node.wait_for_store, STORE_WAIT_S):
-            raise ApiError(503, "behind", "this node's store is behind its log; retry")
+    async def history_store(self) -> HistoryStore:
+        """The history projection once it holds everything this node has applied (so a
+        read after `wait_for_seq` sees that seq), or 503 `behind` / `no_projection`."""
+        if self.history is None:
+            raise ApiError(
+                503,
+                "no_projection",
+                f"node {self.node.node_id} keeps no history; ask a node that runs a projection",
+            )
+        target = self.node.applied_index
+        try:
+            store = await asyncio.to_thread(self.history.at_least, target, STORE_WAIT_S)
+        except ProjectionUnavailable as exc:
+            raise ApiError(503, "no_projection", str(exc)) from None
+        if store is None:
+            raise ApiError(503, "behind", "this node's projection is behind its log; retry")
+        return store
 
-    async def reach_seq(self, seq: int) -> None:
-        """This node applied `seq` and its store holds it (a write led elsewhere), or 503."""
+    async def projection_status(self) -> dict[str, Any]:
+        """How far this node's projection has got: the log index it reached, and its lag
+        behind the node in entries and in log time."""
+        if self.history is None:
+            return {"state": "none"}
+        index, _, log_time_ms = await asyncio.to_thread(self.history.position)
+        node = self.node
+        return {
+            "state": "running" if index else "starting",
+            "index": index,
+            "lag_entries": max(0, node.applied_index - index),
+            "lag_ms": max(0, node.view.log_time_ms - log_time_ms) if index else None,
+        }
+
+    async def event_log_caught_up(self) -> EventLog:
+        """The event log once it holds what this node has applied, or 503 `behind`."""
+        if not await asyncio.to_thread(self.node.wait_for_event_log, STORE_WAIT_S):
+            raise ApiError(503, "behind", "this node's event log is behind its log; retry")
+        return self.node.event_log
+
+    async def history_at(self, seq: int) -> HistoryStore:
+        """The history projection once it holds `seq` (a write led elsewhere), or 503."""
         if not await self._applied(seq):
             raise ApiError(503, "behind", f"this node has not applied seq {seq} yet; retry")
-        await self.store_caught_up()
+        return await self.history_store()
 
     def instrument(self, symbol: str) -> InstrumentView:
         inst = self.node.view.instruments.get(symbol)

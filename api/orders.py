@@ -20,7 +20,7 @@ from api.gateway import Gateway, Principal, WriteOutcome, gateway
 from api.json_input import JsonRefused, parse_json
 from api.numbers import parse_count
 from api.query import choice, int_param, known_fields, text_field
-from cluster.store import READ_LIMIT_MAX, OrderStatus
+from cluster.rocks import READ_LIMIT_MAX
 from engine.codes import (
     OrderType,
     RejectCode,
@@ -37,6 +37,7 @@ from engine.commands import (
     MassCancel,
     PlaceOrder,
 )
+from projection.history import HistoryStore, OrderStatus
 
 SIDES = {"buy": Side.BUY, "sell": Side.SELL}
 ORDER_TYPES = {t.name.lower(): t for t in OrderType}
@@ -222,8 +223,8 @@ async def placement(
     order_id = head["order_id"]
     inst = gw.instrument(head["symbol"])
     if len(events) == 1:
-        await gw.reach_seq(outcome.seq)
-        record = await asyncio.to_thread(gw.node.store.order, order_id)
+        history = await gw.history_at(outcome.seq)
+        record = await asyncio.to_thread(history.order, order_id)
         if record is not None:
             return 200, {
                 **base,
@@ -355,18 +356,18 @@ def _change_answer(outcome: WriteOutcome, done_type: str) -> web.Response:
 
 
 async def get_order(request: web.Request) -> web.Response:
-    gw, principal = await _reader(request)
+    gw, principal, history = await _reader(request)
     order_id, _ = _order_ref(request)
-    record = await asyncio.to_thread(gw.node.store.order, order_id)
+    record = await asyncio.to_thread(history.order, order_id)
     if record is None or record["account"] != principal.account:
         raise ApiError(404, "unknown_order", "no such order for this account")
     return web.json_response(order_json(gw, record))
 
 
 async def get_order_by_client_id(request: web.Request) -> web.Response:
-    gw, principal = await _reader(request)
+    gw, principal, history = await _reader(request)
     record = await asyncio.to_thread(
-        gw.node.store.order_by_client_id, principal.account, request.match_info["client_order_id"]
+        history.order_by_client_id, principal.account, request.match_info["client_order_id"]
     )
     if record is None:
         raise ApiError(404, "unknown_order", "no order with this client order id")
@@ -375,14 +376,14 @@ async def get_order_by_client_id(request: web.Request) -> web.Response:
 
 async def list_orders(request: web.Request) -> web.Response:
     """Open orders (`status=open`, default) or all orders, ascending id, `after` as cursor."""
-    gw, principal = await _reader(request)
+    gw, principal, history = await _reader(request)
     status = request.query.get("status", "open")
     if status not in ("open", "all"):
         raise ApiError(400, "bad_status", "status must be open or all")
     after = int_param(request, "after", 0, 0, 2**63)
     limit = int_param(request, "limit", ORDERS_LIMIT_DEFAULT, 1, READ_LIMIT_MAX)
     rows = await asyncio.to_thread(
-        lambda: gw.node.store.orders_of(
+        lambda: history.orders_of(
             principal.account, open_only=status == "open", after_order_id=after, limit=limit
         )
     )
@@ -395,10 +396,10 @@ async def list_orders(request: web.Request) -> web.Response:
 
 
 async def fills(request: web.Request) -> web.Response:
-    gw, principal = await _reader(request)
+    gw, principal, history = await _reader(request)
     after = int_param(request, "after", 0, 0, 2**63)
     limit = int_param(request, "limit", ORDERS_LIMIT_DEFAULT, 1, READ_LIMIT_MAX)
-    rows = await asyncio.to_thread(gw.node.store.fills_of, principal.account, after, limit)
+    rows = await asyncio.to_thread(history.fills_of, principal.account, after, limit)
     out = []
     for row in rows:
         inst = gw.instrument(row["symbol"])
@@ -416,12 +417,12 @@ async def fills(request: web.Request) -> web.Response:
     )
 
 
-async def _reader(request: web.Request) -> tuple[Gateway, Principal]:
+async def _reader(request: web.Request) -> tuple[Gateway, Principal, HistoryStore]:
+    """A signed read of the signer's history, as of `min_seq` if the client gave one."""
     gw = gateway(request)
     principal = await gw.authenticate(request, Scope.READ)
     await gw.wait_for_seq(request)
-    await gw.store_caught_up()
-    return gw, principal
+    return gw, principal, await gw.history_store()
 
 
 def order_json(gw: Gateway, record: dict[str, Any]) -> dict[str, Any]:

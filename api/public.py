@@ -18,7 +18,7 @@ from api.errors import ApiError
 from api.gateway import Gateway, gateway
 from api.l3 import l3_json, read_l3
 from api.query import int_param
-from cluster.store import READ_LIMIT_MAX
+from cluster.rocks import READ_LIMIT_MAX
 from cluster.views import BOOK_VIEW_DEPTH, BookView, InstrumentView
 from engine.codes import Side, TradingStatus
 
@@ -130,8 +130,8 @@ async def trades(request: web.Request) -> web.Response:
     inst = gw.instrument(request.match_info["symbol"])
     limit = int_param(request, "limit", TRADES_LIMIT_DEFAULT, 1, READ_LIMIT_MAX)
     before = int_param(request, "before_trade_id", 0, 0, 2**63)
-    await gw.store_caught_up()
-    rows = await asyncio.to_thread(gw.node.store.trades, inst.symbol, limit, before)
+    history = await gw.history_store()
+    rows = await asyncio.to_thread(history.trades, inst.symbol, limit, before)
     return web.json_response(
         {
             "symbol": inst.symbol,

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.cpu import cpu_seconds, cpu_used, per_order_us
+from bench.cpu import children_running, cpu_seconds, cpu_used, per_order_us
 from bench.engine import run_engine_bench
 from bench.workload import standard_workload
 from cluster.admin_client import AdminClient, AdminError
@@ -41,8 +41,20 @@ FAILOVER_PROBE_PERIOD_S = 0.02
 CATCH_UP_WAIT_S = 60.0
 
 
+# The topology measured: until read replicas carry them, the history projection runs beside
+# one voter only; the others run lean (no projector), as the README recommends.
+TOPOLOGY = "3 voters, fsync always; the history projection beside n1 only"
+PROJECTING_NODE = "n1"
+PROJECTION_CATCH_UP_WAIT_S = 120.0
+
+
+def _topology(nodes: int) -> dict[str, dict[str, float | bool]]:
+    return {f"n{n}": {"projection": False} for n in range(2, nodes + 1)}
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterBench:
+    topology: str
     nodes: int
     clients: int
     batch: int
@@ -54,13 +66,18 @@ class ClusterBench:
     latency_ms_p99: float
     latency_ms_p999: float
     cpu_us_per_order: float
-    # The same, per process: the leader, the followers together, the benchmark's clients.
+    # The same, per process: the leader, the followers together (without their projector),
+    # the projector, the benchmark's clients.
     cpu_us_per_order_by_process: dict[str, float]
     rate_offered_per_s: int
     rate_acked_per_s: float
     rate_latency_ms_p50: float
     rate_latency_ms_p99: float
     rate_latency_ms_p999: float
+    # The projection's lag behind its node when the load stopped, and how long it took to
+    # catch up after: a projection that keeps up ends near zero.
+    projection_lag_entries_at_end: int
+    projection_catch_up_s: float
     engine_commands_per_s: float
     ratio_to_engine: float
     failover_s: list[float]
@@ -78,7 +95,7 @@ def run_cluster_bench(
 ) -> ClusterBench:
     workload = standard_workload(max(200_000, int(seconds * 60_000)), seed)
     with tempfile.TemporaryDirectory(prefix="raftex-bench-") as tmp:
-        cluster = LocalCluster(Path(tmp), nodes, fsync="always")
+        cluster = LocalCluster(Path(tmp), nodes, fsync="always", node_settings=_topology(nodes))
         cluster.start()
         try:
             result = asyncio.run(
@@ -97,6 +114,7 @@ def run_cluster_bench(
             cluster.stop()
     engine = run_engine_bench(ENGINE_COMMANDS, seed, reference=None)
     return ClusterBench(
+        topology=TOPOLOGY,
         nodes=nodes,
         clients=clients,
         batch=batch,
@@ -122,6 +140,8 @@ async def _measure(
     http = cluster.node(leader).http
     wires = [command_to_wire(c) for c in commands]
     roles = {p.pid: "leader" if n == leader else "followers" for n, p in cluster.processes.items()}
+    for node_process in cluster.processes.values():
+        roles.update((pid, "projector") for pid in children_running(node_process.pid, "project"))
     roles[os.getpid()] = "clients"
     async with AdminClient(token, timeout_s=30.0) as client:
         await seed_market(client, http, market)
@@ -131,6 +151,9 @@ async def _measure(
         used = cpu_used(before, cpu_seconds(roles))
         rate = rate or max(1, round(load.acked / seconds / 2))
         paced = await _open_loop(client, http, wires, cursor, batch, rate, seconds)
+        lag_at_end, catch_up_s = await _projection_catch_up(
+            client, cluster.node(PROJECTING_NODE).http
+        )
     failover_s = [await _failover(cluster, token) for _ in range(failovers)]
     return {
         "orders_acked": load.acked,
@@ -142,15 +165,32 @@ async def _measure(
         "cpu_us_per_order": per_order_us(sum(used.values()), load.acked),
         "cpu_us_per_order_by_process": {
             role: per_order_us(sum(s for pid, s in used.items() if roles[pid] == role), load.acked)
-            for role in ("leader", "followers", "clients")
+            for role in ("leader", "followers", "projector", "clients")
         },
         "rate_offered_per_s": rate,
         "rate_acked_per_s": round(paced.acked / seconds),
         "rate_latency_ms_p50": _pct(paced.latencies_ms, 0.5),
         "rate_latency_ms_p99": _pct(paced.latencies_ms, 0.99),
         "rate_latency_ms_p999": _pct(paced.latencies_ms, 0.999),
+        "projection_lag_entries_at_end": lag_at_end,
+        "projection_catch_up_s": catch_up_s,
         "failover_s": failover_s,
     }
+
+
+async def _projection_catch_up(client: AdminClient, http: str) -> tuple[int, float]:
+    """(entries the projection is behind its node now, seconds until it is not)."""
+    started = time.perf_counter()
+    lag_at_end = -1
+    while time.perf_counter() - started < PROJECTION_CATCH_UP_WAIT_S:
+        projection = (await client.call(http, "GET", "/v1/admin/status"))["projection"]
+        lag = projection.get("lag_entries", -1) if projection["state"] == "running" else -1
+        if lag_at_end < 0:
+            lag_at_end = lag
+        if lag == 0:
+            break
+        await asyncio.sleep(0.05)
+    return lag_at_end, round(time.perf_counter() - started, 2)
 
 
 async def _send(
@@ -260,6 +300,7 @@ def format_cluster_bench(result: ClusterBench, as_json: bool) -> str:
         return json.dumps(asdict(result))
     return "\n".join(
         [
+            f"topology                  {result.topology}",
             f"nodes / clients / batch   {result.nodes} / {result.clients} / {result.batch}",
             f"orders acked/s            {result.orders_per_s:>10,.0f}",
             f"ack latency p50/p99/p99.9 {result.latency_ms_p50} / {result.latency_ms_p99} / "
@@ -271,6 +312,8 @@ def format_cluster_bench(result: ClusterBench, as_json: bool) -> str:
             f"p50/p99/p99.9 {result.rate_latency_ms_p50} / {result.rate_latency_ms_p99} / "
             f"{result.rate_latency_ms_p999} ms",
             f"not committed             {result.not_committed}",
+            f"projection lag at end     {result.projection_lag_entries_at_end} entries, caught up"
+            f" in {result.projection_catch_up_s} s",
             f"engine alone              {result.engine_commands_per_s:>10,.0f} commands/s",
             f"ratio to engine           {result.ratio_to_engine:.3f}",
             f"leader failover           {result.failover_s} s",

@@ -38,12 +38,14 @@ def _children_by_parent() -> dict[int, list[int]]:
 
 
 def cpu_seconds(pids: Iterable[int]) -> dict[int, float]:
-    """CPU seconds (user + system) of each process, its live descendants included; this
-    process alone (the nodes it started are counted as themselves)."""
+    """CPU seconds (user + system) of each process, its live descendants included unless
+    they are listed themselves; this process alone (the nodes it started count as
+    themselves)."""
+    chosen = set(pids)
     children = _children_by_parent()
     own = os.getpid()
     out: dict[int, float] = {}
-    for pid in pids:
+    for pid in chosen:
         total = 0
         stack = [pid]
         while stack:
@@ -55,9 +57,22 @@ def cpu_seconds(pids: Iterable[int]) -> dict[int, float]:
                 total += int(fields[_UTIME]) + int(fields[_STIME])
                 continue
             total += sum(int(fields[i]) for i in (_UTIME, _STIME, _CUTIME, _CSTIME))
-            stack.extend(children.get(current, ()))
+            stack.extend(c for c in children.get(current, ()) if c not in chosen)
         out[pid] = total / CLOCK_TICKS_PER_S
     return out
+
+
+def children_running(pid: int, marker: str) -> list[int]:
+    """The live child processes of `pid` whose command line contains `marker`."""
+    found = []
+    for child in _children_by_parent().get(pid, ()):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if marker.encode() in command:
+            found.append(child)
+    return found
 
 
 def cpu_used(before: dict[int, float], after: dict[int, float]) -> dict[int, float]:

@@ -1,10 +1,10 @@
 """`raftex bench snapshot`: what a snapshot of N orders of history costs.
 
 Builds the state a node would have after N commands of the standard workload
-(engine plus a real RocksDB store), then times the two halves of a rejoin:
-writing the dump file (engine snapshot, store checkpoint, tar: what the
-leader's Raft thread does at compaction) and installing it (extract, open the
-store, restore the engine: what a node with an empty disk does). Moving the
+(engine plus a real RocksDB event log), then times the two halves of a rejoin:
+writing the dump file (engine snapshot, event log checkpoint, tar: what the
+leader does at compaction) and installing it (extract, open the event log,
+restore the engine: what a node with an empty disk does). Moving the
 file between nodes costs its size over the network on top.
 """
 
@@ -19,14 +19,14 @@ from pathlib import Path
 
 from bench.engine import START_MS
 from bench.workload import COMMANDS_PER_MS, standard_workload
+from cluster.event_log import AppliedCommand, EventLog
 from cluster.gc_policy import tune_gc_for_apply
 from cluster.snapshot_file import (
     SnapshotMeta,
-    extract_store,
+    extract_event_log,
     read_snapshot_meta,
     write_snapshot_file,
 )
-from cluster.store import AppliedCommand, Store
 from engine import Exchange
 from engine.commands import command_to_wire
 
@@ -49,7 +49,7 @@ def run_snapshot_bench(commands: int, seed: int) -> SnapshotBench:
     workload = standard_workload(commands, seed)
     with tempfile.TemporaryDirectory(prefix="raftex-snap-") as tmp:
         root = Path(tmp)
-        store = Store.open(root / "store", fsync=False)
+        event_log = EventLog.open(root / "events")
         ex = Exchange()
         started = time.perf_counter()
         index = 0
@@ -62,29 +62,29 @@ def run_snapshot_bench(commands: int, seed: int) -> SnapshotBench:
                 AppliedCommand(f"bench/{n}", command_to_wire(c), ex.apply(c, ts))
                 for n, c in enumerate(everything[start : start + ENTRY_COMMANDS], start)
             ]
-            store.write_batch(index, ts, applied)
+            event_log.write_entry(index, ts, applied)
         build_s = time.perf_counter() - started
 
         started = time.perf_counter()
         engine_bytes = ex.snapshot()
         checkpoint = root / "checkpoint"
-        store.checkpoint(checkpoint)
+        event_log.checkpoint(checkpoint)
         dump = root / "raft.dump"
         meta = SnapshotMeta(index, (b"", index, 1), (b"", index - 1, 1), [], [], engine_bytes)
         write_snapshot_file(dump, meta, checkpoint)
         write_dump_s = time.perf_counter() - started
-        store.close()
+        event_log.close()
         shutil.rmtree(checkpoint)
 
         started = time.perf_counter()
         loaded = read_snapshot_meta(dump)
-        extract_store(dump, root / "restored", loaded.store_digests or {})
-        restored_store = Store.open(root / "restored", fsync=False)
+        extract_event_log(dump, root / "restored", loaded.event_log_digests or {})
+        restored_log = EventLog.open(root / "restored")
         restored = Exchange.restore(loaded.engine)
         install_s = time.perf_counter() - started
         assert restored.state_hash() == ex.state_hash(), "restored engine differs"
-        assert restored_store.applied_index() == index
-        restored_store.close()
+        assert restored_log.applied_index() == index
+        restored_log.close()
         return SnapshotBench(
             commands=commands,
             events=ex.seq,

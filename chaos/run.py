@@ -25,7 +25,7 @@ from chaos.nemesis import Nemesis, schedule
 from chaos.report import write_report
 from chaos.workload import Client
 from cluster.admin_client import HASH_ANSWER_SLACK_S, AdminError
-from cluster.store import READ_LIMIT_MAX
+from cluster.rocks import READ_LIMIT_MAX
 
 T = TypeVar("T")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)

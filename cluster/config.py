@@ -74,6 +74,10 @@ class NodeConfig:
     # A WebSocket connection holding no subscription that sends nothing for this long is
     # closed (1001).
     feed_idle_timeout_s: float = FEED_IDLE_TIMEOUT_S_DEFAULT
+    # Run a projector beside this node (a child process) and serve history reads (orders,
+    # fills, trades, balance history) from its projection. Off: a lean node that answers
+    # those reads with 503 `no_projection`.
+    projection: bool = True
     # Chaos testing only: lets the admin endpoint partition this node and skew its clock.
     fault_hooks: bool = False
 
@@ -131,6 +135,7 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> NodeConfig:
         tls_cert=Path(raw["tls_cert"]) if raw.get("tls_cert") else None,
         tls_key=Path(raw["tls_key"]) if raw.get("tls_key") else None,
         fault_hooks=raw.get("fault_hooks", False) is True,
+        projection=_flag(raw, "projection", True),
         feed_buffer_bytes_max=_positive_int(
             raw, "feed_buffer_bytes_max", FEED_BUFFER_BYTES_MAX_DEFAULT
         ),
@@ -175,6 +180,13 @@ def _rate(raw: dict[str, Any], name: str, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ConfigError(f"{name} must be a number >= 0 (0 turns the limit off)")
     return float(value)
+
+
+def _flag(raw: dict[str, Any], name: str, default: bool) -> bool:
+    value = raw.get(name, default)
+    if type(value) is not bool:
+        raise ConfigError(f"{name} must be true or false")
+    return value
 
 
 def _seconds(raw: dict[str, Any], name: str, default: float) -> float:

@@ -105,10 +105,12 @@ def prepare(
     settings: dict[str, float | bool] | None = None,
     tls: bool = False,
     host_of: HostOf | None = None,
+    node_settings: dict[str, dict[str, float | bool]] | None = None,
 ) -> tuple[list[LocalNode], str]:
     """Writes (or reuses) the launch plan and node configs; returns nodes and admin token.
 
-    `settings`: extra numeric node settings (rate limits) for every node of a new plan.
+    `settings`: extra node settings (rate limits) for every node of a new plan;
+    `node_settings`: more for some nodes, by id (which of them run a projection).
     `host_of`: each node's own address, for nodes that do not share 127.0.0.1.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -121,6 +123,7 @@ def prepare(
             "admin_token": secrets.token_urlsafe(24),
             "nodes": [_addresses(f"n{i}", host_of) for i in range(1, count + 1)],
             "settings": dict(settings or {}),
+            "node_settings": dict(node_settings or {}),
             "tls": tls,
         }
         write_private(launch_file, json.dumps(plan, indent=2))
@@ -160,7 +163,8 @@ def _write_node_config(
 ) -> LocalNode:
     config_path = data_dir / f"{entry['id']}.toml"
     # JSON numbers and booleans are TOML numbers and booleans.
-    extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in sorted(plan.get("settings", {}).items()))
+    settings = {**plan.get("settings", {}), **plan.get("node_settings", {}).get(entry["id"], {})}
+    extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in sorted(settings.items()))
     if plan.get("tls"):
         cert, key = self_signed(data_dir, HOST)
         extra += f'tls_cert = "{cert}"\ntls_key = "{key}"\n'
@@ -273,14 +277,17 @@ class LocalCluster:
         tls: bool = False,
         host_of: HostOf | None = None,
         prefix_of: Callable[[str], list[str]] | None = None,
+        node_settings: dict[str, dict[str, float | bool]] | None = None,
     ) -> None:
         """`host_of` and `prefix_of`: each node's own address and command prefix, for
-        nodes in network namespaces of their own."""
+        nodes in network namespaces of their own; `node_settings`: settings of some nodes."""
         self.data_dir = data_dir
         self.fsync = fsync
         self.host_of = host_of
         self.prefix_of = prefix_of
-        self.nodes, self.admin_token = prepare(data_dir, count, fsync, settings, tls, host_of)
+        self.nodes, self.admin_token = prepare(
+            data_dir, count, fsync, settings, tls, host_of, node_settings
+        )
         plan = json.loads((data_dir / LAUNCH_FILE_NAME).read_text())
         # The certificate clients trust, when the cluster serves HTTPS.
         self.ca_file = data_dir / CERT_FILE_NAME if plan.get("tls") else None

@@ -1,14 +1,15 @@
-"""A raftex node: pysyncobj Raft around the engine, the store and the published views.
+"""A raftex node: pysyncobj Raft around the engine, the event log and the published views.
 
 The Raft thread is the apply thread: it alone touches the engine (single
 writer). One log entry is one batch of commands; applying it runs every
 command through the engine at the entry's log time, hands the results to the
-store writer (one RocksDB WriteBatch tagged with the entry's log index, written
-on its own thread), swaps in a new read view, and hands each command's events
-back to its submitter.
+event-log writer (one record per entry, tagged with its log index, written on its
+own thread), swaps in a new read view, and hands each command's events back to
+its submitter. Nothing per order is indexed here: histories are projections of
+the event log, built beside the node (projection/).
 
 Replay safety: the engine is rebuilt from the last snapshot plus the journal;
-the store remembers the last log index it wrote, so a replayed entry updates
+the event log remembers the last log index it wrote, so a replayed entry updates
 the engine but never writes twice. A log index that does not move forward is
 the pysyncobj hazard described in shared/PYSYNCOBJ.md: the node stops loudly.
 """
@@ -36,16 +37,16 @@ from cluster.batcher import Batcher, NotCommitted
 from cluster.config import NodeConfig, Peer
 from cluster.engine_fork import EngineForks, ForkedReadError
 from cluster.entry import decode_entry
+from cluster.event_log import AppliedCommand, EventLog
+from cluster.event_log_writer import EventLogWriter
 from cluster.fault_hooks import FaultState, PartitionableTransport
 from cluster.journal import JournalError
 from cluster.snapshot_file import (
     DumpChild,
     SnapshotMeta,
-    extract_store,
+    extract_event_log,
     read_snapshot_meta,
 )
-from cluster.store import AppliedCommand, Store
-from cluster.store_writer import StoreWriter
 from cluster.views import NodeView, full_view, next_view
 from engine import Exchange, RejectCode
 from engine.commands import CommandDecodeError, command_from_wire
@@ -78,11 +79,11 @@ EventListener = Callable[[list[Event]], None]
 
 
 class ExchangeNode(SyncObj):
-    def __init__(self, config: NodeConfig, store: Store) -> None:
+    def __init__(self, config: NodeConfig, event_log: EventLog) -> None:
         self.config = config
         self.node_id = config.node_id
-        self.writer = StoreWriter(store, config.node_id)
-        self.store_dir = config.data_dir / "store"
+        self.writer = EventLogWriter(event_log, config.node_id)
+        self.event_log_dir = event_log_dir(config.data_dir)
         self.engine = Exchange()
         self.applied_index = 0
         self.view = NodeView()
@@ -246,7 +247,7 @@ class ExchangeNode(SyncObj):
         engine's hash in a forked child (cluster/engine_fork.py), so however large the state,
         the apply thread goes on at once."""
         self.writer.drain()
-        audit_head = self.store.audit_head()
+        audit_head = self.event_log.audit_head()
         with self.hash_marks_changed:
             self.hash_marks_pending.add(index)
         hashed = self.forks.read(self.engine, Exchange.state_hash)
@@ -270,12 +271,12 @@ class ExchangeNode(SyncObj):
         hashed.add_done_callback(record)
 
     @property
-    def store(self) -> Store:
-        """For reads; it may trail the engine by a few entries (see wait_for_store)."""
-        return self.writer.store
+    def event_log(self) -> EventLog:
+        """For reads; it may trail the engine by a few entries (see wait_for_event_log)."""
+        return self.writer.event_log
 
-    def wait_for_store(self, timeout_s: float) -> bool:
-        """Waits until the store holds everything applied when this was called."""
+    def wait_for_event_log(self, timeout_s: float) -> bool:
+        """Waits until the event log holds everything applied when this was called."""
         return self.writer.wait_for(self.applied_index, timeout_s)
 
     def hash_at(self, index: int, timeout_s: float) -> str | None:
@@ -308,7 +309,7 @@ class ExchangeNode(SyncObj):
 
         Writing a large dump takes tens of seconds (1 million orders of history:
         30 s), far longer than an election timeout, so the Raft thread only takes
-        the store checkpoint (hard links) and forks: the child holds a
+        the event log's checkpoint (hard links) and forks: the child holds a
         copy-on-write image of the engine exactly at this index, writes the dump
         beside the real one and renames it into place. `_dump_status` (pysyncobj's
         serializeChecker) reports the child's progress; only on success does
@@ -326,7 +327,7 @@ class ExchangeNode(SyncObj):
         checkpoint = self.config.data_dir / "checkpoint.tmp"
         shutil.rmtree(checkpoint, ignore_errors=True)
         self.writer.drain()
-        self.store.checkpoint(checkpoint)
+        self.event_log.checkpoint(checkpoint)
         meta = SnapshotMeta(
             applied_index=self.applied_index,
             last_entry=tuple(last_entry),
@@ -381,12 +382,12 @@ class ExchangeNode(SyncObj):
     def _install_dump(self, path: str) -> tuple[Any, Any, list[TCPNode]]:
         meta = read_snapshot_meta(Path(path))
         self.writer.drain()
-        if self.store.applied_index() < meta.applied_index:
-            # The snapshot is ahead of our store (new or wiped node): take its store too.
-            self.store.close()
-            shutil.rmtree(self.store_dir, ignore_errors=True)
-            extract_store(Path(path), self.store_dir, meta.store_digests or {})
-            self.writer.replace_store(Store.open(self.store_dir, fsync=False))
+        if self.event_log.applied_index() < meta.applied_index:
+            # The snapshot is ahead of our event log (a new or wiped node): take its too.
+            self.event_log.close()
+            shutil.rmtree(self.event_log_dir, ignore_errors=True)
+            extract_event_log(Path(path), self.event_log_dir, meta.event_log_digests or {})
+            self.writer.replace_log(EventLog.open(self.event_log_dir))
         self.engine = Exchange.restore(meta.engine)
         self.applied_index = meta.applied_index
         self.members = {m[0]: Peer(m[0], m[1], m[2]) for m in meta.members}
@@ -464,7 +465,7 @@ class ExchangeNode(SyncObj):
             "state_hash_index": hash_index,
             "uptime_s": round(time.monotonic() - self.started_monotonic, 1),
             "last_snapshot_index": self.last_snapshot_index,
-            "store_index": self.writer.written_index,
+            "event_log_index": self.writer.written_index,
             "members": sorted(self.members),
         }
 
@@ -475,7 +476,11 @@ class ExchangeNode(SyncObj):
             self._dump.wait()
         self.forks.wait(FORKED_READ_WAIT_S)
         self.writer.close()
-        self.store.close()
+        self.event_log.close()
+
+
+def event_log_dir(data_dir: Path) -> Path:
+    return data_dir / "events"
 
 
 def node_state_hash(engine_hash: str, audit_head: str) -> str:

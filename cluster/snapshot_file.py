@@ -2,10 +2,10 @@
 
 pysyncobj calls our serializer on its own thread when it compacts the log and
 ships the resulting file to followers that are too far behind. The file is an
-uncompressed tar: the store checkpoint under `store/`, then `snapshot.msgpack`
+uncompressed tar: the event log's checkpoint under `events/`, then `snapshot.msgpack`
 (format version, applied index, the two log entries pysyncobj needs, the
 membership, the engine snapshot, and the SHA-256 of the engine snapshot and of
-every store file), then `snapshot.sha256`, the SHA-256 of `snapshot.msgpack`.
+every event log file), then `snapshot.sha256`, the SHA-256 of `snapshot.msgpack`.
 A flipped bit anywhere is found before anything is installed, so a damaged
 dump stops the node instead of starting it on a state that is not the log's.
 Uncompressed, because the checkpoint's SST files are already compressed.
@@ -28,10 +28,10 @@ import msgpack
 
 from engine import Exchange
 
-SNAPSHOT_FILE_VERSION = 2
+SNAPSHOT_FILE_VERSION = 3
 META_NAME = "snapshot.msgpack"
 META_DIGEST_NAME = "snapshot.sha256"
-STORE_DIR_NAME = "store"
+EVENT_LOG_DIR_NAME = "events"
 
 
 class SnapshotFileError(Exception):
@@ -46,8 +46,8 @@ class SnapshotMeta:
     cluster: list[str]
     members: list[list[str]]
     engine: bytes
-    # store file name in the tar -> SHA-256 hex; filled in when the file is written
-    store_digests: dict[str, str] | None = None
+    # event log file name in the tar -> SHA-256 hex; filled in when the file is written
+    event_log_digests: dict[str, str] | None = None
 
 
 def _sha256(data: bytes) -> str:
@@ -64,7 +64,7 @@ def write_snapshot_file(path: Path, meta: SnapshotMeta, checkpoint_dir: Path) ->
     with open(path, "wb") as raw, tarfile.open(fileobj=raw, mode="w") as tar:
         digests = {}
         for file in sorted(p for p in checkpoint_dir.rglob("*") if p.is_file()):
-            name = f"{STORE_DIR_NAME}/{file.relative_to(checkpoint_dir).as_posix()}"
+            name = f"{EVENT_LOG_DIR_NAME}/{file.relative_to(checkpoint_dir).as_posix()}"
             digests[name] = _file_sha256(file)
             tar.add(file, arcname=name)
         packed = msgpack.packb(
@@ -129,7 +129,7 @@ class DumpChild:
 
 
 def _write_in_child(engine: Exchange, meta: SnapshotMeta, checkpoint: Path, final: Path) -> None:
-    """Runs in the forked child only: no logging, no store, no collector (finalizers of
+    """Runs in the forked child only: no logging, no event log, no collector (finalizers of
     objects shared with the parent must not run here), and always os._exit."""
     gc.disable()
     code = 1
@@ -183,26 +183,26 @@ def read_snapshot_meta(path: Path) -> SnapshotMeta:
     )
 
 
-def extract_store(path: Path, dest: Path, digests: dict[str, str]) -> None:
-    """Unpacks the store checkpoint into `dest` (which must not exist yet), each file checked
+def extract_event_log(path: Path, dest: Path, digests: dict[str, str]) -> None:
+    """Unpacks the event log checkpoint into `dest` (which must not exist yet), each file checked
     against the digest the writer recorded."""
     staging = dest.with_name(dest.name + ".extract")
     shutil.rmtree(staging, ignore_errors=True)
     try:
         with tarfile.open(path, mode="r") as tar:
-            members = [m for m in tar.getmembers() if m.name.startswith(STORE_DIR_NAME + "/")]
+            members = [m for m in tar.getmembers() if m.name.startswith(EVENT_LOG_DIR_NAME + "/")]
             tar.extractall(staging, members=members, filter="data")
         found = {m.name for m in members if m.isfile()}
         if found != set(digests):
-            raise SnapshotFileError(f"{path}: store files differ from the ones recorded")
+            raise SnapshotFileError(f"{path}: event log files differ from the ones recorded")
         for name, digest in digests.items():
             if _file_sha256(staging / name) != digest:
                 raise SnapshotFileError(f"{path}: {name} does not match its digest")
     except (OSError, tarfile.TarError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise SnapshotFileError(f"{path}: cannot extract the store: {exc}") from None
+        raise SnapshotFileError(f"{path}: cannot extract the event log: {exc}") from None
     except SnapshotFileError:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    os.replace(staging / STORE_DIR_NAME, dest)
+    os.replace(staging / EVENT_LOG_DIR_NAME, dest)
     shutil.rmtree(staging, ignore_errors=True)

@@ -34,6 +34,7 @@ STATUS_COLUMNS = (
     "commit_index",
     "applied_index",
     "lag",
+    "projection_lag",
     "state_hash",
     "uptime_s",
     "last_snapshot_index",
@@ -165,7 +166,8 @@ async def _first_answer(
 
 def _table(action: str, output: Any) -> str:
     if action == "status":
-        return _format_rows(output["nodes"], STATUS_COLUMNS)
+        rows = [{**row, "projection_lag": _projection_lag(row)} for row in output["nodes"]]
+        return _format_rows(rows, STATUS_COLUMNS)
     if action == "members":
         return _format_rows(output["members"], ("id", "raft", "http")) + (
             f"\nleader: {output['leader']}"
@@ -179,6 +181,16 @@ def _table(action: str, output: Any) -> str:
     if action == "snapshot":
         return _format_rows(output["nodes"], ("requested", "last_snapshot_index"))
     return json.dumps(output, indent=2)
+
+
+def _projection_lag(row: dict[str, Any]) -> str | None:
+    """A node's projection lag as `entries/ms`, `none` where it runs none."""
+    projection = row.get("projection")
+    if not isinstance(projection, dict):
+        return None
+    if projection.get("state") != "running":
+        return projection.get("state")
+    return f"{projection['lag_entries']}/{projection['lag_ms']}ms"
 
 
 def _format_rows(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:

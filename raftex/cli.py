@@ -23,6 +23,8 @@ from chaos.report import format_table
 from chaos.run import result_json, run_chaos
 from cluster.admin_client import AdminError
 from cluster.config import ConfigError, load_config
+from cluster.node import event_log_dir
+from projection.projector import projection_dir, run_projector
 from raftex.admin_cli import add_admin_parser, run_admin
 from raftex.node_process import run_node
 from raftex.up import run_up
@@ -155,6 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="a cluster member (repeat for each, self included)",
     )
 
+    project = commands.add_parser(
+        "project", help="project a node's event log into its history store (what a node runs)"
+    )
+    project.add_argument(
+        "--data-dir", dest="data_dir", type=Path, required=True, help="the node's data directory"
+    )
+    project.add_argument(
+        "--exit-with-parent", action="store_true", help="stop when the process that started it ends"
+    )
+
     up = commands.add_parser("up", help="start a local cluster on 127.0.0.1")
     up.add_argument("--nodes", type=int, choices=[3, 5], default=3)
     up.add_argument("--data-dir", type=Path, default=Path("data"))
@@ -170,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "node":
         return _run_node(args)
+    if args.command == "project":
+        return run_projector(
+            event_log_dir(args.data_dir), projection_dir(args.data_dir), args.exit_with_parent
+        )
     if args.command == "up":
         return run_up(args.nodes, args.data_dir, args.tls)
     if args.command == "admin":

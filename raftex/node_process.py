@@ -1,12 +1,13 @@
-"""The node process: Raft node, store and HTTP gateway, with an explicit lifetime.
+"""The node process: Raft node, event log, HTTP gateway and, beside it, its projector.
 
 Started by `raftex node`. Stops cleanly on SIGTERM or SIGINT: HTTP first (no
-new requests), then the batcher and Raft, then the store.
+new requests), then the projector, then the batcher and Raft, then the event log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -30,11 +31,15 @@ from api.public import add_public_routes
 from api.rate_limits import RateLimiter
 from api.sealing import Sealer
 from cluster.config import NodeConfig, split_address
+from cluster.event_log import EventLog
 from cluster.gc_policy import tune_gc_for_apply
 from cluster.journal import FsyncPolicy, JournalError, install_durable_journal
-from cluster.node import ExchangeNode
-from cluster.store import Store, StoreError
+from cluster.node import ExchangeNode, event_log_dir
+from cluster.rocks import StoreError
 from cluster.tls import client_context, server_context
+from projection.projector import projection_dir
+from projection.reader import HistoryReader, ProjectionUnavailable
+from raftex.projector_child import projector_child
 
 log = logging.getLogger("raftex.server")
 
@@ -43,13 +48,16 @@ FORWARD_TIMEOUT_S = 10.0
 RATE_BURST_SECONDS = 2
 CANDLE_SEED_TRADES_MAX = 100_000
 CANDLE_SEED_PAGE = 1_000
+CANDLE_SEED_WAIT_S = 5.0
 ADMIN_PATH_PREFIX = "/v1/admin/"
 
 
-def build_app(node: ExchangeNode) -> web.Application:
+def build_app(node: ExchangeNode, history: HistoryReader | None) -> web.Application:
+    """`history`: the projection this node reads histories from (None: it has none)."""
     config = node.config
     gw = Gateway(
         node=node,
+        history=history,
         sealer=Sealer(config.secret),
         ip_limits=RateLimiter(
             "per-IP", config.rate_limit_ip_per_s, _burst(config.rate_limit_ip_per_s)
@@ -106,7 +114,7 @@ def build_app(node: ExchangeNode) -> web.Application:
 
     async def candles_context(app: web.Application):  # type: ignore[no-untyped-def]
         unsubscribe = node.subscribe(gw.candles.on_events)
-        await asyncio.to_thread(_seed_candles, node, gw.candles)
+        await asyncio.to_thread(_seed_candles, node, history, gw.candles)
         yield
         unsubscribe()
 
@@ -136,38 +144,69 @@ def _burst(rate_per_s: float) -> int:
     return max(1, int(rate_per_s * RATE_BURST_SECONDS))
 
 
-def _seed_candles(node: ExchangeNode, candles: CandleBook) -> None:
-    """The last day of stored trades (bounded), so candles survive a restart."""
-    node.wait_for_store(5.0)
+def _seed_candles(node: ExchangeNode, history: HistoryReader | None, candles: CandleBook) -> None:
+    """The last day of projected trades (bounded), so candles survive a restart; none when
+    this node has no projection (yet). The candle book holds live trades until then."""
+    candles.seed(_recent_trades(node, history) if history is not None else [])
+
+
+def _recent_trades(node: ExchangeNode, history: HistoryReader) -> list[dict]:
+    try:
+        store = history.at_least(node.applied_index, CANDLE_SEED_WAIT_S)
+    except ProjectionUnavailable:
+        return []
+    if store is None:
+        log.warning("event=candles_seed_partial reason=projection_behind")
+        store = history.at_least(0, 0)
+    if store is None:
+        return []
     horizon_ms = node.view.log_time_ms - 86_400_000
-    history: list[dict] = []
+    trades: list[dict] = []
     for symbol in sorted(node.view.instruments):
         before = 0
-        while len(history) < CANDLE_SEED_TRADES_MAX:
-            page = node.store.trades(symbol, CANDLE_SEED_PAGE, before)
-            history.extend(row for row in page if row["ts_ms"] > horizon_ms)
+        while len(trades) < CANDLE_SEED_TRADES_MAX:
+            page = store.trades(symbol, CANDLE_SEED_PAGE, before)
+            trades.extend(row for row in page if row["ts_ms"] > horizon_ms)
             if len(page) < CANDLE_SEED_PAGE or page[-1]["ts_ms"] <= horizon_ms:
                 break
             before = page[-1]["trade_id"]
-    candles.seed(history)
+    return trades
 
 
 async def serve(config: NodeConfig) -> None:
     install_durable_journal(FsyncPolicy(config.fsync))
     try:
-        # The Raft journal is the durability source; the store is replayed above its
+        # The Raft journal is the durability source; the event log is replayed above its
         # applied index after a crash, so its own writes need not wait for fsync.
-        store = Store.open(config.data_dir / "store", fsync=False)
+        event_log = EventLog.open(event_log_dir(config.data_dir))
     except StoreError as exc:
         raise SystemExit(f"raftex node: {exc}") from None
     try:
-        node = ExchangeNode(config, store)
+        node = ExchangeNode(config, event_log)
     except JournalError as exc:
-        store.close()
+        event_log.close()
         raise SystemExit(f"raftex node: refusing to start: {exc}") from None
     tune_gc_for_apply()
+    history = (
+        HistoryReader(projection_dir(config.data_dir), config.data_dir / "projection-reader")
+        if config.projection
+        else None
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        if config.projection:
+            await stack.enter_async_context(projector_child(config.data_dir))
+        await _serve_http(config, node, history)
+    if history is not None:
+        history.close()
+    await asyncio.to_thread(node.close)
+    log.info("event=node_stopped node=%s", config.node_id)
+
+
+async def _serve_http(
+    config: NodeConfig, node: ExchangeNode, history: HistoryReader | None
+) -> None:
     runner = web.AppRunner(
-        build_app(node), access_log=None, keepalive_timeout=config.http_idle_timeout_s
+        build_app(node, history), access_log=None, keepalive_timeout=config.http_idle_timeout_s
     )
     await runner.setup()
     host, port = split_address(config.http)
@@ -189,8 +228,6 @@ async def serve(config: NodeConfig) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
-        await asyncio.to_thread(node.close)
-        log.info("event=node_stopped node=%s", config.node_id)
 
 
 def run_node(config: NodeConfig) -> int:

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from cluster.event_log import EventLog
 from cluster.snapshot_file import (
     META_NAME,
     SnapshotFileError,
     SnapshotMeta,
-    extract_store,
+    extract_event_log,
     read_snapshot_meta,
     write_snapshot_file,
 )
-from cluster.store import Store
 from engine import Exchange
 from engine.commands import CreateAccount
 
@@ -23,8 +23,11 @@ from engine.commands import CreateAccount
 def make_dump(tmp_path: Path) -> Path:
     ex = Exchange()
     ex.apply(CreateAccount("alice"), 1)
-    with Store.open(tmp_path / "store", fsync=False) as store:
-        store.checkpoint(tmp_path / "checkpoint")
+    event_log = EventLog.open(tmp_path / "events")
+    try:
+        event_log.checkpoint(tmp_path / "checkpoint")
+    finally:
+        event_log.close()
     meta = SnapshotMeta(7, (b"e", 7, 1), (b"d", 6, 1), ["127.0.0.1:1"], [], ex.snapshot())
     dump = tmp_path / "raft.dump"
     write_snapshot_file(dump, meta, tmp_path / "checkpoint")
@@ -38,7 +41,10 @@ def flip_inside(dump: Path, member_name: str) -> None:
             for m in tar.getmembers()
             if m.name == member_name
             or (
-                member_name == "store" and m.isfile() and m.name.startswith("store/") and m.size > 0
+                member_name == "events"
+                and m.isfile()
+                and m.name.startswith("events/")
+                and m.size > 0
             )
         )
         offset = member.offset_data + member.size // 2
@@ -51,16 +57,19 @@ def test_a_good_dump_round_trips(tmp_path: Path) -> None:
     dump = make_dump(tmp_path)
     meta = read_snapshot_meta(dump)
     assert meta.applied_index == 7 and Exchange.restore(meta.engine).accounts.keys() >= {"alice"}
-    extract_store(dump, tmp_path / "restored", meta.store_digests or {})
-    with Store.open(tmp_path / "restored", fsync=False) as store:
-        assert store.applied_index() == 0
+    extract_event_log(dump, tmp_path / "restored", meta.event_log_digests or {})
+    restored = EventLog.open(tmp_path / "restored")
+    try:
+        assert restored.applied_index() == 0
+    finally:
+        restored.close()
 
 
-@pytest.mark.parametrize("member", [META_NAME, "store"])
+@pytest.mark.parametrize("member", [META_NAME, "events"])
 def test_a_flipped_bit_is_refused(tmp_path: Path, member: str) -> None:
     dump = make_dump(tmp_path)
     flip_inside(dump, member)
     with pytest.raises(SnapshotFileError):
         meta = read_snapshot_meta(dump)
-        extract_store(dump, tmp_path / "restored", meta.store_digests or {})
+        extract_event_log(dump, tmp_path / "restored", meta.event_log_digests or {})
     assert not (tmp_path / "restored").exists()

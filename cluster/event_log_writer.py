@@ -1,15 +1,15 @@
-"""Writes applied entries to the store on a thread of its own, in log order.
+"""Writes applied entries to the event log on a thread of its own, in log order.
 
 Why not on the apply thread: the apply thread is pysyncobj's Raft thread, and
 every millisecond it spends in RocksDB is a millisecond of heartbeats and log
-replication not done. Acknowledgement does not wait for the store: an entry is
-durable once it is committed in the Raft journals (fsynced on a majority), and
-the store is derived from the log. After a crash the node replays the entries
-above `store.applied_index()`; the store never writes an index twice.
+replication not done. Acknowledgement does not wait for the event log: an entry
+is durable once it is committed in the Raft journals (fsynced on a majority),
+and the event log is derived from the log. After a crash the node replays the
+entries above `event_log.applied_index()`; it never writes an index twice.
 
 The queue is bounded, so a slow disk slows the apply thread down instead of
-growing memory. A write that fails stops the process: a store that skipped an
-entry would serve wrong histories forever.
+growing memory. A write that fails stops the process: an event log that skipped
+an entry would serve wrong histories forever.
 """
 
 from __future__ import annotations
@@ -21,50 +21,50 @@ import threading
 import time
 from collections.abc import Sequence
 
-from cluster.store import AppliedCommand, Store
+from cluster.event_log import AppliedCommand, EventLog
 
-log = logging.getLogger("raftex.store_writer")
+log = logging.getLogger("raftex.event_log_writer")
 
 QUEUE_ENTRIES_MAX = 256
-EXIT_STORE_FAILED = 75
+EXIT_EVENT_LOG_FAILED = 75
 _STOP = object()
 
 
-class StoreWriter:
-    def __init__(self, store: Store, node_id: str) -> None:
-        self._store = store
+class EventLogWriter:
+    def __init__(self, event_log: EventLog, node_id: str) -> None:
+        self._log = event_log
         self._node_id = node_id
         self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_ENTRIES_MAX)
-        self._last_enqueued = store.applied_index()
+        self._last_enqueued = event_log.applied_index()
         self._written = self._last_enqueued
         self._progress = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="event-log-writer", daemon=True)
         self._thread.start()
 
     @property
-    def store(self) -> Store:
-        return self._store
+    def event_log(self) -> EventLog:
+        return self._log
 
     @property
     def written_index(self) -> int:
         return self._written
 
     def submit(self, index: int, ts_ms: int, commands: Sequence[AppliedCommand]) -> None:
-        """Queues an applied entry; entries the store already holds (a replay) are skipped."""
+        """Queues an applied entry; entries the log already holds (a replay) are skipped."""
         if index <= self._last_enqueued:
             return
         self._last_enqueued = index
         self._queue.put((index, ts_ms, commands))
 
     def drain(self) -> None:
-        """Blocks until everything submitted so far is in the store."""
+        """Blocks until everything submitted so far is in the event log."""
         target = self._last_enqueued
         with self._progress:
             while self._written < target:
                 self._progress.wait()
 
     def wait_for(self, index: int, timeout_s: float) -> bool:
-        """Waits (bounded) until the store holds `index`, for read-your-writes on history."""
+        """Waits (bounded) until the event log holds `index` (reads of it see that entry)."""
         deadline = time.monotonic() + timeout_s
         with self._progress:
             while self._written < min(index, self._last_enqueued):
@@ -74,11 +74,11 @@ class StoreWriter:
                 self._progress.wait(remaining)
         return True
 
-    def replace_store(self, store: Store) -> None:
-        """After a snapshot brought a newer store: continue from its applied index."""
+    def replace_log(self, event_log: EventLog) -> None:
+        """After a snapshot brought a newer event log: continue from its applied index."""
         self.drain()
-        self._store = store
-        self._last_enqueued = self._written = store.applied_index()
+        self._log = event_log
+        self._last_enqueued = self._written = event_log.applied_index()
 
     def close(self) -> None:
         self.drain()
@@ -92,15 +92,15 @@ class StoreWriter:
                 return
             index, ts_ms, commands = item
             try:
-                self._store.write_batch(index, ts_ms, commands)
+                self._log.write_entry(index, ts_ms, commands)
             except BaseException:
                 log.critical(
-                    "event=store_write_failed node=%s index=%d: stopping",
+                    "event=event_log_write_failed node=%s index=%d: stopping",
                     self._node_id,
                     index,
                     exc_info=True,
                 )
-                os._exit(EXIT_STORE_FAILED)
+                os._exit(EXIT_EVENT_LOG_FAILED)
             with self._progress:
                 self._written = index
                 self._progress.notify_all()

@@ -1,0 +1,143 @@
+"""The projector: follows a node's event log and keeps its projections up to date.
+
+The consumer side of the LMAX split: the node (the core) journals each entry's
+commands and events once; the projector, in a process of its own, reads them in
+log order and builds what queries need. It opens the node's event log as a
+RocksDB secondary instance (the node stays its only writer) and its own store as
+the only writer, writes each batch of entries atomically with the last log index
+it covers, and so resumes after any crash at the next entry, never applying one
+twice.
+
+The interface every consumer uses (history now; the warehouse and reports
+later): `EventLog.entries_after(position, limit)` gives `LoggedEntry`s in log
+order, each with its commands and their typed events; a consumer keeps its
+position beside its data, in the same atomic write.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+from cluster.event_log import EventLog
+from cluster.rocks import StoreError
+from projection.history import HistoryStore
+
+log = logging.getLogger("raftex.projector")
+
+# Entries per read and per write: one RocksDB WriteBatch for all of them.
+ENTRIES_PER_WRITE_MAX = 256
+IDLE_POLL_S = 0.005
+REOPEN_PAUSE_S = 0.5
+STATUS_LOG_PERIOD_S = 30.0
+
+
+def projection_dir(data_dir: Path) -> Path:
+    """Where a node's projector keeps its store, beside the node's own data."""
+    return data_dir / "projection"
+
+
+class Projector:
+    """Projects one node's event log into a history store, until `stop()`."""
+
+    def __init__(self, event_log_dir: Path, store_dir: Path, parent_pid: int = 0) -> None:
+        """`parent_pid`: stop when that process is gone (the node that started this one)."""
+        self._event_log_dir = event_log_dir
+        self._store_dir = store_dir
+        self._parent_pid = parent_pid
+        self._stopped = threading.Event()
+        self.entries_projected = 0
+
+    def _orphaned(self) -> bool:
+        return bool(self._parent_pid) and os.getppid() != self._parent_pid
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def run(self) -> None:
+        """Projects until stopped; follows the event log again when the node replaces it (a
+        node that installed a snapshot extracts a new one) or it cannot be followed. A
+        projection that cannot be written stops it (StoreError): it must not skip entries."""
+        with HistoryStore.open(self._store_dir) as store:
+            log.info(
+                "event=projector_started store=%s position=%d",
+                self._store_dir,
+                store.applied_index(),
+            )
+            while not self._stopped.is_set():
+                try:
+                    self._follow(store)
+                except _EventLogLost as exc:
+                    log.warning("event=event_log_followed_again reason=%s", exc)
+                    self._stopped.wait(REOPEN_PAUSE_S)
+
+    def _follow(self, store: HistoryStore) -> None:
+        while not (self._event_log_dir / "CURRENT").exists():
+            if self._stopped.wait(REOPEN_PAUSE_S):
+                return
+        identity = _identity(self._event_log_dir)
+        try:
+            event_log = EventLog.follow(
+                self._event_log_dir, self._store_dir.with_name("projector-follower")
+            )
+        except StoreError as exc:
+            raise _EventLogLost(str(exc)) from None
+        try:
+            logged_at = time.monotonic()
+            while not self._stopped.is_set():
+                if self._orphaned():
+                    log.warning("event=projector_orphaned: the node is gone, stopping")
+                    self._stopped.set()
+                    return
+                entries = event_log.entries_after(store.applied_index(), ENTRIES_PER_WRITE_MAX)
+                if entries:
+                    store.write_entries(entries)
+                    self.entries_projected += len(entries)
+                    continue
+                if _identity(self._event_log_dir) != identity:
+                    return
+                if time.monotonic() - logged_at > STATUS_LOG_PERIOD_S:
+                    logged_at = time.monotonic()
+                    log.info("event=projector_position position=%d", store.applied_index())
+                self._stopped.wait(IDLE_POLL_S)
+                try:
+                    event_log.catch_up()
+                except StoreError as exc:
+                    raise _EventLogLost(str(exc)) from None
+        finally:
+            event_log.close()
+
+
+class _EventLogLost(Exception):
+    """The node's event log cannot be followed now (replaced, or being replaced)."""
+
+
+def _identity(directory: Path) -> tuple[int, int]:
+    """The event log directory as the file system knows it: it changes when the node
+    replaces the log (a snapshot's, extracted beside it and renamed into place)."""
+    try:
+        status = os.stat(directory)
+    except OSError:
+        return (0, 0)
+    return (status.st_dev, status.st_ino)
+
+
+def run_projector(event_log_dir: Path, store_dir: Path, exit_with_parent: bool = False) -> int:
+    """`raftex project`: runs until SIGTERM or SIGINT (or its parent's end)."""
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s level=%(levelname)s process=projector logger=%(name)s %(message)s",
+    )
+    projector = Projector(event_log_dir, store_dir, os.getppid() if exit_with_parent else 0)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: projector.stop())
+    try:
+        projector.run()
+    except StoreError as exc:
+        log.critical("event=projector_failed reason=%s", exc)
+        return 1
+    return 0

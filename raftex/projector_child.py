@@ -1,0 +1,75 @@
+"""The projector a node runs beside itself: a child process, restarted when it dies.
+
+The node never waits for it: it only reads what the projector has written (and
+says how far behind that is). If the child exits, the node logs how, and starts
+it again after a back-off (0.5 s doubling to 10 s, reset once it has run for a
+minute); the child resumes from its own position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+log = logging.getLogger("raftex.projector_child")
+
+BACKOFF_S_FIRST = 0.5
+BACKOFF_S_MAX = 10.0
+HEALTHY_AFTER_S = 60.0
+STOP_WAIT_S = 10.0
+
+
+@contextlib.asynccontextmanager
+async def projector_child(data_dir: Path) -> AsyncIterator[None]:
+    """Runs `raftex project --data-dir DATA_DIR --exit-with-parent` for the block's life."""
+    running: list[asyncio.subprocess.Process] = []
+    supervisor = asyncio.create_task(_supervise(data_dir, running))
+    try:
+        yield
+    finally:
+        supervisor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await supervisor
+        for process in running:
+            await _stop(process)
+
+
+async def _supervise(data_dir: Path, running: list[asyncio.subprocess.Process]) -> None:
+    backoff_s = BACKOFF_S_FIRST
+    while True:
+        started = time.monotonic()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "raftex.cli",
+            "project",
+            "--data-dir",
+            str(data_dir),
+            "--exit-with-parent",
+        )
+        running[:] = [process]
+        code = await process.wait()
+        running.clear()
+        if time.monotonic() - started > HEALTHY_AFTER_S:
+            backoff_s = BACKOFF_S_FIRST
+        log.error(
+            "event=projector_exited pid=%d code=%d restart_in_s=%.1f", process.pid, code, backoff_s
+        )
+        await asyncio.sleep(backoff_s)
+        backoff_s = min(BACKOFF_S_MAX, backoff_s * 2)
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is not None:
+        return
+    process.terminate()
+    try:
+        await asyncio.wait_for(process.wait(), STOP_WAIT_S)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
