@@ -16,14 +16,14 @@ from pysyncobj.node import TCPNode
 
 from api.errors import ApiError
 from api.forwarding import FORWARD_HEADER, FORWARDER_KEY
-from api.gateway import GATEWAY_KEY
+from api.gateway import GATEWAY_KEY, last_seq
 from api.json_input import JsonRefused, parse_json
 from api.query import int_param, read_body
 from api.submission import NOT_COMMITTED_MESSAGE, set_once, submit_all, submit_one
 from cluster.batcher import NotCommitted
-from cluster.node import MEMBER_TAG, ExchangeNode
+from cluster.node import ExchangeNode, member_record
 from cluster.rocks import READ_LIMIT_MAX
-from engine.commands import CommandDecodeError, command_from_wire
+from engine.commands import CommandDecodeError, command_from_wire, wire_to_bytes
 from engine.events import EVENT_NAMES, Accepted, Rejected, event_to_dict
 
 NODE_KEY = web.AppKey("node", ExchangeNode)
@@ -123,8 +123,9 @@ async def change_members(request: web.Request) -> web.Response:
             raise ApiError(409, "is_leader", "transfer leadership before removing the leader")
         raft, http = peer.raft, peer.http
         _refuse_quorum_loss(node, node_id)
-    record = [MEMBER_TAG, action, node_id, raft, http]
-    outcome = await submit_one(node, record, SUBMIT_TIMEOUT_MS_DEFAULT)
+    outcome = await submit_one(
+        node, member_record(action, node_id, raft, http), SUBMIT_TIMEOUT_MS_DEFAULT
+    )
     if isinstance(outcome, NotCommitted):
         raise ApiError(503, "not_committed", outcome.reason)
     done: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -232,17 +233,18 @@ def _timeout_ms(body: dict[str, Any]) -> int:
     return timeout_ms
 
 
-def _check_command(wire: Any, where: str = "") -> None:
-    """Bad commands never enter the log: they are refused here with the field at fault."""
+def _checked(wire: Any, where: str = "") -> bytes:
+    """A command's bytes once it is checked: bad commands never enter the log, they are
+    refused here with the field at fault."""
     try:
         command_from_wire(wire)
+        return wire_to_bytes(wire)
     except CommandDecodeError as exc:
         raise ApiError(400, "bad_command", f"{where}{exc}") from None
 
 
 def _outcome(events: list[Any], node: ExchangeNode) -> dict[str, Any]:
-    rows = [event_to_dict(e) for e in events]
-    return {"events": rows, "seq": max((e["seq"] for e in rows), default=node.view.last_seq)}
+    return {"events": [event_to_dict(e) for e in events], "seq": last_seq(events, node)}
 
 
 def _summary(events: list[Any], node: ExchangeNode) -> dict[str, Any]:
@@ -266,11 +268,10 @@ async def submit_command(request: web.Request) -> web.Response:
     node = _node(request)
     body = await json_body(request)
     timeout_ms = _timeout_ms(body)
-    wire = body.get("command")
-    _check_command(wire)
+    command = _checked(body.get("command"))
     if not node._isLeader():
         return await forward_to_leader(request, body)
-    outcome = await submit_one(node, wire, timeout_ms)
+    outcome = await submit_one(node, command, timeout_ms)
     if isinstance(outcome, NotCommitted):
         raise ApiError(503, "not_committed", f"{NOT_COMMITTED_MESSAGE} ({outcome.reason})")
     return web.json_response({**_outcome(outcome, node), "led_by": node.led_by()})
@@ -294,11 +295,10 @@ async def submit_batch(request: web.Request) -> web.Response:
     detail = body.get("detail", "events")
     if detail not in ("events", "summary"):
         raise ApiError(400, "bad_detail", "detail must be events or summary")
-    for position, wire in enumerate(wires):
-        _check_command(wire, f"commands[{position}]: ")
+    commands = [_checked(wire, f"commands[{position}]: ") for position, wire in enumerate(wires)]
     if not node._isLeader():
         return await forward_to_leader(request, body)
-    outcomes = await submit_all(node, wires, timeout_ms)
+    outcomes = await submit_all(node, commands, timeout_ms)
     describe = _outcome if detail == "events" else _summary
     rows = [
         {"code": "not_committed", "message": f"{NOT_COMMITTED_MESSAGE} ({o.reason})"}

@@ -40,8 +40,9 @@ from engine.codes import (
     TradingStatus,
 )
 from engine.commands import CLIENT_ID_LEN_MAX, CancelOrder, PlaceOrder
+from engine.events import Accepted, Rejected, Trade
+from engine.order_status import OrderStatus
 from engine.state import price_band
-from projection.history import OrderStatus
 
 API_KEY_HEADER = "X-MBX-APIKEY"
 REPLAYED_MESSAGE = "Signature for this request was already used."
@@ -553,47 +554,47 @@ async def _new_order_answer(
     kind: str,
     response_type: str,
 ) -> web.Response:
-    head = next((e for e in outcome.events if e["type"] in ("accepted", "rejected")), None)
+    rejected = outcome.rejected
+    if rejected is not None:
+        _refuse_replay(rejected)
+        raise BinanceError(400, -2010, f"{rejected.message} ({rejected.code})")
+    head = outcome.first(Accepted)
     if head is None:
         raise BinanceError(500, -1000, "The order got no outcome.")
-    if head["type"] == "rejected":
-        _refuse_replay(head)
-        raise BinanceError(400, -2010, f"{head['message']} ({head['code']})")
     ack = {
         "symbol": inst.symbol,
-        "orderId": head["order_id"],
+        "orderId": head.order_id,
         "orderListId": -1,
         "clientOrderId": command.client_order_id,
-        "transactTime": head["ts_ms"],
+        "transactTime": head.ts_ms,
     }
     if response_type == "ACK":
         return web.json_response(ack)
     history = await gw.history_at(outcome.seq)
-    record = await asyncio.to_thread(history.order, head["order_id"])
+    record = await asyncio.to_thread(history.order, head.order_id)
     if record is None:
         raise BinanceError(503, -1007, "Order status unknown; query it by clientOrderId.")
     answer = {**ack, **_order_row(gw, inst, record, kind)}
     if response_type == "FULL":
-        order_id = head["order_id"]
         answer["fills"] = [
             {
-                "price": gw.price_text(inst, e["price"]),
-                "qty": gw.qty_text(inst, e["qty"]),
-                "commission": gw.quote_text(inst, e["taker_fee"]),
+                "price": gw.price_text(inst, e.price),
+                "qty": gw.qty_text(inst, e.qty),
+                "commission": gw.quote_text(inst, e.taker_fee),
                 "commissionAsset": inst.quote,
-                "tradeId": e["trade_id"],
+                "tradeId": e.trade_id,
             }
             for e in outcome.events
-            if e["type"] == "trade" and e["taker_order_id"] == order_id
+            if type(e) is Trade and e.taker_order_id == head.order_id
         ]
     return web.json_response(answer)
 
 
-def _refuse_replay(rejected: dict[str, Any]) -> None:
+def _refuse_replay(rejected: Rejected) -> None:
     """A write the state machine refused for its signature, in Binance's words."""
-    if rejected["code"] == RejectCode.REPLAYED_REQUEST:
+    if rejected.code == RejectCode.REPLAYED_REQUEST:
         raise BinanceError(400, -1022, REPLAYED_MESSAGE)
-    if rejected["code"] == RejectCode.STALE_REQUEST:
+    if rejected.code == RejectCode.STALE_REQUEST:
         raise BinanceError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
 
 

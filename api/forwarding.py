@@ -1,7 +1,8 @@
 """Writes a follower sends on to the leader: once, and never longer than the lead lasts.
 
-Both kinds of forward (a client's write arriving at a follower, an admin write
-arriving at a follower) go through `Forwarder.post`, so they share the rules:
+Both kinds of forward (a client's write arriving at a follower, on the node
+channel; an admin write arriving at a follower, with the operator's token) go
+through one path, so they share the rules:
 one hop only (a forwarded request that reaches a non-leader is not sent on
 again), the leader this node knows, and a 503 `not_committed` when the leader
 cannot be reached or loses the lead while the forward waits (the LeaderWatch),
@@ -11,6 +12,7 @@ so the client retries with the same ids instead of waiting out a silent node.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -20,6 +22,7 @@ from aiohttp import web
 
 from api.errors import ApiError
 from api.leader_watch import LeaderWatch
+from api.node_channel import COMMANDS_PATH, node_headers, pack_commands
 from api.submission import NOT_COMMITTED_MESSAGE
 from cluster.node import ExchangeNode
 
@@ -32,18 +35,32 @@ class Forwarder:
     node: ExchangeNode
     session: aiohttp.ClientSession
     watch: LeaderWatch
+    node_key: bytes
 
     async def post(
         self, path_qs: str, body: dict[str, Any], authorization: str, forwarded: bool = False
     ) -> tuple[int, bytes]:
-        """The leader's status and body for `body` POSTed to `path_qs`; `forwarded` says the
-        request already made its one hop."""
+        """The leader's status and body for an admin write (JSON `body`, the operator's own
+        `authorization`) POSTed to `path_qs`; `forwarded` says it already made its one hop."""
+        headers = {"Authorization": authorization, "Content-Type": "application/json"}
+        return await self._to_leader(path_qs, json.dumps(body).encode(), headers, forwarded)
+
+    async def post_commands(self, commands: list[bytes], timeout_ms: int) -> tuple[int, bytes]:
+        """The leader's status and body for clients' commands (their bytes), on the node
+        channel (api/node_channel.py)."""
+        body = pack_commands(timeout_ms, commands)
+        headers = node_headers(self.node_key, self.node.node_id, body)
+        return await self._to_leader(COMMANDS_PATH, body, headers, forwarded=False)
+
+    async def _to_leader(
+        self, path_qs: str, body: bytes, headers: dict[str, str], forwarded: bool
+    ) -> tuple[int, bytes]:
         node = self.node
         leader_http = node.leader_http()
         if leader_http is None or forwarded:
             raise ApiError(503, "not_committed", f"no leader reachable; {NOT_COMMITTED_MESSAGE}")
         url = f"{node.config.scheme}://{leader_http}{path_qs}"
-        headers = {"Authorization": authorization, FORWARD_HEADER: node.node_id}
+        headers = {**headers, FORWARD_HEADER: node.node_id}
         try:
             return await self._unless_lead_moves(leader_http, self._send(url, body, headers))
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -53,10 +70,8 @@ class Forwarder:
                 f"leader {leader_http} unreachable ({exc!r}); {NOT_COMMITTED_MESSAGE}",
             ) from None
 
-    async def _send(
-        self, url: str, body: dict[str, Any], headers: dict[str, str]
-    ) -> tuple[int, bytes]:
-        async with self.session.post(url, json=body, headers=headers) as response:
+    async def _send(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        async with self.session.post(url, data=body, headers=headers) as response:
             return response.status, await response.read()
 
     async def _unless_lead_moves(self, leader_http: str, forward: Awaitable[T]) -> T:

@@ -14,7 +14,7 @@ import hmac
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pyotp
 from aiohttp import web
@@ -23,6 +23,7 @@ from api.amounts import from_units, price_decimals, to_units
 from api.candles import CandleBook
 from api.errors import ApiError
 from api.forwarding import Forwarder
+from api.node_channel import unpack_outcomes
 from api.numbers import parse_count
 from api.query import read_body
 from api.rate_limits import RateLimiter
@@ -43,14 +44,8 @@ from cluster.event_log import EventLog
 from cluster.node import ExchangeNode
 from cluster.views import InstrumentView, KeyView
 from engine.codes import Scope
-from engine.commands import (
-    Command,
-    CommandDecodeError,
-    Signed,
-    command_from_wire,
-    command_to_wire,
-)
-from engine.events import event_to_dict
+from engine.commands import Command, CommandDecodeError, Signed, checked_bytes
+from engine.events import Event, Rejected, event_from_wire
 from projection.history import HistoryStore
 from projection.reader import HistoryReader, ProjectionUnavailable
 
@@ -67,6 +62,7 @@ TOTP_CODE_DIGITS = 6
 
 
 SIGNATURE_DIGEST_HEX_LEN = 32
+E = TypeVar("E")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,37 +76,39 @@ class Principal:
     signature: str
     timestamp_ms: int
 
-    def signed(self, command: Command, part: int = 0, totp_step: int = 0) -> list[Any]:
-        """The wire of `command` as this request's write: the state machine applies it at
-        most once per (signature, part) in the whole cluster, whichever nodes the request
-        reaches. `part` tells the commands of one request apart (a batch of orders);
-        `totp_step` is the time step of the second factor code it spends."""
+    def signed(self, command: Command, part: int = 0, totp_step: int = 0) -> Signed:
+        """`command` as this request's write: the state machine applies it at most once per
+        (signature, part) in the whole cluster, whichever nodes the request reaches. `part`
+        tells the commands of one request apart (a batch of orders); `totp_step` is the time
+        step of the second factor code it spends."""
         digest = hashlib.sha256(bytes.fromhex(self.signature) + part.to_bytes(2, "big"))
-        return command_to_wire(
-            Signed(
-                digest.hexdigest()[:SIGNATURE_DIGEST_HEX_LEN],
-                self.timestamp_ms,
-                totp_step,
-                command,
-            )
+        return Signed(
+            digest.hexdigest()[:SIGNATURE_DIGEST_HEX_LEN], self.timestamp_ms, totp_step, command
         )
 
 
 @dataclass(frozen=True, slots=True)
 class WriteOutcome:
-    events: list[dict[str, Any]]
+    """What the state machine did with one command: its events (typed), the seq they end
+    at, and the node that led."""
+
+    events: list[Event]
     seq: int
     led_by: str
 
     @property
-    def rejected(self) -> dict[str, Any] | None:
+    def rejected(self) -> Rejected | None:
         """The command's Rejected event, if the state machine refused it."""
-        return next((e for e in self.events if e["type"] == "rejected"), None)
+        return next((e for e in self.events if type(e) is Rejected), None)
 
     @property
     def where(self) -> dict[str, Any]:
         """What every write answer carries: the seq it was applied at, the node that led."""
         return {"seq": self.seq, "led_by": self.led_by}
+
+    def first(self, kind: type[E]) -> E | None:
+        """The first of the command's events of this kind."""
+        return next((e for e in self.events if type(e) is kind), None)
 
 
 @dataclass(slots=True)
@@ -123,6 +121,8 @@ class Gateway:
     replay: ReplayGuard = field(default_factory=ReplayGuard)
     # The history projection this node reads (None: it runs none).
     history: HistoryReader | None = None
+    # What this node signs (and checks) node-channel requests with.
+    node_key: bytes = b""
     forwarder: Forwarder | None = None
 
     # ------------------------------------------------------------ auth
@@ -316,61 +316,62 @@ class Gateway:
 
     # ------------------------------------------------------------ writes
 
-    async def submit(self, wire: list[Any], timeout_ms: int = SUBMIT_TIMEOUT_MS) -> WriteOutcome:
+    async def submit(self, command: Command, timeout_ms: int = SUBMIT_TIMEOUT_MS) -> WriteOutcome:
         """Through the log on the leader (here, or forwarded once); 503 if not confirmed."""
-        outcome = (await self.submit_many([wire], timeout_ms))[0]
+        outcome = (await self.submit_many([command], timeout_ms))[0]
         if isinstance(outcome, ApiError):
             raise outcome
         return outcome
 
     async def submit_many(
-        self, wires: list[list[Any]], timeout_ms: int = SUBMIT_TIMEOUT_MS
+        self, commands: list[Command], timeout_ms: int = SUBMIT_TIMEOUT_MS
     ) -> list[WriteOutcome | ApiError]:
-        """Each command's outcome, or the 503 `not_committed` that stands for it."""
-        for wire in wires:
-            try:
-                command_from_wire(wire)
-            except CommandDecodeError as exc:
-                raise ApiError(400, "bad_command", str(exc)) from None
+        """Each command's outcome, or the 503 `not_committed` that stands for it. Commands are
+        checked and encoded here, once: they travel as bytes to the nodes that apply them."""
+        try:
+            encoded = [checked_bytes(c) for c in commands]
+        except CommandDecodeError as exc:
+            raise ApiError(400, "bad_command", str(exc)) from None
         node = self.node
         if not node._isLeader():
-            return await self._forward(wires, timeout_ms)
-        results: list[WriteOutcome | ApiError] = []
-        for outcome in await submit_all(node, wires, timeout_ms):
-            if isinstance(outcome, NotCommitted):
-                results.append(_not_committed(outcome.reason))
-                continue
-            rows = [event_to_dict(e) for e in outcome]
-            seq = max((row["seq"] for row in rows), default=node.view.last_seq)
-            results.append(WriteOutcome(rows, seq, node.led_by()))
-        return results
+            return await self._forward(encoded, timeout_ms)
+        return [
+            _not_committed(outcome.reason)
+            if isinstance(outcome, NotCommitted)
+            else WriteOutcome(outcome, last_seq(outcome, node), node.led_by())
+            for outcome in await submit_all(node, encoded, timeout_ms)
+        ]
 
     async def _forward(
-        self, wires: list[list[Any]], timeout_ms: int
+        self, commands: list[bytes], timeout_ms: int
     ) -> list[WriteOutcome | ApiError]:
+        """To the leader on the node channel; its answer's event wires become events again."""
         if self.forwarder is None:
             raise ApiError(503, "not_committed", f"node starting; {NOT_COMMITTED_MESSAGE}")
-        body = {"commands": wires, "timeout_ms": timeout_ms, "detail": "events"}
-        status, raw = await self.forwarder.post(
-            "/v1/admin/commands/batch", body, f"Bearer {self.node.config.admin_token}"
-        )
-        try:
-            payload = json.loads(raw)
-        except ValueError:
-            raise ApiError(503, "not_committed", NOT_COMMITTED_MESSAGE) from None
+        status, raw = await self.forwarder.post_commands(commands, timeout_ms)
         if status != 200:
+            try:
+                payload = json.loads(raw)
+            except ValueError:
+                payload = {}
             raise ApiError(
                 503 if status >= 500 else status,
                 payload.get("code", "not_committed"),
                 payload.get("message", NOT_COMMITTED_MESSAGE),
             )
-        led_by = payload["led_by"]
+        led_by, rows = unpack_outcomes(raw)
         return [
-            WriteOutcome(row["events"], row["seq"], led_by)
-            if "events" in row
-            else ApiError(503, "not_committed", row.get("message", NOT_COMMITTED_MESSAGE))
-            for row in payload["outcomes"]
+            ApiError(503, "not_committed", f"{NOT_COMMITTED_MESSAGE} ({payload})")
+            if seq is None
+            else WriteOutcome([event_from_wire(w) for w in payload], seq, led_by)
+            for seq, payload in rows
         ]
+
+
+def last_seq(events: list[Event], node: ExchangeNode) -> int:
+    """The seq a write answer names: its last event's, or (no events) what the node has
+    applied."""
+    return max((e.seq for e in events), default=node.view.last_seq)
 
 
 def _not_committed(reason: str) -> ApiError:

@@ -13,6 +13,7 @@ from aiohttp import web
 SIGNED = "signed"
 ADMIN = "admin"
 PUBLIC = "public"
+NODE = "node"
 
 # method, path, summary, auth, query parameters, JSON body fields (name: description)
 Operation = tuple[str, str, str, str, tuple[str, ...], dict[str, str]]
@@ -187,6 +188,14 @@ OPERATIONS: tuple[Operation, ...] = (
         (),
         {"asset": "asset", "amount": "decimal string", "request_id": "unique; makes retries safe"},
     ),
+    (
+        "POST",
+        "/v1/internal/commands",
+        "Cluster members only: clients' writes a follower forwards (msgpack)",
+        NODE,
+        (),
+        {},
+    ),
     ("GET", "/v1/admin/status", "This node's full status", ADMIN, (), {}),
     ("GET", "/v1/admin/members", "Cluster members", ADMIN, (), {}),
     (
@@ -254,6 +263,7 @@ OPERATIONS: tuple[Operation, ...] = (
 _SECURITY = {
     SIGNED: [{"key": [], "timestamp": [], "signature": []}],
     ADMIN: [{"admin": []}],
+    NODE: [{"node": [], "node_timestamp": [], "node_signature": []}],
     PUBLIC: [],
 }
 _ERROR = {
@@ -317,6 +327,17 @@ def document() -> dict[str, Any]:
                 "timestamp": {"type": "apiKey", "in": "header", "name": "X-Raftex-Timestamp"},
                 "signature": {"type": "apiKey", "in": "header", "name": "X-Raftex-Signature"},
                 "admin": {"type": "http", "scheme": "bearer"},
+                "node": {"type": "apiKey", "in": "header", "name": "X-Raftex-Node"},
+                "node_timestamp": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-Raftex-Node-Timestamp",
+                },
+                "node_signature": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-Raftex-Node-Signature",
+                },
             }
         },
         "paths": paths,

@@ -37,7 +37,9 @@ from engine.commands import (
     MassCancel,
     PlaceOrder,
 )
-from projection.history import HistoryStore, OrderStatus
+from engine.events import Accepted, Amended, Cancelled, Rejected, Trade
+from engine.order_status import status_of
+from projection.history import HistoryStore
 
 SIDES = {"buy": Side.BUY, "sell": Side.SELL}
 ORDER_TYPES = {t.name.lower(): t for t in OrderType}
@@ -214,14 +216,15 @@ async def placement(
     (it changed nothing); its answer is then the order as it stands now.
     """
     events = outcome.events
-    head = next((e for e in events if e["type"] in ("accepted", "rejected")), None)
+    head = next((e for e in events if type(e) is Accepted or type(e) is Rejected), None)
     base = {**outcome.where, "client_order_id": client_order_id}
     if head is None:
         raise ApiError(500, "no_outcome", "the state machine gave this command no outcome")
-    if head["type"] == "rejected":
+    if type(head) is Rejected:
         return rejection_answer(head, base)
-    order_id = head["order_id"]
-    inst = gw.instrument(head["symbol"])
+    assert type(head) is Accepted
+    order_id = head.order_id
+    inst = gw.instrument(head.symbol)
     if len(events) == 1:
         history = await gw.history_at(outcome.seq)
         record = await asyncio.to_thread(history.order, order_id)
@@ -232,52 +235,40 @@ async def placement(
                 "status": record["status"],
                 "order": order_json(gw, record),
             }
-    taker_fills = [e for e in events if e["type"] == "trade" and e["taker_order_id"] == order_id]
+    taker_fills = [e for e in events if type(e) is Trade and e.taker_order_id == order_id]
     fills = [
         {
-            "trade_id": e["trade_id"],
-            "seq": e["seq"],
-            "price": gw.price_text(inst, e["price"]),
-            "qty": gw.qty_text(inst, e["qty"]),
-            "fee": gw.quote_text(inst, e["taker_fee"]),
+            "trade_id": e.trade_id,
+            "seq": e.seq,
+            "price": gw.price_text(inst, e.price),
+            "qty": gw.qty_text(inst, e.qty),
+            "fee": gw.quote_text(inst, e.taker_fee),
         }
         for e in taker_fills
     ]
-    filled = sum(e["qty"] for e in taker_fills)
     cancelled = next(
-        (e for e in events if e["type"] == "cancelled" and e["order_id"] == order_id), None
+        (e for e in events if type(e) is Cancelled and e.order_id == order_id), None
     )
-    armed = head["order_type"] in (OrderType.STOP, OrderType.STOP_LIMIT) and not filled
-    if filled == head["qty"]:
-        status = OrderStatus.FILLED
-    elif cancelled is not None:
-        status = OrderStatus.CANCELLED
-    elif filled:
-        status = OrderStatus.PARTIALLY_FILLED
-    elif armed and not any(e["type"] == "triggered" for e in events):
-        status = OrderStatus.ARMED
-    else:
-        status = OrderStatus.OPEN
     return 200, {
         **base,
-        "status": str(status),
+        "status": str(status_of(order_id, events)),
         "retried": False,
         "order_id": order_id,
-        "symbol": head["symbol"],
-        "qty": gw.qty_text(inst, head["qty"]),
-        "filled_qty": gw.qty_text(inst, filled),
-        "cancel_reason": cancelled["reason"] if cancelled else None,
+        "symbol": head.symbol,
+        "qty": gw.qty_text(inst, head.qty),
+        "filled_qty": gw.qty_text(inst, sum(e.qty for e in taker_fills)),
+        "cancel_reason": str(cancelled.reason) if cancelled else None,
         "fills": fills,
     }
 
 
-def rejection_answer(event: dict[str, Any], base: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    code = event["code"]
-    answer = {**base, "status": "rejected", "code": code, "message": event["message"]}
+def rejection_answer(event: Rejected, base: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    code = str(event.code)
+    answer = {**base, "status": "rejected", "code": code, "message": event.message}
     return REJECT_STATUS.get(code, 400), answer
 
 
-def rejection(event: dict[str, Any], base: dict[str, Any]) -> web.Response:
+def rejection(event: Rejected, base: dict[str, Any]) -> web.Response:
     status, answer = rejection_answer(event, base)
     return web.json_response(answer, status=status)
 
@@ -294,7 +285,7 @@ async def cancel(request: web.Request) -> web.Response:
     order_id, client_order_id = _order_ref(request)
     command = CancelOrder(principal.account, order_id, client_order_id)
     outcome = await gw.submit(principal.signed(command))
-    return _change_answer(outcome, "cancelled")
+    return _change_answer(outcome, Cancelled)
 
 
 async def amend(request: web.Request) -> web.Response:
@@ -315,7 +306,7 @@ async def amend(request: web.Request) -> web.Response:
         price=gw.price_units(inst, body["price"]) if "price" in body else 0,
     )
     outcome = await gw.submit(principal.signed(command))
-    return _change_answer(outcome, "amended")
+    return _change_answer(outcome, Amended)
 
 
 async def mass_cancel(request: web.Request) -> web.Response:
@@ -325,7 +316,7 @@ async def mass_cancel(request: web.Request) -> web.Response:
     if symbol:
         gw.instrument(symbol)
     outcome = await gw.submit(principal.signed(MassCancel(principal.account, symbol)))
-    cancelled = [e["order_id"] for e in outcome.events if e["type"] == "cancelled"]
+    cancelled = [e.order_id for e in outcome.events if type(e) is Cancelled]
     if (refused := refusal(outcome, outcome.where)) is not None:
         return refused
     return web.json_response({**outcome.where, "status": "cancelled", "order_ids": cancelled})
@@ -343,13 +334,14 @@ def _order_ref(request: web.Request) -> tuple[int, str]:
     return 0, client_order_id
 
 
-def _change_answer(outcome: WriteOutcome, done_type: str) -> web.Response:
+def _change_answer(outcome: WriteOutcome, done: type[Cancelled] | type[Amended]) -> web.Response:
     if (refused := refusal(outcome, outcome.where)) is not None:
         return refused
-    done = next((e for e in outcome.events if e["type"] == done_type), None)
-    if done is None:
+    event = outcome.first(done)
+    if event is None:
         raise ApiError(500, "no_outcome", "the state machine gave this command no outcome")
-    return web.json_response({**outcome.where, "status": done_type, "order_id": done["order_id"]})
+    status = "cancelled" if done is Cancelled else "amended"
+    return web.json_response({**outcome.where, "status": status, "order_id": event.order_id})
 
 
 # ------------------------------------------------------------------ reads

@@ -9,7 +9,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from api.errors import ApiError
-from cluster.batcher import NotCommitted, Overloaded, UnencodableCommand
+from cluster.batcher import NotCommitted, Overloaded
 from cluster.node import ExchangeNode
 
 NOT_COMMITTED_MESSAGE = "not committed: retry with the same client order id"
@@ -65,11 +65,11 @@ def _wakeups_of(loop: asyncio.AbstractEventLoop) -> _Wakeups:
     return wakeups
 
 
-async def submit_one(node: ExchangeNode, wire: list[Any], timeout_ms: int) -> Any:
-    return (await submit_all(node, [wire], timeout_ms))[0]
+async def submit_one(node: ExchangeNode, command: bytes, timeout_ms: int) -> Any:
+    return (await submit_all(node, [command], timeout_ms))[0]
 
 
-async def submit_all(node: ExchangeNode, wires: list[list[Any]], timeout_ms: int) -> list[Any]:
+async def submit_all(node: ExchangeNode, commands: list[bytes], timeout_ms: int) -> list[Any]:
     """Submits commands and waits for all their outcomes.
 
     Waking the loop once per command (asyncio.wrap_future) cost more than the
@@ -79,12 +79,10 @@ async def submit_all(node: ExchangeNode, wires: list[list[Any]], timeout_ms: int
     """
     futures = []
     try:
-        for wire in wires:
-            futures.append(node.submit(wire, timeout_ms / 1000))
+        for command in commands:
+            futures.append(node.submit(command, timeout_ms / 1000))
     except Overloaded as exc:
         raise ApiError(503, "overloaded", str(exc)) from None
-    except UnencodableCommand as exc:
-        raise ApiError(400, "bad_command", str(exc)) from None
     loop = asyncio.get_running_loop()
     wakeups = _wakeups_of(loop)
     all_done = loop.create_future()

@@ -28,7 +28,7 @@ from cluster.snapshot_file import (
     write_snapshot_file,
 )
 from engine import Exchange
-from engine.commands import command_to_wire
+from engine.commands import command_to_bytes
 
 ENTRY_COMMANDS = 500
 
@@ -59,7 +59,7 @@ def run_snapshot_bench(commands: int, seed: int) -> SnapshotBench:
             index += 1
             ts = START_MS + start // COMMANDS_PER_MS
             applied = [
-                AppliedCommand(f"bench/{n}", command_to_wire(c), ex.apply(c, ts))
+                AppliedCommand(f"bench/{n}", command_to_bytes(c), ex.apply(c, ts))
                 for n, c in enumerate(everything[start : start + ENTRY_COMMANDS], start)
             ]
             event_log.write_entry(index, ts, applied)

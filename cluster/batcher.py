@@ -21,7 +21,8 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Any
 
-from cluster.entry import BATCH_BYTES_MAX, BATCH_COMMANDS_MAX, encode_entry, wire_size
+from cluster.entry import BATCH_BYTES_MAX, BATCH_COMMANDS_MAX, encode_entry
+from engine.commands import Tick, command_to_bytes
 
 log = logging.getLogger("raftex.batcher")
 
@@ -29,6 +30,8 @@ IN_FLIGHT_MAX = 4
 PENDING_MAX = 50_000
 IDLE_TICK_MS = 1_000
 SWEEP_PERIOD_S = 0.05
+# What an idle leader appends: a Tick, which only moves log time.
+TICK = command_to_bytes(Tick())
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +41,6 @@ class NotCommitted:
     reason: str
 
 
-class UnencodableCommand(ValueError):
-    """A command msgpack cannot encode (an integer beyond 64 bits, a foreign type)."""
-
-
 class Overloaded(Exception):
     """Too many commands are already waiting on this node."""
 
@@ -49,7 +48,7 @@ class Overloaded(Exception):
 @dataclass(slots=True)
 class _Pending:
     request_no: int
-    wire: list[Any]
+    command: bytes
     future: Future
     deadline: float
     size: int
@@ -100,20 +99,16 @@ class Batcher:
             self._waiting.clear()
             self._queue.clear()
 
-    def submit(self, wire: list[Any], timeout_s: float) -> Future:
-        """Raises UnencodableCommand for a command the log cannot carry (checked here, on the
-        caller's thread: the batcher thread must never meet one)."""
-        try:
-            size = wire_size(wire)
-        except (OverflowError, TypeError, ValueError) as exc:
-            raise UnencodableCommand(f"command cannot be encoded: {exc}") from None
+    def submit(self, command: bytes, timeout_s: float) -> Future:
+        """`command`: its bytes, as engine.commands.command_to_bytes made them at the edge."""
+        size = len(command)
         future: Future = Future()
         with self._lock:
             if len(self._waiting) >= PENDING_MAX:
                 raise Overloaded(f"{PENDING_MAX} commands already waiting on this node")
             request_no = self._next_request_no
             self._next_request_no += 1
-            pending = _Pending(request_no, wire, future, time.monotonic() + timeout_s, size)
+            pending = _Pending(request_no, command, future, time.monotonic() + timeout_s, size)
             self._waiting[request_no] = pending
             self._queue.append(pending)
             self._lock.notify()
@@ -183,9 +178,9 @@ class Batcher:
         return batch
 
     def _send(self, batch: list[_Pending], marks: list[Future]) -> None:
-        items = [(self.tag_of(p.request_no), p.wire) for p in batch]
+        items = [(self.tag_of(p.request_no), p.command) for p in batch]
         if not items and not marks:
-            items = [(self.tag_of(0), [12])]  # engine.commands.Tick: moves log time
+            items = [(self.tag_of(0), TICK)]
         payload = encode_entry(self._clock_ms(), items, hash_mark=bool(marks))
 
         def on_done(result: Any, error: Any) -> None:

@@ -1,7 +1,9 @@
 """The Raft log entry: one batch of commands with the leader's clock.
 
-`[ENTRY_VERSION, ts_ms, hash_mark, [[submitter, command_wire], ...]]` in
-msgpack. `submitter` is `node_id/request_no`, so the node that accepted the
+`[ENTRY_VERSION, ts_ms, hash_mark, [[submitter, command_bytes], ...]]` in
+msgpack, each command the msgpack bytes it was encoded to once, at the edge that
+validated it (engine.commands.command_to_bytes), and decoded once, where it is
+applied. `submitter` is `node_id/request_no`, so the node that accepted the
 request can hand the outcome back to the waiting client once the entry is
 applied. `hash_mark` asks every node to record its state hash right after
 applying the entry, which is how replicas are compared at the same index.
@@ -10,11 +12,10 @@ applying the entry, which is how replicas are compared at the same index.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import msgpack
 
-ENTRY_VERSION = 1
+ENTRY_VERSION = 2
 BATCH_COMMANDS_MAX = 512
 BATCH_BYTES_MAX = 256 * 1024
 
@@ -27,10 +28,10 @@ class EntryDecodeError(ValueError):
 class Entry:
     ts_ms: int
     hash_mark: bool
-    items: list[tuple[str, list[Any]]]
+    items: list[tuple[str, bytes]]
 
 
-def encode_entry(ts_ms: int, items: list[tuple[str, list[Any]]], hash_mark: bool = False) -> bytes:
+def encode_entry(ts_ms: int, items: list[tuple[str, bytes]], hash_mark: bool = False) -> bytes:
     return msgpack.packb([ENTRY_VERSION, ts_ms, hash_mark, items], use_bin_type=True)
 
 
@@ -41,9 +42,4 @@ def decode_entry(payload: bytes) -> Entry:
         raise EntryDecodeError(f"log entry is not a batch: {exc}") from None
     if version != ENTRY_VERSION or type(ts_ms) is not int or not isinstance(items, list):
         raise EntryDecodeError(f"log entry version {version!r} or shape not understood")
-    return Entry(ts_ms, bool(hash_mark), [(str(tag), wire) for tag, wire in items])
-
-
-def wire_size(wire: list[Any]) -> int:
-    """Encoded size of one command, for the batch byte bound."""
-    return len(msgpack.packb(wire, use_bin_type=True))
+    return Entry(ts_ms, bool(hash_mark), [(str(tag), command) for tag, command in items])

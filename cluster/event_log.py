@@ -13,7 +13,7 @@ fills, trades, balance history) is a projection that reads this log in order
                                 [record, ...], [hash, ...]]
 
 A record is the msgpack bytes of one command as applied,
-`[audit_no, log_index, log_time_ms, submitter, command_wire, [event_wire, ...]]`,
+`[audit_no, log_index, log_time_ms, submitter, command_bytes, [event_wire, ...]]`,
 stored verbatim so that verification hashes exactly the bytes on disk. The
 audit chain runs through every command: `hash = sha256(previous hash + record)`,
 the first record of an entry chaining to the last of the entry before; the
@@ -87,7 +87,7 @@ class AppliedCommand:
     """One command of a log entry as the engine applied it."""
 
     submitter: str  # node id + request tag of whoever submitted it, e.g. "n1/42"
-    command: list  # engine.commands.command_to_wire(...) form
+    command: bytes  # as it travelled: engine.commands.command_to_bytes(...)
     events: list[Event]  # what engine Exchange.apply returned for it
 
 
@@ -497,7 +497,7 @@ def _audit_record_dict(
         "log_index": log_index,
         "log_time_ms": log_time_ms,
         "submitter": submitter,
-        "command": command,
+        "command": unpack(command),
         "outcome": {
             "seqs": [event.seq for event in events],
             "retry": any(event.seq <= logged_before for event in events),

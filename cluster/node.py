@@ -49,13 +49,18 @@ from cluster.snapshot_file import (
 )
 from cluster.views import NodeView, full_view, next_view
 from engine import Exchange, RejectCode
-from engine.commands import CommandDecodeError, command_from_wire
+from engine.commands import (
+    CommandDecodeError,
+    command_from_wire,
+    wire_from_bytes,
+    wire_to_bytes,
+)
 from engine.events import Event, Rejected
 
 log = logging.getLogger("raftex.node")
 
-# A membership record travels as `[MEMBER_TAG, action, id, raft, http]` in place of a
-# command, so every replica learns the HTTP address of every member.
+# A membership record travels as the bytes of `[MEMBER_TAG, action, id, raft, http]` in place
+# of a command, so every replica learns the HTTP address of every member.
 MEMBER_TAG = "!member"
 HASH_MARKS_KEPT = 64
 EXIT_DIVERGED = 70
@@ -133,9 +138,10 @@ class ExchangeNode(SyncObj):
 
     # ------------------------------------------------------------ submit
 
-    def submit(self, wire: list[Any], timeout_s: float) -> Future:
-        """Queues a command for the next batch; the future resolves to events or NotCommitted."""
-        return self.batcher.submit(wire, timeout_s)
+    def submit(self, command: bytes, timeout_s: float) -> Future:
+        """Queues a command (its bytes) for the next batch; the future resolves to its events
+        or NotCommitted."""
+        return self.batcher.submit(command, timeout_s)
 
     def subscribe(self, listener: EventListener) -> Callable[[], None]:
         """Calls `listener(events)` on the apply thread after each entry; it must not block."""
@@ -205,18 +211,19 @@ class ExchangeNode(SyncObj):
         applied: list[AppliedCommand] = []
         resolved: list[tuple[str, Any]] = []
         new_events: list[Event] = []
-        for tag, wire in entry.items:
-            if wire and wire[0] == MEMBER_TAG:
-                self._apply_member(wire[1:])
-                resolved.append((tag, []))
-                continue
+        for tag, data in entry.items:
             try:
+                wire = wire_from_bytes(data)
+                if wire and wire[0] == MEMBER_TAG:
+                    self._apply_member(wire[1:])
+                    resolved.append((tag, []))
+                    continue
                 command = command_from_wire(wire)
             except CommandDecodeError as exc:
                 events = [self._reject_malformed(str(exc))]
             else:
                 events = engine.apply(command, entry.ts_ms)
-            applied.append(AppliedCommand(tag, wire, events))
+            applied.append(AppliedCommand(tag, data, events))
             resolved.append((tag, events))
             new_events.extend(e for e in events if e.seq > self.view.last_seq)
         self.writer.submit(index, entry.ts_ms, applied)
@@ -477,6 +484,11 @@ class ExchangeNode(SyncObj):
         self.forks.wait(FORKED_READ_WAIT_S)
         self.writer.close()
         self.event_log.close()
+
+
+def member_record(action: str, node_id: str, raft: str, http: str) -> bytes:
+    """The bytes of a membership change, as it travels in the log beside commands."""
+    return wire_to_bytes([MEMBER_TAG, action, node_id, raft, http])
 
 
 def event_log_dir(data_dir: Path) -> Path:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, fields
 from enum import IntEnum
 from typing import Any
 
+import msgpack
+
 from engine.codes import (
     KeyKind,
     OrderType,
@@ -284,6 +286,48 @@ def _plain(value: Any) -> Any:
     if isinstance(value, IntEnum):
         return value.value
     return command_to_wire(value) if type(value) in COMMAND_TAGS else value
+
+
+def command_to_bytes(command: Command) -> bytes:
+    """The form a command travels in, from the edge that validated it to every node's apply:
+    the msgpack bytes of its wire form. Raises CommandDecodeError for a value msgpack cannot
+    carry (an integer beyond 64 bits)."""
+    return wire_to_bytes(command_to_wire(command))
+
+
+def checked_bytes(command: Command) -> bytes:
+    """`command`'s bytes, once every field is checked as the nodes' apply will check it
+    (types, lengths, ranges, enum members): a command built at the edge that would not decode
+    is refused there (CommandDecodeError), never sent into the log."""
+    wire = command_to_wire(command)
+    command_from_wire(wire)
+    return wire_to_bytes(wire)
+
+
+def wire_to_bytes(wire: list[Any]) -> bytes:
+    """The bytes of a wire form (a command's, or a membership record's)."""
+    try:
+        return msgpack.packb(wire, use_bin_type=True)
+    except (OverflowError, TypeError, ValueError) as exc:
+        raise CommandDecodeError(f"command cannot be encoded: {exc}") from None
+
+
+def wire_from_bytes(data: Any) -> list[Any]:
+    """The wire form in a command's bytes; CommandDecodeError if they are not a wire."""
+    if type(data) is not bytes:
+        raise CommandDecodeError("a command travels as bytes")
+    try:
+        wire = msgpack.unpackb(data, raw=False)
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise CommandDecodeError(f"command bytes do not decode: {exc}") from None
+    if type(wire) is not list:
+        raise CommandDecodeError("a command is a non-empty array")
+    return wire
+
+
+def command_from_bytes(data: Any) -> Command:
+    """A command from the bytes it travelled in: decoded once, where it is applied."""
+    return command_from_wire(wire_from_bytes(data))
 
 
 def command_from_wire(wire: Any) -> Command:

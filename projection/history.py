@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +71,6 @@ from cluster.rocks import (
     scan,
     unpack,
 )
-from engine.codes import OrderType
 from engine.events import (
     Accepted,
     Amended,
@@ -87,6 +85,7 @@ from engine.events import (
     event_to_dict,
     event_to_wire,
 )
+from engine.order_status import OPEN_STATUSES, OrderStatus, next_status
 
 # Bumped when the key layout or a value shape changes; a store of another format refuses to open.
 HISTORY_FORMAT = 3
@@ -129,7 +128,6 @@ _AFTER_ANY_U64 = b"\xff" * (U64.size + 1)
 ROLE_MAKER = 0
 ROLE_TAKER = 1
 ROLE_NAMES = ("maker", "taker")
-_STOP_TYPES = (OrderType.STOP.value, OrderType.STOP_LIMIT.value)
 
 # The stored order record: these fields in this order, then the list of history seqs.
 ORDER_FIELDS = (
@@ -193,27 +191,6 @@ _O_UPDATED_MS = _O["updated_ms"]
 _O_EVENT_COUNT = _O["event_count"]
 _O_HISTORY = len(ORDER_FIELDS)
 _ORDER_RECORD_LEN = len(ORDER_FIELDS) + 1
-
-
-class OrderStatus(StrEnum):
-    """An order's state as the store derives it from events."""
-
-    ARMED = "armed"  # a stop order waiting for its trigger price
-    OPEN = "open"
-    PARTIALLY_FILLED = "partially_filled"
-    FILLED = "filled"
-    CANCELLED = "cancelled"  # may have filled in part first: see filled_qty
-    EXPIRED = "expired"
-
-
-OPEN_STATUSES = frozenset({OrderStatus.ARMED, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED})
-# Plain strings for the records: what is stored and what the reads return.
-_ARMED = OrderStatus.ARMED.value
-_OPEN = OrderStatus.OPEN.value
-_PARTIALLY_FILLED = OrderStatus.PARTIALLY_FILLED.value
-_FILLED = OrderStatus.FILLED.value
-_CANCELLED = OrderStatus.CANCELLED.value
-_EXPIRED = OrderStatus.EXPIRED.value
 
 
 class HistoryStore(RocksStore):
@@ -635,7 +612,7 @@ class _BatchBuilder:
             0,  # cancelled_qty
             0,  # notional
             0,  # fees
-            _ARMED if e.order_type in _STOP_TYPES else _OPEN,
+            next_status("", e, order_id),
             "",  # reason
             e.seq,  # accepted_seq
             e.ts_ms,  # accepted_ms
@@ -677,7 +654,7 @@ class _BatchBuilder:
         record[_O_FILLED_QTY] += e.qty
         record[_O_NOTIONAL] += e.price * e.qty
         record[_O_FEES] += fee
-        record[_O_STATUS] = _PARTIALLY_FILLED if leaves else _FILLED
+        record[_O_STATUS] = next_status(record[_O_STATUS], e, order_id)
         _check_quantities(record, e)
         # In FILL_FIELDS order.
         fill = [
@@ -707,8 +684,7 @@ class _BatchBuilder:
         record[_O_CANCELLED_QTY] += e.qty
         record[_O_LEAVES] = e.leaves
         record[_O_REASON] = str(e.reason)
-        if not e.leaves:
-            record[_O_STATUS] = _CANCELLED
+        record[_O_STATUS] = next_status(record[_O_STATUS], e, e.order_id)
         _check_quantities(record, e)
 
     def _expired(self, e: Expired) -> None:
@@ -720,7 +696,7 @@ class _BatchBuilder:
             )
         record[_O_QTY] -= e.qty
         record[_O_LEAVES] = 0
-        record[_O_STATUS] = _EXPIRED
+        record[_O_STATUS] = next_status(record[_O_STATUS], e, e.order_id)
         _check_quantities(record, e)
 
     def _amended(self, e: Amended) -> None:
@@ -737,11 +713,11 @@ class _BatchBuilder:
 
     def _triggered(self, e: Triggered) -> None:
         record = self._touch(e.order_id, e)
-        if record[_O_STATUS] != _ARMED:
+        if record[_O_STATUS] != OrderStatus.ARMED:
             raise StoreCorruptionError(
                 f"trigger seq {e.seq}: order {e.order_id} is {record[_O_STATUS]}, not armed"
             )
-        record[_O_STATUS] = _OPEN
+        record[_O_STATUS] = next_status(record[_O_STATUS], e, e.order_id)
 
     def _replenished(self, e: Replenished) -> None:
         self._touch(e.order_id, e)

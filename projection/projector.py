@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -49,14 +48,27 @@ class Projector:
         self._event_log_dir = event_log_dir
         self._store_dir = store_dir
         self._parent_pid = parent_pid
-        self._stopped = threading.Event()
+        # A plain flag, not a threading.Event: stop() runs in a signal handler too, and an
+        # Event set from a handler that interrupted a wait on the same Event deadlocks.
+        self._stopped = False
         self.entries_projected = 0
 
-    def _orphaned(self) -> bool:
-        return bool(self._parent_pid) and os.getppid() != self._parent_pid
+    def _pause(self, seconds: float) -> bool:
+        """Sleeps up to `seconds`, in steps short enough to see a stop; True if stopped."""
+        deadline = time.monotonic() + seconds
+        while not self._stopped and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, IDLE_POLL_S))
+        return self._stopped
+
+    def _stop_if_orphaned(self) -> bool:
+        """Stops it when the node that started it is gone (its parent changed)."""
+        if self._parent_pid and os.getppid() != self._parent_pid:
+            log.warning("event=projector_orphaned: the node is gone, stopping")
+            self._stopped = True
+        return self._stopped
 
     def stop(self) -> None:
-        self._stopped.set()
+        self._stopped = True
 
     def run(self) -> None:
         """Projects until stopped; follows the event log again when the node replaces it (a
@@ -68,16 +80,16 @@ class Projector:
                 self._store_dir,
                 store.applied_index(),
             )
-            while not self._stopped.is_set():
+            while not self._stopped:
                 try:
                     self._follow(store)
                 except _EventLogLost as exc:
                     log.warning("event=event_log_followed_again reason=%s", exc)
-                    self._stopped.wait(REOPEN_PAUSE_S)
+                    self._pause(REOPEN_PAUSE_S)
 
     def _follow(self, store: HistoryStore) -> None:
         while not (self._event_log_dir / "CURRENT").exists():
-            if self._stopped.wait(REOPEN_PAUSE_S):
+            if self._stop_if_orphaned() or self._pause(REOPEN_PAUSE_S):
                 return
         identity = _identity(self._event_log_dir)
         try:
@@ -88,10 +100,8 @@ class Projector:
             raise _EventLogLost(str(exc)) from None
         try:
             logged_at = time.monotonic()
-            while not self._stopped.is_set():
-                if self._orphaned():
-                    log.warning("event=projector_orphaned: the node is gone, stopping")
-                    self._stopped.set()
+            while not self._stopped:
+                if self._stop_if_orphaned():
                     return
                 entries = event_log.entries_after(store.applied_index(), ENTRIES_PER_WRITE_MAX)
                 if entries:
@@ -103,7 +113,7 @@ class Projector:
                 if time.monotonic() - logged_at > STATUS_LOG_PERIOD_S:
                     logged_at = time.monotonic()
                     log.info("event=projector_position position=%d", store.applied_index())
-                self._stopped.wait(IDLE_POLL_S)
+                self._pause(IDLE_POLL_S)
                 try:
                     event_log.catch_up()
                 except StoreError as exc:
@@ -126,13 +136,13 @@ def _identity(directory: Path) -> tuple[int, int]:
     return (status.st_dev, status.st_ino)
 
 
-def run_projector(event_log_dir: Path, store_dir: Path, exit_with_parent: bool = False) -> int:
-    """`raftex project`: runs until SIGTERM or SIGINT (or its parent's end)."""
+def run_projector(event_log_dir: Path, store_dir: Path, parent_pid: int = 0) -> int:
+    """`raftex project`: runs until SIGTERM or SIGINT (or, given, the end of `parent_pid`)."""
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s level=%(levelname)s process=projector logger=%(name)s %(message)s",
     )
-    projector = Projector(event_log_dir, store_dir, os.getppid() if exit_with_parent else 0)
+    projector = Projector(event_log_dir, store_dir, parent_pid)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: projector.stop())
     try:

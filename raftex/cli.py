@@ -164,7 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", dest="data_dir", type=Path, required=True, help="the node's data directory"
     )
     project.add_argument(
-        "--exit-with-parent", action="store_true", help="stop when the process that started it ends"
+        "--parent-pid",
+        type=_positive,
+        default=0,
+        help="stop when this process (the node that started it) is no longer its parent",
     )
 
     up = commands.add_parser("up", help="start a local cluster on 127.0.0.1")
@@ -184,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run_node(args)
     if args.command == "project":
         return run_projector(
-            event_log_dir(args.data_dir), projection_dir(args.data_dir), args.exit_with_parent
+            event_log_dir(args.data_dir), projection_dir(args.data_dir), args.parent_pid
         )
     if args.command == "up":
         return run_up(args.nodes, args.data_dir, args.tls)

@@ -24,7 +24,9 @@ from api.errors import ApiError, error_middleware
 from api.feeds import add_feed_routes, feed_hub
 from api.forwarding import FORWARDER_KEY, Forwarder
 from api.gateway import GATEWAY_KEY, Gateway
+from api.internal import add_internal_routes
 from api.leader_watch import LeaderWatch
+from api.node_channel import INTERNAL_PATH_PREFIX, node_key
 from api.openapi import add_openapi_route
 from api.orders import add_order_routes
 from api.public import add_public_routes
@@ -58,6 +60,7 @@ def build_app(node: ExchangeNode, history: HistoryReader | None) -> web.Applicat
     gw = Gateway(
         node=node,
         history=history,
+        node_key=node_key(config.secret),
         sealer=Sealer(config.secret),
         ip_limits=RateLimiter(
             "per-IP", config.rate_limit_ip_per_s, _burst(config.rate_limit_ip_per_s)
@@ -74,8 +77,8 @@ def build_app(node: ExchangeNode, history: HistoryReader | None) -> web.Applicat
     async def client_limits(
         request: web.Request, handler: web.RequestHandler
     ) -> web.StreamResponse:
-        # Nodes forward to each other over the admin channel; only clients are limited.
-        if request.path.startswith(ADMIN_PATH_PREFIX):
+        # Nodes call each other on the admin and internal paths; only clients are limited.
+        if request.path.startswith((ADMIN_PATH_PREFIX, INTERNAL_PATH_PREFIX)):
             return await handler(request)
         gw.ip_limits.take(request.remote or "?")
         if in_flight[0] >= config.requests_in_flight_max:
@@ -108,7 +111,7 @@ def build_app(node: ExchangeNode, history: HistoryReader | None) -> web.Applicat
             aiohttp.ClientSession(timeout=timeout, connector=connector) as session,
             LeaderWatch(node.leader_http).running() as watch,
         ):
-            app[FORWARDER_KEY] = gw.forwarder = Forwarder(node, session, watch)
+            app[FORWARDER_KEY] = gw.forwarder = Forwarder(node, session, watch, gw.node_key)
             yield
             gw.forwarder = None
 
@@ -137,6 +140,7 @@ def add_routes(app: web.Application) -> None:
     add_account_routes(app)
     add_feed_routes(app)
     add_binance_routes(app)
+    add_internal_routes(app)
     add_openapi_route(app)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -26,7 +27,7 @@ STOP_WAIT_S = 10.0
 
 @contextlib.asynccontextmanager
 async def projector_child(data_dir: Path) -> AsyncIterator[None]:
-    """Runs `raftex project --data-dir DATA_DIR --exit-with-parent` for the block's life."""
+    """Runs `raftex project --data-dir DATA_DIR --parent-pid PID` for the block's life."""
     running: list[asyncio.subprocess.Process] = []
     supervisor = asyncio.create_task(_supervise(data_dir, running))
     try:
@@ -50,7 +51,8 @@ async def _supervise(data_dir: Path, running: list[asyncio.subprocess.Process]) 
             "project",
             "--data-dir",
             str(data_dir),
-            "--exit-with-parent",
+            "--parent-pid",
+            str(os.getpid()),
         )
         running[:] = [process]
         code = await process.wait()

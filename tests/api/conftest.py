@@ -50,14 +50,9 @@ class ApiCluster:
         async with AdminClient(self.harness.token) as client:
             return await client.call(self.leader_http, method, path, body)
 
-    async def applied_everywhere(self, seq: int, timeout_s: float = 10.0) -> None:
+    async def applied_everywhere(self, seq: int) -> None:
         """Waits until every node has applied `seq` (a new key is then known everywhere)."""
-        async with asyncio.timeout(timeout_s), RaftexClient(self.all_http) as probe:
-            for node in self.all_http:
-                while (await probe.request("GET", "/v1/health", signed=False, node=node))[
-                    "last_seq"
-                ] < seq:
-                    await asyncio.sleep(0.02)
+        await asyncio.to_thread(self.harness.wait_all_applied, seq)
 
     def key(self, account: str, kind: str, scope: str = "trade") -> dict[str, Any]:
         """The account's first key of this kind that holds `scope` (the trading keys come

@@ -71,6 +71,7 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
         keys = await issue_demo_keys(
             harness.http(leader), harness.token, tmp_path / "cluster", DEMO_ACCOUNTS
         )
+        await asyncio.to_thread(harness.wait_all_applied)
         yield Running(harness, leader, keys)
     finally:
         await asyncio.to_thread(harness.stop)

@@ -111,6 +111,18 @@ class ClusterHarness:
 
         return asyncio.run(go())
 
+    def wait_all_applied(self, seq: int | None = None, timeout_s: float = CATCH_UP_WAIT_S) -> None:
+        """Until every running node has applied `seq` (by default, what the leader has applied
+        now): what a test waits for before it relies on a follower knowing a write."""
+        if seq is None:
+            leader = self.wait_leader()
+            seq = self.call(leader, "GET", "/v1/health")["last_seq"]
+        deadline = time.monotonic() + timeout_s
+        while min((row.get("last_seq", -1) for row in self.status()), default=-1) < seq:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not every node applied seq {seq} within {timeout_s} s")
+            time.sleep(0.05)
+
     def wait_hashes_agree(self, timeout_s: float = CATCH_UP_WAIT_S) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
         result: dict[str, Any] = {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from cluster.event_log import AppliedCommand, EventLog
 from cluster.rocks import READ_LIMIT_MAX
 from engine import Exchange, Side
-from engine.commands import AddInstrument, Command, CreateAccount, Deposit, command_to_wire
+from engine.commands import AddInstrument, Command, CreateAccount, Deposit, command_to_bytes
 from engine.events import Accepted
 from projection.history import HistoryStore
 
@@ -52,7 +52,7 @@ class LoggedNode:
     def applied(self, command: Command) -> AppliedCommand:
         self.request_no += 1
         events = self.exchange.apply(command, self.time_ms)
-        return AppliedCommand(f"n1/{self.request_no}", command_to_wire(command), events)
+        return AppliedCommand(f"n1/{self.request_no}", command_to_bytes(command), events)
 
     def order_id(self, applied: AppliedCommand) -> int:
         accepted = [e for e in applied.events if isinstance(e, Accepted)]

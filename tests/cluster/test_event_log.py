@@ -44,6 +44,7 @@ from engine.commands import (
     Deposit,
     PlaceOrder,
     Tick,
+    command_to_bytes,
     command_to_wire,
 )
 from engine.events import Event, Trade, event_to_wire
@@ -344,7 +345,7 @@ def test_a_retry_inside_the_same_entry_is_audited_as_a_retry(node: LoggedNode) -
 
 
 def test_an_entry_over_the_command_limit_is_refused(node: LoggedNode) -> None:
-    tick = AppliedCommand("n1/t", command_to_wire(Tick()), [])
+    tick = AppliedCommand("n1/t", command_to_bytes(Tick()), [])
     before = tip(node.log)
     with pytest.raises(StoreError, match="over the limit"):
         node.log.write_entry(node.log_index + 1, node.time_ms, [tick] * (ENTRY_COMMANDS_MAX + 1))
@@ -433,7 +434,7 @@ def test_a_log_without_fsync_keeps_every_written_entry_through_kill_9(tmp_path: 
         from cluster.event_log import AppliedCommand, EventLog
         from bench.workload import standard_workload
         from engine import Exchange
-        from engine.commands import command_to_wire
+        from engine.commands import command_to_bytes
 
         workload = standard_workload(600, seed=3, account_count=20, symbol_count=2)
         commands = workload.setup + workload.commands
@@ -441,7 +442,7 @@ def test_a_log_without_fsync_keeps_every_written_entry_through_kill_9(tmp_path: 
         event_log = EventLog.open(Path({str(path)!r}), fsync=False)
         for index, start in enumerate(range(0, len(commands), 50), 1):
             applied = [
-                AppliedCommand(f"n1/{{n}}", command_to_wire(c), exchange.apply(c, index))
+                AppliedCommand(f"n1/{{n}}", command_to_bytes(c), exchange.apply(c, index))
                 for n, c in enumerate(commands[start : start + 50], start)
             ]
             event_log.write_entry(index, index, applied)
@@ -531,7 +532,7 @@ def test_the_audit_chain_is_sha256_over_the_records_as_stored(node: LoggedNode) 
 
     rewrite_entries(path, read)
     assert [r[0] for r in records] == list(range(1, 14))
-    assert records[-1][3:5] == ["n1/13", command_to_wire(Deposit("carol", "USD", 5))]
+    assert records[-1][3:5] == ["n1/13", command_to_bytes(Deposit("carol", "USD", 5))]
     event_log = EventLog.open(path)
     try:
         assert event_log.audit_head() == head.hex()
@@ -579,7 +580,7 @@ def test_a_tampered_record_with_a_recomputed_hash_breaks_the_next_link(node: Log
 
     def forge_and_rehash(value: list[Any]) -> None:
         fields = msgpack.unpackb(value[4][1], raw=False)
-        fields[4] = command_to_wire(Deposit("mallory", "USD", 10**6))
+        fields[4] = command_to_bytes(Deposit("mallory", "USD", 10**6))
         forged = msgpack.packb(fields, use_bin_type=True)
         value[4][1] = forged
         value[5][1] = hashlib.sha256(value[5][0] + forged).digest()

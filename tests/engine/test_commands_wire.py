@@ -24,7 +24,10 @@ from engine.commands import (
     Tick,
     UpdateInstrument,
     Withdraw,
+    checked_bytes,
+    command_from_bytes,
     command_from_wire,
+    command_to_bytes,
     command_to_wire,
 )
 
@@ -143,3 +146,28 @@ def test_names_and_ids_at_their_length_limit_decode() -> None:
     assert command_from_wire([5, "alice", "USD", 1, request_id]) == Deposit(
         "alice", "USD", 1, request_id
     )
+
+
+@pytest.mark.parametrize("command", EVERY_COMMAND, ids=lambda c: type(c).__name__)
+def test_every_command_travels_as_bytes_and_decodes_once_where_applied(command: Command) -> None:
+    data = checked_bytes(command)
+    assert data == command_to_bytes(command)
+    assert command_from_bytes(data) == command
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\xc1", msgpack.packb({"not": "a wire"}), msgpack.packb([]), "text", None],
+)
+def test_bytes_that_are_not_a_command_are_a_decode_error(data: Any) -> None:
+    with pytest.raises(CommandDecodeError):
+        command_from_bytes(data)
+
+
+def test_a_command_the_nodes_would_refuse_is_refused_at_the_edge() -> None:
+    """Built by code at the edge, checked there as every node's apply would check it."""
+    too_long = CreateAccount("a" * (NAME_LEN_MAX + 1))
+    with pytest.raises(CommandDecodeError, match="longer than"):
+        checked_bytes(too_long)
+    with pytest.raises(CommandDecodeError, match="cannot be encoded"):
+        command_to_bytes(Deposit("alice", "USD", 2**64))

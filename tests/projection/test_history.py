@@ -39,7 +39,7 @@ from engine.commands import (
     CancelOrder,
     PlaceOrder,
     Tick,
-    command_to_wire,
+    command_to_bytes,
 )
 from engine.events import BalanceChanged, Cancelled, Event, Trade
 from projection.history import BLOCK_ROWS_MAX, CF_META, COLUMN_FAMILIES, HistoryStore
@@ -270,7 +270,7 @@ def log_stray_cancel(node: LoggedNode) -> None:
     engine cannot produce it, a corrupted engine could, and the log takes what it is given."""
     seq = node.log.last_seq() + 1
     stray = Cancelled(seq, node.time_ms, 999, "alice", "ACME", SELL, PRICE, 1, 0, "user")
-    command = AppliedCommand("n1/x", command_to_wire(CancelOrder("alice", 999)), [stray])
+    command = AppliedCommand("n1/x", command_to_bytes(CancelOrder("alice", 999)), [stray])
     node.log_index += 1
     node.log.write_entry(node.log_index, node.time_ms, [command])
 
@@ -836,3 +836,30 @@ def test_raftex_project_projects_a_data_dir_and_stops_on_sigterm(
         assert (store.applied_index(), store.last_seq()) == (node.log_index, node.exchange.seq)
         assert len(store.fills_of("alice", 0, 10)) == 2
         assert store.balances("bob")["USD"]["available"] == node.exchange.balance("bob", "USD")[0]
+
+
+def test_a_projector_started_by_a_node_stops_when_the_node_is_gone(tmp_path: Path) -> None:
+    """A node killed with -9 cannot stop its projector; the projector must notice, or it keeps
+    the projection locked against the node's next start. Here its parent is a shell that
+    starts it in the background and exits; even with no event log to follow yet."""
+    data_dir = tmp_path / "node"
+    data_dir.mkdir()
+    command = (
+        f"{sys.executable} -m raftex.cli project --data-dir {data_dir} --parent-pid $$"
+        " >/dev/null 2>&1 & echo $!"
+    )
+    shell = subprocess.run(
+        ["sh", "-c", command],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        check=True,
+    )
+    pid = int(shell.stdout.strip())
+    try:
+        wait_until(lambda: not Path(f"/proc/{pid}").exists(), "the orphaned projector to stop")
+    finally:
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGKILL)
