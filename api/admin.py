@@ -12,7 +12,6 @@ import hmac
 from typing import Any
 
 from aiohttp import web
-from pysyncobj.node import TCPNode
 
 from api.errors import ApiError
 from api.forwarding import FORWARD_HEADER, FORWARDER_KEY
@@ -21,12 +20,14 @@ from api.json_input import JsonRefused, parse_json
 from api.query import int_param, read_body
 from api.submission import NOT_COMMITTED_MESSAGE, set_once, submit_all, submit_one
 from cluster.batcher import NotCommitted
-from cluster.node import ExchangeNode, member_record
+from cluster.config import ConfigError, Peer, split_address
+from cluster.entry import member_record
+from cluster.port import NodePort
 from cluster.rocks import READ_LIMIT_MAX
 from engine.commands import CommandDecodeError, command_from_wire, wire_to_bytes
 from engine.events import EVENT_NAMES, Accepted, Rejected, event_to_dict
 
-NODE_KEY = web.AppKey("node", ExchangeNode)
+NODE_KEY = web.AppKey("node", NodePort)
 SUBMIT_TIMEOUT_MS_DEFAULT = 5_000
 SUBMIT_TIMEOUT_MS_MAX = 30_000
 COMMANDS_PER_REQUEST_MAX = 200
@@ -47,7 +48,7 @@ def add_admin_routes(app: web.Application) -> None:
     app.router.add_get("/v1/admin/events", events)
 
 
-def _node(request: web.Request) -> ExchangeNode:
+def _node(request: web.Request) -> NodePort:
     return request.app[NODE_KEY]
 
 
@@ -92,27 +93,27 @@ async def members(request: web.Request) -> web.Response:
     require_admin(request)
     node = _node(request)
     rows = [
-        {"id": p.node_id, "raft": p.raft, "http": p.http}
+        {"id": p.node_id, "role": _role(p), "raft": p.raft, "http": p.http}
         for p in sorted(node.members.values(), key=lambda p: p.node_id)
     ]
     return web.json_response({"leader": node.leader_id(), "members": rows})
 
 
 async def change_members(request: web.Request) -> web.Response:
-    """Adds or removes one node: records its addresses in the log, then changes Raft membership."""
+    """Adds or removes one node: records its addresses in the log, then, for a voter, changes
+    Raft membership. A read replica is only recorded: it follows the voters by itself and
+    never counts for a quorum, so adding or removing one changes no majority."""
     require_admin(request)
     node = _node(request)
     body = await json_body(request)
-    if not node._isLeader():
+    if not node.is_leader():
         return await forward_to_leader(request, body)
     action = body.get("action")
     node_id = body.get("id")
     if action not in ("add", "remove") or not isinstance(node_id, str) or not node_id:
         raise ApiError(400, "bad_request", "need action add|remove and a node id")
     if action == "add":
-        raft, http = body.get("raft"), body.get("http")
-        if not isinstance(raft, str) or not isinstance(http, str):
-            raise ApiError(400, "bad_request", "adding a node needs its raft and http addresses")
+        raft, http = _addresses_to_add(body)
         if node_id in node.members:
             raise ApiError(409, "already_member", f"{node_id} is already a member")
     else:
@@ -122,35 +123,63 @@ async def change_members(request: web.Request) -> web.Response:
         if node_id == node.node_id:
             raise ApiError(409, "is_leader", "transfer leadership before removing the leader")
         raft, http = peer.raft, peer.http
-        _refuse_quorum_loss(node, node_id)
+        if peer.voter:
+            _refuse_quorum_loss(node, node_id)
     outcome = await submit_one(
         node, member_record(action, node_id, raft, http), SUBMIT_TIMEOUT_MS_DEFAULT
     )
     if isinstance(outcome, NotCommitted):
         raise ApiError(503, "not_committed", outcome.reason)
-    done: asyncio.Future = asyncio.get_running_loop().create_future()
+    answer = {"action": action, "id": node_id, "role": "voter" if raft else "replica"}
+    if raft:
+        await _change_raft_membership(node, action, raft)
+    return web.json_response({**answer, "led_by": node.led_by()})
+
+
+def _addresses_to_add(body: dict[str, Any]) -> tuple[str, str]:
+    """(raft, http) of a node to add; a replica's raft address is empty."""
+    role = body.get("role", "voter")
+    raft, http = body.get("raft", ""), body.get("http")
+    if role not in ("voter", "replica"):
+        raise ApiError(400, "bad_request", "role is voter or replica")
+    if not isinstance(http, str) or not isinstance(raft, str):
+        raise ApiError(400, "bad_request", "raft and http are host:port strings")
+    if role == "replica" and raft:
+        raise ApiError(400, "bad_request", "a replica has no raft address")
+    if role == "voter" and not raft:
+        raise ApiError(400, "bad_request", "adding a voter needs its raft and http addresses")
+    for address in (raft, http) if raft else (http,):
+        try:
+            split_address(address)
+        except ConfigError as exc:
+            raise ApiError(400, "bad_request", str(exc)) from None
+    return raft, http
+
+
+async def _change_raft_membership(node: NodePort, action: str, raft: str) -> None:
     loop = asyncio.get_running_loop()
+    done: asyncio.Future = loop.create_future()
 
     def on_change(result: Any, error: Any) -> None:
         loop.call_soon_threadsafe(set_once, done, error)
 
-    change = node.addNodeToCluster if action == "add" else node.removeNodeFromCluster
-    change(raft, callback=on_change)
+    node.change_membership(action, raft, on_change)
     try:
         error = await asyncio.wait_for(done, SUBMIT_TIMEOUT_MS_DEFAULT / 1000)
     except TimeoutError:
         raise ApiError(503, "not_committed", "membership change not confirmed in time") from None
     if error:
         raise ApiError(409, "membership_refused", f"raft refused the change (reason {error})")
-    return web.json_response({"action": action, "id": node_id, "led_by": node.led_by()})
 
 
-def _refuse_quorum_loss(node: ExchangeNode, removing: str) -> None:
+def _role(peer: Peer) -> str:
+    return "voter" if peer.voter else "replica"
+
+
+def _refuse_quorum_loss(node: NodePort, removing: str) -> None:
     """Removing a node must leave a majority of the new membership reachable."""
-    remaining = [p for p in node.members.values() if p.node_id != removing]
-    alive = sum(
-        1 for p in remaining if p.node_id == node.node_id or node.isNodeConnected(TCPNode(p.raft))
-    )
+    remaining = [p for p in node.members.values() if p.node_id != removing and p.voter]
+    alive = sum(1 for p in remaining if p.node_id == node.node_id or node.peer_connected(p.raft))
     if alive <= len(remaining) // 2:
         raise ApiError(
             409,
@@ -162,7 +191,7 @@ def _refuse_quorum_loss(node: ExchangeNode, removing: str) -> None:
 async def snapshot(request: web.Request) -> web.Response:
     require_admin(request)
     node = _node(request)
-    node.forceLogCompaction()
+    node.compact_log()
     return web.json_response({"requested": True, "last_snapshot_index": node.last_snapshot_index})
 
 
@@ -203,7 +232,7 @@ async def hash_mark(request: web.Request) -> web.Response:
     """Appends an entry after which every node records its state hash; returns its index."""
     require_admin(request)
     node = _node(request)
-    if not node._isLeader():
+    if not node.is_leader():
         return await forward_to_leader(request, {})
     result = await asyncio.to_thread(node.request_hash_mark, SUBMIT_TIMEOUT_MS_DEFAULT / 1000)
     if isinstance(result, NotCommitted):
@@ -243,11 +272,11 @@ def _checked(wire: Any, where: str = "") -> bytes:
         raise ApiError(400, "bad_command", f"{where}{exc}") from None
 
 
-def _outcome(events: list[Any], node: ExchangeNode) -> dict[str, Any]:
+def _outcome(events: list[Any], node: NodePort) -> dict[str, Any]:
     return {"events": [event_to_dict(e) for e in events], "seq": last_seq(events, node)}
 
 
-def _summary(events: list[Any], node: ExchangeNode) -> dict[str, Any]:
+def _summary(events: list[Any], node: NodePort) -> dict[str, Any]:
     """The first event says accepted or rejected; the rest are counted, not sent."""
     first = events[0] if events else None
     row: dict[str, Any] = {
@@ -269,7 +298,7 @@ async def submit_command(request: web.Request) -> web.Response:
     body = await json_body(request)
     timeout_ms = _timeout_ms(body)
     command = _checked(body.get("command"))
-    if not node._isLeader():
+    if not node.is_leader():
         return await forward_to_leader(request, body)
     outcome = await submit_one(node, command, timeout_ms)
     if isinstance(outcome, NotCommitted):
@@ -296,7 +325,7 @@ async def submit_batch(request: web.Request) -> web.Response:
     if detail not in ("events", "summary"):
         raise ApiError(400, "bad_detail", "detail must be events or summary")
     commands = [_checked(wire, f"commands[{position}]: ") for position, wire in enumerate(wires)]
-    if not node._isLeader():
+    if not node.is_leader():
         return await forward_to_leader(request, body)
     outcomes = await submit_all(node, commands, timeout_ms)
     describe = _outcome if detail == "events" else _summary

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from cluster.port import EntryApplied
 from engine.events import Event, Trade
 
 INTERVAL_MS = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000, "1d": 86_400_000}
@@ -51,6 +52,9 @@ class CandleBook:
         self.last_seq = 0
         # While seeding from the store, live trades wait here (the apply thread never blocks).
         self._pending: list[Trade] | None = []
+
+    def on_entry(self, applied: EntryApplied) -> None:
+        self.on_events(applied.events)
 
     def on_events(self, events: Iterable[Event]) -> None:
         with self._lock:

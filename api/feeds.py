@@ -31,12 +31,14 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from api.candles import Candle
 from api.errors import ApiError
 from api.gateway import Gateway
 from api.json_input import JsonBeyondLimits, JsonRefused, parse_json
 from api.l3 import l3_json, read_l3
 from api.public import book_sides, candle_json, ticker_json
 from api.signing import check_fresh, signing_payload, verify_signature
+from cluster.port import EntryApplied
 from cluster.rocks import READ_LIMIT_MAX
 from cluster.views import NodeView
 from engine.codes import Scope, Side
@@ -210,26 +212,32 @@ class FeedHub:
             if subscriber.transport is not None:
                 subscriber.transport.abort()
 
-    def on_events(self, events: list[Event]) -> None:
+    def on_entry(self, applied: EntryApplied) -> None:
         """Apply thread: one hop to the loop per entry, and none when nobody listens.
 
-        Order-by-order (L3) subscribers need each touched level's queue as it stands
-        after this entry; only the apply thread may read the engine, so it is taken here.
+        What messages show beyond the events themselves (L3 queues, tickers, candles) is
+        taken here, as it stands right after this entry: a message stamped with the entry's
+        seq never shows a later state.
         """
-        if not events or not self.subscribers:
+        subscribers = self.subscribers
+        if not subscribers:
             return
         queues: dict[tuple[str, int, int], list[tuple[int, int]]] = {}
-        subscribers = self.subscribers
-        engine = self.gw.node.engine
-        for event in events:
-            if type(event) is LevelChanged and ("book.l3", event.symbol) in subscribers:
+        candles: dict[str, Candle | None] = {}
+        for event in applied.events:
+            kind = type(event)
+            if kind is LevelChanged and ("book.l3", event.symbol) in subscribers:
                 where = (event.symbol, event.side, event.price)
                 if where not in queues:
-                    queues[where] = engine.level_queue(*where)
-        self.loop.call_soon_threadsafe(self.publish, events, queues)
+                    queues[where] = applied.level_queue(*where)
+            elif kind is Trade and ("candles", event.symbol) in subscribers:
+                rows = self.gw.candles.candles(event.symbol, "1m", 1)
+                candles[event.symbol] = rows[0] if rows else None
+        state = EntryState(applied.view, queues, candles)
+        self.loop.call_soon_threadsafe(self.publish, applied.events, state)
 
-    def publish(self, events: list[Event], queues: dict | None = None) -> None:
-        rows_by_key = render(self.gw, events, self.subscribers.keys(), queues or {})
+    def publish(self, events: list[Event], state: EntryState) -> None:
+        rows_by_key = render(self.gw, events, self.subscribers.keys(), state)
         for key, rows in rows_by_key.items():
             frames = [(seq, text_frame(text)) for seq, text in rows]
             for subscriber in tuple(self.subscribers.get(key, ())):
@@ -252,12 +260,25 @@ class FeedHub:
         subscriber.floor.pop(key, None)
 
 
+@dataclass(frozen=True, slots=True)
+class EntryState:
+    """The state right after an entry, taken on the apply thread: the view, the queues of the
+    levels it touched (for L3 subscribers) and the current 1m candle of the symbols it traded
+    (for candle subscribers)."""
+
+    view: NodeView
+    queues: dict[tuple[str, int, int], list[tuple[int, int]]]
+    candles: dict[str, Candle | None]
+
+
 def render(
-    gw: Gateway, events: list[Event], wanted: Any, queues: dict | None = None
+    gw: Gateway, events: list[Event], wanted: Any, state: EntryState | None = None
 ) -> dict[Key, list[tuple[int, str]]]:
     """The messages each wanted channel gets for these events: (seq, JSON text) in seq order.
 
-    Used for live entries and for replays from history alike, so both say the same.
+    Used for live entries and for replays from history alike, so both say the same; a
+    replay (no `state`) carries the channels that are made of events alone (book deltas,
+    trades, user events).
     """
     out: dict[Key, list[tuple[int, str]]] = defaultdict(list)
     book_changes: dict[str, list[list[Any]]] = defaultdict(list)
@@ -303,8 +324,8 @@ def render(
                 _user(out, wanted, account, event)
         elif kind in _USER_EVENTS or (kind is Rejected and event.account):
             _user(out, wanted, event.account, event)
-    if queues:
-        _render_l3(gw, events, queues, out)
+    if state is not None and state.queues:
+        _render_l3(gw, events, state.queues, out)
     # Log time of the entry: how late a delivery is, measured by the receiver.
     ts_ms = events[-1].ts_ms if events else 0
     for symbol, changes in book_changes.items():
@@ -324,21 +345,22 @@ def render(
                 ),
             )
         )
-    if events:
+    if events and state is not None:
         last_seq = events[-1].seq
         for symbol in sorted(touched):
             if ("ticker", symbol) in wanted:
-                row = ticker_json(gw, gw.instrument(symbol))
+                row = ticker_json(gw, gw.instrument(symbol), state.view)
                 out[("ticker", symbol)].append(
                     (
                         last_seq,
                         _dump({"channel": "ticker", "type": "ticker", **row, "seq": last_seq}),
                     )
                 )
-            if ("candles", symbol) in wanted:
-                text = _candle_message(gw, symbol, last_seq)
-                if text is not None:
-                    out[("candles", symbol)].append((last_seq, text))
+            candle = state.candles.get(symbol)
+            if ("candles", symbol) in wanted and candle is not None:
+                out[("candles", symbol)].append(
+                    (last_seq, _candle_message(gw, symbol, last_seq, candle))
+                )
     return out
 
 
@@ -381,11 +403,7 @@ def _user(out: dict[Key, list[tuple[int, str]]], wanted: Any, account: str, even
         out[key].append((event.seq, _dump({"channel": USER_CHANNEL, **row})))
 
 
-def _candle_message(gw: Gateway, symbol: str, seq: int) -> str | None:
-    rows = gw.candles.candles(symbol, "1m", 1)
-    if not rows:
-        return None
-    inst = gw.instrument(symbol)
+def _candle_message(gw: Gateway, symbol: str, seq: int, candle: Candle) -> str:
     return _dump(
         {
             "channel": "candles",
@@ -393,7 +411,7 @@ def _candle_message(gw: Gateway, symbol: str, seq: int) -> str | None:
             "symbol": symbol,
             "interval": "1m",
             "seq": seq,
-            **candle_json(gw, inst, rows[0]),
+            **candle_json(gw, gw.instrument(symbol), candle),
         }
     )
 
@@ -671,12 +689,13 @@ def _snapshot(gw: Gateway, view: NodeView, key: Key) -> str | None:
             {
                 "channel": "ticker",
                 "type": "ticker",
-                **ticker_json(gw, gw.instrument(name)),
+                **ticker_json(gw, gw.instrument(name), view),
                 "seq": seq,
             }
         )
     if channel == "candles":
-        return _candle_message(gw, name, seq)
+        rows = gw.candles.candles(name, "1m", 1)
+        return _candle_message(gw, name, seq, rows[0]) if rows else None
     return None
 
 
@@ -685,7 +704,7 @@ async def feed_hub(app: web.Application, gw: Gateway):  # type: ignore[no-untype
     hub = FeedHub(gw, asyncio.get_running_loop())
     app[HUB_KEY] = hub
     app.on_shutdown.append(hub.close_all)
-    unsubscribe = gw.node.subscribe(hub.on_events)
+    unsubscribe = gw.node.subscribe(hub.on_entry)
     try:
         yield hub
     finally:

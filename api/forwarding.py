@@ -24,7 +24,7 @@ from api.errors import ApiError
 from api.leader_watch import LeaderWatch
 from api.node_channel import COMMANDS_PATH, node_headers, pack_commands
 from api.submission import NOT_COMMITTED_MESSAGE
-from cluster.node import ExchangeNode
+from cluster.port import NodePort
 
 FORWARD_HEADER = "X-Raftex-Forwarded"
 T = TypeVar("T")
@@ -32,7 +32,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Forwarder:
-    node: ExchangeNode
+    node: NodePort
     session: aiohttp.ClientSession
     watch: LeaderWatch
     node_key: bytes

@@ -41,7 +41,7 @@ from api.signing import (
 from api.submission import NOT_COMMITTED_MESSAGE, submit_all
 from cluster.batcher import NotCommitted
 from cluster.event_log import EventLog
-from cluster.node import ExchangeNode
+from cluster.port import NodePort
 from cluster.views import InstrumentView, KeyView
 from engine.codes import Scope
 from engine.commands import Command, CommandDecodeError, Signed, checked_bytes
@@ -113,7 +113,7 @@ class WriteOutcome:
 
 @dataclass(slots=True)
 class Gateway:
-    node: ExchangeNode
+    node: NodePort
     sealer: Sealer
     ip_limits: RateLimiter
     key_limits: RateLimiter
@@ -333,7 +333,7 @@ class Gateway:
         except CommandDecodeError as exc:
             raise ApiError(400, "bad_command", str(exc)) from None
         node = self.node
-        if not node._isLeader():
+        if not node.is_leader():
             return await self._forward(encoded, timeout_ms)
         return [
             _not_committed(outcome.reason)
@@ -368,7 +368,7 @@ class Gateway:
         ]
 
 
-def last_seq(events: list[Event], node: ExchangeNode) -> int:
+def last_seq(events: list[Event], node: NodePort) -> int:
     """The seq a write answer names: its last event's, or (no events) what the node has
     applied."""
     return max((e.seq for e in events), default=node.view.last_seq)

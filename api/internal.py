@@ -38,7 +38,7 @@ async def commands(request: web.Request) -> web.Response:
     timeout_ms, encoded = unpack_commands(body)
     if not 0 < timeout_ms <= TIMEOUT_MS_MAX or not 0 < len(encoded) <= COMMANDS_PER_REQUEST_MAX:
         raise ApiError(400, "bad_request", "internal commands: timeout or count out of range")
-    if not node._isLeader():
+    if not node.is_leader():
         raise ApiError(503, "not_committed", f"not the leader; {NOT_COMMITTED_MESSAGE}")
     outcomes = await submit_all(node, encoded, timeout_ms)
     rows = [

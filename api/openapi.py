@@ -201,10 +201,16 @@ OPERATIONS: tuple[Operation, ...] = (
     (
         "POST",
         "/v1/admin/members",
-        "Add or remove one node",
+        "Add or remove one node: a voter (Raft membership) or a read replica (recorded only)",
         ADMIN,
         (),
-        {"action": "add | remove", "id": "node id", "raft": "host:port", "http": "host:port"},
+        {
+            "action": "add | remove",
+            "id": "node id",
+            "role": "voter | replica (default voter)",
+            "raft": "host:port (voters only)",
+            "http": "host:port",
+        },
     ),
     ("POST", "/v1/admin/snapshot", "Force log compaction", ADMIN, (), {}),
     ("GET", "/v1/admin/audit/verify", "Recompute the audit chain", ADMIN, (), {}),

@@ -246,9 +246,7 @@ async def placement(
         }
         for e in taker_fills
     ]
-    cancelled = next(
-        (e for e in events if type(e) is Cancelled and e.order_id == order_id), None
-    )
+    cancelled = next((e for e in events if type(e) is Cancelled and e.order_id == order_id), None)
     return 200, {
         **base,
         "status": str(status_of(order_id, events)),

@@ -19,7 +19,7 @@ from api.gateway import Gateway, gateway
 from api.l3 import l3_json, read_l3
 from api.query import int_param
 from cluster.rocks import READ_LIMIT_MAX
-from cluster.views import BOOK_VIEW_DEPTH, BookView, InstrumentView
+from cluster.views import BOOK_VIEW_DEPTH, BookView, InstrumentView, NodeView
 from engine.codes import Side, TradingStatus
 
 TRADES_LIMIT_DEFAULT = 100
@@ -181,8 +181,9 @@ def candle_json(gw: Gateway, inst: InstrumentView, c: Candle) -> dict[str, Any]:
     }
 
 
-def ticker_json(gw: Gateway, inst: InstrumentView) -> dict[str, Any]:
-    view = gw.node.view
+def ticker_json(gw: Gateway, inst: InstrumentView, view: NodeView | None = None) -> dict[str, Any]:
+    """L1 and 24h figures as of `view` (by default the node's latest)."""
+    view = view or gw.node.view
     book = view.books.get(inst.symbol)
     day = gw.candles.ticker(inst.symbol, view.log_time_ms)
     best_bid = book.bids[0] if book and book.bids else None
@@ -226,7 +227,7 @@ async def cluster(request: web.Request) -> web.Response:
     node = gateway(request).node
     status = node.status()
     members = [
-        {"id": p.node_id, "http": p.http}
+        {"id": p.node_id, "role": "voter" if p.voter else "replica", "http": p.http}
         for p in sorted(node.members.values(), key=lambda p: p.node_id)
     ]
     return web.json_response(

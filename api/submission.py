@@ -10,7 +10,7 @@ from typing import Any
 
 from api.errors import ApiError
 from cluster.batcher import NotCommitted, Overloaded
-from cluster.node import ExchangeNode
+from cluster.port import NodePort
 
 NOT_COMMITTED_MESSAGE = "not committed: retry with the same client order id"
 
@@ -65,11 +65,11 @@ def _wakeups_of(loop: asyncio.AbstractEventLoop) -> _Wakeups:
     return wakeups
 
 
-async def submit_one(node: ExchangeNode, command: bytes, timeout_ms: int) -> Any:
+async def submit_one(node: NodePort, command: bytes, timeout_ms: int) -> Any:
     return (await submit_all(node, [command], timeout_ms))[0]
 
 
-async def submit_all(node: ExchangeNode, commands: list[bytes], timeout_ms: int) -> list[Any]:
+async def submit_all(node: NodePort, commands: list[bytes], timeout_ms: int) -> list[Any]:
     """Submits commands and waits for all their outcomes.
 
     Waking the loop once per command (asyncio.wrap_future) cost more than the

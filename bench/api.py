@@ -1,15 +1,16 @@
 """`raftex bench api`: order entry over HTTP and WebSocket fan-out on a local 3-node cluster.
 
-Starts a fresh cluster (fsync `always`, rate limits off) in a temporary
-directory, gives each client its own funded account and HMAC key, then, at
-the same time:
+Starts a fresh cluster (fsync `always`, rate limits off; R read replicas beside
+the 3 voters with `--replicas R`) in a temporary directory, gives each client
+its own funded account and HMAC key, then, at the same time:
 - C clients place orders over keep-alive HTTP on the leader, each waiting for
   its acknowledgement (closed loop); even clients buy and odd clients sell at
   one price, so orders trade and every trade moves the book;
-- S subscribers hold the `book` channel of that symbol on one follower and
-  record each update's sequence number and its delay from the entry's log
-  time to delivery.
-It checks that every subscriber received the same complete series of updates.
+- S subscribers hold the `book` channel of that symbol, spread over the
+  replicas (on one follower when there are none), and record each update's
+  sequence number and its delay from the entry's log time to delivery.
+It checks that every subscriber received the same complete series of updates,
+and reports the CPU of the leader, the followers and the replicas per order.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import base64
 import json
 import os
 import re
+import resource
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -39,6 +41,7 @@ PRICE = "100.00"
 CASH_CENTS = 10**13
 SHARES = 10**9
 SETTLE_S = 1.0
+OPEN_FILES_SPARE = 512
 UPDATE_HEAD = re.compile(
     r'\{"channel":"book","type":"update","symbol":"[^"]*","seq":(\d+),"ts_ms":(\d+)'
 )
@@ -48,6 +51,9 @@ UPDATE_HEAD = re.compile(
 class ApiBench:
     clients: int
     subscribers: int
+    replicas: int
+    # Where the subscribers were connected: node id -> how many.
+    subscribers_by_node: dict[str, int]
     seconds: float
     orders_per_request: int
     key_kind: str
@@ -76,13 +82,17 @@ class _Subscriber:
     cut: bool = False
 
 
-def run_api_bench(clients: int, subscribers: int, seconds: float, batch: int = 1) -> ApiBench:
+def run_api_bench(
+    clients: int, subscribers: int, seconds: float, batch: int = 1, replicas: int = 0
+) -> ApiBench:
+    _allow_open_files(subscribers)
     with tempfile.TemporaryDirectory(prefix="raftex-bench-api-") as tmp:
         cluster = LocalCluster(
             Path(tmp),
             3,
             fsync="always",
             settings={"rate_limit_ip_per_s": 0, "rate_limit_key_per_s": 0},
+            replicas=replicas,
         )
         cluster.start()
         try:
@@ -91,23 +101,35 @@ def run_api_bench(clients: int, subscribers: int, seconds: float, batch: int = 1
             cluster.stop()
 
 
+def _allow_open_files(subscribers: int) -> None:
+    """Each subscriber is a socket here and one on a node (which inherit this limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = subscribers + OPEN_FILES_SPARE
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+
+
 async def _measure(
     cluster: LocalCluster, clients: int, subscribers: int, seconds: float, batch: int
 ) -> ApiBench:
     token = cluster.admin_token
     leader = await wait_for_leader(cluster.nodes, token, LEADER_WAIT_S)
     leader_http = cluster.node(leader).http
-    follower_http = next(n.http for n in cluster.nodes if n.node_id != leader)
+    serving = [n.node_id for n in cluster.replicas] or [
+        next(n.node_id for n in cluster.voters if n.node_id != leader)
+    ]
     keys = await _setup(leader_http, token, clients)
     feeds = [_Subscriber() for _ in range(subscribers)]
+    feed_nodes = [serving[n % len(serving)] for n in range(subscribers)]
     async with asyncio.TaskGroup() as tasks:
-        readers = [tasks.create_task(_subscribe(follower_http, feed)) for feed in feeds]
+        readers = [
+            tasks.create_task(_subscribe(cluster.node(node_id).http, feed))
+            for node_id, feed in zip(feed_nodes, feeds, strict=True)
+        ]
         await asyncio.sleep(SETTLE_S)
         latencies: list[float] = []
         failed = [0]
-        roles = {
-            p.pid: "leader" if n == leader else "followers" for n, p in cluster.processes.items()
-        }
+        roles = {p.pid: _role(cluster, n, leader) for n, p in cluster.processes.items()}
         roles[os.getpid()] = "clients"
         before = cpu_seconds(roles)
         deadline = time.perf_counter() + seconds
@@ -129,6 +151,8 @@ async def _measure(
     return ApiBench(
         clients=clients,
         subscribers=subscribers,
+        replicas=len(cluster.replicas),
+        subscribers_by_node={n: feed_nodes.count(n) for n in serving},
         seconds=seconds,
         orders_per_request=batch,
         key_kind="hmac",
@@ -142,7 +166,7 @@ async def _measure(
             role: per_order_us(
                 sum(s for pid, s in used.items() if roles[pid] == role), len(latencies)
             )
-            for role in ("leader", "followers", "clients")
+            for role in ("leader", "followers", "replicas", "clients")
         },
         book_updates=max((len(feed.seqs) for feed in feeds), default=0),
         md_messages_delivered=delivered,
@@ -152,6 +176,12 @@ async def _measure(
         every_subscriber_complete=len(series) == 1 and not any(feed.cut for feed in feeds),
         subscribers_cut=sum(feed.cut for feed in feeds),
     )
+
+
+def _role(cluster: LocalCluster, node_id: str, leader: str) -> str:
+    if node_id == leader:
+        return "leader"
+    return "replicas" if cluster.node(node_id).replica else "followers"
 
 
 async def _setup(http: str, token: str, clients: int) -> list[dict[str, Any]]:
@@ -290,6 +320,7 @@ def format_api_bench(result: ApiBench, as_json: bool) -> str:
     r = result
     rows = [
         ("clients / subscribers", f"{r.clients} / {r.subscribers} ({r.key_kind} keys)"),
+        ("subscribers on", ", ".join(f"{n}: {c}" for n, c in r.subscribers_by_node.items())),
         ("orders per request", f"{r.orders_per_request}"),
         ("orders acked/s over HTTP", f"{r.orders_per_s:,.0f} (failed {r.orders_failed})"),
         ("ack latency p50/p99", f"{r.ack_latency_ms_p50} / {r.ack_latency_ms_p99} ms"),

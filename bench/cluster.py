@@ -41,8 +41,10 @@ FAILOVER_PROBE_PERIOD_S = 0.02
 CATCH_UP_WAIT_S = 60.0
 
 
-# The topology measured: until read replicas carry them, the history projection runs beside
-# one voter only; the others run lean (no projector), as the README recommends.
+# The topology measured is the write path of the one the README recommends: voters, one of
+# them with the history projection, the others lean (no projector). The read replicas that
+# carry reads and feeds in production only receive the log; `raftex bench api --replicas`
+# measures them.
 TOPOLOGY = "3 voters, fsync always; the history projection beside n1 only"
 PROJECTING_NODE = "n1"
 PROJECTION_CATCH_UP_WAIT_S = 120.0

@@ -14,10 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chaos.history import FAIL, OK, History, Op
+from cluster.node import RAFT_MAX_TIMEOUT_S
 from engine.codes import RejectCode
 from engine.commands import COMMAND_TAGS, Deposit, PlaceOrder, Withdraw, signed_inner
 
 DETAILS_MAX = 10
+# The longest a probe write may take to commit during a replica's fault: the voters' longest
+# election timeout.
+COMMIT_PROBE_MAX_MS = round(RAFT_MAX_TIMEOUT_S * 1000)
+PROBED_FAMILIES = ("replica",)
 PLACE_TAG = COMMAND_TAGS[PlaceOrder]
 DEPOSIT_TAG = COMMAND_TAGS[Deposit]
 WITHDRAW_TAG = COMMAND_TAGS[Withdraw]
@@ -316,6 +321,30 @@ def check_faults(history: History) -> Verdict:
     return _verdict("corruption_refused", problems, faults=len(history.faults))
 
 
+def check_commits_unhurt(history: History) -> Verdict:
+    """A fault of a read replica costs the voters nothing: every probe write through the
+    leader while it lasted committed, none slower than an election timeout (a commit that
+    waited that long was waiting for the cluster, not for a busy machine)."""
+    problems = []
+    probes = 0
+    for fault in history.faults:
+        if not fault.commit_ms and fault.family not in PROBED_FAMILIES:
+            continue
+        probes += len(fault.commit_ms)
+        lost = sum(1 for ms in fault.commit_ms if ms is None)
+        slowest = max((ms for ms in fault.commit_ms if ms is not None), default=None)
+        if not fault.commit_ms:
+            problems.append(f"{fault.description}: no commit was probed")
+        elif lost:
+            problems.append(f"{fault.description}: {lost} probe write(s) not committed")
+        elif slowest is not None and slowest > COMMIT_PROBE_MAX_MS:
+            problems.append(
+                f"{fault.description}: a commit took {slowest:.0f} ms"
+                f" (over {COMMIT_PROBE_MAX_MS} ms)"
+            )
+    return _verdict("replica_faults_cost_no_commit", problems, probes=probes)
+
+
 def availability(history: History) -> list[dict[str, Any]]:
     """Per fault: seconds from its start to the first acknowledgement of a write that was
     invoked after it (one in flight before it says nothing about the cluster after)."""
@@ -336,6 +365,9 @@ def availability(history: History) -> list[dict[str, Any]]:
                 "catch_up_s": fault.catch_up_s,
             }
         )
+        if fault.commit_ms:
+            committed = [ms for ms in fault.commit_ms if ms is not None]
+            rows[-1]["commit_ms_max"] = round(max(committed), 1) if committed else None
     return rows
 
 
@@ -349,4 +381,5 @@ def check_all(history: History, finals: list[NodeFinal]) -> list[Verdict]:
         check_replicas(finals),
         check_leaders(history),
         check_faults(history),
+        check_commits_unhurt(history),
     ]

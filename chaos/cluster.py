@@ -26,10 +26,10 @@ from typing import Any
 
 from chaos.netns import NamespaceNet, unavailable_reason
 from cluster.admin_client import AdminClient, AdminError, NodeAddress
-from cluster.launcher import LocalCluster, LocalNode, wait_for_leader
+from cluster.launcher import LocalCluster, LocalNode, register_replicas, wait_for_leader
 from cluster.market import Market, seed_market
 from cluster.snapshot_file import META_NAME
-from engine.commands import AddInstrument
+from engine.commands import AddInstrument, Tick, command_to_wire
 
 LEADER_WAIT_S = 30.0
 REFUSAL_WAIT_S = 30.0
@@ -57,6 +57,7 @@ CHAOS_MARKET = Market(
     shares=10**6,
 )
 PLANES = ("auto", "netns", "hooks")
+TICK_WIRE = command_to_wire(Tick())
 
 
 def resolve_plane(plane: str) -> str:
@@ -67,7 +68,8 @@ def resolve_plane(plane: str) -> str:
 
 
 class ChaosCluster:
-    def __init__(self, data_dir: Path, nodes: int, plane: str = "hooks") -> None:
+    def __init__(self, data_dir: Path, nodes: int, plane: str = "hooks", replicas: int = 0) -> None:
+        """`nodes` voters and `replicas` read replicas."""
         self.plane = resolve_plane(plane)
         self.net = NamespaceNet() if self.plane == "netns" else None
         settings: dict[str, float | bool] = {
@@ -85,6 +87,7 @@ class ChaosCluster:
                 settings=settings,
                 host_of=self.net.add_node if self.net else None,
                 prefix_of=self.net.command_prefix if self.net else None,
+                replicas=replicas,
             )
         except BaseException:
             if self.net is not None:
@@ -102,6 +105,7 @@ class ChaosCluster:
         self.local.start()
         leader = await self.wait_leader()
         http = self.http(leader)
+        await register_replicas(self.local.replicas, self.local.admin_token, http)
         await seed_market(self.admin, http, replace(CHAOS_MARKET, accounts=tuple(accounts)))
         keys = {}
         for account in accounts:
@@ -133,8 +137,19 @@ class ChaosCluster:
     def http(self, node_id: str) -> str:
         return self.local.node(node_id).http
 
+    @property
+    def voter_ids(self) -> list[str]:
+        return [n.node_id for n in self.local.voters]
+
+    @property
+    def replica_ids(self) -> list[str]:
+        return [n.node_id for n in self.local.replicas]
+
     def running(self) -> list[str]:
         return [n for n in self.node_ids if n in self.local.processes]
+
+    def running_voters(self) -> list[str]:
+        return [n for n in self.voter_ids if n in self.local.processes]
 
     async def wait_leader(self, timeout_s: float = LEADER_WAIT_S) -> str:
         nodes = [n for n in self.local.nodes if n.node_id in self.local.processes]
@@ -190,17 +205,25 @@ class ChaosCluster:
             process.send_signal(signum)
 
     async def partition(self, groups: list[list[str]]) -> None:
-        """Each node hears only the nodes of its own groups (a node may be in several).
+        """Each voter hears only the voters of its own groups (a voter may be in several);
+        read replicas keep hearing every voter.
 
-        Namespaces cut every node, down and paused ones too, and the cut outlives a
-        restart; hooks reach only the nodes that answer now."""
-        for node_id in self.node_ids:
+        Namespaces cut every voter, down and paused ones too, and the cut outlives a
+        restart; hooks reach only the voters that answer now."""
+        voters = self.voter_ids
+        for node_id in voters:
             mine = {n for group in groups if node_id in group for n in group}
-            blocked = sorted(set(self.node_ids) - mine - {node_id})
-            if self.net is not None:
-                self.net.cut(node_id, blocked)
-            elif node_id in self.running() and node_id not in self.paused:
-                await self._faults(node_id, {"blocked": blocked})
+            await self._cut(node_id, sorted(set(voters) - mine - {node_id}))
+
+    async def isolate(self, node_id: str) -> None:
+        """Cuts one node off from every other node (a replica: from the log it follows)."""
+        await self._cut(node_id, [n for n in self.node_ids if n != node_id])
+
+    async def _cut(self, node_id: str, blocked: list[str]) -> None:
+        if self.net is not None:
+            self.net.cut(node_id, blocked)
+        elif node_id in self.running() and node_id not in self.paused:
+            await self._faults(node_id, {"blocked": blocked})
 
     async def heal(self) -> None:
         if self.net is not None:
@@ -253,15 +276,33 @@ class ChaosCluster:
         self.wipe(node_id)
         return refused
 
+    async def commit_probe(self, http: str) -> float | None:
+        """Milliseconds one empty command took to commit through the node at `http` (the
+        leader); None if it was not acknowledged."""
+        started = time.monotonic()
+        try:
+            await self.admin.call(http, "POST", "/v1/admin/commands", {"command": TICK_WIRE})
+        except AdminError:
+            return None
+        return (time.monotonic() - started) * 1000
+
+    async def snapshot_voters(self) -> None:
+        """Compacts every running voter's log into a snapshot, so a node that joins or is
+        wiped now is sent a snapshot and the log after it, not the whole log."""
+        for node_id in self.running_voters():
+            if node_id not in self.paused:
+                await self._snapshot_taken(node_id)
+
     async def _snapshot_taken(self, node_id: str) -> None:
-        """Compacts the node's log and waits until its dump file is written."""
+        """Compacts the node's log and waits until a new dump file is written."""
         http = self.http(node_id)
         with contextlib.suppress(AdminError):
+            before = (await self.admin.call(http, "GET", "/v1/admin/status"))["last_snapshot_index"]
             await self.admin.call(http, "POST", "/v1/admin/snapshot", {})
             deadline = time.monotonic() + REFUSAL_WAIT_S
             while time.monotonic() < deadline:
                 status = await self.admin.call(http, "GET", "/v1/admin/status")
-                if status.get("last_snapshot_index", 0) > 0:
+                if status["last_snapshot_index"] > before:
                     return
                 await asyncio.sleep(0.2)
 

@@ -12,6 +12,7 @@ import random
 import time
 from dataclasses import dataclass
 
+from chaos.checkers import PROBED_FAMILIES
 from chaos.cluster import JOURNAL_FILE, SNAPSHOT_FILE, ChaosCluster
 from chaos.history import FaultRecord, History
 from cluster.admin_client import AdminError
@@ -26,6 +27,7 @@ FAMILIES = (
     "membership",
     "skew",
     "corrupt",
+    "replica",
 )
 KINDS = {
     "kill": ("leader", "follower", "minority", "all"),
@@ -37,7 +39,12 @@ KINDS = {
     "skew": ("leader", "follower"),
     "loss": ("leader", "follower"),
     "corrupt": ("follower-journal", "follower-snapshot"),
+    # A read replica killed, paused, cut off from the voters, or wiped (after the voters
+    # took a snapshot, so it rebuilds from a snapshot plus the log): the voters must not
+    # notice (their commits are probed throughout).
+    "replica": ("kill", "pause", "partition", "wipe"),
 }
+COMMIT_PROBE_PERIOD_S = 0.1
 FAULT_S = 3.0
 QUIET_S = 3.0
 SKEW_MS_MAX = 120_000
@@ -73,16 +80,21 @@ def parse_families(text: str) -> tuple[str, ...]:
 
 
 def schedule(families: tuple[str, ...], seconds: float, seed: int) -> list[PlannedFault]:
+    """Families in turn; each family's kinds in turn from a seeded start, so a run with as
+    many faults of a family as it has kinds tries every kind."""
     rng = random.Random(seed)
-    plan = []
+    first_kind = {family: rng.randrange(len(KINDS[family])) for family in FAMILIES}
+    plan: list[PlannedFault] = []
     at = QUIET_S
     while at + FAULT_S < seconds:
         family = families[len(plan) % len(families)]
+        kinds = KINDS[family]
+        turn = sum(1 for fault in plan if fault.family == family)
         plan.append(
             PlannedFault(
                 at_s=at,
                 family=family,
-                kind=rng.choice(KINDS[family]),
+                kind=kinds[(first_kind[family] + turn) % len(kinds)],
                 duration_s=FAULT_S,
                 pick=rng.randrange(1_000),
                 skew_ms=rng.choice((-1, 1)) * rng.randrange(1_000, SKEW_MS_MAX),
@@ -109,13 +121,16 @@ class Nemesis:
                 await asyncio.sleep(max(0.0, fault.at_s - self.now()))
                 record = await self.start(fault)
                 self.history.faults.append(record)
-                if fault.family in ("wipe", "restart", "corrupt"):
+                if fault.family in ("wipe", "restart", "corrupt") or _is(fault, "replica", "wipe"):
                     for node in record.targets:
                         watchers.create_task(self._watch_catch_up(record, node))
-                await asyncio.sleep(max(0.0, fault.at_s + fault.duration_s - self.now()))
+                until = fault.at_s + fault.duration_s
+                if fault.family in PROBED_FAMILIES:
+                    await self._probe_commits(record, until)
+                await asyncio.sleep(max(0.0, until - self.now()))
                 await self.end(fault, record)
                 record.end_s = self.now()
-                if fault.family == "kill":
+                if fault.family == "kill" or _is(fault, "replica", "kill"):
                     for node in record.targets:
                         watchers.create_task(self._watch_catch_up(record, node))
 
@@ -137,21 +152,36 @@ class Nemesis:
                 return
             await asyncio.sleep(CATCH_UP_POLL_S)
 
-    async def _target(self, role: str, pick: int) -> tuple[str, list[str]]:
-        """(the chosen node, the other running nodes) for a role."""
+    async def _probe_commits(self, record: FaultRecord, until_s: float) -> None:
+        """Commits an empty command through the leader every COMMIT_PROBE_PERIOD_S until
+        `until_s`, recording how long each took (the voters' view of the fault)."""
         cluster = self.cluster
-        leader = await cluster.leader() or cluster.running()[0]
-        followers = [n for n in cluster.running() if n != leader]
+        leader = await cluster.leader()
+        while self.now() < until_s:
+            started = self.now()
+            if leader is None:
+                record.commit_ms.append(None)
+                leader = await cluster.leader()
+            else:
+                record.commit_ms.append(await cluster.commit_probe(cluster.http(leader)))
+            await asyncio.sleep(max(0.0, COMMIT_PROBE_PERIOD_S - (self.now() - started)))
+
+    async def _target(self, role: str, pick: int) -> tuple[str, list[str]]:
+        """(the chosen voter, the other running voters) for a role."""
+        cluster = self.cluster
+        voters = cluster.running_voters()
+        leader = await cluster.leader() or voters[0]
+        followers = [n for n in voters if n != leader]
         if role == "leader" or not followers:
             return leader, followers
         chosen = followers[pick % len(followers)]
-        return chosen, [n for n in cluster.running() if n != chosen]
+        return chosen, [n for n in voters if n != chosen]
 
     async def start(self, fault: PlannedFault) -> FaultRecord:
         cluster = self.cluster
         family, kind = fault.family, fault.kind
         record = FaultRecord(family, f"{family} {kind}", [], self.now())
-        nodes = cluster.running()
+        nodes = cluster.running_voters()
         if family == "kill":
             if kind == "all":
                 targets = list(nodes)
@@ -201,6 +231,8 @@ class Nemesis:
             what = await cluster.lose(node, fault.loss)
             record.targets = [node]
             record.description += f" {fault.loss:.0%} of its {what}"
+        elif family == "replica":
+            record.targets = [await self._replica_fault(kind, fault.pick)]
         elif family == "corrupt":
             node = (await self._target("follower", fault.pick))[0]
             file_name = SNAPSHOT_FILE if kind == "follower-snapshot" else JOURNAL_FILE
@@ -215,15 +247,32 @@ class Nemesis:
         record.start_s = self.now()
         return record
 
+    async def _replica_fault(self, kind: str, pick: int) -> str:
+        cluster = self.cluster
+        replicas = [n for n in cluster.replica_ids if n in cluster.running()]
+        if not replicas:
+            raise NemesisError("the replica family needs a cluster with read replicas")
+        replica = replicas[pick % len(replicas)]
+        if kind == "kill":
+            cluster.kill(replica)
+        elif kind == "pause":
+            cluster.pause(replica)
+        elif kind == "partition":
+            await cluster.isolate(replica)
+        else:
+            await cluster.snapshot_voters()
+            cluster.wipe(replica)
+        return replica
+
     async def end(self, fault: PlannedFault, record: FaultRecord) -> None:
         cluster = self.cluster
-        if fault.family == "kill":
+        if fault.family == "kill" or _is(fault, "replica", "kill"):
             for node in record.targets:
                 cluster.restart(node)
-        elif fault.family == "pause":
+        elif fault.family == "pause" or _is(fault, "replica", "pause"):
             for node in record.targets:
                 cluster.resume(node)
-        elif fault.family in ("partition", "skew", "loss"):
+        elif fault.family in ("partition", "skew", "loss") or _is(fault, "replica", "partition"):
             await cluster.heal()
 
     async def _partition_groups(self, kind: str, pick: int) -> tuple[list[list[str]], list[str]]:
@@ -244,3 +293,7 @@ class Nemesis:
         count = len(rotated)
         groups = [[rotated[i], rotated[(i + 1) % count]] for i in range(count)]
         return groups, []
+
+
+def _is(fault: PlannedFault, family: str, kind: str) -> bool:
+    return fault.family == family and fault.kind == kind

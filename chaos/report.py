@@ -91,8 +91,12 @@ def format_table(summary: dict[str, Any]) -> str:
     lines.append("  faults (first acknowledged write after each):")
     for row in summary["availability"]:
         after = "none" if row["first_ack_after_s"] is None else f"{row['first_ack_after_s']} s"
-        caught_up = ", ".join(f"{n} caught up in {t} s" for n, t in row["catch_up_s"].items())
-        lines.append(f"    {row['start_s']:>7.1f} s  {row['fault']:<48} {after}  {caught_up}")
+        notes = [f"{n} caught up in {t} s" for n, t in row["catch_up_s"].items()]
+        if "commit_ms_max" in row:
+            notes.append(f"slowest commit {row['commit_ms_max']} ms")
+        lines.append(
+            f"    {row['start_s']:>7.1f} s  {row['fault']:<48} {after}  {', '.join(notes)}"
+        )
     lines.append(f"  operations: {summary['counts']}")
     lines.append(f"  report: {summary['out_dir']}")
     return "\n".join(lines)

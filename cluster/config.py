@@ -34,9 +34,16 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Peer:
+    """A member of the cluster. A read replica has no Raft address: it never listens for
+    Raft traffic (it connects to the voters) and never votes."""
+
     node_id: str
     raft: str
     http: str
+
+    @property
+    def voter(self) -> bool:
+        return bool(self.raft)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +85,10 @@ class NodeConfig:
     # fills, trades, balance history) from its projection. Off: a lean node that answers
     # those reads with 503 `no_projection`.
     projection: bool = True
+    # A read replica (pysyncobj's read-only node): it receives the log and snapshots from
+    # the voters (`peers`), applies them, serves reads and feeds, forwards writes, and never
+    # votes or counts for a quorum. It has no Raft address of its own.
+    replica: bool = False
     # Chaos testing only: lets the admin endpoint partition this node and skew its clock.
     fault_hooks: bool = False
 
@@ -88,6 +99,10 @@ class NodeConfig:
     @property
     def others(self) -> tuple[Peer, ...]:
         return tuple(p for p in self.peers if p.node_id != self.node_id)
+
+    @property
+    def role(self) -> str:
+        return "replica" if self.replica else "voter"
 
     def peer_by_raft(self, raft: str) -> Peer | None:
         return next((p for p in self.peers if p.raft == raft), None)
@@ -113,7 +128,15 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> NodeConfig:
     raw.update({k: v for k, v in overrides.items() if v not in (None, "", [])})
     for name in ("secret", "admin_token"):
         _read_secret_file(raw, name)
-    missing = [k for k in ("node_id", "raft", "http", "data_dir") if not raw.get(k)]
+    replica = _flag(raw, "replica", False)
+    if replica and raw.get("raft"):
+        raise ConfigError(
+            "a replica has no raft address (it connects to the voters); remove `raft`"
+        )
+    required = (
+        ("node_id", "http", "data_dir") if replica else ("node_id", "raft", "http", "data_dir")
+    )
+    missing = [k for k in required if not raw.get(k)]
     if missing:
         raise ConfigError(f"missing setting(s): {', '.join(missing)}")
     if not raw.get("secret"):
@@ -123,7 +146,7 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> NodeConfig:
     peers = tuple(_peer(p) for p in raw.get("peers", []))
     config = NodeConfig(
         node_id=str(raw["node_id"]),
-        raft=str(raw["raft"]),
+        raft=str(raw.get("raft", "")),
         http=str(raw["http"]),
         data_dir=Path(raw["data_dir"]),
         secret=str(raw["secret"]),
@@ -136,6 +159,7 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> NodeConfig:
         tls_key=Path(raw["tls_key"]) if raw.get("tls_key") else None,
         fault_hooks=raw.get("fault_hooks", False) is True,
         projection=_flag(raw, "projection", True),
+        replica=replica,
         feed_buffer_bytes_max=_positive_int(
             raw, "feed_buffer_bytes_max", FEED_BUFFER_BYTES_MAX_DEFAULT
         ),
@@ -147,7 +171,7 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> NodeConfig:
         http_body_timeout_s=_seconds(raw, "http_body_timeout_s", HTTP_BODY_TIMEOUT_S_DEFAULT),
         feed_idle_timeout_s=_seconds(raw, "feed_idle_timeout_s", FEED_IDLE_TIMEOUT_S_DEFAULT),
     )
-    if not any(p.node_id == config.node_id for p in peers):
+    if not replica and not any(p.node_id == config.node_id for p in peers):
         config = replace(config, peers=(*peers, Peer(config.node_id, config.raft, config.http)))
     validate(config)
     return config
@@ -224,9 +248,12 @@ def validate(config: NodeConfig) -> None:
     raft_addrs = [p.raft for p in config.peers]
     if len(set(raft_addrs)) != len(raft_addrs):
         raise ConfigError(f"peer raft addresses repeat: {raft_addrs}")
-    me = next(p for p in config.peers if p.node_id == config.node_id)
-    if me.raft != config.raft or me.http != config.http:
-        raise ConfigError(f"peer entry for {config.node_id} disagrees with its own addresses")
+    if config.replica:
+        _check_replica_peers(config)
+    else:
+        me = next(p for p in config.peers if p.node_id == config.node_id)
+        if me.raft != config.raft or me.http != config.http:
+            raise ConfigError(f"peer entry for {config.node_id} disagrees with its own addresses")
     for peer in config.peers:
         split_address(peer.raft)
         split_address(peer.http)
@@ -238,8 +265,23 @@ def validate(config: NodeConfig) -> None:
     if not os.access(data_dir, os.R_OK | os.W_OK | os.X_OK):
         raise ConfigError(f"data dir {data_dir} is not readable and writable")
     _check_tls(config)
-    for what, address in (("raft", config.raft), ("http", config.http)):
+    listens = (
+        (("http", config.http),)
+        if config.replica
+        else (("raft", config.raft), ("http", config.http))
+    )
+    for what, address in listens:
         _check_port_free(what, address)
+
+
+def _check_replica_peers(config: NodeConfig) -> None:
+    """A replica's peers are the voters it follows: itself is none of them."""
+    if not config.peers:
+        raise ConfigError("a replica needs the voters as peers (it follows their log)")
+    if any(p.node_id == config.node_id for p in config.peers):
+        raise ConfigError(
+            f"a replica is not one of its peers: remove {config.node_id} from `peers`"
+        )
 
 
 def _check_tls(config: NodeConfig) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from cluster.child_process import die_with_parent, run_when_idle
 from engine import Exchange
 
 READ_CHUNK_BYTES = 64 * 1024
@@ -43,9 +44,10 @@ class EngineForks:
         Call it only where the engine is not changing (the apply thread, between entries)."""
         future: Future = Future()
         readable, writable = os.pipe()
+        parent_pid = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _run_in_child(engine, read, readable, writable)
+            _run_in_child(engine, read, readable, writable, parent_pid)
         os.close(writable)
         collector = threading.Thread(
             target=self._collect, args=(pid, readable, future), name="engine-fork", daemon=True
@@ -78,11 +80,17 @@ class EngineForks:
 
 
 def _run_in_child(
-    engine: Exchange, read: Callable[[Exchange], Any], readable: int, writable: int
+    engine: Exchange,
+    read: Callable[[Exchange], Any],
+    readable: int,
+    writable: int,
+    parent_pid: int,
 ) -> None:
     gc.disable()
     code = 1
     try:
+        die_with_parent(parent_pid)
+        run_when_idle()
         os.close(readable)
         data = pickle.dumps(read(engine), protocol=pickle.HIGHEST_PROTOCOL)
         view = memoryview(data)

@@ -15,7 +15,12 @@ from dataclasses import dataclass
 
 import msgpack
 
+from engine.commands import wire_to_bytes
+
 ENTRY_VERSION = 2
+# A membership record travels as the bytes of `[MEMBER_TAG, action, id, raft, http]` in place
+# of a command, so every replica learns the HTTP address of every member.
+MEMBER_TAG = "!member"
 BATCH_COMMANDS_MAX = 512
 BATCH_BYTES_MAX = 256 * 1024
 
@@ -43,3 +48,8 @@ def decode_entry(payload: bytes) -> Entry:
     if version != ENTRY_VERSION or type(ts_ms) is not int or not isinstance(items, list):
         raise EntryDecodeError(f"log entry version {version!r} or shape not understood")
     return Entry(ts_ms, bool(hash_mark), [(str(tag), command) for tag, command in items])
+
+
+def member_record(action: str, node_id: str, raft: str, http: str) -> bytes:
+    """The bytes of a membership change, as it travels in the log beside commands."""
+    return wire_to_bytes([MEMBER_TAG, action, node_id, raft, http])

@@ -216,6 +216,12 @@ class EventLog(RocksStore):
         replica at the same index."""
         return self._tip[2].hex()
 
+    def audit_head_at(self, log_index: int) -> str:
+        """The audit chain's head right after entry `log_index` (audit_head() at that
+        index), whatever has been written since."""
+        check_cursor("log_index", log_index)
+        return self._hash_before(log_index + 1).hex()
+
     def last_seq(self) -> int:
         """Highest event sequence logged; the engine's next event must be this plus one."""
         return self._tip[3]

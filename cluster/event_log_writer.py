@@ -19,7 +19,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from cluster.event_log import AppliedCommand, EventLog
 
@@ -38,6 +38,8 @@ class EventLogWriter:
         self._last_enqueued = event_log.applied_index()
         self._written = self._last_enqueued
         self._progress = threading.Condition()
+        # (index, fn): run once the log holds `index`.
+        self._waiters: list[tuple[int, Callable[[], None]]] = []
         self._thread = threading.Thread(target=self._run, name="event-log-writer", daemon=True)
         self._thread.start()
 
@@ -55,6 +57,16 @@ class EventLogWriter:
             return
         self._last_enqueued = index
         self._queue.put((index, ts_ms, commands))
+
+    def when_written(self, index: int, fn: Callable[[], None]) -> None:
+        """Runs `fn` once the event log holds `index`: now, on the caller's thread, if it
+        does already, else on the writer's thread right after that write. Lets the apply
+        thread ask for something about an index without waiting for the writer."""
+        with self._progress:
+            if self._written < index:
+                self._waiters.append((index, fn))
+                return
+        fn()
 
     def drain(self) -> None:
         """Blocks until everything submitted so far is in the event log."""
@@ -79,6 +91,7 @@ class EventLogWriter:
         self.drain()
         self._log = event_log
         self._last_enqueued = self._written = event_log.applied_index()
+        self._run_ready(self._written)
 
     def close(self) -> None:
         self.drain()
@@ -101,6 +114,14 @@ class EventLogWriter:
                     exc_info=True,
                 )
                 os._exit(EXIT_EVENT_LOG_FAILED)
-            with self._progress:
-                self._written = index
-                self._progress.notify_all()
+            self._run_ready(index)
+
+    def _run_ready(self, written: int) -> None:
+        with self._progress:
+            self._written = written
+            self._progress.notify_all()
+            ready = [fn for at, fn in self._waiters if at <= written]
+            if ready:
+                self._waiters = [(at, fn) for at, fn in self._waiters if at > written]
+        for fn in ready:
+            fn()

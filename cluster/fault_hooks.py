@@ -33,7 +33,7 @@ class PartitionableTransport(TCPTransport):
 
     def send(self, node: Any, message: Any) -> bool:
         faults = self._faults()
-        if node.address in faults.blocked_raft:
+        if _address(node) in faults.blocked_raft:
             return False
         if faults.loss and random.random() < faults.loss:
             return True  # lost on the way: the sender cannot tell
@@ -41,9 +41,15 @@ class PartitionableTransport(TCPTransport):
 
     def _onMessageReceived(self, node: Any, message: Any) -> None:
         faults = self._faults()
-        if node.address in faults.blocked_raft or (faults.loss and random.random() < faults.loss):
+        if _address(node) in faults.blocked_raft or (faults.loss and random.random() < faults.loss):
             return
         super()._onMessageReceived(node, message)
 
     def _faults(self) -> FaultState:
         return self._syncObj.faults
+
+
+def _address(node: Any) -> str | None:
+    """A voter's Raft address; None for a read replica connected to this node (pysyncobj
+    knows it only by a connection number): a replica is cut off on its own side."""
+    return getattr(node, "address", None)

@@ -60,10 +60,14 @@ HostOf = Callable[[str], str]
 @dataclass(frozen=True, slots=True)
 class LocalNode:
     node_id: str
-    raft: str
+    raft: str  # empty for a read replica
     http: str
     config_path: Path
     log_path: Path
+
+    @property
+    def replica(self) -> bool:
+        return not self.raft
 
 
 def free_port() -> int:
@@ -85,17 +89,17 @@ def free_port() -> int:
     raise OSError(f"no free port in {low}..{high}")
 
 
-def _addresses(node_id: str, host_of: HostOf | None) -> dict[str, str]:
+def _addresses(node_id: str, host_of: HostOf | None, voter: bool = True) -> dict[str, str]:
     """A node's Raft and HTTP addresses: free ports on 127.0.0.1, or the fixed ports on
-    an address of the node's own (a network namespace, in the chaos suite)."""
+    an address of the node's own (a network namespace, in the chaos suite). A read replica
+    has no Raft address."""
     if host_of is None:
-        return {"id": node_id, "raft": f"{HOST}:{free_port()}", "http": f"{HOST}:{free_port()}"}
-    host = host_of(node_id)
-    return {
-        "id": node_id,
-        "raft": f"{host}:{OWN_HOST_RAFT_PORT}",
-        "http": f"{host}:{OWN_HOST_HTTP_PORT}",
-    }
+        raft, http = (f"{HOST}:{free_port()}" if voter else ""), f"{HOST}:{free_port()}"
+    else:
+        host = host_of(node_id)
+        raft = f"{host}:{OWN_HOST_RAFT_PORT}" if voter else ""
+        http = f"{host}:{OWN_HOST_HTTP_PORT}"
+    return {"id": node_id, "raft": raft, "http": http}
 
 
 def prepare(
@@ -106,8 +110,10 @@ def prepare(
     tls: bool = False,
     host_of: HostOf | None = None,
     node_settings: dict[str, dict[str, float | bool]] | None = None,
+    replicas: int = 0,
 ) -> tuple[list[LocalNode], str]:
-    """Writes (or reuses) the launch plan and node configs; returns nodes and admin token.
+    """Writes (or reuses) the launch plan and node configs; returns nodes (the `count`
+    voters n1.., then the `replicas` read replicas r1..) and the admin token.
 
     `settings`: extra node settings (rate limits) for every node of a new plan;
     `node_settings`: more for some nodes, by id (which of them run a projection).
@@ -126,10 +132,18 @@ def prepare(
             "node_settings": dict(node_settings or {}),
             "tls": tls,
         }
-        write_private(launch_file, json.dumps(plan, indent=2))
+    planned = plan.setdefault("replicas", [])
+    if len(planned) < replicas:
+        planned.extend(
+            _addresses(f"r{n}", host_of, voter=False) for n in range(len(planned) + 1, replicas + 1)
+        )
+    write_private(launch_file, json.dumps(plan, indent=2))
     write_private(data_dir / ADMIN_TOKEN_FILE_NAME, plan["admin_token"])
-    members = plan["nodes"][:count]
-    nodes = [_write_node_config(data_dir, plan, entry, members, fsync) for entry in members]
+    voters = plan["nodes"][:count]
+    nodes = [
+        _write_node_config(data_dir, plan, entry, voters, fsync)
+        for entry in (*voters, *planned[:replicas])
+    ]
     return nodes, plan["admin_token"]
 
 
@@ -139,7 +153,7 @@ def plan_joiner(
     fsync: str = "always",
     host_of: HostOf | None = None,
 ) -> LocalNode:
-    """Adds a node to the launch plan whose peers are the current members plus itself:
+    """Adds a voter to the launch plan whose peers are the current voters plus itself:
     start it, then `raftex admin add` it on the cluster."""
     launch_file = data_dir / LAUNCH_FILE_NAME
     plan = json.loads(launch_file.read_text())
@@ -150,8 +164,8 @@ def plan_joiner(
     entry = _addresses(f"n{number}", host_of)
     plan["nodes"].append(entry)
     write_private(launch_file, json.dumps(plan, indent=2))
-    peers = [{"id": n.node_id, "raft": n.raft, "http": n.http} for n in members] + [entry]
-    return _write_node_config(data_dir, plan, entry, peers, fsync)
+    peers = [{"id": n.node_id, "raft": n.raft, "http": n.http} for n in members if not n.replica]
+    return _write_node_config(data_dir, plan, entry, [*peers, entry], fsync)
 
 
 def _write_node_config(
@@ -171,9 +185,11 @@ def _write_node_config(
     peer_tables = "\n".join(
         f'[[peers]]\nid = "{p["id"]}"\nraft = "{p["raft"]}"\nhttp = "{p["http"]}"\n' for p in peers
     )
+    # A replica follows the voters (its peers) and has no Raft address of its own.
+    role = f'raft = "{entry["raft"]}"\n' if entry["raft"] else "replica = true\n"
     write_private(
         config_path,
-        f'node_id = "{entry["id"]}"\nraft = "{entry["raft"]}"\nhttp = "{entry["http"]}"\n'
+        f'node_id = "{entry["id"]}"\n{role}http = "{entry["http"]}"\n'
         f'data_dir = "{data_dir / entry["id"]}"\nsecret = "{plan["secret"]}"\n'
         f'admin_token = "{plan["admin_token"]}"\nfsync = "{fsync}"\n{extra}\n{peer_tables}',
     )
@@ -205,7 +221,14 @@ def write_cluster_file(
 ) -> Path:
     path = data_dir / CLUSTER_FILE_NAME
     rows = [
-        {"id": n.node_id, "raft": n.raft, "http": n.http, "pid": pids.get(n.node_id)} for n in nodes
+        {
+            "id": n.node_id,
+            "role": "replica" if n.replica else "voter",
+            "raft": n.raft,
+            "http": n.http,
+            "pid": pids.get(n.node_id),
+        }
+        for n in nodes
     ]
     content: dict[str, Any] = {"nodes": rows}
     if ca_file is not None:
@@ -232,6 +255,21 @@ async def wait_for_leader(
                 return leaders.pop()
             await asyncio.sleep(POLL_PERIOD_S)
     raise AdminError(f"no leader elected within {timeout_s:.0f} s")
+
+
+async def register_replicas(
+    replicas: list[LocalNode], token: str, leader_http: str, ca_file: Path | None = None
+) -> None:
+    """Records each read replica in the cluster's membership (what `raftex admin members`
+    lists); one recorded before is left as it is."""
+    async with AdminClient(token, ca_file=ca_file) as client:
+        for replica in replicas:
+            body = {"action": "add", "id": replica.node_id, "role": "replica", "http": replica.http}
+            try:
+                await client.call(leader_http, "POST", "/v1/admin/members", body)
+            except AdminError as exc:
+                if exc.code != "already_member":
+                    raise
 
 
 DEMO_MARKET = Market(
@@ -278,15 +316,17 @@ class LocalCluster:
         host_of: HostOf | None = None,
         prefix_of: Callable[[str], list[str]] | None = None,
         node_settings: dict[str, dict[str, float | bool]] | None = None,
+        replicas: int = 0,
     ) -> None:
-        """`host_of` and `prefix_of`: each node's own address and command prefix, for
-        nodes in network namespaces of their own; `node_settings`: settings of some nodes."""
+        """`count` voters and `replicas` read replicas; `host_of` and `prefix_of`: each
+        node's own address and command prefix, for nodes in network namespaces of their own;
+        `node_settings`: settings of some nodes."""
         self.data_dir = data_dir
         self.fsync = fsync
         self.host_of = host_of
         self.prefix_of = prefix_of
         self.nodes, self.admin_token = prepare(
-            data_dir, count, fsync, settings, tls, host_of, node_settings
+            data_dir, count, fsync, settings, tls, host_of, node_settings, replicas
         )
         plan = json.loads((data_dir / LAUNCH_FILE_NAME).read_text())
         # The certificate clients trust, when the cluster serves HTTPS.
@@ -322,6 +362,14 @@ class LocalCluster:
         write_cluster_file(
             self.data_dir, self.nodes, {k: p.pid for k, p in self.processes.items()}, self.ca_file
         )
+
+    @property
+    def voters(self) -> list[LocalNode]:
+        return [n for n in self.nodes if not n.replica]
+
+    @property
+    def replicas(self) -> list[LocalNode]:
+        return [n for n in self.nodes if n.replica]
 
     def node(self, node_id: str) -> LocalNode:
         return next(n for n in self.nodes if n.node_id == node_id)

@@ -36,11 +36,12 @@ from pysyncobj.transport import TCPTransport
 from cluster.batcher import Batcher, NotCommitted
 from cluster.config import NodeConfig, Peer
 from cluster.engine_fork import EngineForks, ForkedReadError
-from cluster.entry import decode_entry
+from cluster.entry import MEMBER_TAG, decode_entry
 from cluster.event_log import AppliedCommand, EventLog
 from cluster.event_log_writer import EventLogWriter
 from cluster.fault_hooks import FaultState, PartitionableTransport
 from cluster.journal import JournalError
+from cluster.port import EntryApplied, EntryListener
 from cluster.snapshot_file import (
     DumpChild,
     SnapshotMeta,
@@ -48,20 +49,12 @@ from cluster.snapshot_file import (
     read_snapshot_meta,
 )
 from cluster.views import NodeView, full_view, next_view
-from engine import Exchange, RejectCode
-from engine.commands import (
-    CommandDecodeError,
-    command_from_wire,
-    wire_from_bytes,
-    wire_to_bytes,
-)
-from engine.events import Event, Rejected
+from engine import Exchange
+from engine.commands import CommandDecodeError, command_from_wire, wire_from_bytes
+from engine.events import Event
 
 log = logging.getLogger("raftex.node")
 
-# A membership record travels as the bytes of `[MEMBER_TAG, action, id, raft, http]` in place
-# of a command, so every replica learns the HTTP address of every member.
-MEMBER_TAG = "!member"
 HASH_MARKS_KEPT = 64
 EXIT_DIVERGED = 70
 EXIT_JOURNAL_FAILED = 74
@@ -79,8 +72,6 @@ COMMANDS_QUEUE_SIZE = 1_000
 LOG_COMPACTION_MIN_ENTRIES = 20_000
 LOG_COMPACTION_MIN_TIME_S = 600
 FORKED_READ_WAIT_S = 30.0
-
-EventListener = Callable[[list[Event]], None]
 
 
 class ExchangeNode(SyncObj):
@@ -101,7 +92,7 @@ class ExchangeNode(SyncObj):
         self._dump: DumpChild | None = None
         self.forks = EngineForks()
         self.started_monotonic = time.monotonic()
-        self._listeners: list[EventListener] = []
+        self._listeners: list[EntryListener] = []
         # Reads of the engine itself (L3 books) run on the apply thread, between entries.
         self._engine_reads: collections.deque[tuple[Callable[[Exchange], Any], Future]] = (
             collections.deque()
@@ -131,8 +122,13 @@ class ExchangeNode(SyncObj):
             logCompactionMinTime=LOG_COMPACTION_MIN_TIME_S,
         )
         transport = PartitionableTransport if config.fault_hooks else TCPTransport
+        # A replica is pysyncobj's read-only node: no address of its own (it connects to
+        # every voter), never a candidate, never counted for a quorum.
         super().__init__(
-            config.raft, [p.raft for p in config.others], conf, transportClass=transport
+            None if config.replica else config.raft,
+            [p.raft for p in config.others if p.voter],
+            conf,
+            transportClass=transport,
         )
         self.batcher.start()
 
@@ -143,8 +139,9 @@ class ExchangeNode(SyncObj):
         or NotCommitted."""
         return self.batcher.submit(command, timeout_s)
 
-    def subscribe(self, listener: EventListener) -> Callable[[], None]:
-        """Calls `listener(events)` on the apply thread after each entry; it must not block."""
+    def subscribe(self, listener: EntryListener) -> Callable[[], None]:
+        """Calls `listener(EntryApplied)` on the apply thread after each entry (one with new
+        events); it must not block."""
         self._listeners = [*self._listeners, listener]
 
         def unsubscribe() -> None:
@@ -220,7 +217,8 @@ class ExchangeNode(SyncObj):
                     continue
                 command = command_from_wire(wire)
             except CommandDecodeError as exc:
-                events = [self._reject_malformed(str(exc))]
+                # Still a sequence number, deterministically: every node refuses it alike.
+                events = [engine.reject_malformed(str(exc))]
             else:
                 events = engine.apply(command, entry.ts_ms)
             applied.append(AppliedCommand(tag, data, events))
@@ -233,14 +231,10 @@ class ExchangeNode(SyncObj):
             self.batcher.resolve(tag, events)
         if entry.hash_mark:
             self._record_hash(index)
-        for listener in self._listeners:
-            listener(new_events)
-
-    def _reject_malformed(self, detail: str) -> Event:
-        """A command that cannot be decoded still takes a sequence number, deterministically."""
-        engine = self.engine
-        engine.seq += 1
-        return Rejected(engine.seq, engine.now_ms, "", "", "?", RejectCode.UNKNOWN_COMMAND, detail)
+        if new_events and self._listeners:
+            applied = EntryApplied(new_events, self.view, engine.level_queue)
+            for listener in self._listeners:
+                listener(applied)
 
     def _apply_member(self, wire: list[Any]) -> None:
         action, node_id, raft, http = wire
@@ -250,32 +244,37 @@ class ExchangeNode(SyncObj):
             self.members.pop(node_id, None)
 
     def _record_hash(self, index: int) -> None:
-        """The hash of the state after entry `index`: the audit chain's head now, the
-        engine's hash in a forked child (cluster/engine_fork.py), so however large the state,
-        the apply thread goes on at once."""
-        self.writer.drain()
-        audit_head = self.event_log.audit_head()
+        """The hash of the state after entry `index`: the engine's hash in a forked child
+        (cluster/engine_fork.py) and the audit chain's head once the event-log writer holds
+        the entry, so however large the state or long the writer's queue, the apply thread
+        goes on at once."""
         with self.hash_marks_changed:
             self.hash_marks_pending.add(index)
+        audit: Future = Future()
+        self.writer.when_written(
+            index, lambda: audit.set_result(self.event_log.audit_head_at(index))
+        )
         hashed = self.forks.read(self.engine, Exchange.state_hash)
 
-        def record(done: Future) -> None:
+        def record(engine_done: Future, audit_done: Future) -> None:
             try:
-                digest = node_state_hash(done.result(), audit_head)
+                digest = node_state_hash(engine_done.result(), audit_done.result())
             except ForkedReadError:
                 log.error("event=hash_failed node=%s index=%d", self.node_id, index, exc_info=True)
                 digest = None
             with self.hash_marks_changed:
                 self.hash_marks_pending.discard(index)
-                if digest is None:
-                    self.hash_marks_changed.notify_all()
-                    return
-                self.hash_marks[index] = digest
-                while len(self.hash_marks) > HASH_MARKS_KEPT:
-                    self.hash_marks.popitem(last=False)
+                if digest is not None:
+                    self.hash_marks[index] = digest
+                    while len(self.hash_marks) > HASH_MARKS_KEPT:
+                        self.hash_marks.popitem(last=False)
                 self.hash_marks_changed.notify_all()
 
-        hashed.add_done_callback(record)
+        hashed.add_done_callback(
+            lambda engine_done: audit.add_done_callback(
+                lambda audit_done: record(engine_done, audit_done)
+            )
+        )
 
     @property
     def event_log(self) -> EventLog:
@@ -339,7 +338,7 @@ class ExchangeNode(SyncObj):
             applied_index=self.applied_index,
             last_entry=tuple(last_entry),
             prev_entry=tuple(prev_entry),
-            cluster=sorted(node.id for node in cluster),
+            cluster=sorted(node.id for node in cluster if node is not None),
             members=[[p.node_id, p.raft, p.http] for p in self.members.values()],
             engine=b"",
         )
@@ -422,6 +421,23 @@ class ExchangeNode(SyncObj):
 
     # ------------------------------------------------------------ status
 
+    def is_leader(self) -> bool:
+        return self._isLeader()
+
+    def peer_connected(self, raft: str) -> bool:
+        return self.isNodeConnected(TCPNode(raft))
+
+    def change_membership(
+        self, action: str, raft: str, callback: Callable[[Any, Any], None]
+    ) -> None:
+        """Raft's own membership change (after the record of it is in the log)."""
+        change = self.addNodeToCluster if action == "add" else self.removeNodeFromCluster
+        change(raft, callback=callback)
+
+    def compact_log(self) -> None:
+        """Asks for a snapshot now (written by a forked child, see _write_dump)."""
+        self.forceLogCompaction()
+
     def leader_id(self) -> str | None:
         leader = self._getLeader()
         if leader is None:
@@ -446,7 +462,9 @@ class ExchangeNode(SyncObj):
         return next((p.http for p in self.members.values() if p.raft == leader.id), None)
 
     def role(self) -> str:
-        if self._isLeader():
+        if self.config.replica:
+            return "replica"
+        if self.is_leader():
             return "leader"
         return "follower" if self._getLeader() is not None else "candidate"
 
@@ -474,6 +492,13 @@ class ExchangeNode(SyncObj):
             "last_snapshot_index": self.last_snapshot_index,
             "event_log_index": self.writer.written_index,
             "members": sorted(self.members),
+            # The voters this node has a Raft connection to now (what a removal's quorum
+            # check counts).
+            "peers_connected": sorted(
+                p.node_id
+                for p in self.members.values()
+                if p.voter and p.node_id != self.node_id and self.peer_connected(p.raft)
+            ),
         }
 
     def close(self) -> None:
@@ -484,11 +509,6 @@ class ExchangeNode(SyncObj):
         self.forks.wait(FORKED_READ_WAIT_S)
         self.writer.close()
         self.event_log.close()
-
-
-def member_record(action: str, node_id: str, raft: str, http: str) -> bytes:
-    """The bytes of a membership change, as it travels in the log beside commands."""
-    return wire_to_bytes([MEMBER_TAG, action, node_id, raft, http])
 
 
 def event_log_dir(data_dir: Path) -> Path:

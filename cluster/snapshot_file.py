@@ -26,6 +26,7 @@ from typing import Any
 
 import msgpack
 
+from cluster.child_process import die_with_parent, run_when_idle
 from engine import Exchange
 
 SNAPSHOT_FILE_VERSION = 3
@@ -106,9 +107,10 @@ class DumpChild:
     ) -> DumpChild:
         """Forks; the child snapshots `engine` as it is at this instant (copy-on-write),
         writes `final_path.bg` and renames it over `final_path`."""
+        parent_pid = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _write_in_child(engine, meta, checkpoint, final_path)
+            _write_in_child(engine, meta, checkpoint, final_path, parent_pid)
         return cls(pid, meta.applied_index, checkpoint)
 
     def poll(self) -> bool | None:
@@ -128,12 +130,16 @@ class DumpChild:
         return os.waitstatus_to_exitcode(status) == 0
 
 
-def _write_in_child(engine: Exchange, meta: SnapshotMeta, checkpoint: Path, final: Path) -> None:
+def _write_in_child(
+    engine: Exchange, meta: SnapshotMeta, checkpoint: Path, final: Path, parent_pid: int
+) -> None:
     """Runs in the forked child only: no logging, no event log, no collector (finalizers of
     objects shared with the parent must not run here), and always os._exit."""
     gc.disable()
     code = 1
     try:
+        die_with_parent(parent_pid)
+        run_when_idle()
         partial = final.with_name(final.name + ".bg")
         full = replace(meta, engine=engine.snapshot())
         write_snapshot_file(partial, full, checkpoint)

@@ -199,6 +199,12 @@ class Exchange:
             self._flush_views()
         return out
 
+    def reject_malformed(self, detail: str) -> Event:
+        """The outcome of a command that could not be decoded (it never reached `apply`):
+        a Rejected with the next sequence number, as every node gives it."""
+        self._out = []
+        return self._reject("", "", "?", RejectCode.UNKNOWN_COMMAND, detail)
+
     def _forget_old_client_ids(self) -> None:
         """The table is in the order outcomes happened (log time never goes back, restore
         keeps that order), so the expired ids are at its front."""

@@ -60,11 +60,15 @@ def add_admin_parser(commands: argparse._SubParsersAction) -> None:
     )
     actions.add_parser("members", parents=[json_flag], help="the cluster membership")
     add = actions.add_parser(
-        "add", parents=[json_flag], help="add a node (start it first with all members as peers)"
+        "add",
+        parents=[json_flag],
+        help="add a voter (start it first with all members as peers) or, with --replica, record"
+        " a read replica (started with the voters as peers)",
     )
     add.add_argument("node_id")
-    add.add_argument("--raft", required=True)
+    add.add_argument("--raft", help="the voter's Raft address (a replica has none)")
     add.add_argument("--http", required=True)
+    add.add_argument("--replica", action="store_true", help="a read replica, not a voter")
     remove = actions.add_parser("remove", parents=[json_flag], help="remove a node")
     remove.add_argument("node_id")
     actions.add_parser("snapshot", parents=[json_flag], help="force log compaction on every node")
@@ -122,7 +126,7 @@ async def _dispatch(
         if action in ("add", "remove"):
             body = {"action": action, "id": args.node_id}
             if action == "add":
-                body.update(raft=args.raft, http=args.http)
+                body.update(_addition(args))
             return await _first_answer(client, nodes, "POST", "/v1/admin/members", body), True
         if action == "snapshot":
             rows = []
@@ -149,6 +153,16 @@ async def _dispatch(
         return result, True
 
 
+def _addition(args: argparse.Namespace) -> dict[str, str]:
+    if args.replica:
+        if args.raft:
+            raise AdminError("a replica has no raft address: drop --raft")
+        return {"role": "replica", "http": args.http}
+    if not args.raft:
+        raise AdminError("adding a voter needs --raft (or --replica for a read replica)")
+    return {"role": "voter", "raft": args.raft, "http": args.http}
+
+
 async def _first_answer(
     client: AdminClient, nodes: list[NodeAddress], method: str, path: str, body: Any
 ) -> Any:
@@ -169,7 +183,7 @@ def _table(action: str, output: Any) -> str:
         rows = [{**row, "projection_lag": _projection_lag(row)} for row in output["nodes"]]
         return _format_rows(rows, STATUS_COLUMNS)
     if action == "members":
-        return _format_rows(output["members"], ("id", "raft", "http")) + (
+        return _format_rows(output["members"], ("id", "role", "raft", "http")) + (
             f"\nleader: {output['leader']}"
         )
     if action == "hash":

@@ -47,6 +47,24 @@ def _peer(text: str) -> dict[str, str]:
     return {"id": parts[0], "raft": parts[1], "http": parts[2]}
 
 
+def _add_count(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    low: int,
+    high: int,
+    default: int | None,
+    help_text: str,
+) -> None:
+    parser.add_argument(
+        flag,
+        type=int,
+        choices=range(low, high + 1),
+        default=default,
+        metavar=f"{low}..{high}",
+        help=help_text,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raftex", description="A Raft-replicated stock exchange")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -80,20 +98,31 @@ def build_parser() -> argparse.ArgumentParser:
     bench_api = targets.add_parser("api", help="HTTP order entry and WebSocket fan-out")
     bench_api.add_argument("--clients", type=_positive, default=16)
     bench_api.add_argument("--subscribers", type=_positive, default=100)
-    bench_api.add_argument(
-        "--batch",
-        type=int,
-        choices=range(1, 21),
-        default=1,
-        metavar="1..20",
-        help="orders per request (above 1: POST /v1/orders/batch)",
+    _add_count(
+        bench_api, "--batch", 1, 20, 1, "orders per request (above 1: POST /v1/orders/batch)"
+    )
+    _add_count(
+        bench_api,
+        "--replicas",
+        0,
+        8,
+        0,
+        "read replicas beside the 3 voters; the subscribers are spread over them",
     )
     bench_api.add_argument("--seconds", type=_positive, default=10)
     bench_api.add_argument("--json", action="store_true", help="print one JSON object")
     chaos = commands.add_parser("chaos", help="fault-injection runs against a local cluster")
     chaos_actions = chaos.add_subparsers(dest="chaos_action", required=True)
     chaos_run = chaos_actions.add_parser("run", help="workload + nemesis + checkers + report")
-    chaos_run.add_argument("--nodes", type=int, choices=[3, 5], default=3)
+    chaos_run.add_argument("--nodes", type=int, choices=[3, 5], default=3, help="voters")
+    _add_count(
+        chaos_run,
+        "--replicas",
+        0,
+        4,
+        None,
+        "read replicas (default: 1 when the replica family runs, else 0)",
+    )
     chaos_run.add_argument(
         "--nemesis", default="kill,pause,partition", help="families, comma separated, or all"
     )
@@ -144,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept --secret and --admin-token, which every local user can read in the"
         " process list",
     )
+    node.add_argument(
+        "--replica",
+        action="store_true",
+        default=None,
+        help="a read replica: follows the voters given as --peer, never votes (no --raft)",
+    )
     node.add_argument("--fsync", choices=["always", "none"])
     node.add_argument("--tls-cert", dest="tls_cert", help="PEM certificate: serve HTTPS")
     node.add_argument("--tls-key", dest="tls_key", help="PEM private key of --tls-cert")
@@ -154,14 +189,20 @@ def build_parser() -> argparse.ArgumentParser:
         type=_peer,
         default=[],
         metavar="ID=RAFT=HTTP",
-        help="a cluster member (repeat for each, self included)",
+        help="a cluster member (repeat for each voter, self included; a replica lists the"
+        " voters only)",
     )
 
     project = commands.add_parser(
         "project", help="project a node's event log into its history store (what a node runs)"
     )
     project.add_argument(
-        "--data-dir", dest="data_dir", type=Path, required=True, help="the node's data directory"
+        "--node",
+        "--data-dir",
+        dest="data_dir",
+        type=Path,
+        required=True,
+        help="the node's data directory",
     )
     project.add_argument(
         "--parent-pid",
@@ -171,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     up = commands.add_parser("up", help="start a local cluster on 127.0.0.1")
-    up.add_argument("--nodes", type=int, choices=[3, 5], default=3)
+    up.add_argument("--nodes", type=int, choices=[3, 5], default=3, help="voters")
+    _add_count(up, "--replicas", 0, 8, 0, "read replicas")
     up.add_argument("--data-dir", type=Path, default=Path("data"))
     up.add_argument(
         "--tls", action="store_true", help="serve HTTPS with a generated self-signed certificate"
@@ -190,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             event_log_dir(args.data_dir), projection_dir(args.data_dir), args.parent_pid
         )
     if args.command == "up":
-        return run_up(args.nodes, args.data_dir, args.tls)
+        return run_up(args.nodes, args.data_dir, args.tls, args.replicas)
     if args.command == "admin":
         return run_admin(args)
     if args.command == "chaos":
@@ -216,7 +258,9 @@ def _run_bench(args: argparse.Namespace) -> int:
         print(format_cluster_bench(result, args.json))
         return 0
     if args.command == "bench" and args.target == "api":
-        result = run_api_bench(args.clients, args.subscribers, args.seconds, args.batch)
+        result = run_api_bench(
+            args.clients, args.subscribers, args.seconds, args.batch, args.replicas
+        )
         print(format_api_bench(result, args.json))
         return 0
     if args.command == "bench" and args.target == "snapshot":
@@ -252,7 +296,14 @@ def _run_chaos(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = run_chaos(
-            args.nodes, families, args.seconds, args.seed, args.out, args.clients, args.plane
+            args.nodes,
+            families,
+            args.seconds,
+            args.seed,
+            args.out,
+            args.clients,
+            args.plane,
+            args.replicas,
         )
     except KeyboardInterrupt:
         print("raftex chaos: interrupted; the cluster is stopped and cleaned up", file=sys.stderr)
@@ -263,6 +314,9 @@ def _run_chaos(args: argparse.Namespace) -> int:
     except NetnsUnavailable as exc:
         print(f"raftex chaos: cannot build the namespace plane: {exc}", file=sys.stderr)
         return 1
+    except NemesisError as exc:
+        print(f"raftex chaos: {exc}", file=sys.stderr)
+        return 2
     summary = result_json(result)
     print(json.dumps(summary) if args.json else format_table(summary))
     return 0 if result.ok else 1
@@ -289,6 +343,7 @@ def _run_node(args: argparse.Namespace) -> int:
             "admin_token",
             "admin_token_file",
             "fsync",
+            "replica",
             "peers",
             "tls_cert",
             "tls_key",

@@ -116,7 +116,7 @@ def build_app(node: ExchangeNode, history: HistoryReader | None) -> web.Applicat
             gw.forwarder = None
 
     async def candles_context(app: web.Application):  # type: ignore[no-untyped-def]
-        unsubscribe = node.subscribe(gw.candles.on_events)
+        unsubscribe = node.subscribe(gw.candles.on_entry)
         await asyncio.to_thread(_seed_candles, node, history, gw.candles)
         yield
         unsubscribe()

@@ -27,7 +27,7 @@ STOP_WAIT_S = 10.0
 
 @contextlib.asynccontextmanager
 async def projector_child(data_dir: Path) -> AsyncIterator[None]:
-    """Runs `raftex project --data-dir DATA_DIR --parent-pid PID` for the block's life."""
+    """Runs `raftex project --node DATA_DIR --parent-pid PID` for the block's life."""
     running: list[asyncio.subprocess.Process] = []
     supervisor = asyncio.create_task(_supervise(data_dir, running))
     try:
@@ -49,7 +49,7 @@ async def _supervise(data_dir: Path, running: list[asyncio.subprocess.Process]) 
             "-m",
             "raftex.cli",
             "project",
-            "--data-dir",
+            "--node",
             str(data_dir),
             "--parent-pid",
             str(os.getpid()),

@@ -16,14 +16,16 @@ from cluster.launcher import (
     LEADER_WAIT_S,
     POLL_PERIOD_S,
     LocalCluster,
+    register_replicas,
     seed_demo,
     wait_for_leader,
 )
 
 
-def run_up(count: int, data_dir: Path, tls: bool = False) -> int:
-    """`tls` applies to a new cluster; a restarted one keeps what it was created with."""
-    cluster = LocalCluster(data_dir.resolve(), count, tls=tls)
+def run_up(count: int, data_dir: Path, tls: bool = False, replicas: int = 0) -> int:
+    """`count` voters and `replicas` read replicas. `tls` applies to a new cluster; a
+    restarted one keeps what it was created with."""
+    cluster = LocalCluster(data_dir.resolve(), count, tls=tls, replicas=replicas)
     ca = cluster.ca_file
     stopping = False
 
@@ -38,16 +40,19 @@ def run_up(count: int, data_dir: Path, tls: bool = False) -> int:
         token = cluster.admin_token
         leader = asyncio.run(wait_for_leader(cluster.nodes, token, LEADER_WAIT_S, ca))
         leader_http = cluster.node(leader).http
+        asyncio.run(register_replicas(cluster.replicas, token, leader_http, ca))
         asyncio.run(seed_demo(leader_http, token, ca))
         keys = asyncio.run(issue_demo_keys(leader_http, token, cluster.data_dir, DEMO_ACCOUNTS, ca))
     except AdminError as exc:
         print(f"raftex up: {exc}; logs in {data_dir}", file=sys.stderr)
         cluster.stop()
         return 1
-    print(f"raftex: {count}-node cluster up, leader {leader}")
+    with_replicas = f" and {replicas} read replica(s)" if replicas else ""
+    print(f"raftex: {count}-node cluster{with_replicas} up, leader {leader}")
     for node in cluster.nodes:
         scheme = "https" if ca else "http"
-        print(f"  {node.node_id}  {scheme}://{node.http}  raft {node.raft}  log {node.log_path}")
+        role = "replica" if node.replica else f"raft {node.raft}"
+        print(f"  {node.node_id}  {scheme}://{node.http}  {role}  log {node.log_path}")
     print(f"  cluster file  {cluster.cluster_file}")
     print(f"  admin token   {data_dir / ADMIN_TOKEN_FILE_NAME}")
     if ca:

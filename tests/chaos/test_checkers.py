@@ -7,9 +7,11 @@ from typing import Any
 
 from bench.workload import standard_workload
 from chaos.checkers import (
+    COMMIT_PROBE_MAX_MS,
     DEPOSIT_TAG,
     PLACE_TAG,
     NodeFinal,
+    check_commits_unhurt,
     check_conservation,
     check_faults,
     check_leaders,
@@ -195,6 +197,28 @@ def test_a_node_that_ran_on_a_corrupt_journal_is_caught() -> None:
     )
     verdict = check_faults(history)
     assert not verdict.ok and "n3" in verdict.details[0]
+
+
+def test_a_replica_fault_that_slowed_or_lost_a_commit_is_caught() -> None:
+    history, _ = good_run()
+    quick = FaultRecord("replica", "replica pause", ["r1"], 1.0, 4.0)
+    quick.commit_ms = [12.0, 30.5, COMMIT_PROBE_MAX_MS - 1]
+    history.faults.append(quick)
+    assert check_commits_unhurt(history).ok
+    slow = FaultRecord("replica", "replica partition", ["r1"], 5.0, 8.0)
+    slow.commit_ms = [15.0, COMMIT_PROBE_MAX_MS + 400]
+    lost = FaultRecord("replica", "replica kill", ["r1"], 9.0, 12.0)
+    lost.commit_ms = [14.0, None]
+    unprobed = FaultRecord("replica", "replica wipe", ["r1"], 13.0, 16.0)
+    history.faults += [slow, lost, unprobed]
+    verdict = check_commits_unhurt(history)
+    assert not verdict.ok
+    assert verdict.details == [
+        f"replica partition: a commit took {COMMIT_PROBE_MAX_MS + 400} ms"
+        f" (over {COMMIT_PROBE_MAX_MS} ms)",
+        "replica kill: 1 probe write(s) not committed",
+        "replica wipe: no commit was probed",
+    ]
 
 
 def test_live_states_are_checked_against_the_log() -> None:

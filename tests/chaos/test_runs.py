@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from chaos.cluster import resolve_plane
-from chaos.nemesis import FAMILIES
+from chaos.nemesis import FAMILIES, KINDS
 from chaos.netns import NamespaceNet
 from chaos.report import HISTORY_FILE, SUMMARY_FILE, TIMELINE_FILE
 from chaos.run import run_chaos
@@ -52,6 +52,27 @@ def test_a_short_run_passes_every_checker(
     for fault in summary["availability"]:
         if fault["family"] == "loss":
             assert fault["fault"].endswith("packets" if real_loss else "Raft messages")
+
+
+@pytest.mark.soak
+def test_a_replica_killed_paused_cut_off_or_wiped_costs_the_voters_no_commit(
+    tmp_path: Path,
+) -> None:
+    """One fault of each replica kind (the kinds rotate), probe writes through the leader
+    all the while; the replica's final state hash agrees with the voters'."""
+    kinds = KINDS["replica"]
+    seconds = 3 + 6 * len(kinds) + 1
+    result = run_chaos(3, ("replica",), seconds, seed=7, out_dir=tmp_path, clients=4)
+    summary = json.loads((tmp_path / SUMMARY_FILE).read_text())
+    failed = [v for v in summary["verdicts"] if not v["ok"]]
+    assert result.ok and summary["ok"], failed
+    faults = summary["availability"]
+    assert sorted(f["fault"] for f in faults) == sorted(f"replica {k}" for k in kinds)
+    assert all(f["commit_ms_max"] is not None for f in faults)
+    rebuilt = next(f for f in faults if f["fault"] == "replica wipe")
+    assert "r1" in rebuilt["catch_up_s"]
+    agree = next(v for v in summary["verdicts"] if v["name"] == "replicas_agree")
+    assert agree["counts"]["nodes"] == 4
 
 
 @pytest.mark.soak

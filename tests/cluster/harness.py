@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.admin_client import AdminClient, AdminError, NodeAddress
-from cluster.launcher import LocalCluster, seed_demo, wait_for_leader
+from cluster.launcher import LocalCluster, register_replicas, seed_demo, wait_for_leader
 from engine.codes import Side
 from engine.commands import PlaceOrder, command_to_wire
 
@@ -35,16 +35,19 @@ class ClusterHarness:
         *,
         attached: bool = False,
         settings: dict[str, float | bool] | None = None,
+        replicas: int = 0,
     ) -> None:
-        """`attached`: the nodes run under someone else (e.g. `raftex up`); address them
-        all and never start or stop them. `settings`: extra node settings (rate limits)."""
-        self.cluster = LocalCluster(data_dir, nodes, settings=settings)
+        """`nodes` voters and `replicas` read replicas. `attached`: the nodes run under
+        someone else (e.g. `raftex up`); address them all and never start or stop them.
+        `settings`: extra node settings (rate limits)."""
+        self.cluster = LocalCluster(data_dir, nodes, settings=settings, replicas=replicas)
         self.token = self.cluster.admin_token
         self.attached = attached
 
     def start(self) -> None:
         self.cluster.start()
-        self.wait_leader()
+        leader = self.wait_leader()
+        asyncio.run(register_replicas(self.cluster.replicas, self.token, self.http(leader)))
 
     @contextlib.contextmanager
     def running(self, seed: bool = True) -> Iterator[ClusterHarness]:

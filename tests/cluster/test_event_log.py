@@ -32,6 +32,7 @@ from cluster.event_log import (
     EventLog,
     LoggedEntry,
 )
+from cluster.event_log_writer import EventLogWriter
 from cluster.rocks import (
     READ_LIMIT_MAX,
     U64,
@@ -704,3 +705,32 @@ def test_a_follower_sees_new_entries_only_after_catch_up(node: LoggedNode, tmp_p
         assert node.log.applied_index() == node.log_index
     finally:
         follower.close()
+
+
+def test_the_audit_head_at_an_index_stays_what_it_was_after_later_entries(
+    node: LoggedNode,
+) -> None:
+    """What `admin hash` compares at a hash mark: the head after that entry, even when the
+    node hashes a replayed or queued entry after the writer went further."""
+    event_log = node.log
+    node.run(PlaceOrder("alice", "ACME", SELL, 10, PRICE))
+    marked, head = node.log_index, event_log.audit_head()
+    assert event_log.audit_head_at(marked) == head
+    node.run(PlaceOrder("bob", "ACME", BUY, 10, PRICE))
+    assert event_log.audit_head() != head
+    assert event_log.audit_head_at(marked) == head
+    assert event_log.audit_head_at(0) == ZERO_HEAD
+
+
+def test_the_writer_runs_what_waits_for_an_index_once_it_wrote_it(event_log: EventLog) -> None:
+    writer = EventLogWriter(event_log, "n1")
+    seen: list[tuple[int, int]] = []
+    try:
+        writer.when_written(2, lambda: seen.append((2, event_log.applied_index())))
+        writer.submit(1, START_MS, [])
+        writer.submit(2, START_MS, [])
+        writer.drain()
+        writer.when_written(1, lambda: seen.append((1, event_log.applied_index())))
+    finally:
+        writer.close()
+    assert seen == [(2, 2), (1, 2)]

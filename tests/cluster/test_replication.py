@@ -199,6 +199,10 @@ def test_removing_a_node_that_would_cost_the_quorum_is_refused(cluster: ClusterH
     leader = cluster.wait_leader()
     others = [n.node_id for n in cluster.cluster.nodes if n.node_id != leader]
     cluster.cluster.kill(others[0], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while others[0] in cluster.call(leader, "GET", "/v1/admin/status")["peers_connected"]:
+        assert time.monotonic() < deadline, f"{leader} still connected to the killed {others[0]}"
+        time.sleep(0.05)
     with pytest.raises(AdminError) as refused:
         cluster.call(leader, "POST", "/v1/admin/members", {"action": "remove", "id": others[1]})
     assert refused.value.code == "would_lose_quorum"
