@@ -58,6 +58,43 @@ def test_a_bad_setting_is_refused_with_a_clear_message(
         load_config(None, settings)
 
 
+def _replica_settings(tmp_path: Path, **changes: object) -> dict[str, object]:
+    voter = {"id": "n1", "raft": f"{HOST}:{free_port()}", "http": f"{HOST}:{free_port()}"}
+    settings = _settings(tmp_path, node_id="r1", replica=True, peers=[voter])
+    settings.pop("raft")
+    settings.update(changes)
+    return settings
+
+
+def test_a_replica_has_no_raft_address_and_follows_the_voters(tmp_path: Path) -> None:
+    config = load_config(None, _replica_settings(tmp_path))
+    assert (config.replica, config.role, config.raft) == (True, "replica", "")
+    assert [p.node_id for p in config.others] == ["n1"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"raft": f"{HOST}:7000"}, "a replica has no raft address"),
+        ({"peers": []}, "needs the voters as peers"),
+        ({"replica": "yes"}, "replica must be true or false"),
+    ],
+)
+def test_a_bad_replica_config_is_refused(
+    tmp_path: Path, changes: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, _replica_settings(tmp_path, **changes))
+
+
+def test_a_replica_listed_among_its_own_peers_is_refused(tmp_path: Path) -> None:
+    settings = _replica_settings(tmp_path)
+    itself = {"id": "r1", "raft": f"{HOST}:{free_port()}", "http": str(settings["http"])}
+    settings["peers"] = [*settings["peers"], itself]  # type: ignore[misc]
+    with pytest.raises(ConfigError, match="a replica is not one of its peers"):
+        load_config(None, settings)
+
+
 def test_a_peer_list_that_disagrees_with_the_node_is_refused(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     settings["peers"] = [{"id": "n1", "raft": f"{HOST}:1", "http": f"{HOST}:2"}]

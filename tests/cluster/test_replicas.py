@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from api.client import ClientError, RaftexClient
+from cluster.admin_client import AdminError
 from cluster.demo_keys import issue_demo_keys
 from cluster.launcher import DEMO_ACCOUNTS
 from tests.cluster.harness import ClusterHarness
@@ -78,6 +79,26 @@ def test_a_replica_reads_forwards_writes_and_agrees_but_never_votes(tmp_path: Pa
         assert order["client_order_id"] == "via-replica" and order["status"] == "open"
         hashes = harness.wait_hashes_agree()
         assert sorted(row["id"] for row in hashes["nodes"]) == ["n1", "n2", "n3", "r1"]
+
+        # Membership: a replica is recorded, never a Raft member; bad additions change nothing.
+        r1_http = harness.http("r1")
+        for body, message in (
+            ({"role": "replica", "raft": "127.0.0.1:7000", "http": "127.0.0.1:7001"}, "no raft"),
+            ({"role": "replica", "http": "nowhere"}, "not host:port"),
+            ({"role": "observer", "http": "127.0.0.1:7001"}, "voter or replica"),
+            ({"role": "replica", "http": r1_http}, "already a member"),
+        ):
+            with pytest.raises(AdminError, match=message):
+                harness.call(
+                    leader, "POST", "/v1/admin/members", {"action": "add", "id": "r1", **body}
+                )
+        removed = harness.call(
+            leader, "POST", "/v1/admin/members", {"action": "remove", "id": "r1"}
+        )
+        assert removed["role"] == "replica"
+        body = {"action": "add", "id": "r1", "role": "replica", "http": r1_http}
+        assert harness.call("r1", "POST", "/v1/admin/members", body)["led_by"] == leader
+        assert len(harness.call(leader, "GET", "/v1/admin/members")["members"]) == 4
 
         # Two voters down: the leader and the replica make two of four processes, and no
         # quorum. A replica that voted would let this write commit.
