@@ -14,6 +14,7 @@ from cluster.tls import client_context
 
 REQUEST_TIMEOUT_S = 10.0
 HASH_ANSWER_SLACK_S = 5.0
+HASH_WAIT_MS = 120_000
 CLUSTER_FILE_NAME = "cluster.json"
 ADMIN_TOKEN_FILE_NAME = "admin.token"
 
@@ -134,7 +135,9 @@ class AdminClient:
 
         return list(await asyncio.gather(*(one(n) for n in nodes)))
 
-    async def hashes(self, nodes: list[NodeAddress], timeout_ms: int = 30_000) -> dict[str, Any]:
+    async def hashes(
+        self, nodes: list[NodeAddress], timeout_ms: int = HASH_WAIT_MS
+    ) -> dict[str, Any]:
         """State hashes of every node at one log index, recorded as each node applied it (a
         forked child hashes each: seconds on a large state, so the wait is generous)."""
         mark: dict[str, Any] | None = None

@@ -8,6 +8,8 @@ with it field by field.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import IntEnum
 from typing import Any
@@ -266,6 +268,10 @@ _ENUM_FIELDS = {
     "status": TradingStatus,
     "kind": KeyKind,
 }
+_ENUMS = frozenset(_ENUM_FIELDS.values())
+# An int field that callers fill with an enum member as often as with a plain int (a key's
+# scopes: one Scope, or several or-ed together).
+_MEMBER_OR_INT_FIELDS = frozenset({"scopes"})
 _FIELD_KINDS: dict[str, type] = {"str": str, "int": int, "bool": bool, "Command": list}
 _FIELDS: dict[type, tuple[tuple[str, type], ...]] = {}
 for _cls in COMMAND_TAGS:
@@ -274,10 +280,33 @@ for _cls in COMMAND_TAGS:
     )
 
 
+def _getter(names: tuple[str, ...]) -> Callable[[Command], tuple[Any, ...]]:
+    """attrgetter answers a tuple only for two names or more."""
+    if len(names) > 1:
+        return operator.attrgetter(*names)
+    return lambda command: tuple(getattr(command, name) for name in names)
+
+
+# One C-level getter per class, and the positions (in the wire form) of the fields that
+# need converting: a snapshot converts every remembered client order id's command.
+_WIRE_GETTERS = {cls: _getter(tuple(name for name, _ in kinds)) for cls, kinds in _FIELDS.items()}
+_CONVERTED = {
+    cls: tuple(
+        i
+        for i, (name, kind) in enumerate(kinds, 1)
+        if kind is list or kind in _ENUMS or name in _MEMBER_OR_INT_FIELDS
+    )
+    for cls, kinds in _FIELDS.items()
+}
+
+
 def command_to_wire(command: Command) -> list[Any]:
     """The msgpack-ready form: `[tag, field, ...]` in declaration order, enums as ints."""
     cls = type(command)
-    return [COMMAND_TAGS[cls], *(_plain(getattr(command, name)) for name, _ in _FIELDS[cls])]
+    wire = [COMMAND_TAGS[cls], *_WIRE_GETTERS[cls](command)]
+    for i in _CONVERTED[cls]:
+        wire[i] = _plain(wire[i])
+    return wire
 
 
 def _plain(value: Any) -> Any:

@@ -22,7 +22,7 @@ import signal
 import time
 from pathlib import Path
 
-from cluster.child_process import die_with_parent
+from cluster.child_process import BACKGROUND_NICENESS, die_with_parent, run_behind_node
 from cluster.event_log import EventLog
 from cluster.rocks import StoreError
 from projection.history import HistoryStore
@@ -34,7 +34,6 @@ ENTRIES_PER_WRITE_MAX = 256
 IDLE_POLL_S = 0.005
 REOPEN_PAUSE_S = 0.5
 STATUS_LOG_PERIOD_S = 30.0
-PROJECTOR_NICENESS = 10
 
 
 def projection_dir(data_dir: Path) -> Path:
@@ -130,16 +129,18 @@ def _identity(directory: Path) -> tuple[int, int]:
 def run_projector(event_log_dir: Path, store_dir: Path, parent_pid: int = 0) -> int:
     """`raftex project`: runs until SIGTERM or SIGINT (or, given, the end of `parent_pid`,
     the node that started it)."""
+    # Behind the node in CPU priority: on a busy machine the core (Raft, apply) goes first
+    # and the projection lags instead. Run alone from a terminal, it stays in the terminal's
+    # session so that Ctrl-C reaches it.
     if parent_pid:
         die_with_parent(parent_pid)
+        run_behind_node()
+    else:
+        os.nice(BACKGROUND_NICENESS)
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s level=%(levelname)s process=projector logger=%(name)s %(message)s",
     )
-    # Below the node in CPU priority: on a busy machine the core (Raft, apply) goes first and
-    # the projection lags instead (measured: three projectors catching up on two cores starved
-    # the Raft threads into elections).
-    os.nice(PROJECTOR_NICENESS)
     projector = Projector(event_log_dir, store_dir)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: projector.stop())
