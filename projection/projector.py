@@ -22,6 +22,8 @@ import signal
 import time
 from pathlib import Path
 
+from inotify_simple import INotify, flags
+
 from cluster.child_process import BACKGROUND_NICENESS, die_with_parent, run_behind_node
 from cluster.event_log import EventLog
 from cluster.rocks import StoreError
@@ -31,7 +33,12 @@ log = logging.getLogger("raftex.projector")
 
 # Entries per read and per write: one RocksDB WriteBatch for all of them.
 ENTRIES_PER_WRITE_MAX = 256
-IDLE_POLL_S = 0.005
+WRITE_EVENTS = flags.MODIFY | flags.CREATE | flags.MOVED_TO
+# Waits for the node's next write are woken by inotify; the timeout is only a safety net
+# (a write the watch missed is projected this much later at worst).
+IDLE_WAIT_S = 0.5
+# A stop (SIGTERM) is seen within this while the projector waits for a directory to appear.
+PAUSE_STEP_S = 0.05
 REOPEN_PAUSE_S = 0.5
 STATUS_LOG_PERIOD_S = 30.0
 
@@ -56,7 +63,7 @@ class Projector:
         """Sleeps up to `seconds`, in steps short enough to see a stop; True if stopped."""
         deadline = time.monotonic() + seconds
         while not self._stopped and (left := deadline - time.monotonic()) > 0:
-            time.sleep(min(left, IDLE_POLL_S))
+            time.sleep(min(left, PAUSE_STEP_S))
         return self._stopped
 
     def stop(self) -> None:
@@ -90,6 +97,10 @@ class Projector:
             )
         except StoreError as exc:
             raise _EventLogLost(str(exc)) from None
+        # Every write of the node's RocksDB (its WAL, a flush, a compaction) changes a file
+        # in this directory; watched before the first read, so no write falls in between.
+        writes = INotify()
+        writes.add_watch(str(self._event_log_dir), WRITE_EVENTS)
         try:
             logged_at = time.monotonic()
             while not self._stopped:
@@ -103,12 +114,13 @@ class Projector:
                 if time.monotonic() - logged_at > STATUS_LOG_PERIOD_S:
                     logged_at = time.monotonic()
                     log.info("event=projector_position position=%d", store.applied_index())
-                self._pause(IDLE_POLL_S)
+                writes.read(timeout=int(IDLE_WAIT_S * 1000))
                 try:
                     event_log.catch_up()
                 except StoreError as exc:
                     raise _EventLogLost(str(exc)) from None
         finally:
+            writes.close()
             event_log.close()
 
 
