@@ -20,7 +20,7 @@ $(STAMP_DEV): pyproject.toml | $(BIN)/python
 	touch $@ $(STAMP_RUN)
 
 run: $(STAMP_RUN)
-	$(BIN)/raftex up --nodes 3 --data-dir data
+	$(BIN)/raftex up --nodes 3 --data-dir data --demo-market
 
 # The chaos suite's namespace plane drops packets with iptables: as root, install it if missing
 # (without it, packet loss falls back to the nodes' own hooks).

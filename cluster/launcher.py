@@ -43,6 +43,9 @@ POLL_PERIOD_S = 0.2
 HOST = "127.0.0.1"
 OWN_HOST_RAFT_PORT = 7000
 OWN_HOST_HTTP_PORT = 8080
+HTTP_PORT_BASE = 8080
+RAFT_PORT_BASE = 7080
+REPLICA_PORT_OFFSET = 10
 LISTEN_PORTS = (20_000, 32_000)  # below Linux's default ephemeral range 32768-60999
 PORT_PICK_TRIES = 200
 
@@ -89,12 +92,46 @@ def free_port() -> int:
     raise OSError(f"no free port in {low}..{high}")
 
 
-def _addresses(node_id: str, host_of: HostOf | None, voter: bool = True) -> dict[str, str]:
-    """A node's Raft and HTTP addresses: free ports on 127.0.0.1, or the fixed ports on
-    an address of the node's own (a network namespace, in the chaos suite). A read replica
-    has no Raft address."""
+def _port(preferred: int | None) -> int:
+    """`preferred` if nothing listens there now, else a free port."""
+    if preferred is not None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            # As the node binds it: a port with connections in TIME_WAIT is free to listen on.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((HOST, preferred))
+            except OSError:
+                pass
+            else:
+                return preferred
+    return free_port()
+
+
+@dataclass(frozen=True, slots=True)
+class PortBases:
+    """Where `raftex up` puts a new cluster's nodes: voter n<i> at base + i - 1, replica
+    r<i> at the HTTP base + REPLICA_PORT_OFFSET + i - 1 (replicas have no Raft port)."""
+
+    http: int
+    raft: int
+
+    def of(self, node_id: str) -> tuple[int, int]:
+        number = int(node_id[1:]) - 1
+        if node_id.startswith("r"):
+            return self.http + REPLICA_PORT_OFFSET + number, 0
+        return self.http + number, self.raft + number
+
+
+def _addresses(
+    node_id: str, host_of: HostOf | None, voter: bool = True, bases: PortBases | None = None
+) -> dict[str, str]:
+    """A node's Raft and HTTP addresses on 127.0.0.1 (at the port bases if those ports are
+    free, else free ports), or the fixed ports on an address of the node's own (a network
+    namespace, in the chaos suite). A read replica has no Raft address."""
     if host_of is None:
-        raft, http = (f"{HOST}:{free_port()}" if voter else ""), f"{HOST}:{free_port()}"
+        http_port, raft_port = bases.of(node_id) if bases is not None else (None, None)
+        raft = f"{HOST}:{_port(raft_port)}" if voter else ""
+        http = f"{HOST}:{_port(http_port)}"
     else:
         host = host_of(node_id)
         raft = f"{host}:{OWN_HOST_RAFT_PORT}" if voter else ""
@@ -111,13 +148,15 @@ def prepare(
     host_of: HostOf | None = None,
     node_settings: dict[str, dict[str, float | bool]] | None = None,
     replicas: int = 0,
+    bases: PortBases | None = None,
 ) -> tuple[list[LocalNode], str]:
     """Writes (or reuses) the launch plan and node configs; returns nodes (the `count`
     voters n1.., then the `replicas` read replicas r1..) and the admin token.
 
     `settings`: extra node settings (rate limits) for every node of a new plan;
     `node_settings`: more for some nodes, by id (which of them run a projection).
-    `host_of`: each node's own address, for nodes that do not share 127.0.0.1.
+    `host_of`: each node's own address, for nodes that do not share 127.0.0.1;
+    `bases`: the ports a new plan prefers (without: free ports anywhere).
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     launch_file = data_dir / LAUNCH_FILE_NAME
@@ -127,7 +166,7 @@ def prepare(
         plan = {
             "secret": secrets.token_urlsafe(32),
             "admin_token": secrets.token_urlsafe(24),
-            "nodes": [_addresses(f"n{i}", host_of) for i in range(1, count + 1)],
+            "nodes": [_addresses(f"n{i}", host_of, bases=bases) for i in range(1, count + 1)],
             "settings": dict(settings or {}),
             "node_settings": dict(node_settings or {}),
             "tls": tls,
@@ -135,7 +174,8 @@ def prepare(
     planned = plan.setdefault("replicas", [])
     if len(planned) < replicas:
         planned.extend(
-            _addresses(f"r{n}", host_of, voter=False) for n in range(len(planned) + 1, replicas + 1)
+            _addresses(f"r{n}", host_of, voter=False, bases=bases)
+            for n in range(len(planned) + 1, replicas + 1)
         )
     write_private(launch_file, json.dumps(plan, indent=2))
     write_private(data_dir / ADMIN_TOKEN_FILE_NAME, plan["admin_token"])
@@ -317,21 +357,23 @@ class LocalCluster:
         prefix_of: Callable[[str], list[str]] | None = None,
         node_settings: dict[str, dict[str, float | bool]] | None = None,
         replicas: int = 0,
+        bases: PortBases | None = None,
     ) -> None:
         """`count` voters and `replicas` read replicas; `host_of` and `prefix_of`: each
         node's own address and command prefix, for nodes in network namespaces of their own;
-        `node_settings`: settings of some nodes."""
+        `node_settings`: settings of some nodes; `bases`: the ports a new cluster prefers."""
         self.data_dir = data_dir
         self.fsync = fsync
         self.host_of = host_of
         self.prefix_of = prefix_of
         self.nodes, self.admin_token = prepare(
-            data_dir, count, fsync, settings, tls, host_of, node_settings, replicas
+            data_dir, count, fsync, settings, tls, host_of, node_settings, replicas, bases
         )
         plan = json.loads((data_dir / LAUNCH_FILE_NAME).read_text())
         # The certificate clients trust, when the cluster serves HTTPS.
         self.ca_file = data_dir / CERT_FILE_NAME if plan.get("tls") else None
         self.processes: dict[str, subprocess.Popen] = {}
+        self._started_at: dict[str, float] = {}
         self.cluster_file = data_dir / CLUSTER_FILE_NAME
 
     def start(self) -> None:
@@ -341,6 +383,19 @@ class LocalCluster:
     def start_one(self, node_id: str) -> None:
         node = self.node(node_id)
         self.processes[node_id] = start_node(node, self.command(node_id))
+        self._started_at[node_id] = time.monotonic()
+        self._write_pids()
+
+    def started_at(self, node_id: str) -> float:
+        """When this launcher last started the node (time.monotonic())."""
+        return self._started_at[node_id]
+
+    def reap(self, node_id: str) -> None:
+        """Forgets the process of a node that has exited (cluster.json then shows no pid)."""
+        self.processes.pop(node_id).wait()
+        self._write_pids()
+
+    def _write_pids(self) -> None:
         write_cluster_file(
             self.data_dir, self.nodes, {k: p.pid for k, p in self.processes.items()}, self.ca_file
         )
@@ -359,9 +414,7 @@ class LocalCluster:
     def forget(self, node_id: str) -> None:
         """Drops a removed member from this launcher's view (stop its process first)."""
         self.nodes = [n for n in self.nodes if n.node_id != node_id]
-        write_cluster_file(
-            self.data_dir, self.nodes, {k: p.pid for k, p in self.processes.items()}, self.ca_file
-        )
+        self._write_pids()
 
     @property
     def voters(self) -> list[LocalNode]:

@@ -23,11 +23,17 @@ from chaos.report import format_table
 from chaos.run import result_json, run_chaos
 from cluster.admin_client import AdminError
 from cluster.config import ConfigError, load_config
+from cluster.launcher import HTTP_PORT_BASE, RAFT_PORT_BASE, PortBases
 from cluster.node import event_log_dir
 from projection.projector import projection_dir, run_projector
 from raftex.admin_cli import add_admin_parser, run_admin
+from raftex.demo_market import RATE_DEFAULT, run_demo_market
 from raftex.node_process import run_node
 from raftex.up import run_up
+
+PORT_BASE_MIN = 1024
+PORT_BASE_MAX = 65_000
+DEMO_RATE_MAX = 1_000.0
 
 
 def _positive(text: str) -> int:
@@ -37,6 +43,24 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {value}")
+    return value
+
+
+def _port_base(text: str) -> int:
+    """Room above the base for five voters and the replicas (base + 10 + 8)."""
+    value = _positive(text)
+    if not PORT_BASE_MIN <= value <= PORT_BASE_MAX:
+        raise argparse.ArgumentTypeError(f"a port base is {PORT_BASE_MIN}..{PORT_BASE_MAX}")
+    return value
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= DEMO_RATE_MAX:
+        raise argparse.ArgumentTypeError(f"a rate is more than 0 and at most {DEMO_RATE_MAX:g}/s")
     return value
 
 
@@ -218,6 +242,42 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--tls", action="store_true", help="serve HTTPS with a generated self-signed certificate"
     )
+    up.add_argument(
+        "--http-port-base",
+        type=_port_base,
+        default=HTTP_PORT_BASE,
+        help="n1's HTTP port in a new cluster, n2's the next (replicas from base+10); a port "
+        "that is taken is replaced by a free one",
+    )
+    up.add_argument(
+        "--raft-port-base", type=_port_base, default=RAFT_PORT_BASE, help="n1's Raft port, ..."
+    )
+    up.add_argument(
+        "--demo-market",
+        action="store_true",
+        help="run a market maker and noise traders on the demo accounts (what `make run` does)",
+    )
+    up.add_argument(
+        "--demo-rate",
+        type=_rate,
+        default=RATE_DEFAULT,
+        help=f"the demo market's actions per second in all (default {RATE_DEFAULT:g})",
+    )
+    up.add_argument(
+        "--no-restart",
+        dest="restart",
+        action="store_false",
+        help="leave a node that exits down (by default it is restarted after a back-off)",
+    )
+
+    demo = commands.add_parser(
+        "demo-market",
+        help="trade on a local cluster with the demo accounts' keys (what `raftex up "
+        "--demo-market` runs)",
+    )
+    demo.add_argument("--data-dir", type=Path, default=Path("data"))
+    demo.add_argument("--rate", type=_rate, default=RATE_DEFAULT, help="actions per second")
+    demo.add_argument("--seed", type=_positive, default=None, help="the same seed, the same orders")
 
     add_admin_parser(commands)
     return parser
@@ -232,7 +292,13 @@ def main(argv: list[str] | None = None) -> int:
             event_log_dir(args.data_dir), projection_dir(args.data_dir), args.parent_pid
         )
     if args.command == "up":
-        return run_up(args.nodes, args.data_dir, args.tls, args.replicas)
+        bases = PortBases(args.http_port_base, args.raft_port_base)
+        demo_rate = args.demo_rate if args.demo_market else 0.0
+        return run_up(
+            args.nodes, args.data_dir, args.tls, args.replicas, bases, args.restart, demo_rate
+        )
+    if args.command == "demo-market":
+        return run_demo_market(args.data_dir, args.rate, args.seed or 0)
     if args.command == "admin":
         return run_admin(args)
     if args.command == "chaos":

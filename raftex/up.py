@@ -1,10 +1,12 @@
 """`raftex up`: a local cluster in the foreground (what `make run` starts), seeded with the demo
-market and its accounts' keys, until Ctrl-C or SIGTERM."""
+market and its accounts' keys, its nodes kept running (raftex/supervisor.py) until Ctrl-C or
+SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,17 +17,68 @@ from cluster.launcher import (
     DEMO_ACCOUNTS,
     LEADER_WAIT_S,
     POLL_PERIOD_S,
+    STOP_WAIT_S,
     LocalCluster,
+    PortBases,
     register_replicas,
     seed_demo,
     wait_for_leader,
 )
+from raftex.supervisor import Supervisor
+
+DEMO_MARKET_LOG_NAME = "demo-market.log"
 
 
-def run_up(count: int, data_dir: Path, tls: bool = False, replicas: int = 0) -> int:
-    """`count` voters and `replicas` read replicas. `tls` applies to a new cluster; a
-    restarted one keeps what it was created with."""
-    cluster = LocalCluster(data_dir.resolve(), count, tls=tls, replicas=replicas)
+def _report(message: str) -> None:
+    print(f"raftex up: {message}", file=sys.stderr, flush=True)
+
+
+def _demo_log(data_dir: Path) -> Path:
+    return data_dir / DEMO_MARKET_LOG_NAME
+
+
+def _start_demo_market(data_dir: Path, rate: float) -> subprocess.Popen:
+    """The demo market as a process of its own: an ordinary client of the cluster."""
+    with open(_demo_log(data_dir), "ab") as log:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "raftex.cli",
+                "demo-market",
+                "--data-dir",
+                str(data_dir),
+                "--rate",
+                str(rate),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _stop_process(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_WAIT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def run_up(
+    count: int,
+    data_dir: Path,
+    tls: bool = False,
+    replicas: int = 0,
+    bases: PortBases | None = None,
+    restart: bool = True,
+    demo_rate: float = 0.0,
+) -> int:
+    """`count` voters and `replicas` read replicas. `tls` and `bases` apply to a new
+    cluster; a restarted one keeps the ports and the scheme it was created with.
+    `demo_rate`: above 0, a demo market trades at that many actions per second."""
+    cluster = LocalCluster(data_dir.resolve(), count, tls=tls, replicas=replicas, bases=bases)
     ca = cluster.ca_file
     stopping = False
 
@@ -60,14 +113,26 @@ def run_up(count: int, data_dir: Path, tls: bool = False, replicas: int = 0) -> 
     print(f"  demo API keys {data_dir / DEMO_KEYS_FILE_NAME} (TOTP secrets next to it)")
     for key in keys:
         print(f"    {key['account']:<6} {key['kind']:<8} {key['api_key']}  {key['scopes']}")
-    print("Ctrl-C stops the cluster; the data stays in", data_dir)
+    demo = _start_demo_market(cluster.data_dir, demo_rate) if demo_rate else None
+    if demo is not None:
+        print(f"  demo market   {demo_rate:g} actions/s, pid {demo.pid}, log {_demo_log(data_dir)}")
+    restarts = "restarted when they exit" if restart else "left down when they exit"
+    print(f"Nodes are {restarts}. Ctrl-C stops the cluster; the data stays in", data_dir)
     sys.stdout.flush()
+    supervisor = Supervisor(cluster, restart, _report)
+    code = 0
     while not stopping:
-        dead = [k for k, p in cluster.processes.items() if p.poll() is not None]
-        if dead:
-            print(f"raftex up: node(s) {', '.join(dead)} exited; see their logs", file=sys.stderr)
+        supervisor.check()
+        if supervisor.all_down:
+            _report("every node is down; see their logs")
+            code = 1
             break
+        if demo is not None and demo.poll() is not None:
+            _report(f"the demo market exited (code {demo.returncode}); see {_demo_log(data_dir)}")
+            demo = None
         time.sleep(POLL_PERIOD_S)
+    if demo is not None:
+        _stop_process(demo)
     cluster.stop()
     print("raftex: cluster stopped")
-    return 0
+    return code

@@ -1,46 +1,73 @@
-"""`raftex up`: the local cluster behind `make run`."""
+"""`raftex up`: the local cluster behind `make run`, and its supervision of the nodes."""
 
 from __future__ import annotations
 
 import json
 import os
+import queue
+import random
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from cluster.admin_client import read_admin_token
 from tests.cluster.harness import ClusterHarness
 
 UP_WAIT_S = 60.0
+# Five failed starts wait 0.5 + 1 + 2 + 4 + 8 s between them, plus each start's own time.
+GIVE_UP_WAIT_S = 60.0
 
 
-def _start_up(data_dir: Path) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "raftex.cli", "up", "--nodes", "3", "--data-dir", str(data_dir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + UP_WAIT_S
-    assert process.stdout is not None
-    lines = []
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        lines.append(line)
-        if "cluster up" in line:
-            return process
-        if not line and process.poll() is not None:
-            break
-    process.kill()
-    raise AssertionError(f"raftex up did not come up: {''.join(lines)}")
+class Up:
+    """A `raftex up` process and every line it has printed (stdout and stderr)."""
 
+    def __init__(self, data_dir: Path, *args: str) -> None:
+        self.data_dir = data_dir
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "raftex.cli", "up", "--data-dir", str(data_dir), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._new: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.wait_for("cluster up", UP_WAIT_S)
 
-def _stop(process: subprocess.Popen) -> str:
-    process.send_signal(signal.SIGTERM)
-    out, _ = process.communicate(timeout=60)
-    return out
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._new.put(line)
+
+    def wait_for(self, text: str, timeout_s: float = UP_WAIT_S) -> str:
+        """The first line printed, since start, that holds `text`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = next((line for line in self.lines if text in line), None)
+            if found is not None:
+                return found
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (self.process.poll() is not None and self._new.empty()):
+                raise AssertionError(f"raftex up never printed {text!r}: {''.join(self.lines)}")
+            try:
+                self.lines.append(self._new.get(timeout=min(remaining, 0.5)))
+            except queue.Empty:
+                continue
+
+    def nodes(self) -> dict[str, dict[str, Any]]:
+        rows = json.loads((self.data_dir / "cluster.json").read_text())["nodes"]
+        return {row["id"]: row for row in rows}
+
+    def stop(self) -> str:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+        self.wait_for("cluster stopped", 10)
+        return "".join(self.lines)
 
 
 def _alive(pid: int) -> bool:
@@ -51,12 +78,28 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _free_run(length: int) -> int:
+    """The first of `length` consecutive ports on 127.0.0.1 that are free now."""
+    for _ in range(200):
+        base = random.randrange(21_000, 31_000)
+        sockets = [socket.socket() for _ in range(length)]
+        try:
+            for offset, sock in enumerate(sockets):
+                sock.bind(("127.0.0.1", base + offset))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise AssertionError("no run of free ports")
+
+
 def test_up_starts_seeds_stops_cleanly_and_keeps_the_data(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    process = _start_up(data_dir)
+    up = Up(data_dir)
     try:
-        cluster_file = json.loads((data_dir / "cluster.json").read_text())
-        pids = [n["pid"] for n in cluster_file["nodes"]]
+        pids = [n["pid"] for n in up.nodes().values()]
         assert len(pids) == 3 and all(_alive(p) for p in pids)
         assert oct((data_dir / "admin.token").stat().st_mode & 0o777) == "0o600"
         harness = ClusterHarness(data_dir, attached=True)
@@ -67,11 +110,11 @@ def test_up_starts_seeds_stops_cleanly_and_keeps_the_data(tmp_path: Path) -> Non
         )
         assert placed["events"][0]["type"] == "accepted"
     finally:
-        out = _stop(process)
+        out = up.stop()
     assert "cluster stopped" in out
     assert not any(_alive(p) for p in pids), "every node process ended"
 
-    process = _start_up(data_dir)
+    up = Up(data_dir)
     try:
         harness = ClusterHarness(data_dir, attached=True)
         harness.wait_hashes_agree()
@@ -79,4 +122,115 @@ def test_up_starts_seeds_stops_cleanly_and_keeps_the_data(tmp_path: Path) -> Non
         assert counts[("alice", "kept-across-restarts")] == 1
         assert read_admin_token(data_dir / "cluster.json") == harness.token
     finally:
-        _stop(process)
+        up.stop()
+
+
+def test_up_restarts_a_killed_leader_and_leaves_down_a_node_that_cannot_start(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    http_base, raft_base = _free_run(3), _free_run(3)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", http_base + 1))
+    taken.listen()
+    try:
+        up = Up(data_dir, "--http-port-base", str(http_base), "--raft-port-base", str(raft_base))
+    finally:
+        taken.close()
+    try:
+        nodes = up.nodes()
+        assert nodes["n1"]["http"] == f"127.0.0.1:{http_base}"
+        assert nodes["n3"]["http"] == f"127.0.0.1:{http_base + 2}"
+        assert nodes["n2"]["http"] != f"127.0.0.1:{http_base + 1}", "a taken port is replaced"
+        assert [nodes[n]["raft"] for n in ("n1", "n2", "n3")] == [
+            f"127.0.0.1:{raft_base + i}" for i in range(3)
+        ]
+        up.wait_for(f"http://127.0.0.1:{http_base}")
+
+        harness = ClusterHarness(data_dir, attached=True)
+        leader = harness.wait_leader()
+        old_pid = nodes[leader]["pid"]
+        os.kill(old_pid, signal.SIGKILL)
+        up.wait_for(f"{leader} exited (signal SIGKILL)")
+        up.wait_for(f"{leader} restarted")
+        new_pid = up.nodes()[leader]["pid"]
+        assert new_pid not in (None, old_pid) and _alive(new_pid)
+        harness.wait_leader()
+        placed = harness.submit(leader, [8, "bob", "MSFT", 1, 3, 42_100, 0, 0, "after-kill"])
+        assert placed["events"][0]["type"] == "accepted"
+        harness.wait_hashes_agree()
+
+        broken = next(n for n in ("n1", "n2", "n3") if n != harness.wait_leader())
+        (data_dir / f"{broken}.toml").write_text("node_id = \n")
+        os.kill(up.nodes()[broken]["pid"], signal.SIGKILL)
+        gave_up = up.wait_for("failed to start 5 times in a row", GIVE_UP_WAIT_S)
+        assert gave_up.startswith(f"raftex up: {broken} exited (code 2)"), gave_up
+        assert up.nodes()[broken]["pid"] is None
+        assert up.process.poll() is None, "the rest of the cluster keeps running"
+        live = next(n for n in ("n1", "n2", "n3") if n != broken)
+        placed = harness.submit(live, [8, "bob", "MSFT", 1, 3, 42_100, 0, 0, "two-of-three"])
+        assert placed["events"][0]["type"] == "accepted"
+    finally:
+        up.stop()
+    assert not any(_alive(n["pid"]) for n in up.nodes().values() if n["pid"])
+
+
+def test_up_with_no_restart_leaves_a_dead_node_down(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    up = Up(data_dir, "--no-restart")
+    try:
+        harness = ClusterHarness(data_dir, attached=True)
+        follower = next(n for n in ("n1", "n2", "n3") if n != harness.wait_leader())
+        os.kill(up.nodes()[follower]["pid"], signal.SIGKILL)
+        up.wait_for(f"{follower} exited (signal SIGKILL)")
+        assert "left down (--no-restart)" in up.wait_for(f"{follower} exited")
+        time.sleep(2.0)
+        assert up.nodes()[follower]["pid"] is None
+        assert not any(f"{follower} restarted" in line for line in up.lines)
+        live = next(n for n in ("n1", "n2", "n3") if n != follower)
+        placed = harness.submit(live, [8, "carol", "NVDA", 0, 2, 13_900, 0, 0, "still-up"])
+        assert placed["events"][0]["type"] == "accepted"
+    finally:
+        up.stop()
+
+
+DEMO_SYMBOLS = ("AAPL", "MSFT", "NVDA", "TSLA")
+DEMO_ALIVE_WAIT_S = 45.0
+
+
+def _market_alive(harness: ClusterHarness, node: str) -> list[str]:
+    """What is still missing for every demo symbol to look like a live market."""
+    missing = []
+    for symbol in DEMO_SYMBOLS:
+        book = harness.call(node, "GET", f"/v1/book/{symbol}")
+        if not book["bids"] or not book["asks"]:
+            missing.append(f"{symbol} book one-sided")
+        if not harness.call(node, "GET", f"/v1/trades/{symbol}")["trades"]:
+            missing.append(f"{symbol} no trades")
+        if not harness.call(node, "GET", f"/v1/candles/{symbol}")["candles"]:
+            missing.append(f"{symbol} no candles")
+        if harness.call(node, "GET", f"/v1/ticker/{symbol}")["last"] is None:
+            missing.append(f"{symbol} no last price")
+    return missing
+
+
+def test_up_with_the_demo_market_has_live_books_trades_and_candles(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    up = Up(data_dir, "--demo-market", "--demo-rate", "40")
+    try:
+        demo_pid = int(up.wait_for("demo market").split("pid ")[1].split(",")[0])
+        harness = ClusterHarness(data_dir, attached=True)
+        follower = next(n for n in ("n1", "n2", "n3") if n != harness.wait_leader())
+        deadline = time.monotonic() + DEMO_ALIVE_WAIT_S
+        missing = _market_alive(harness, follower)
+        while missing and time.monotonic() < deadline:
+            time.sleep(1.0)
+            missing = _market_alive(harness, follower)
+        assert not missing, missing
+        harness.wait_hashes_agree()
+    finally:
+        up.stop()
+    assert not _alive(demo_pid), "the demo market stops with the cluster"
+    demo_log = (data_dir / "demo-market.log").read_text()
+    assert "event=started symbols=4" in demo_log and "event=stopped" in demo_log
+    assert "Traceback" not in demo_log

@@ -1,0 +1,110 @@
+"""Keeps a local cluster's nodes running: what `raftex up` does until Ctrl-C.
+
+A node that exits is reported (its exit code, or the signal that ended it) and
+started again after a back-off: 0.5 s, doubling up to 10 s, and back to 0.5 s
+once a run has lasted a minute. A node that exits before it opened its HTTP
+port five times in a row is failing to start (a bad config, a damaged or full
+disk, a port someone else took): it is left down and reported rather than
+restarted for ever. cluster.json holds the pid of every running node, and no
+pid for a node that is down.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cluster.launcher import LocalCluster, LocalNode
+
+BACKOFF_S_FIRST = 0.5
+BACKOFF_S_MAX = 10.0
+HEALTHY_AFTER_S = 60.0
+FAILED_STARTS_MAX = 5
+CONNECT_TIMEOUT_S = 0.2
+
+
+@dataclass(slots=True)
+class _Watch:
+    """What the supervisor knows of one node between two checks."""
+
+    started_at: float
+    listening: bool = False
+    backoff_s: float = BACKOFF_S_FIRST
+    failed_starts: int = 0
+    restart_at: float | None = None
+
+
+class Supervisor:
+    """Call `check()` periodically; `restart=False` leaves a node that exits down."""
+
+    def __init__(self, cluster: LocalCluster, restart: bool, report: Callable[[str], None]) -> None:
+        self.cluster = cluster
+        self.restart = restart
+        self.report = report
+        # Made once every node answers (raftex up has waited for a leader all of them know).
+        self._watches = {
+            node.node_id: _Watch(cluster.started_at(node.node_id), _listening(node.http))
+            for node in cluster.nodes
+        }
+
+    def check(self) -> None:
+        now = time.monotonic()
+        for node in self.cluster.nodes:
+            watch = self._watches[node.node_id]
+            process = self.cluster.processes.get(node.node_id)
+            if process is None:
+                if watch.restart_at is not None and now >= watch.restart_at:
+                    self._start(node, watch)
+                continue
+            code = process.poll()
+            if code is None:
+                watch.listening = watch.listening or _listening(node.http)
+            else:
+                self._exited(node, watch, code, now)
+
+    @property
+    def all_down(self) -> bool:
+        """No node runs and none is due to start again."""
+        return not self.cluster.processes and all(
+            watch.restart_at is None for watch in self._watches.values()
+        )
+
+    def _start(self, node: LocalNode, watch: _Watch) -> None:
+        watch.restart_at = None
+        watch.listening = False
+        self.cluster.start_one(node.node_id)
+        watch.started_at = self.cluster.started_at(node.node_id)
+        self.report(f"{node.node_id} restarted, pid {self.cluster.processes[node.node_id].pid}")
+
+    def _exited(self, node: LocalNode, watch: _Watch, code: int, now: float) -> None:
+        self.cluster.reap(node.node_id)
+        ran_s = now - watch.started_at
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"code {code}"
+        exited = f"{node.node_id} exited ({how}) after {ran_s:.1f} s"
+        watch.failed_starts = 0 if watch.listening else watch.failed_starts + 1
+        if ran_s >= HEALTHY_AFTER_S:
+            watch.backoff_s = BACKOFF_S_FIRST
+        if not self.restart:
+            self.report(f"{exited}; left down (--no-restart)")
+        elif watch.failed_starts >= FAILED_STARTS_MAX:
+            self.report(
+                f"{exited}; it failed to start {watch.failed_starts} times in a row and is "
+                f"left down: see {node.log_path}"
+            )
+        else:
+            watch.restart_at = now + watch.backoff_s
+            self.report(f"{exited}; restarting in {watch.backoff_s:g} s")
+            watch.backoff_s = min(BACKOFF_S_MAX, watch.backoff_s * 2)
+
+
+def _listening(address: str) -> bool:
+    """Whether something accepts connections at HOST:PORT (the node, once it serves)."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
