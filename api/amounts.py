@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from api.errors import ApiError
 from api.numbers import is_decimal
+from engine.decimals import decimal_text
 
 # What the engine's integer fields hold (signed 64 bits).
 UNITS_MAX = 2**63 - 1
@@ -42,11 +43,7 @@ def to_units(text: object, decimals: int, field: str) -> int:
 
 def from_units(units: int, decimals: int) -> str:
     """1234 with 2 decimals -> "12.34"; always exactly `decimals` places (none if <= 0)."""
-    if decimals <= 0:
-        return str(units * 10**-decimals)
-    sign = "-" if units < 0 else ""
-    whole, frac = divmod(abs(units), 10**decimals)
-    return f"{sign}{whole}.{frac:0{decimals}d}"
+    return decimal_text(units, decimals)
 
 
 def price_decimals(base_decimals: int, quote_decimals: int) -> int:

@@ -48,6 +48,7 @@ from engine.commands import (
     UpdateInstrument,
     Withdraw,
 )
+from engine.decimals import decimal_text
 from engine.events import (
     Accepted,
     AccountChanged,
@@ -673,12 +674,18 @@ class Exchange:
         elif qty <= 0 or qty % inst.lot_size:
             code, msg = (
                 RejectCode.LOT_SIZE,
-                f"quantity must be a positive multiple of {inst.lot_size}",
+                f"quantity must be a positive multiple of {self._qty_text(inst, inst.lot_size)}",
             )
         elif qty < inst.min_qty:
-            code, msg = RejectCode.QTY_TOO_SMALL, f"quantity below minimum {inst.min_qty}"
+            code, msg = (
+                RejectCode.QTY_TOO_SMALL,
+                f"quantity below minimum {self._qty_text(inst, inst.min_qty)}",
+            )
         elif qty > inst.max_qty:
-            code, msg = RejectCode.QTY_TOO_LARGE, f"quantity above maximum {inst.max_qty}"
+            code, msg = (
+                RejectCode.QTY_TOO_LARGE,
+                f"quantity above maximum {self._qty_text(inst, inst.max_qty)}",
+            )
         elif len(account.orders) >= self.open_orders_per_account_max:
             code, msg = (
                 RejectCode.TOO_MANY_OPEN_ORDERS,
@@ -760,11 +767,16 @@ class Exchange:
             return "", "", price  # the plain limit order: every check below would pass
         if order_type == LIMIT or order_type == STOP_LIMIT:
             if price <= 0 or price % tick:
-                return RejectCode.TICK_SIZE, f"price must be a positive multiple of {tick}", 0
+                return (
+                    RejectCode.TICK_SIZE,
+                    f"price must be a positive multiple of {self._price_text(inst, tick)}",
+                    0,
+                )
             if order_type == LIMIT and not inst.in_band(price):
                 return (
                     RejectCode.PRICE_OUT_OF_BAND,
-                    f"price outside [{inst.band_lo}, {inst.band_hi}]",
+                    f"price outside [{self._price_text(inst, inst.band_lo)},"
+                    f" {self._price_text(inst, inst.band_hi)}]",
                     0,
                 )
         elif price:
@@ -772,7 +784,11 @@ class Exchange:
         if order_type == STOP or order_type == STOP_LIMIT:
             stop = cmd.stop_price
             if stop <= 0 or stop % tick:
-                return RejectCode.TICK_SIZE, f"stop price must be a positive multiple of {tick}", 0
+                return (
+                    RejectCode.TICK_SIZE,
+                    f"stop price must be a positive multiple of {self._price_text(inst, tick)}",
+                    0,
+                )
             if cmd.post_only or cmd.display_qty:
                 return RejectCode.INVALID_ORDER, "stop orders cannot be post-only or iceberg", 0
             last = inst.last_price
@@ -815,7 +831,11 @@ class Exchange:
         elif cmd.expire_time_ms:
             return RejectCode.INVALID_EXPIRY, "only GTD orders take an expire time", 0
         if price * cmd.qty > inst.max_notional:
-            return RejectCode.NOTIONAL_TOO_LARGE, f"notional above {inst.max_notional}", 0
+            return (
+                RejectCode.NOTIONAL_TOO_LARGE,
+                f"notional above {self._notional_text(inst, inst.max_notional)}",
+                0,
+            )
         return "", "", price
 
     def _would_take(self, order: Order, inst: Instrument) -> bool:
@@ -1266,17 +1286,32 @@ class Exchange:
         elif inst.status != OPEN and not reduce_only:
             code, msg = RejectCode.HALTED, f"{inst.symbol} only takes reductions now"
         elif new_qty % inst.lot_size:
-            code, msg = RejectCode.LOT_SIZE, f"quantity must be a multiple of {inst.lot_size}"
+            code, msg = (
+                RejectCode.LOT_SIZE,
+                f"quantity must be a multiple of {self._qty_text(inst, inst.lot_size)}",
+            )
         elif new_qty <= executed:
-            code, msg = RejectCode.QTY_TOO_SMALL, f"quantity must exceed executed {executed}"
+            code, msg = (
+                RejectCode.QTY_TOO_SMALL,
+                f"quantity must exceed executed {self._qty_text(inst, executed)}",
+            )
         elif new_qty > inst.max_qty:
-            code, msg = RejectCode.QTY_TOO_LARGE, f"quantity above maximum {inst.max_qty}"
+            code, msg = (
+                RejectCode.QTY_TOO_LARGE,
+                f"quantity above maximum {self._qty_text(inst, inst.max_qty)}",
+            )
         elif new_price % inst.tick_size:
-            code, msg = RejectCode.TICK_SIZE, f"price must be a multiple of {inst.tick_size}"
+            code, msg = (
+                RejectCode.TICK_SIZE,
+                f"price must be a multiple of {self._price_text(inst, inst.tick_size)}",
+            )
         elif new_price != order.price and not inst.in_band(new_price):
             code, msg = RejectCode.PRICE_OUT_OF_BAND, "price outside the band"
         elif new_price * new_qty > inst.max_notional:
-            code, msg = RejectCode.NOTIONAL_TOO_LARGE, f"notional above {inst.max_notional}"
+            code, msg = (
+                RejectCode.NOTIONAL_TOO_LARGE,
+                f"notional above {self._notional_text(inst, inst.max_notional)}",
+            )
         elif order.display_qty and order.display_qty >= new_qty:
             code, msg = RejectCode.INVALID_ORDER, "quantity must stay above the iceberg display"
         new_leaves = order.leaves + new_qty - order.qty
@@ -1396,6 +1431,17 @@ class Exchange:
         bid = inst.bids.peekitem(0)[1].price if inst.bids else 0
         ask = inst.asks.peekitem(0)[1].price if inst.asks else 0
         return bid, ask
+
+    # A refusal's amounts as the API shows them: an asset no AddAsset declared has 0 decimals.
+    def _qty_text(self, inst: Instrument, units: int) -> str:
+        return decimal_text(units, self.assets.get(inst.base, 0))
+
+    def _price_text(self, inst: Instrument, units: int) -> str:
+        places = self.assets.get(inst.quote, 0) - self.assets.get(inst.base, 0)
+        return decimal_text(units, places)
+
+    def _notional_text(self, inst: Instrument, units: int) -> str:
+        return f"{decimal_text(units, self.assets.get(inst.quote, 0))} {inst.quote}"
 
     def state_hash(self) -> str:
         """SHA-256 over the canonical snapshot: equal on every replica at equal sequence."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -88,6 +89,11 @@ async def test_engine_rejections_are_4xx_with_the_engine_code(api: ApiCluster) -
             await bob.place_order("AAPL", "buy", "1", price="500.00", client_order_id=cid())
         assert (caught.value.status, caught.value.code) == (400, "price_out_of_band")
         assert caught.value.body["status"] == "rejected" and caught.value.body["seq"] > 0
+        # Amounts in the asset's decimals (USD cents: 2 places), never minor units.
+        assert re.fullmatch(r"price outside \[\d+\.\d\d, \d+\.\d\d\]", caught.value.message)
+        with pytest.raises(ClientError) as caught:
+            await bob.place_order("AAPL", "buy", "100001", price="190.00", client_order_id=cid())
+        assert caught.value.message == "quantity above maximum 100000"
         with pytest.raises(ClientError) as caught:
             await bob.place_order("AAPL", "buy", "99999", price="190.00", client_order_id=cid())
         assert caught.value.code == "insufficient_funds"
