@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench clean chaos-tools
+.PHONY: run test lint bench clean chaos-tools browser-tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,15 @@ chaos-tools:
 		|| echo "iptables not installed: packet loss runs through the nodes' hooks"; \
 	fi
 
-test: $(STAMP_DEV) chaos-tools
+# The UI test drives a real headless Chromium: Debian's chromium and chromium-driver, installed
+# as root when missing (the test is skipped where they cannot be had).
+browser-tools:
+	@if [ "$$(id -u)" = 0 ] && ! command -v chromedriver >/dev/null && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 \
+		|| echo "chromium not installed: the browser UI test is skipped"; \
+	fi
+
+test: $(STAMP_DEV) chaos-tools browser-tools
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from api.errors import ApiError
+from api.feeds import HUB_KEY
 from api.forwarding import FORWARD_HEADER, FORWARDER_KEY
 from api.gateway import GATEWAY_KEY, last_seq
 from api.json_input import JsonRefused, parse_json
@@ -40,6 +41,7 @@ STORE_WAIT_S = 5.0
 def add_admin_routes(app: web.Application) -> None:
     app.router.add_get("/v1/health", health)
     app.router.add_get("/v1/admin/status", status)
+    app.router.add_get("/v1/admin/cluster-status", cluster_status)
     app.router.add_get("/v1/admin/members", members)
     app.router.add_post("/v1/admin/members", change_members)
     app.router.add_post("/v1/admin/snapshot", snapshot)
@@ -51,12 +53,12 @@ def add_admin_routes(app: web.Application) -> None:
     app.router.add_get("/v1/admin/events", events)
 
 
-def _node(request: web.Request) -> NodePort:
+def node_of(request: web.Request) -> NodePort:
     return request.app[NODE_KEY]
 
 
 def require_admin(request: web.Request) -> None:
-    token = _node(request).config.admin_token
+    token = node_of(request).config.admin_token
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     # Header bytes that are not UTF-8 arrive as surrogates, which encode() refuses.
@@ -70,7 +72,7 @@ def require_admin(request: web.Request) -> None:
 
 async def json_body(request: web.Request) -> dict[str, Any]:
     try:
-        body = parse_json(await read_body(request, _node(request).config.http_body_timeout_s))
+        body = parse_json(await read_body(request, node_of(request).config.http_body_timeout_s))
     except JsonRefused as exc:
         raise ApiError(400, "bad_json", f"request body refused: {exc}") from None
     if not isinstance(body, dict):
@@ -79,7 +81,7 @@ async def json_body(request: web.Request) -> dict[str, Any]:
 
 
 async def health(request: web.Request) -> web.Response:
-    node = _node(request)
+    node = node_of(request)
     status = node.status()
     keys = ("id", "role", "leader", "term", "applied_index", "commit_index", "lag", "last_seq")
     projection = await request.app[GATEWAY_KEY].projection_status()
@@ -88,13 +90,37 @@ async def health(request: web.Request) -> web.Response:
 
 async def status(request: web.Request) -> web.Response:
     require_admin(request)
+    return web.json_response(await _status_of_this_node(request))
+
+
+async def _status_of_this_node(request: web.Request) -> dict[str, Any]:
     projection = await request.app[GATEWAY_KEY].projection_status()
-    return web.json_response({**_node(request).status(), "projection": projection})
+    hub = request.app.get(HUB_KEY)
+    feeds = len(hub.connections) if hub is not None else 0
+    return {**node_of(request).status(), "projection": projection, "feed_connections": feeds}
+
+
+async def cluster_status(request: web.Request) -> web.Response:
+    """Every member's admin status in one answer, asked by this node with the operator's own
+    token: what the UI's cluster page shows (a page cannot call other origins)."""
+    require_admin(request)
+    node = node_of(request)
+    authorization = request.headers.get("Authorization", "")
+    forwarder = request.app[FORWARDER_KEY]
+
+    async def one(peer: Peer) -> dict[str, Any]:
+        if peer.node_id == node.node_id:
+            return await _status_of_this_node(request)
+        return {"id": peer.node_id, **await forwarder.status_of(peer.http, authorization)}
+
+    peers = sorted(node.members.values(), key=lambda p: p.node_id)
+    rows = await asyncio.gather(*(one(p) for p in peers))
+    return web.json_response({"asked": node.node_id, "nodes": rows})
 
 
 async def members(request: web.Request) -> web.Response:
     require_admin(request)
-    node = _node(request)
+    node = node_of(request)
     rows = [
         {"id": p.node_id, "role": _role(p), "raft": p.raft, "http": p.http}
         for p in sorted(node.members.values(), key=lambda p: p.node_id)
@@ -107,7 +133,7 @@ async def change_members(request: web.Request) -> web.Response:
     Raft membership. A read replica is only recorded: it follows the voters by itself and
     never counts for a quorum, so adding or removing one changes no majority."""
     require_admin(request)
-    node = _node(request)
+    node = node_of(request)
     body = await json_body(request)
     if not node.is_leader():
         return await forward_to_leader(request, body)
@@ -193,14 +219,14 @@ def _refuse_quorum_loss(node: NodePort, removing: str) -> None:
 
 async def snapshot(request: web.Request) -> web.Response:
     require_admin(request)
-    node = _node(request)
+    node = node_of(request)
     node.compact_log()
     return web.json_response({"requested": True, "last_snapshot_index": node.last_snapshot_index})
 
 
 async def audit_verify(request: web.Request) -> web.Response:
     require_admin(request)
-    node = _node(request)
+    node = node_of(request)
     await asyncio.to_thread(node.wait_for_event_log, STORE_WAIT_S)
     report = await asyncio.to_thread(node.event_log.verify_audit)
     return web.json_response(
@@ -217,7 +243,7 @@ async def audit_verify(request: web.Request) -> web.Response:
 async def events(request: web.Request) -> web.Response:
     """This node's event history after `since`, ascending: feeds and checkers page through it."""
     require_admin(request)
-    node = _node(request)
+    node = node_of(request)
     since = int_param(request, "since", 0, 0, 2**63 - 1)
     limit = int_param(request, "limit", READ_LIMIT_MAX, 1, READ_LIMIT_MAX)
     await asyncio.to_thread(node.wait_for_event_log, STORE_WAIT_S)
@@ -234,7 +260,7 @@ async def events(request: web.Request) -> web.Response:
 async def hash_mark(request: web.Request) -> web.Response:
     """Appends an entry after which every node records its state hash; returns its index."""
     require_admin(request)
-    node = _node(request)
+    node = node_of(request)
     if not node.is_leader():
         return await forward_to_leader(request, {})
     result = await asyncio.to_thread(node.request_hash_mark, SUBMIT_TIMEOUT_MS_DEFAULT / 1000)
@@ -245,7 +271,7 @@ async def hash_mark(request: web.Request) -> web.Response:
 
 async def hash_at(request: web.Request) -> web.Response:
     require_admin(request)
-    node = _node(request)
+    node = node_of(request)
     if "index" not in request.query:
         raise ApiError(400, "bad_index", "index is required: the log index of a hash mark")
     index = int_param(request, "index", 0, 0, 2**63 - 1)
@@ -295,7 +321,7 @@ def _summary(events: list[Any], node: NodePort) -> dict[str, Any]:
 async def submit_command(request: web.Request) -> web.Response:
     """Submits one engine command (wire form) through the log and returns its events."""
     require_admin(request)
-    node = _node(request)
+    node = node_of(request)
     body = await json_body(request)
     timeout_ms = _timeout_ms(body)
     command = _checked(body.get("command"))
@@ -314,7 +340,7 @@ async def submit_batch(request: web.Request) -> web.Response:
     with other clients' commands; a command that did not commit says so in its slot.
     """
     require_admin(request)
-    node = _node(request)
+    node = node_of(request)
     body = await json_body(request)
     timeout_ms = _timeout_ms(body)
     wires = body.get("commands")

@@ -36,6 +36,7 @@ from api.errors import ApiError
 from api.gateway import Gateway
 from api.json_input import JsonBeyondLimits, JsonRefused, parse_json
 from api.l3 import l3_json, read_l3
+from api.metrics import SLOW_CONSUMERS_CUT
 from api.public import book_sides, candle_json, ticker_json
 from api.signing import check_fresh, signing_payload, verify_signature
 from cluster.port import EntryApplied
@@ -472,6 +473,7 @@ async def _close_when_cut(subscriber: Subscriber) -> None:
     transport = subscriber.transport
     if transport is not None:
         asyncio.get_running_loop().call_later(CLOSE_LINGER_S, transport.abort)
+    SLOW_CONSUMERS_CUT.inc()
     reason = f"slow consumer: over {subscriber.buffer_bytes_max} bytes unread; resubscribe"
     await subscriber.ws.close(
         code=CLOSE_SLOW_CONSUMER, message=f"{reason} with since".encode(), drain=False

@@ -27,6 +27,7 @@ from api.submission import NOT_COMMITTED_MESSAGE
 from cluster.port import NodePort
 
 FORWARD_HEADER = "X-Raftex-Forwarded"
+STATUS_TIMEOUT_S = 2.0
 T = TypeVar("T")
 
 
@@ -69,6 +70,22 @@ class Forwarder:
                 "not_committed",
                 f"leader {leader_http} unreachable ({exc!r}); {NOT_COMMITTED_MESSAGE}",
             ) from None
+
+    async def status_of(self, http: str, authorization: str) -> dict[str, Any]:
+        """Another member's admin status, asked with the operator's own token; a member
+        that does not answer is `down`, with the reason."""
+        url = f"{self.node.config.scheme}://{http}/v1/admin/status"
+        timeout = aiohttp.ClientTimeout(total=STATUS_TIMEOUT_S)
+        try:
+            async with self.session.get(
+                url, headers={"Authorization": authorization}, timeout=timeout
+            ) as response:
+                payload = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            return {"http": http, "role": "down", "error": exc.__class__.__name__}
+        if response.status != 200 or not isinstance(payload, dict):
+            return {"http": http, "role": "down", "error": f"status {response.status}"}
+        return payload
 
     async def _send(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         async with self.session.post(url, data=body, headers=headers) as response:

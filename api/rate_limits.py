@@ -7,6 +7,7 @@ import time
 from collections import OrderedDict
 
 from api.errors import ApiError
+from api.metrics import RATE_LIMITED
 
 BUCKETS_MAX = 100_000
 
@@ -32,6 +33,7 @@ class RateLimiter:
         tokens = min(float(self.burst), tokens + (now_s - at) * self.rate_per_s)
         if tokens < 1.0:
             self._buckets[client] = (tokens, now_s)
+            RATE_LIMITED.labels(self.name).inc()
             retry_after_s = math.ceil((1.0 - tokens) / self.rate_per_s)
             raise ApiError(
                 429,

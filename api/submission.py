@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import weakref
 from concurrent.futures import Future
 from typing import Any
 
 from api.errors import ApiError
+from api.metrics import ACK_SECONDS
 from cluster.batcher import NotCommitted, Overloaded
 from cluster.port import NodePort
 
@@ -77,6 +79,7 @@ async def submit_all(node: NodePort, commands: list[bytes], timeout_ms: int) -> 
     last one to settle completes the request, and requests completed by one entry
     share a wake-up of the loop.
     """
+    started = time.perf_counter()
     futures = []
     try:
         for command in commands:
@@ -101,6 +104,7 @@ async def submit_all(node: NodePort, commands: list[bytes], timeout_ms: int) -> 
     # The batcher settles every future by its own timeout; this bound only guards
     # against an apply thread that stopped answering.
     await asyncio.wait({all_done}, timeout=timeout_ms / 1000 + 1)
+    ACK_SECONDS.observe(time.perf_counter() - started)
     return [
         f.result() if f.done() else NotCommitted("no answer from the apply thread") for f in futures
     ]

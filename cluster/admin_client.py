@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from cluster.tls import client_context
 REQUEST_TIMEOUT_S = 10.0
 HASH_ANSWER_SLACK_S = 5.0
 HASH_WAIT_MS = 120_000
+DOWNLOAD_CHUNK_BYTES = 1 << 20
 CLUSTER_FILE_NAME = "cluster.json"
 ADMIN_TOKEN_FILE_NAME = "admin.token"
 
@@ -118,6 +121,28 @@ class AdminClient:
             message = payload.get("message", text) if isinstance(payload, dict) else text
             raise AdminError(f"{http}: {message}", code=code, status=response.status)
         return payload
+
+    async def download(self, http: str, path: str, dest: Path, timeout_s: float) -> str:
+        """Streams GET `path` into `dest`, fsynced; returns the bytes' SHA-256."""
+        assert self._session is not None, "use AdminClient as an async context manager"
+        url = f"{self._scheme}://{http}{path}"
+        digest = hashlib.sha256()
+        try:
+            async with self._session.get(
+                url, timeout=aiohttp.ClientTimeout(total=timeout_s)
+            ) as response:
+                if response.status >= 400:
+                    status = response.status
+                    raise AdminError(f"{http}: {status} for {path}", status=status)
+                with open(dest, "wb") as out:
+                    async for chunk in response.content.iter_chunked(DOWNLOAD_CHUNK_BYTES):
+                        digest.update(chunk)
+                        out.write(chunk)
+                    out.flush()
+                    os.fsync(out.fileno())
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise AdminError(f"{http} unreachable: {exc.__class__.__name__}") from None
+        return digest.hexdigest()
 
     async def submit(self, http: str, wire: list[Any], timeout_ms: int = 5_000) -> dict[str, Any]:
         return await self.call(

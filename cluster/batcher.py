@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cluster.entry import BATCH_BYTES_MAX, BATCH_COMMANDS_MAX, encode_entry
+from cluster.metrics import COMMIT_SECONDS
 from engine.commands import Tick, command_to_bytes
 
 log = logging.getLogger("raftex.batcher")
@@ -50,6 +51,7 @@ class _Pending:
     request_no: int
     command: bytes
     future: Future
+    submitted: float
     deadline: float
     size: int
 
@@ -108,7 +110,8 @@ class Batcher:
                 raise Overloaded(f"{PENDING_MAX} commands already waiting on this node")
             request_no = self._next_request_no
             self._next_request_no += 1
-            pending = _Pending(request_no, command, future, time.monotonic() + timeout_s, size)
+            now = time.monotonic()
+            pending = _Pending(request_no, command, future, now, now + timeout_s, size)
             self._waiting[request_no] = pending
             self._queue.append(pending)
             self._lock.notify()
@@ -194,6 +197,8 @@ class Batcher:
                 for pending in batch:
                     self._fail(pending.request_no, reason)
             else:
+                if batch:
+                    COMMIT_SECONDS.observe(time.monotonic() - batch[0].submitted)
                 for future in marks:
                     _settle(future, result)
 

@@ -113,12 +113,15 @@ import fcntl
 import logging
 import os
 import struct
+import time
 import zlib
 from collections.abc import Callable, Iterator
 
 import pysyncobj.syncobj
 import pysyncobj.version
 from pysyncobj.journal import Journal, MemoryJournal
+
+from cluster.metrics import JOURNAL_FSYNC_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -288,7 +291,9 @@ class DurableJournal(Journal):
         with self._io("append"):
             _pwrite_all(self._fd, record, self._end_offset)
             if self._fsync_policy is FsyncPolicy.ALWAYS:
+                started = time.perf_counter()
                 _sync_file_data(self._fd)
+                JOURNAL_FSYNC_SECONDS.observe(time.perf_counter() - started)
         self._entries.append((command, idx, term))
         self._record_offsets.append(self._end_offset)
         self._end_offset += len(record)

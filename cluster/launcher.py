@@ -149,6 +149,7 @@ def prepare(
     node_settings: dict[str, dict[str, float | bool]] | None = None,
     replicas: int = 0,
     bases: PortBases | None = None,
+    secret: str | None = None,
 ) -> tuple[list[LocalNode], str]:
     """Writes (or reuses) the launch plan and node configs; returns nodes (the `count`
     voters n1.., then the `replicas` read replicas r1..) and the admin token.
@@ -156,7 +157,8 @@ def prepare(
     `settings`: extra node settings (rate limits) for every node of a new plan;
     `node_settings`: more for some nodes, by id (which of them run a projection).
     `host_of`: each node's own address, for nodes that do not share 127.0.0.1;
-    `bases`: the ports a new plan prefers (without: free ports anywhere).
+    `bases`: the ports a new plan prefers (without: free ports anywhere);
+    `secret`: a new plan's cluster secret (a restore keeps its backup's), else a new one.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     launch_file = data_dir / LAUNCH_FILE_NAME
@@ -164,7 +166,7 @@ def prepare(
         plan = json.loads(launch_file.read_text())
     else:
         plan = {
-            "secret": secrets.token_urlsafe(32),
+            "secret": secret or secrets.token_urlsafe(32),
             "admin_token": secrets.token_urlsafe(24),
             "nodes": [_addresses(f"n{i}", host_of, bases=bases) for i in range(1, count + 1)],
             "settings": dict(settings or {}),
@@ -358,16 +360,18 @@ class LocalCluster:
         node_settings: dict[str, dict[str, float | bool]] | None = None,
         replicas: int = 0,
         bases: PortBases | None = None,
+        secret: str | None = None,
     ) -> None:
         """`count` voters and `replicas` read replicas; `host_of` and `prefix_of`: each
         node's own address and command prefix, for nodes in network namespaces of their own;
-        `node_settings`: settings of some nodes; `bases`: the ports a new cluster prefers."""
+        `node_settings`: settings of some nodes; `bases`: the ports a new cluster prefers;
+        `secret`: a new cluster's secret."""
         self.data_dir = data_dir
         self.fsync = fsync
         self.host_of = host_of
         self.prefix_of = prefix_of
         self.nodes, self.admin_token = prepare(
-            data_dir, count, fsync, settings, tls, host_of, node_settings, replicas, bases
+            data_dir, count, fsync, settings, tls, host_of, node_settings, replicas, bases, secret
         )
         plan = json.loads((data_dir / LAUNCH_FILE_NAME).read_text())
         # The certificate clients trust, when the cluster serves HTTPS.

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import hmac
 import logging
 import os
+import re
 import shutil
 import threading
 import time
@@ -41,6 +43,14 @@ from cluster.event_log import AppliedCommand, EventLog
 from cluster.event_log_writer import EventLogWriter
 from cluster.fault_hooks import FaultState, PartitionableTransport
 from cluster.journal import JournalError
+from cluster.metrics import (
+    APPLY_SECONDS,
+    COMMANDS_APPLIED,
+    COMMANDS_REFUSED,
+    ENTRIES_APPLIED,
+    ENTRY_COMMANDS,
+    SNAPSHOT_SECONDS,
+)
 from cluster.port import EntryApplied, EntryListener
 from cluster.snapshot_file import (
     DumpChild,
@@ -51,11 +61,17 @@ from cluster.snapshot_file import (
 from cluster.views import NodeView, full_view, next_view
 from engine import Exchange
 from engine.commands import CommandDecodeError, command_from_wire, wire_from_bytes
-from engine.events import Event
+from engine.events import Event, Rejected
 
 log = logging.getLogger("raftex.node")
 
 HASH_MARKS_KEPT = 64
+DUMP_FILE_NAME = "raft.dump"
+BACKUPS_DIR_NAME = "backups"
+BACKUP_NAME = re.compile(r"backup-[0-9]{1,20}\.tar")
+BACKUP_POLL_S = 0.05
+# A node that cannot commit an entry within this (no quorum) cannot take a consistent backup.
+BACKUP_COMMIT_WAIT_S = 10.0
 EXIT_DIVERGED = 70
 EXIT_JOURNAL_FAILED = 74
 RAFT_MIN_TIMEOUT_S = 0.4
@@ -104,7 +120,7 @@ class ExchangeNode(SyncObj):
         conf = SyncObjConf(
             password=config.secret,
             journalFile=str(config.data_dir / "raft.journal"),
-            fullDumpFile=str(config.data_dir / "raft.dump"),
+            fullDumpFile=str(config.data_dir / DUMP_FILE_NAME),
             serializer=self._write_dump,
             deserializer=self._load_dump,
             serializeChecker=self._dump_status,
@@ -203,6 +219,7 @@ class ExchangeNode(SyncObj):
                 self.applied_index,
             )
             os._exit(EXIT_DIVERGED)
+        started = time.perf_counter()
         entry = decode_entry(payload)
         engine = self.engine
         applied: list[AppliedCommand] = []
@@ -221,6 +238,8 @@ class ExchangeNode(SyncObj):
                 events = [engine.reject_malformed(str(exc))]
             else:
                 events = engine.apply(command, entry.ts_ms)
+            if len(events) == 1 and type(events[0]) is Rejected:
+                COMMANDS_REFUSED.labels(events[0].code).inc()
             applied.append(AppliedCommand(tag, data, events))
             resolved.append((tag, events))
             new_events.extend(e for e in events if e.seq > self.view.last_seq)
@@ -235,6 +254,10 @@ class ExchangeNode(SyncObj):
             applied = EntryApplied(new_events, self.view, engine.level_queue)
             for listener in self._listeners:
                 listener(applied)
+        ENTRIES_APPLIED.inc()
+        COMMANDS_APPLIED.inc(len(entry.items))
+        ENTRY_COMMANDS.observe(len(entry.items))
+        APPLY_SECONDS.observe(time.perf_counter() - started)
 
     def _apply_member(self, wire: list[Any]) -> None:
         action, node_id, raft, http = wire
@@ -262,19 +285,22 @@ class ExchangeNode(SyncObj):
             except ForkedReadError:
                 log.error("event=hash_failed node=%s index=%d", self.node_id, index, exc_info=True)
                 digest = None
-            with self.hash_marks_changed:
-                self.hash_marks_pending.discard(index)
-                if digest is not None:
-                    self.hash_marks[index] = digest
-                    while len(self.hash_marks) > HASH_MARKS_KEPT:
-                        self.hash_marks.popitem(last=False)
-                self.hash_marks_changed.notify_all()
+            self._keep_hash(index, digest)
 
         hashed.add_done_callback(
             lambda engine_done: audit.add_done_callback(
                 lambda audit_done: record(engine_done, audit_done)
             )
         )
+
+    def _keep_hash(self, index: int, digest: str | None) -> None:
+        with self.hash_marks_changed:
+            self.hash_marks_pending.discard(index)
+            if digest is not None:
+                self.hash_marks[index] = digest
+                while len(self.hash_marks) > HASH_MARKS_KEPT:
+                    self.hash_marks.popitem(last=False)
+            self.hash_marks_changed.notify_all()
 
     @property
     def event_log(self) -> EventLog:
@@ -310,6 +336,39 @@ class ExchangeNode(SyncObj):
 
     # ------------------------------------------------------------ snapshots
 
+    def take_backup(self, timeout_s: float) -> Path:
+        """A consistent copy of this node's whole state at one applied index: the snapshot
+        dump of a log compaction forced now (written by a forked child while the node goes
+        on), hard-linked under backups/ so that a later compaction cannot replace it. A
+        hash mark first makes sure there is an entry the last dump does not hold."""
+        deadline = time.monotonic() + timeout_s
+        mark = self.request_hash_mark(min(timeout_s, BACKUP_COMMIT_WAIT_S))
+        if isinstance(mark, NotCommitted):
+            raise TimeoutError(f"this node cannot commit now ({mark.reason})")
+        self.compact_log()
+        while self.last_snapshot_index < mark:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no snapshot written within {timeout_s:.0f} s")
+            time.sleep(BACKUP_POLL_S)
+        backups = self.config.data_dir / BACKUPS_DIR_NAME
+        backups.mkdir(exist_ok=True)
+        staged = backups / f"taking-{os.getpid()}-{threading.get_ident()}.tar"
+        staged.unlink(missing_ok=True)
+        os.link(self.config.data_dir / DUMP_FILE_NAME, staged)
+        final = backups / f"backup-{read_snapshot_meta(staged).applied_index}.tar"
+        os.replace(staged, final)
+        return final
+
+    def backup_file(self, name: str) -> Path | None:
+        """A backup this node took (by the name take_backup gave it), if it is still here."""
+        if not BACKUP_NAME.fullmatch(name):
+            return None
+        path = self.config.data_dir / BACKUPS_DIR_NAME / name
+        return path if path.is_file() else None
+
+    def secret_check(self) -> str:
+        return secret_check(self.config.secret)
+
     def _write_dump(self, tmp_path: str, data: Any) -> None:
         """pysyncobj serializer, called on the apply thread between two entries.
 
@@ -343,7 +402,7 @@ class ExchangeNode(SyncObj):
             engine=b"",
         )
         self._dump = DumpChild.start(
-            self.engine, meta, checkpoint, self.config.data_dir / "raft.dump"
+            self.engine, meta, checkpoint, self.config.data_dir / DUMP_FILE_NAME
         )
 
     def _dump_status(self) -> int:
@@ -359,6 +418,7 @@ class ExchangeNode(SyncObj):
             log.error("event=snapshot_failed node=%s index=%d", self.node_id, dump.index)
             return SERIALIZER_STATE.FAILED
         self.last_snapshot_index = dump.index
+        SNAPSHOT_SECONDS.observe(dump.seconds)
         log.info(
             "event=snapshot_written node=%s index=%d seconds=%.3f",
             self.node_id,
@@ -399,6 +459,11 @@ class ExchangeNode(SyncObj):
         self.members = {m[0]: Peer(m[0], m[1], m[2]) for m in meta.members}
         self.view = full_view(self.engine, meta.applied_index)
         self.last_snapshot_index = meta.applied_index
+        # The state hash at the snapshot's index, as `admin hash` would have recorded it
+        # there: what a restored cluster is checked against (raftex drill).
+        engine_hash = hashlib.sha256(meta.engine).hexdigest()
+        audit_head = self.event_log.audit_head_at(meta.applied_index)
+        self._keep_hash(meta.applied_index, node_state_hash(engine_hash, audit_head))
         log.info("event=snapshot_loaded node=%s index=%d", self.node_id, meta.applied_index)
         return meta.last_entry, meta.prev_entry, [TCPNode(addr) for addr in meta.cluster]
 
@@ -513,6 +578,12 @@ class ExchangeNode(SyncObj):
 
 def event_log_dir(data_dir: Path) -> Path:
     return data_dir / "events"
+
+
+def secret_check(secret: str) -> str:
+    """Names a cluster secret without revealing it: a backup records it, and a restore is
+    told when it was given another secret (the sealed API secrets open only with this one)."""
+    return hmac.new(secret.encode(), b"raftex backup", "sha256").hexdigest()[:16]
 
 
 def node_state_hash(engine_hash: str, audit_head: str) -> str:

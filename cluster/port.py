@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from cluster.config import NodeConfig, Peer
@@ -84,3 +85,9 @@ class NodePort(Protocol):
     def request_hash_mark(self, timeout_s: float) -> Any: ...
 
     def hash_at(self, index: int, timeout_s: float) -> str | None: ...
+
+    def take_backup(self, timeout_s: float) -> Path: ...
+
+    def backup_file(self, name: str) -> Path | None: ...
+
+    def secret_check(self) -> str: ...

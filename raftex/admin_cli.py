@@ -23,6 +23,7 @@ from cluster.admin_client import (
 )
 from engine.codes import TradingStatus
 from engine.commands import SetAccountEnabled, SetTradingStatus, command_to_wire
+from raftex.backup import BackupError, take_backup
 
 STATUS_COLUMNS = (
     "id",
@@ -72,6 +73,12 @@ def add_admin_parser(commands: argparse._SubParsersAction) -> None:
     remove = actions.add_parser("remove", parents=[json_flag], help="remove a node")
     remove.add_argument("node_id")
     actions.add_parser("snapshot", parents=[json_flag], help="force log compaction on every node")
+    backup = actions.add_parser(
+        "backup",
+        parents=[json_flag],
+        help="back up the running cluster (through its leader) into a new directory",
+    )
+    backup.add_argument("--out", type=Path, required=True, help="a new or empty directory")
     audit = actions.add_parser("audit", parents=[json_flag], help="audit history")
     audit.add_argument("audit_action", choices=["verify"])
     actions.add_parser(
@@ -93,7 +100,7 @@ def run_admin(args: argparse.Namespace) -> int:
         nodes, token = _target(args)
         ca_file = args.ca or (read_cluster_ca(args.cluster) if args.cluster else None)
         result = asyncio.run(_dispatch(args, nodes, token, ca_file))
-    except AdminError as exc:
+    except (AdminError, BackupError) as exc:
         print(f"raftex admin: {exc}", file=sys.stderr)
         return 1
     output, ok = result
@@ -128,6 +135,8 @@ async def _dispatch(
             if action == "add":
                 body.update(_addition(args))
             return await _first_answer(client, nodes, "POST", "/v1/admin/members", body), True
+        if action == "backup":
+            return await take_backup(client, nodes, args.out), True
         if action == "snapshot":
             rows = []
             for node in nodes:
@@ -194,6 +203,12 @@ def _table(action: str, output: Any) -> str:
         return _format_rows(output["nodes"], ("id", "ok", "records", "first_bad", "reason"))
     if action == "snapshot":
         return _format_rows(output["nodes"], ("requested", "last_snapshot_index"))
+    if action == "backup":
+        return (
+            f"backup at log index {output['index']} (term {output['term']}) from "
+            f"{output['from_node']}: {output['snapshot']['bytes']:,} bytes, state hash "
+            f"{output['state_hash']}"
+        )
     return json.dumps(output, indent=2)
 
 

@@ -27,7 +27,9 @@ from cluster.launcher import HTTP_PORT_BASE, RAFT_PORT_BASE, PortBases
 from cluster.node import event_log_dir
 from projection.projector import projection_dir, run_projector
 from raftex.admin_cli import add_admin_parser, run_admin
+from raftex.backup import BackupError, restore
 from raftex.demo_market import RATE_DEFAULT, run_demo_market
+from raftex.drill import LOAD_SECONDS_DEFAULT, format_drill, run_drill
 from raftex.node_process import run_node
 from raftex.up import run_up
 
@@ -270,6 +272,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave a node that exits down (by default it is restarted after a back-off)",
     )
 
+    restore_cmd = commands.add_parser(
+        "restore", help="write a new local cluster that starts from a backup"
+    )
+    restore_cmd.add_argument(
+        "--from", dest="backup", type=Path, required=True, help="what `admin backup` wrote"
+    )
+    restore_cmd.add_argument(
+        "--data-dir", type=Path, required=True, help="a new or empty directory"
+    )
+    restore_cmd.add_argument(
+        "--secret-file",
+        type=Path,
+        required=True,
+        help="the cluster secret of the cluster the backup came from",
+    )
+    restore_cmd.add_argument("--nodes", type=int, choices=[3, 5], default=3)
+    restore_cmd.add_argument("--json", action="store_true")
+
+    drill = commands.add_parser(
+        "drill",
+        help="a disaster-recovery drill: back up under load, destroy, restore, check; RPO, RTO",
+    )
+    drill.add_argument("--nodes", type=int, choices=[3, 5], default=3)
+    drill.add_argument(
+        "--seconds", type=_rate, default=LOAD_SECONDS_DEFAULT, help="seconds of load in all"
+    )
+    drill.add_argument("--json", action="store_true")
+
     demo = commands.add_parser(
         "demo-market",
         help="trade on a local cluster with the demo accounts' keys (what `raftex up "
@@ -297,6 +327,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_up(
             args.nodes, args.data_dir, args.tls, args.replicas, bases, args.restart, demo_rate
         )
+    if args.command == "restore":
+        return _run_restore(args)
+    if args.command == "drill":
+        return _run_drill(args)
     if args.command == "demo-market":
         return run_demo_market(args.data_dir, args.rate, args.seed or 0)
     if args.command == "admin":
@@ -386,6 +420,35 @@ def _run_chaos(args: argparse.Namespace) -> int:
     summary = result_json(result)
     print(json.dumps(summary) if args.json else format_table(summary))
     return 0 if result.ok else 1
+
+
+def _run_restore(args: argparse.Namespace) -> int:
+    try:
+        secret = args.secret_file.read_text().strip()
+    except OSError as exc:
+        print(f"raftex restore: cannot read {args.secret_file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        result = restore(args.backup, args.data_dir, secret, args.nodes)
+    except BackupError as exc:
+        print(f"raftex restore: {exc}; nothing was written", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"raftex: a {args.nodes}-node cluster restored at log index {result['index']} in")
+        print(f"  {result['data_dir']}; start it with: raftex up --data-dir {result['data_dir']}")
+    return 0
+
+
+def _run_drill(args: argparse.Namespace) -> int:
+    try:
+        result = run_drill(args.nodes, args.seconds)
+    except (AdminError, BackupError) as exc:
+        print(f"raftex drill: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result) if args.json else format_drill(result))
+    return 0 if result["ok"] else 1
 
 
 def _run_node(args: argparse.Namespace) -> int:

@@ -18,9 +18,11 @@ from aiohttp import web
 from api.accounts import add_account_routes
 from api.admin import NODE_KEY, add_admin_routes
 from api.admin_checks import add_admin_check_routes
+from api.backups import add_backup_routes
 from api.binance import add_binance_routes
 from api.candles import CandleBook
 from api.errors import ApiError, error_middleware
+from api.exposition import add_metrics_route, count_requests
 from api.feeds import add_feed_routes, feed_hub
 from api.forwarding import FORWARDER_KEY, Forwarder
 from api.gateway import GATEWAY_KEY, Gateway
@@ -32,6 +34,7 @@ from api.orders import add_order_routes
 from api.public import add_public_routes
 from api.rate_limits import RateLimiter
 from api.sealing import Sealer
+from api.ui import add_ui_routes
 from cluster.config import NodeConfig, split_address
 from cluster.event_log import EventLog
 from cluster.gc_policy import tune_gc_for_apply
@@ -95,7 +98,8 @@ def build_app(node: ExchangeNode, history: HistoryReader | None) -> web.Applicat
             in_flight[0] -= 1
 
     app = web.Application(
-        middlewares=[error_middleware, client_limits], client_max_size=REQUEST_BODY_BYTES_MAX
+        middlewares=[count_requests, error_middleware, client_limits],
+        client_max_size=REQUEST_BODY_BYTES_MAX,
     )
     app[NODE_KEY] = node
     app[GATEWAY_KEY] = gw
@@ -134,7 +138,9 @@ def build_app(node: ExchangeNode, history: HistoryReader | None) -> web.Applicat
 def add_routes(app: web.Application) -> None:
     """Every route a node serves."""
     add_admin_routes(app)
+    add_metrics_route(app)
     add_admin_check_routes(app)
+    add_backup_routes(app)
     add_public_routes(app)
     add_order_routes(app)
     add_account_routes(app)
@@ -142,6 +148,7 @@ def add_routes(app: web.Application) -> None:
     add_binance_routes(app)
     add_internal_routes(app)
     add_openapi_route(app)
+    add_ui_routes(app)
 
 
 def _burst(rate_per_s: float) -> int:

@@ -106,6 +106,9 @@ def run_up(
         scheme = "https" if ca else "http"
         role = "replica" if node.replica else f"raft {node.raft}"
         print(f"  {node.node_id}  {scheme}://{node.http}  {role}  log {node.log_path}")
+    first = f"{'https' if ca else 'http'}://{cluster.nodes[0].http}"
+    print(f"  browser UI    {first}/ui/ (cluster page: {first}/ui/cluster)")
+    print(f"  metrics       {first}/metrics (every node)")
     print(f"  cluster file  {cluster.cluster_file}")
     print(f"  admin token   {data_dir / ADMIN_TOKEN_FILE_NAME}")
     if ca:

@@ -1,0 +1,87 @@
+"""Backups of a running cluster, taken on one node: `raftex admin backup` drives these.
+
+POST takes one (the node forces a snapshot dump: the engine and the event log at
+one applied index, written by a forked child, so the node keeps committing) and
+answers what a restore needs to trust it: its log index and term, the log time
+of that entry, the state hash there, the file's SHA-256 and size, and a check of
+the cluster secret it needs. GET streams the file; DELETE removes it from the
+node once it is copied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from api.admin import node_of, require_admin
+from api.errors import ApiError
+from cluster.event_log import EventLog
+from cluster.node import node_state_hash
+from cluster.snapshot_file import read_snapshot_meta
+
+BACKUP_TIMEOUT_S = 600.0
+READ_CHUNK_BYTES = 1 << 20
+
+
+def add_backup_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/admin/backups", take_backup)
+    app.router.add_get("/v1/admin/backups/{name}", download_backup)
+    app.router.add_delete("/v1/admin/backups/{name}", remove_backup)
+
+
+async def take_backup(request: web.Request) -> web.Response:
+    require_admin(request)
+    node = node_of(request)
+    try:
+        path = await asyncio.to_thread(node.take_backup, BACKUP_TIMEOUT_S)
+    except TimeoutError as exc:
+        raise ApiError(503, "not_committed", f"no backup: {exc}") from None
+    described = await asyncio.to_thread(_describe, path, node.event_log)
+    return web.json_response(
+        {"node": node.node_id, "secret_check": node.secret_check(), **described}
+    )
+
+
+def _describe(path: Path, event_log: EventLog) -> dict[str, Any]:
+    meta = read_snapshot_meta(path)
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as source:
+        while chunk := source.read(READ_CHUNK_BYTES):
+            digest.update(chunk)
+            size += len(chunk)
+    engine_hash = hashlib.sha256(meta.engine).hexdigest()
+    index = meta.applied_index
+    logged = event_log.entries_after(index - 1, 1)
+    return {
+        "name": path.name,
+        "index": index,
+        "term": meta.last_entry[2],
+        "log_time_ms": logged[0].log_time_ms if logged and logged[0].log_index == index else 0,
+        "state_hash": node_state_hash(engine_hash, event_log.audit_head_at(index)),
+        "sha256": digest.hexdigest(),
+        "bytes": size,
+    }
+
+
+def _backup_path(request: web.Request) -> Path:
+    require_admin(request)
+    name = request.match_info["name"]
+    path = node_of(request).backup_file(name)
+    if path is None:
+        raise ApiError(404, "no_backup", f"this node has no backup named {name!r}")
+    return path
+
+
+async def download_backup(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(_backup_path(request))
+
+
+async def remove_backup(request: web.Request) -> web.Response:
+    path = _backup_path(request)
+    path.unlink(missing_ok=True)
+    return web.json_response({"removed": path.name})

@@ -1,0 +1,180 @@
+"""Backups of a running cluster, and new clusters restored from them.
+
+`raftex admin backup --out DIR` asks the leader for a backup (a snapshot dump
+forced now: the engine and the event log at one committed index, written by a
+forked child while the cluster keeps committing), copies it into DIR as
+`snapshot.tar` and writes `manifest.json` beside it: the index, term and log
+time it holds, the state hash there, the file's SHA-256 and size, and a check
+of the cluster secret it needs (never the secret itself).
+
+`raftex restore --from DIR --data-dir NEW --secret-file FILE [--nodes 3]`
+checks all of that (the manifest's digest, every digest inside the dump, the
+secret), then writes a new local cluster into NEW whose every node starts from
+the backup: `raftex up --data-dir NEW` runs it. The secret must be the one of
+the cluster the backup came from, because the API secrets in the state are
+sealed with it. Nothing is written into NEW until everything checked out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from cluster.admin_client import AdminClient, NodeAddress
+from cluster.launcher import LocalCluster, PortBases
+from cluster.node import DUMP_FILE_NAME, secret_check
+from cluster.snapshot_file import (
+    SnapshotFileError,
+    extract_event_log,
+    read_snapshot_meta,
+    write_snapshot_file,
+)
+
+MANIFEST_NAME = "manifest.json"
+SNAPSHOT_NAME = "snapshot.tar"
+MANIFEST_VERSION = 1
+BACKUP_TIMEOUT_S = 600.0
+READ_CHUNK_BYTES = 1 << 20
+
+
+class BackupError(Exception):
+    """A backup that cannot be taken, or one that cannot be trusted or restored."""
+
+
+def _empty_or_new(directory: Path, what: str) -> None:
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise BackupError(f"{what} {directory} is not an empty directory: choose a new one")
+
+
+async def take_backup(client: AdminClient, nodes: list[NodeAddress], out: Path) -> dict[str, Any]:
+    """Backs up the cluster through its leader into `out` (new or empty); the manifest."""
+    _empty_or_new(out, "--out")
+    rows = await client.status_all(nodes)
+    leaders = [r for r in rows if r.get("role") == "leader"]
+    if not leaders:
+        raise BackupError("no leader: a backup needs a cluster that commits (see admin status)")
+    leader = next(n for n in nodes if n.node_id == leaders[0]["id"])
+    taken = await client.call(
+        leader.http, "POST", "/v1/admin/backups", {}, timeout_s=BACKUP_TIMEOUT_S
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / (SNAPSHOT_NAME + ".part")
+    path = f"/v1/admin/backups/{taken['name']}"
+    digest = await client.download(leader.http, path, partial, BACKUP_TIMEOUT_S)
+    if digest != taken["sha256"]:
+        partial.unlink(missing_ok=True)
+        raise BackupError(f"the copy of {taken['name']} does not match its digest; try again")
+    os.replace(partial, out / SNAPSHOT_NAME)
+    await client.call(leader.http, "DELETE", path)
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "created_ms": int(time.time() * 1000),
+        "from_node": taken["node"],
+        "cluster": [{"id": n.node_id, "http": n.http} for n in nodes],
+        **{k: taken[k] for k in ("index", "term", "log_time_ms", "state_hash", "secret_check")},
+        "snapshot": {"name": SNAPSHOT_NAME, "sha256": taken["sha256"], "bytes": taken["bytes"]},
+    }
+    _write_synced(out / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def read_manifest(backup: Path) -> dict[str, Any]:
+    """The manifest, once the snapshot file matches it (size and SHA-256)."""
+    try:
+        manifest = json.loads((backup / MANIFEST_NAME).read_text())
+        expected = manifest["snapshot"]
+        index = manifest["index"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BackupError(f"{backup}: no readable {MANIFEST_NAME} ({exc})") from None
+    if manifest.get("version") != MANIFEST_VERSION or type(index) is not int:
+        raise BackupError(f"{backup}: {MANIFEST_NAME} is not a manifest this version reads")
+    snapshot = backup / SNAPSHOT_NAME
+    digest = hashlib.sha256()
+    try:
+        with open(snapshot, "rb") as source:
+            while chunk := source.read(READ_CHUNK_BYTES):
+                digest.update(chunk)
+    except OSError as exc:
+        raise BackupError(f"{backup}: cannot read {SNAPSHOT_NAME}: {exc.strerror}") from None
+    if digest.hexdigest() != expected.get("sha256"):
+        raise BackupError(f"{snapshot} does not match the manifest's SHA-256: damaged")
+    return manifest
+
+
+def restore(
+    backup: Path,
+    data_dir: Path,
+    secret: str,
+    nodes: int = 3,
+    bases: PortBases | None = None,
+) -> dict[str, Any]:
+    """Writes a new local cluster into `data_dir` (new or empty) whose nodes all start from
+    the backup; start it with `raftex up --data-dir DATA_DIR`."""
+    _empty_or_new(data_dir, "--data-dir")
+    manifest = read_manifest(backup)
+    if not hmac.compare_digest(secret_check(secret), str(manifest.get("secret_check", ""))):
+        raise BackupError(
+            "the secret is not the one of the cluster this backup came from (the sealed API "
+            "secrets in its state open only with that one)"
+        )
+    snapshot = backup / SNAPSHOT_NAME
+    try:
+        meta = read_snapshot_meta(snapshot)
+    except SnapshotFileError as exc:
+        raise BackupError(f"damaged backup: {exc}") from None
+    if meta.applied_index != manifest["index"]:
+        raise BackupError(
+            f"{snapshot} holds index {meta.applied_index}, the manifest says {manifest['index']}"
+        )
+    with tempfile.TemporaryDirectory(prefix="raftex-restore-") as scratch:
+        checkpoint = Path(scratch) / "events"
+        try:
+            extract_event_log(snapshot, checkpoint, meta.event_log_digests or {})
+        except SnapshotFileError as exc:
+            raise BackupError(f"damaged backup: {exc}") from None
+        created = not data_dir.exists()
+        try:
+            cluster = LocalCluster(data_dir.resolve(), nodes, bases=bases, secret=secret)
+            # The new members, in the dump every node starts from: Raft addresses and the
+            # membership the API lists.
+            voters = cluster.voters
+            ours = replace(
+                meta,
+                cluster=sorted(n.raft for n in voters),
+                members=[[n.node_id, n.raft, n.http] for n in voters],
+            )
+            for node in voters:
+                node_dir = data_dir / node.node_id
+                node_dir.mkdir(parents=True)
+                write_snapshot_file(node_dir / DUMP_FILE_NAME, ours, checkpoint)
+        except BaseException:
+            if created:
+                shutil.rmtree(data_dir, ignore_errors=True)
+            else:
+                for child in data_dir.iterdir():
+                    if child.is_dir():
+                        shutil.rmtree(child)
+                    else:
+                        child.unlink()
+            raise
+    return {
+        "data_dir": str(data_dir),
+        "nodes": [{"id": n.node_id, "http": n.http, "raft": n.raft} for n in voters],
+        "index": manifest["index"],
+        "state_hash": manifest["state_hash"],
+    }
+
+
+def _write_synced(path: Path, text: str) -> None:
+    with open(path, "w") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
