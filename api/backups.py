@@ -20,7 +20,7 @@ from aiohttp import web
 from api.admin import node_of, require_admin
 from api.errors import ApiError
 from cluster.event_log import EventLog
-from cluster.node import node_state_hash
+from cluster.fingerprints import node_state_hash
 from cluster.snapshot_file import read_snapshot_meta
 
 BACKUP_TIMEOUT_S = 600.0

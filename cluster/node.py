@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import hmac
 import logging
 import os
 import re
@@ -42,6 +41,7 @@ from cluster.entry import MEMBER_TAG, decode_entry
 from cluster.event_log import AppliedCommand, EventLog
 from cluster.event_log_writer import EventLogWriter
 from cluster.fault_hooks import FaultState, PartitionableTransport
+from cluster.fingerprints import node_state_hash, secret_check
 from cluster.journal import JournalError
 from cluster.metrics import (
     APPLY_SECONDS,
@@ -578,17 +578,6 @@ class ExchangeNode(SyncObj):
 
 def event_log_dir(data_dir: Path) -> Path:
     return data_dir / "events"
-
-
-def secret_check(secret: str) -> str:
-    """Names a cluster secret without revealing it: a backup records it, and a restore is
-    told when it was given another secret (the sealed API secrets open only with this one)."""
-    return hmac.new(secret.encode(), b"raftex backup", "sha256").hexdigest()[:16]
-
-
-def node_state_hash(engine_hash: str, audit_head: str) -> str:
-    """What `admin hash` compares: the engine's state and the audit chain's head together."""
-    return hashlib.sha256(f"{engine_hash}:{audit_head}".encode()).hexdigest()
 
 
 def _pass_on(done: Future, to: Future) -> None:

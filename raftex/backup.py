@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from cluster.admin_client import AdminClient, NodeAddress
+from cluster.fingerprints import secret_check
 from cluster.launcher import LocalCluster, PortBases
-from cluster.node import DUMP_FILE_NAME, secret_check
+from cluster.node import DUMP_FILE_NAME
 from cluster.snapshot_file import (
     SnapshotFileError,
     extract_event_log,
