@@ -21,7 +21,8 @@ from api.admin import node_of, require_admin
 from api.errors import ApiError
 from cluster.event_log import EventLog
 from cluster.fingerprints import node_state_hash
-from cluster.snapshot_file import read_snapshot_meta
+from cluster.port import BackupFailed
+from cluster.snapshot_file import SnapshotFileError, read_snapshot_meta
 
 BACKUP_TIMEOUT_S = 600.0
 READ_CHUNK_BYTES = 1 << 20
@@ -38,9 +39,9 @@ async def take_backup(request: web.Request) -> web.Response:
     node = node_of(request)
     try:
         path = await asyncio.to_thread(node.take_backup, BACKUP_TIMEOUT_S)
-    except TimeoutError as exc:
-        raise ApiError(503, "not_committed", f"no backup: {exc}") from None
-    described = await asyncio.to_thread(_describe, path, node.event_log)
+        described = await asyncio.to_thread(_describe, path, node.event_log)
+    except (BackupFailed, SnapshotFileError, OSError) as exc:
+        raise ApiError(503, "no_backup", f"no backup: {exc}") from None
     return web.json_response(
         {"node": node.node_id, "secret_check": node.secret_check(), **described}
     )

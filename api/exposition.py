@@ -10,10 +10,11 @@ node, nothing of any account. Serve it to the monitoring network only.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 
 from api.admin import NODE_KEY
 from api.feeds import HUB_KEY
@@ -26,6 +27,7 @@ ROLES = ("leader", "follower", "candidate", "replica")
 UNMATCHED_ROUTE = "unmatched"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OTHER_METHOD = "other"
+CLIENT_CLOSED = 499
 
 TERM = Gauge("raftex_raft_term", "The Raft term this node is in")
 ROLE = Gauge("raftex_role", "1 for the role this node has now, 0 for the others", ["role"])
@@ -42,7 +44,9 @@ PROJECTION_LAG_MS = Gauge(
 )
 FEED_CONNECTIONS = Gauge("raftex_feed_connections", "Open WebSocket feed connections")
 FEED_SUBSCRIPTIONS = Gauge("raftex_feed_subscriptions", "Channel subscriptions of those feeds")
-FEED_MESSAGES = Gauge("raftex_feed_messages_delivered", "Feed messages sent since start")
+FEED_MESSAGES = Counter("raftex_feed_messages_delivered", "Feed messages sent")
+# What FEED_MESSAGES has been given of the hub's count so far (one event loop runs scrapes).
+_delivered_counted = [0]
 UPTIME = Gauge("raftex_uptime_seconds", "Seconds since the node started")
 
 
@@ -69,7 +73,9 @@ async def metrics(request: web.Request) -> web.Response:
     if hub is not None:
         FEED_CONNECTIONS.set(len(hub.connections))
         FEED_SUBSCRIPTIONS.set(sum(len(s) for s in hub.subscribers.values()))
-        FEED_MESSAGES.set(hub.delivered)
+        # The hub counts; the counter follows it at each scrape (it only ever grows).
+        FEED_MESSAGES.inc(max(0, hub.delivered - _delivered_counted[0]))
+        _delivered_counted[0] = max(_delivered_counted[0], hub.delivered)
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -86,6 +92,10 @@ async def count_requests(request: web.Request, handler: web.RequestHandler) -> w
         return response
     except web.HTTPException as exc:
         status = exc.status
+        raise
+    except asyncio.CancelledError:
+        # The client went away before the answer (nginx's 499), not a server error.
+        status = CLIENT_CLOSED
         raise
     finally:
         resource = request.match_info.route.resource

@@ -28,13 +28,13 @@ from chaos.netns import NamespaceNet, unavailable_reason
 from cluster.admin_client import AdminClient, AdminError, NodeAddress
 from cluster.launcher import LocalCluster, LocalNode, register_replicas, wait_for_leader
 from cluster.market import Market, seed_market
-from cluster.node import DUMP_FILE_NAME
+from cluster.node import DUMP_FILE_NAME, JOURNAL_FILE_NAME
 from cluster.snapshot_file import META_NAME
 from engine.commands import AddInstrument, Tick, command_to_wire
 
 LEADER_WAIT_S = 30.0
 REFUSAL_WAIT_S = 30.0
-JOURNAL_FILE = "raft.journal"
+JOURNAL_FILE = JOURNAL_FILE_NAME
 SNAPSHOT_FILE = DUMP_FILE_NAME
 CHAOS_MARKET = Market(
     quote="USD",

@@ -134,7 +134,9 @@ class AdminClient:
                 if response.status >= 400:
                     status = response.status
                     raise AdminError(f"{http}: {status} for {path}", status=status)
-                with open(dest, "wb") as out:
+                # Owner-only: a copy of a whole exchange's state.
+                fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as out:
                     async for chunk in response.content.iter_chunked(DOWNLOAD_CHUNK_BYTES):
                         digest.update(chunk)
                         out.write(chunk)
@@ -142,6 +144,8 @@ class AdminClient:
                     os.fsync(out.fileno())
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise AdminError(f"{http} unreachable: {exc.__class__.__name__}") from None
+        except OSError as exc:
+            raise AdminError(f"cannot write {dest}: {exc.strerror}") from None
         return digest.hexdigest()
 
     async def submit(self, http: str, wire: list[Any], timeout_ms: int = 5_000) -> dict[str, Any]:

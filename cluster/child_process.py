@@ -52,7 +52,11 @@ def run_behind_node() -> None:
     os.setsid()
     with contextlib.suppress(OSError):
         AUTOGROUP_FILE.write_text(str(BACKGROUND_NICENESS))
-    os.setpriority(os.PRIO_PROCESS, 0, BACKGROUND_NICENESS)
+    # Only ever lower: a node started niced above this (nice -n 15, systemd's Nice=) keeps
+    # its children at least as low, and an unprivileged process may not raise its own.
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if current < BACKGROUND_NICENESS:
+        os.setpriority(os.PRIO_PROCESS, 0, BACKGROUND_NICENESS)
 
 
 def run_when_idle() -> None:

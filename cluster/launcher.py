@@ -46,6 +46,8 @@ OWN_HOST_HTTP_PORT = 8080
 HTTP_PORT_BASE = 8080
 RAFT_PORT_BASE = 7080
 REPLICA_PORT_OFFSET = 10
+VOTERS_MAX = 5
+REPLICAS_MAX = 8
 LISTEN_PORTS = (20_000, 32_000)  # below Linux's default ephemeral range 32768-60999
 PORT_PICK_TRIES = 200
 
@@ -114,6 +116,12 @@ class PortBases:
 
     http: int
     raft: int
+
+    def overlap(self) -> bool:
+        """Whether the HTTP ports (voters and replicas) and the Raft ports could collide."""
+        http_last = self.http + REPLICA_PORT_OFFSET + REPLICAS_MAX - 1
+        raft_last = self.raft + VOTERS_MAX - 1
+        return self.raft <= http_last and self.http <= raft_last
 
     def of(self, node_id: str) -> tuple[int, int]:
         number = int(node_id[1:]) - 1

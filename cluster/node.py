@@ -51,9 +51,10 @@ from cluster.metrics import (
     ENTRY_COMMANDS,
     SNAPSHOT_SECONDS,
 )
-from cluster.port import EntryApplied, EntryListener
+from cluster.port import BackupFailed, EntryApplied, EntryListener
 from cluster.snapshot_file import (
     DumpChild,
+    SnapshotFileError,
     SnapshotMeta,
     extract_event_log,
     read_snapshot_meta,
@@ -67,9 +68,11 @@ log = logging.getLogger("raftex.node")
 
 HASH_MARKS_KEPT = 64
 DUMP_FILE_NAME = "raft.dump"
+JOURNAL_FILE_NAME = "raft.journal"
 BACKUPS_DIR_NAME = "backups"
 BACKUP_NAME = re.compile(r"backup-[0-9]{1,20}\.tar")
 BACKUP_POLL_S = 0.05
+BACKUP_KEEP_S = 3600.0
 # A node that cannot commit an entry within this (no quorum) cannot take a consistent backup.
 BACKUP_COMMIT_WAIT_S = 10.0
 EXIT_DIVERGED = 70
@@ -105,6 +108,7 @@ class ExchangeNode(SyncObj):
         # Marks whose hash a forked child is still computing.
         self.hash_marks_pending: set[int] = set()
         self.last_snapshot_index = 0
+        self.snapshot_failures = 0
         self._dump: DumpChild | None = None
         self.forks = EngineForks()
         self.started_monotonic = time.monotonic()
@@ -119,7 +123,7 @@ class ExchangeNode(SyncObj):
         )
         conf = SyncObjConf(
             password=config.secret,
-            journalFile=str(config.data_dir / "raft.journal"),
+            journalFile=str(config.data_dir / JOURNAL_FILE_NAME),
             fullDumpFile=str(config.data_dir / DUMP_FILE_NAME),
             serializer=self._write_dump,
             deserializer=self._load_dump,
@@ -344,19 +348,27 @@ class ExchangeNode(SyncObj):
         deadline = time.monotonic() + timeout_s
         mark = self.request_hash_mark(min(timeout_s, BACKUP_COMMIT_WAIT_S))
         if isinstance(mark, NotCommitted):
-            raise TimeoutError(f"this node cannot commit now ({mark.reason})")
+            raise BackupFailed(f"this node cannot commit now ({mark.reason})")
+        failures = self.snapshot_failures
         self.compact_log()
         while self.last_snapshot_index < mark:
+            if self.snapshot_failures > failures:
+                raise BackupFailed("the snapshot dump failed; see the node's log")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"no snapshot written within {timeout_s:.0f} s")
+                raise BackupFailed(f"no snapshot written within {timeout_s:.0f} s")
             time.sleep(BACKUP_POLL_S)
         backups = self.config.data_dir / BACKUPS_DIR_NAME
         backups.mkdir(exist_ok=True)
+        _forget_old_backups(backups)
         staged = backups / f"taking-{os.getpid()}-{threading.get_ident()}.tar"
-        staged.unlink(missing_ok=True)
-        os.link(self.config.data_dir / DUMP_FILE_NAME, staged)
-        final = backups / f"backup-{read_snapshot_meta(staged).applied_index}.tar"
-        os.replace(staged, final)
+        try:
+            staged.unlink(missing_ok=True)
+            os.link(self.config.data_dir / DUMP_FILE_NAME, staged)
+            final = backups / f"backup-{read_snapshot_meta(staged).applied_index}.tar"
+            os.replace(staged, final)
+        except (OSError, SnapshotFileError) as exc:
+            staged.unlink(missing_ok=True)
+            raise BackupFailed(f"the backup could not be set aside: {exc}") from None
         return final
 
     def backup_file(self, name: str) -> Path | None:
@@ -415,6 +427,7 @@ class ExchangeNode(SyncObj):
             return SERIALIZER_STATE.SERIALIZING
         self._dump = None
         if not finished:
+            self.snapshot_failures += 1
             log.error("event=snapshot_failed node=%s index=%d", self.node_id, dump.index)
             return SERIALIZER_STATE.FAILED
         self.last_snapshot_index = dump.index
@@ -578,6 +591,18 @@ class ExchangeNode(SyncObj):
 
 def event_log_dir(data_dir: Path) -> Path:
     return data_dir / "events"
+
+
+def _forget_old_backups(backups: Path) -> None:
+    """A backup the operator's copy never came back to delete (the copy failed, the CLI
+    died) would pin a whole state on this disk: each is kept BACKUP_KEEP_S at most."""
+    horizon = time.time() - BACKUP_KEEP_S
+    for path in backups.iterdir():
+        try:
+            if path.stat().st_mtime < horizon:
+                path.unlink()
+        except OSError:
+            continue
 
 
 def _pass_on(done: Future, to: Future) -> None:

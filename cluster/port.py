@@ -38,6 +38,10 @@ class EntryApplied:
 EntryListener = Callable[[EntryApplied], None]
 
 
+class BackupFailed(Exception):
+    """A backup this node cannot take now (no quorum, the dump failed or took too long)."""
+
+
 class NodePort(Protocol):
     node_id: str
     config: NodeConfig

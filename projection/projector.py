@@ -37,6 +37,8 @@ WRITE_EVENTS = flags.MODIFY | flags.CREATE | flags.MOVED_TO
 # Waits for the node's next write are woken by inotify; the timeout is only a safety net
 # (a write the watch missed is projected this much later at worst).
 IDLE_WAIT_S = 0.5
+# Without inotify, how often the event log is polled.
+POLL_FALLBACK_S = 0.005
 # A stop (SIGTERM) is seen within this while the projector waits for a directory to appear.
 PAUSE_STEP_S = 0.05
 REOPEN_PAUSE_S = 0.5
@@ -91,16 +93,17 @@ class Projector:
             if self._pause(REOPEN_PAUSE_S):
                 return
         identity = _identity(self._event_log_dir)
+        # Every write of the node's RocksDB (its WAL, a flush, a compaction) changes a file
+        # in this directory; watched before the log is opened, so no write falls in between.
+        writes = _watch_writes(self._event_log_dir)
         try:
             event_log = EventLog.follow(
                 self._event_log_dir, self._store_dir.with_name("projector-follower")
             )
         except StoreError as exc:
+            if writes is not None:
+                writes.close()
             raise _EventLogLost(str(exc)) from None
-        # Every write of the node's RocksDB (its WAL, a flush, a compaction) changes a file
-        # in this directory; watched before the first read, so no write falls in between.
-        writes = INotify()
-        writes.add_watch(str(self._event_log_dir), WRITE_EVENTS)
         try:
             logged_at = time.monotonic()
             while not self._stopped:
@@ -114,14 +117,33 @@ class Projector:
                 if time.monotonic() - logged_at > STATUS_LOG_PERIOD_S:
                     logged_at = time.monotonic()
                     log.info("event=projector_position position=%d", store.applied_index())
-                writes.read(timeout=int(IDLE_WAIT_S * 1000))
+                if writes is not None:
+                    writes.read(timeout=int(IDLE_WAIT_S * 1000))
+                else:
+                    self._pause(POLL_FALLBACK_S)
                 try:
                     event_log.catch_up()
                 except StoreError as exc:
                     raise _EventLogLost(str(exc)) from None
         finally:
-            writes.close()
+            if writes is not None:
+                writes.close()
             event_log.close()
+
+
+def _watch_writes(directory: Path) -> INotify | None:
+    """An inotify watch of the directory, or None where the system gives none (its limits on
+    instances or watches reached): the projector then polls."""
+    writes: INotify | None = None
+    try:
+        writes = INotify()
+        writes.add_watch(str(directory), WRITE_EVENTS)
+    except OSError as exc:
+        if writes is not None:
+            writes.close()
+        log.warning("event=inotify_unavailable reason=%s: polling the event log", exc)
+        return None
+    return writes
 
 
 class _EventLogLost(Exception):

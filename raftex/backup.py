@@ -17,6 +17,7 @@ sealed with it. Nothing is written into NEW until everything checked out.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -28,10 +29,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from cluster.admin_client import AdminClient, NodeAddress
+from cluster.admin_client import AdminClient, AdminError, NodeAddress
 from cluster.fingerprints import secret_check
+from cluster.journal import DurableJournal, FsyncPolicy
 from cluster.launcher import LocalCluster, PortBases
-from cluster.node import DUMP_FILE_NAME
+from cluster.node import DUMP_FILE_NAME, JOURNAL_FILE_NAME
 from cluster.snapshot_file import (
     SnapshotFileError,
     extract_event_log,
@@ -66,15 +68,24 @@ async def take_backup(client: AdminClient, nodes: list[NodeAddress], out: Path) 
     taken = await client.call(
         leader.http, "POST", "/v1/admin/backups", {}, timeout_s=BACKUP_TIMEOUT_S
     )
-    out.mkdir(parents=True, exist_ok=True)
-    partial = out / (SNAPSHOT_NAME + ".part")
     path = f"/v1/admin/backups/{taken['name']}"
-    digest = await client.download(leader.http, path, partial, BACKUP_TIMEOUT_S)
-    if digest != taken["sha256"]:
+    created = not out.exists()
+    partial = out / (SNAPSHOT_NAME + ".part")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        digest = await client.download(leader.http, path, partial, BACKUP_TIMEOUT_S)
+        if digest != taken["sha256"]:
+            raise BackupError(f"the copy of {taken['name']} does not match its digest; try again")
+        os.replace(partial, out / SNAPSHOT_NAME)
+    except BaseException:
         partial.unlink(missing_ok=True)
-        raise BackupError(f"the copy of {taken['name']} does not match its digest; try again")
-    os.replace(partial, out / SNAPSHOT_NAME)
-    await client.call(leader.http, "DELETE", path)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    finally:
+        # The node's copy, whatever happened to ours: it would pin a whole state on its disk.
+        with contextlib.suppress(AdminError):
+            await client.call(leader.http, "DELETE", path)
     manifest = {
         "version": MANIFEST_VERSION,
         "created_ms": int(time.time() * 1000),
@@ -156,6 +167,7 @@ def restore(
                 node_dir = data_dir / node.node_id
                 node_dir.mkdir(parents=True)
                 write_snapshot_file(node_dir / DUMP_FILE_NAME, ours, checkpoint)
+                _start_at_term(node_dir / JOURNAL_FILE_NAME, meta.last_entry[2])
         except BaseException:
             if created:
                 shutil.rmtree(data_dir, ignore_errors=True)
@@ -174,8 +186,21 @@ def restore(
     }
 
 
+def _start_at_term(journal_path: Path, term: int) -> None:
+    """A journal that starts at the backup's term. Empty, it would start at term 0: the new
+    cluster would elect at term 1 and append entries of term 1 after the backup's entry of a
+    higher term, and Raft's up-to-date check (last entry's term first) would then prefer a
+    node holding only the backup over one holding those committed entries."""
+    journal = DurableJournal(str(journal_path), FsyncPolicy.ALWAYS)
+    try:
+        journal.setCurrentTerm(term, None)
+    finally:
+        journal.close()
+
+
 def _write_synced(path: Path, text: str) -> None:
-    with open(path, "w") as out:
+    """Readable by its owner only, like the backup beside it."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
         out.write(text)
         out.flush()
         os.fsync(out.fileno())

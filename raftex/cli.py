@@ -323,6 +323,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.command == "up":
         bases = PortBases(args.http_port_base, args.raft_port_base)
+        if bases.overlap():
+            print(
+                "raftex up: --http-port-base and --raft-port-base overlap (HTTP takes base to"
+                " base+17, Raft base to base+4); choose bases further apart",
+                file=sys.stderr,
+            )
+            return 2
         demo_rate = args.demo_rate if args.demo_market else 0.0
         return run_up(
             args.nodes, args.data_dir, args.tls, args.replicas, bases, args.restart, demo_rate

@@ -5,8 +5,9 @@ started again after a back-off: 0.5 s, doubling up to 10 s, and back to 0.5 s
 once a run has lasted a minute. A node that exits before it opened its HTTP
 port five times in a row is failing to start (a bad config, a damaged or full
 disk, a port someone else took): it is left down and reported rather than
-restarted for ever. cluster.json holds the pid of every running node, and no
-pid for a node that is down.
+restarted for ever, as is a node that stopped itself because its state or its
+journal cannot be trusted (a restart would only repeat that). cluster.json
+holds the pid of every running node, and no pid for a node that is down.
 """
 
 from __future__ import annotations
@@ -18,12 +19,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cluster.launcher import LocalCluster, LocalNode
+from cluster.node import EXIT_DIVERGED, EXIT_JOURNAL_FAILED
 
 BACKOFF_S_FIRST = 0.5
 BACKOFF_S_MAX = 10.0
 HEALTHY_AFTER_S = 60.0
 FAILED_STARTS_MAX = 5
 CONNECT_TIMEOUT_S = 0.2
+# Exits that a restart cannot mend: restarting would only repeat them (cluster/node.py).
+FATAL_EXIT_CODES = {
+    EXIT_DIVERGED: "it stopped rather than run a state that is not the log's",
+    EXIT_JOURNAL_FAILED: "its journal could not be written",
+}
 
 
 @dataclass(slots=True)
@@ -82,13 +89,14 @@ class Supervisor:
     def _exited(self, node: LocalNode, watch: _Watch, code: int, now: float) -> None:
         self.cluster.reap(node.node_id)
         ran_s = now - watch.started_at
-        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"code {code}"
-        exited = f"{node.node_id} exited ({how}) after {ran_s:.1f} s"
+        exited = f"{node.node_id} exited ({_how(code)}) after {ran_s:.1f} s"
         watch.failed_starts = 0 if watch.listening else watch.failed_starts + 1
         if ran_s >= HEALTHY_AFTER_S:
             watch.backoff_s = BACKOFF_S_FIRST
         if not self.restart:
             self.report(f"{exited}; left down (--no-restart)")
+        elif code in FATAL_EXIT_CODES:
+            self.report(f"{exited}: {FATAL_EXIT_CODES[code]}; left down, see {node.log_path}")
         elif watch.failed_starts >= FAILED_STARTS_MAX:
             self.report(
                 f"{exited}; it failed to start {watch.failed_starts} times in a row and is "
@@ -98,6 +106,15 @@ class Supervisor:
             watch.restart_at = now + watch.backoff_s
             self.report(f"{exited}; restarting in {watch.backoff_s:g} s")
             watch.backoff_s = min(BACKOFF_S_MAX, watch.backoff_s * 2)
+
+
+def _how(code: int) -> str:
+    if code >= 0:
+        return f"code {code}"
+    try:
+        return f"signal {signal.Signals(-code).name}"
+    except ValueError:
+        return f"signal {-code}"
 
 
 def _listening(address: str) -> bool:

@@ -124,18 +124,24 @@ def run_up(
     sys.stdout.flush()
     supervisor = Supervisor(cluster, restart, _report)
     code = 0
-    while not stopping:
-        supervisor.check()
-        if supervisor.all_down:
-            _report("every node is down; see their logs")
-            code = 1
-            break
-        if demo is not None and demo.poll() is not None:
-            _report(f"the demo market exited (code {demo.returncode}); see {_demo_log(data_dir)}")
-            demo = None
-        time.sleep(POLL_PERIOD_S)
-    if demo is not None:
-        _stop_process(demo)
-    cluster.stop()
+    try:
+        while not stopping:
+            supervisor.check()
+            if supervisor.all_down:
+                _report("every node is down; see their logs")
+                code = 1
+                break
+            if demo is not None and demo.poll() is not None:
+                _report(
+                    f"the demo market exited (code {demo.returncode}); see {_demo_log(data_dir)}"
+                )
+                demo = None
+            time.sleep(POLL_PERIOD_S)
+    finally:
+        # Whatever ends the loop (a signal, or an error such as no file descriptor left to
+        # start a node with), the nodes, in sessions of their own, are not left behind.
+        if demo is not None:
+            _stop_process(demo)
+        cluster.stop()
     print("raftex: cluster stopped")
     return code

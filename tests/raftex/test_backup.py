@@ -70,6 +70,8 @@ def test_a_backup_restores_into_a_new_cluster_with_the_same_state(
     assert json.loads(done.stdout)["index"] == manifest["index"]
     harness = ClusterHarness(restored_dir)
     with harness.running(seed=False):
+        # Elections of the new cluster come after the backup's term, never before it.
+        assert all(row["term"] > manifest["term"] for row in harness.status())
         for node in ("n1", "n2", "n3"):
             got = harness.call(
                 node, "GET", "/v1/admin/hash", params={"index": str(manifest["index"])}

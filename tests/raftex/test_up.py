@@ -234,3 +234,14 @@ def test_up_with_the_demo_market_has_live_books_trades_and_candles(tmp_path: Pat
     demo_log = (data_dir / "demo-market.log").read_text()
     assert "event=started symbols=4" in demo_log and "event=stopped" in demo_log
     assert "Traceback" not in demo_log
+
+
+def test_up_refuses_port_bases_that_overlap(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    done = subprocess.run(
+        [sys.executable, "-m", "raftex.cli", "up", "--data-dir", str(data_dir),
+         "--http-port-base", "27000", "--raft-port-base", "27010"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and "overlap" in done.stderr
+    assert not data_dir.exists(), "nothing was created"

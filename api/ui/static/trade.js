@@ -11,6 +11,8 @@
   const state = {
     symbol: null, ws: null, creds: JSON.parse(sessionStorage.getItem(CREDS_KEY) || "null"),
     fills: [], fillsAfter: 0, pending: {},
+    // Which sign-in the account tables belong to; one refresh of them at a time.
+    generation: 0, accountLoad: null, accountAgain: false,
   };
 
   /* ---------------------------------------------------------------- charts */
@@ -126,6 +128,7 @@
 
   /* ---------------------------------------------------------------- the account */
   function signedIn(creds) {
+    state.generation += 1;
     state.creds = creds;
     state.fills = []; state.fillsAfter = 0;
     if (creds) sessionStorage.setItem(CREDS_KEY, JSON.stringify(creds));
@@ -148,7 +151,7 @@
       $("order-result").textContent = `${what}: ${answer.status || "done"}` +
         (answer.order_id ? ` (order ${answer.order_id})` : "");
       $("order-result").className = "result good";
-      await loadAccount();
+      refreshAccount().catch((e) => raftex.showError(`account: ${e.message}`));
       return answer;
     } catch (error) {
       $("order-result").textContent = `${what} refused: ${error.code || error.status} ${error.message}`;
@@ -157,14 +160,26 @@
     }
   }
 
+  /* Refreshes the account tables; a call while one runs asks for one more run after it,
+     so refreshes never overlap (they share the fills cursor) and none is lost. */
+  function refreshAccount() {
+    if (state.accountLoad) { state.accountAgain = true; return state.accountLoad; }
+    state.accountLoad = (async () => {
+      do { state.accountAgain = false; await loadAccount(); } while (state.accountAgain);
+    })().finally(() => { state.accountLoad = null; });
+    return state.accountLoad;
+  }
+
   async function loadAccount() {
     const creds = state.creds;
+    const generation = state.generation;
     if (!creds) return;
     const [account, open, balances] = await Promise.all([
       raftex.call("GET", "/v1/account", { creds }),
       raftex.call("GET", "/v1/orders", { params: { status: "open", limit: 100 }, creds }),
       raftex.call("GET", "/v1/account/balances", { creds }),
     ]);
+    if (generation !== state.generation) return;  // signed out or in again meanwhile
     $("who").textContent = `signed in: ${account.account || account.id || creds.key}`;
     raftex.rows($("open-orders").tBodies[0], open.orders.map((o) => [
       String(o.order_id), o.symbol, o.side, o.price, o.qty, o.leaves, o.status,
@@ -188,6 +203,7 @@
       b.asset, b.available, b.held, b.total]));
     for (;;) {
       const page = await raftex.call("GET", "/v1/fills", { params: { after: state.fillsAfter, limit: 1000 }, creds });
+      if (generation !== state.generation) return;
       if (page.fills.length) state.fillsAfter = page.fills[page.fills.length - 1].trade_id;
       state.fills = [...page.fills.reverse(), ...state.fills].slice(0, FILLS_SHOWN);
       if (!page.next) break;
@@ -203,7 +219,7 @@
       await raftex.call("GET", "/v1/account", { creds });
       raftex.showError("");
       signedIn(creds);
-      await loadAccount();
+      await refreshAccount();
     } catch (error) {
       raftex.showError(`Sign-in refused: ${error.code || error.status} ${error.message}`);
     }
@@ -234,8 +250,8 @@
       $("symbol").addEventListener("change", () => selectSymbol($("symbol").value));
       signedIn(state.creds);
       await selectSymbol($("symbol").value);
-      setInterval(() => loadAccount().catch((e) => raftex.showError(`account: ${e.message}`)), 2000);
-      if (state.creds) await loadAccount();
+      setInterval(() => refreshAccount().catch((e) => raftex.showError(`account: ${e.message}`)), 2000);
+      if (state.creds) await refreshAccount();
     } catch (error) {
       raftex.showError(error.message);
     }
