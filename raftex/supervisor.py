@@ -2,8 +2,8 @@
 
 A node that exits is reported (its exit code, or the signal that ended it) and
 started again after a back-off: 0.5 s, doubling up to 10 s, and back to 0.5 s
-once a run has lasted a minute. A node that exits before it opened its HTTP
-port five times in a row is failing to start (a bad config, a damaged or full
+once a run has lasted a minute. A node that exits before it answered its health
+check five times in a row is failing to start (a bad config, a damaged or full
 disk, a port someone else took): it is left down and reported rather than
 restarted for ever, as is a node that stopped itself because its state or its
 journal cannot be trusted (a restart would only repeat that). cluster.json
@@ -12,20 +12,23 @@ holds the pid of every running node, and no pid for a node that is down.
 
 from __future__ import annotations
 
+import json
 import signal
-import socket
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from cluster.launcher import LocalCluster, LocalNode
 from cluster.node import EXIT_DIVERGED, EXIT_JOURNAL_FAILED
+from cluster.tls import client_context
 
 BACKOFF_S_FIRST = 0.5
 BACKOFF_S_MAX = 10.0
 HEALTHY_AFTER_S = 60.0
 FAILED_STARTS_MAX = 5
-CONNECT_TIMEOUT_S = 0.2
+HEALTH_TIMEOUT_S = 0.5
 # Exits that a restart cannot mend: restarting would only repeat them (cluster/node.py).
 FATAL_EXIT_CODES = {
     EXIT_DIVERGED: "it stopped rather than run a state that is not the log's",
@@ -38,7 +41,7 @@ class _Watch:
     """What the supervisor knows of one node between two checks."""
 
     started_at: float
-    listening: bool = False
+    served: bool = False
     backoff_s: float = BACKOFF_S_FIRST
     failed_starts: int = 0
     restart_at: float | None = None
@@ -53,7 +56,7 @@ class Supervisor:
         self.report = report
         # Made once every node answers (raftex up has waited for a leader all of them know).
         self._watches = {
-            node.node_id: _Watch(cluster.started_at(node.node_id), _listening(node.http))
+            node.node_id: _Watch(cluster.started_at(node.node_id), _serving(node, cluster.ca_file))
             for node in cluster.nodes
         }
 
@@ -68,7 +71,7 @@ class Supervisor:
                 continue
             code = process.poll()
             if code is None:
-                watch.listening = watch.listening or _listening(node.http)
+                watch.served = watch.served or _serving(node, self.cluster.ca_file)
             else:
                 self._exited(node, watch, code, now)
 
@@ -81,7 +84,7 @@ class Supervisor:
 
     def _start(self, node: LocalNode, watch: _Watch) -> None:
         watch.restart_at = None
-        watch.listening = False
+        watch.served = False
         self.cluster.start_one(node.node_id)
         watch.started_at = self.cluster.started_at(node.node_id)
         self.report(f"{node.node_id} restarted, pid {self.cluster.processes[node.node_id].pid}")
@@ -90,7 +93,7 @@ class Supervisor:
         self.cluster.reap(node.node_id)
         ran_s = now - watch.started_at
         exited = f"{node.node_id} exited ({_how(code)}) after {ran_s:.1f} s"
-        watch.failed_starts = 0 if watch.listening else watch.failed_starts + 1
+        watch.failed_starts = 0 if watch.served else watch.failed_starts + 1
         if ran_s >= HEALTHY_AFTER_S:
             watch.backoff_s = BACKOFF_S_FIRST
         if not self.restart:
@@ -117,11 +120,17 @@ def _how(code: int) -> str:
         return f"signal {-code}"
 
 
-def _listening(address: str) -> bool:
-    """Whether something accepts connections at HOST:PORT (the node, once it serves)."""
-    host, _, port = address.rpartition(":")
+def _serving(node: LocalNode, ca_file: Path | None) -> bool:
+    """Whether the node answers its health check as itself: a port that merely accepts
+    connections could be another program's (the node then fails at bind, and must count as a
+    failed start)."""
+    scheme = "https" if ca_file is not None else "http"
+    context = client_context(ca_file) if ca_file is not None else None
     try:
-        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
-            return True
-    except OSError:
+        with urllib.request.urlopen(
+            f"{scheme}://{node.http}/v1/health", timeout=HEALTH_TIMEOUT_S, context=context
+        ) as answer:
+            health = json.loads(answer.read())
+    except (OSError, ValueError):
         return False
+    return isinstance(health, dict) and health.get("id") == node.node_id

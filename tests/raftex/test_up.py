@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +45,12 @@ class Up:
         for line in self.process.stdout:
             self._new.put(line)
 
-    def wait_for(self, text: str, timeout_s: float = UP_WAIT_S) -> str:
-        """The first line printed, since start, that holds `text`."""
+    def wait_for(self, text: str | Callable[[str], bool], timeout_s: float = UP_WAIT_S) -> str:
+        """The first line printed, since start, that holds `text` (or that `text` accepts)."""
         deadline = time.monotonic() + timeout_s
+        wanted = text if callable(text) else lambda line: text in line
         while True:
-            found = next((line for line in self.lines if text in line), None)
+            found = next((line for line in self.lines if wanted(line)), None)
             if found is not None:
                 return found
             remaining = deadline - time.monotonic()
@@ -76,6 +78,19 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _bind_once_freed(sock: socket.socket, host: str, port: int) -> None:
+    """Binds as soon as a killed node's socket is gone (well before its restart, 0.5 s on)."""
+    deadline = time.monotonic() + 0.4
+    while True:
+        try:
+            sock.bind((host, port))
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 def _free_run(length: int) -> int:
@@ -170,6 +185,27 @@ def test_up_restarts_a_killed_leader_and_leaves_down_a_node_that_cannot_start(
         live = next(n for n in ("n1", "n2", "n3") if n != broken)
         placed = harness.submit(live, [8, "bob", "MSFT", 1, 3, 42_100, 0, 0, "two-of-three"])
         assert placed["events"][0]["type"] == "accepted"
+
+        # Another program takes a node's HTTP port while it is down: the node fails at bind,
+        # and a port that accepts connections must not pass for the node serving.
+        squatted = next(n for n in ("n1", "n2", "n3") if n not in (broken, live))
+        host, port = up.nodes()[squatted]["http"].rsplit(":", 1)
+        squatter = socket.socket()
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            os.kill(up.nodes()[squatted]["pid"], signal.SIGKILL)
+            _bind_once_freed(squatter, host, int(port))
+            squatter.listen()
+            up.wait_for(
+                lambda line: (
+                    line.startswith(f"raftex up: {squatted} exited")
+                    and "failed to start 5 times in a row" in line
+                ),
+                GIVE_UP_WAIT_S,
+            )
+            assert up.nodes()[squatted]["pid"] is None
+        finally:
+            squatter.close()
     finally:
         up.stop()
     assert not any(_alive(n["pid"]) for n in up.nodes().values() if n["pid"])
