@@ -29,6 +29,7 @@ from cluster.event_log import (
     GENESIS_HASH,
     META_TIP,
     AppliedCommand,
+    AuditReport,
     EventLog,
     LoggedEntry,
 )
@@ -506,6 +507,15 @@ def test_a_log_of_another_format_is_refused(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- the audit chain
 
 
+def audit_report(path: Path) -> AuditReport:
+    """What verification says of the closed log at `path`."""
+    event_log = EventLog.open(path)
+    try:
+        return event_log.verify_audit()
+    finally:
+        event_log.close()
+
+
 def audited_log(node: LoggedNode) -> Path:
     """Commands 1-10 in entry 1 (the set-up), 11-12 in entry 2, 13 in entry 3; then closed."""
     node.run(PlaceOrder("alice", "ACME", SELL, 10, PRICE), PlaceOrder("bob", "ACME", BUY, 4, PRICE))
@@ -550,14 +560,10 @@ def test_a_tampered_record_is_found_by_verification_naming_the_command(node: Log
         value[4][0] = msgpack.packb(fields, use_bin_type=True)
 
     rewrite_entries(path, lambda entries: edit_entry(entries, 2, forge_submitter))
-    event_log = EventLog.open(path)
-    try:
-        report = event_log.verify_audit()
-        assert (report.ok, report.first_bad, report.records) == (False, 11, 10)
-        assert "hash mismatch" in report.reason
-        assert "command 11 (log index 2, position 0)" in report.reason
-    finally:
-        event_log.close()
+    report = audit_report(path)
+    assert (report.ok, report.first_bad, report.records) == (False, 11, 10)
+    assert "hash mismatch" in report.reason
+    assert "command 11 (log index 2, position 0)" in report.reason
 
 
 def test_a_tampered_stored_hash_is_found_by_verification(node: LoggedNode) -> None:
@@ -567,13 +573,9 @@ def test_a_tampered_stored_hash_is_found_by_verification(node: LoggedNode) -> No
         value[5][1] = bytes(32)
 
     rewrite_entries(path, lambda entries: edit_entry(entries, 2, forge_hash))
-    event_log = EventLog.open(path)
-    try:
-        report = event_log.verify_audit()
-        assert (report.ok, report.first_bad, report.records) == (False, 12, 11)
-        assert "hash mismatch: command 12 (log index 2, position 1)" in report.reason
-    finally:
-        event_log.close()
+    report = audit_report(path)
+    assert (report.ok, report.first_bad, report.records) == (False, 12, 11)
+    assert "hash mismatch: command 12 (log index 2, position 1)" in report.reason
 
 
 def test_a_tampered_record_with_a_recomputed_hash_breaks_the_next_link(node: LoggedNode) -> None:
@@ -587,26 +589,18 @@ def test_a_tampered_record_with_a_recomputed_hash_breaks_the_next_link(node: Log
         value[5][1] = hashlib.sha256(value[5][0] + forged).digest()
 
     rewrite_entries(path, lambda entries: edit_entry(entries, 2, forge_and_rehash))
-    event_log = EventLog.open(path)
-    try:
-        report = event_log.verify_audit()
-        # Command 12 hashes to its (new) stored hash; command 13, in the next entry, does not.
-        assert (report.ok, report.first_bad, report.records) == (False, 13, 12)
-        assert "hash mismatch: command 13 (log index 3, position 0)" in report.reason
-    finally:
-        event_log.close()
+    report = audit_report(path)
+    # Command 12 hashes to its (new) stored hash; command 13, in the next entry, does not.
+    assert (report.ok, report.first_bad, report.records) == (False, 13, 12)
+    assert "hash mismatch: command 13 (log index 3, position 0)" in report.reason
 
 
 def test_a_deleted_entry_is_reported_missing(node: LoggedNode) -> None:
     path = audited_log(node)
     rewrite_entries(path, lambda entries: entries.delete(U64.pack(2)))
-    event_log = EventLog.open(path)
-    try:
-        report = event_log.verify_audit()
-        assert (report.ok, report.first_bad, report.records) == (False, 11, 10)
-        assert "missing record" in report.reason and "entry 3 starts at command 13" in report.reason
-    finally:
-        event_log.close()
+    report = audit_report(path)
+    assert (report.ok, report.first_bad, report.records) == (False, 11, 10)
+    assert "missing record" in report.reason and "entry 3 starts at command 13" in report.reason
 
 
 def test_a_log_whose_last_entry_is_gone_refuses_to_open(node: LoggedNode) -> None:
