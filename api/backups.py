@@ -22,10 +22,9 @@ from api.errors import ApiError
 from cluster.event_log import EventLog
 from cluster.fingerprints import node_state_hash
 from cluster.port import BackupFailed
-from cluster.snapshot_file import SnapshotFileError, read_snapshot_meta
+from cluster.snapshot_file import SnapshotFileError, file_sha256, read_snapshot_meta
 
 BACKUP_TIMEOUT_S = 600.0
-READ_CHUNK_BYTES = 1 << 20
 
 
 def add_backup_routes(app: web.Application) -> None:
@@ -49,12 +48,6 @@ async def take_backup(request: web.Request) -> web.Response:
 
 def _describe(path: Path, event_log: EventLog) -> dict[str, Any]:
     meta = read_snapshot_meta(path)
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as source:
-        while chunk := source.read(READ_CHUNK_BYTES):
-            digest.update(chunk)
-            size += len(chunk)
     engine_hash = hashlib.sha256(meta.engine).hexdigest()
     index = meta.applied_index
     logged = event_log.entries_after(index - 1, 1)
@@ -64,8 +57,8 @@ def _describe(path: Path, event_log: EventLog) -> dict[str, Any]:
         "term": meta.last_entry[2],
         "log_time_ms": logged[0].log_time_ms if logged and logged[0].log_index == index else 0,
         "state_hash": node_state_hash(engine_hash, event_log.audit_head_at(index)),
-        "sha256": digest.hexdigest(),
-        "bytes": size,
+        "sha256": file_sha256(path),
+        "bytes": path.stat().st_size,
     }
 
 

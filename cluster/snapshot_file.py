@@ -55,7 +55,7 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     with open(path, "rb") as source:
         return hashlib.file_digest(source, "sha256").hexdigest()
 
@@ -66,7 +66,7 @@ def write_snapshot_file(path: Path, meta: SnapshotMeta, checkpoint_dir: Path) ->
         digests = {}
         for file in sorted(p for p in checkpoint_dir.rglob("*") if p.is_file()):
             name = f"{EVENT_LOG_DIR_NAME}/{file.relative_to(checkpoint_dir).as_posix()}"
-            digests[name] = _file_sha256(file)
+            digests[name] = file_sha256(file)
             tar.add(file, arcname=name)
         packed = msgpack.packb(
             [
@@ -202,7 +202,7 @@ def extract_event_log(path: Path, dest: Path, digests: dict[str, str]) -> None:
         if found != set(digests):
             raise SnapshotFileError(f"{path}: event log files differ from the ones recorded")
         for name, digest in digests.items():
-            if _file_sha256(staging / name) != digest:
+            if file_sha256(staging / name) != digest:
                 raise SnapshotFileError(f"{path}: {name} does not match its digest")
     except (OSError, tarfile.TarError) as exc:
         shutil.rmtree(staging, ignore_errors=True)

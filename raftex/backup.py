@@ -18,7 +18,6 @@ sealed with it. Nothing is written into NEW until everything checked out.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import hmac
 import json
 import os
@@ -37,6 +36,7 @@ from cluster.node import DUMP_FILE_NAME, JOURNAL_FILE_NAME
 from cluster.snapshot_file import (
     SnapshotFileError,
     extract_event_log,
+    file_sha256,
     read_snapshot_meta,
     write_snapshot_file,
 )
@@ -45,7 +45,6 @@ MANIFEST_NAME = "manifest.json"
 SNAPSHOT_NAME = "snapshot.tar"
 MANIFEST_VERSION = 1
 BACKUP_TIMEOUT_S = 600.0
-READ_CHUNK_BYTES = 1 << 20
 
 
 class BackupError(Exception):
@@ -99,7 +98,7 @@ async def take_backup(client: AdminClient, nodes: list[NodeAddress], out: Path) 
 
 
 def read_manifest(backup: Path) -> dict[str, Any]:
-    """The manifest, once the snapshot file matches it (size and SHA-256)."""
+    """The manifest, once the snapshot file matches its SHA-256."""
     try:
         manifest = json.loads((backup / MANIFEST_NAME).read_text())
         expected = manifest["snapshot"]
@@ -109,14 +108,11 @@ def read_manifest(backup: Path) -> dict[str, Any]:
     if manifest.get("version") != MANIFEST_VERSION or type(index) is not int:
         raise BackupError(f"{backup}: {MANIFEST_NAME} is not a manifest this version reads")
     snapshot = backup / SNAPSHOT_NAME
-    digest = hashlib.sha256()
     try:
-        with open(snapshot, "rb") as source:
-            while chunk := source.read(READ_CHUNK_BYTES):
-                digest.update(chunk)
+        digest = file_sha256(snapshot)
     except OSError as exc:
         raise BackupError(f"{backup}: cannot read {SNAPSHOT_NAME}: {exc.strerror}") from None
-    if digest.hexdigest() != expected.get("sha256"):
+    if digest != expected.get("sha256"):
         raise BackupError(f"{snapshot} does not match the manifest's SHA-256: damaged")
     return manifest
 
