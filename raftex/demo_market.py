@@ -33,7 +33,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from api.client import ClientError, RaftexClient
-from cluster.admin_client import CLUSTER_FILE_NAME
+from cluster.admin_client import CLUSTER_FILE_NAME, read_cluster_ca, read_cluster_file
 from cluster.demo_keys import DEMO_KEYS_FILE_NAME
 
 log = logging.getLogger("raftex.demo_market")
@@ -209,9 +209,9 @@ class DemoMarket:
 
 
 def _clients(data_dir: Path) -> dict[str, RaftexClient]:
-    cluster = json.loads((data_dir / CLUSTER_FILE_NAME).read_text())
-    nodes = [row["http"] for row in cluster["nodes"]]
-    ca = Path(cluster["tls_ca"]) if cluster.get("tls_ca") else None
+    cluster_file = data_dir / CLUSTER_FILE_NAME
+    nodes = [node.http for node in read_cluster_file(cluster_file)]
+    ca = read_cluster_ca(cluster_file)
     keys = json.loads((data_dir / DEMO_KEYS_FILE_NAME).read_text())
     hmac_keys = {row["account"]: row for row in keys if row["kind"] == "hmac"}
     return {
