@@ -17,11 +17,11 @@ from cluster.launcher import (
     DEMO_ACCOUNTS,
     LEADER_WAIT_S,
     POLL_PERIOD_S,
-    STOP_WAIT_S,
     LocalCluster,
     PortBases,
     register_replicas,
     seed_demo,
+    stop_processes,
     wait_for_leader,
 )
 from raftex.supervisor import Supervisor
@@ -55,15 +55,6 @@ def _start_demo_market(data_dir: Path, rate: float) -> subprocess.Popen:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-
-
-def _stop_process(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_WAIT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def run_up(
@@ -141,7 +132,7 @@ def run_up(
         # Whatever ends the loop (a signal, or an error such as no file descriptor left to
         # start a node with), the nodes, in sessions of their own, are not left behind.
         if demo is not None:
-            _stop_process(demo)
+            stop_processes([demo])
         cluster.stop()
     print("raftex: cluster stopped")
     return code
