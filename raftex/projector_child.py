@@ -17,11 +17,10 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from raftex.restart_backoff import RestartBackoff
+
 log = logging.getLogger("raftex.projector_child")
 
-BACKOFF_S_FIRST = 0.5
-BACKOFF_S_MAX = 10.0
-HEALTHY_AFTER_S = 60.0
 STOP_WAIT_S = 10.0
 
 
@@ -41,7 +40,7 @@ async def projector_child(data_dir: Path) -> AsyncIterator[None]:
 
 
 async def _supervise(data_dir: Path, running: list[asyncio.subprocess.Process]) -> None:
-    backoff_s = BACKOFF_S_FIRST
+    backoff = RestartBackoff()
     while True:
         started = time.monotonic()
         process = await asyncio.create_subprocess_exec(
@@ -57,13 +56,11 @@ async def _supervise(data_dir: Path, running: list[asyncio.subprocess.Process]) 
         running[:] = [process]
         code = await process.wait()
         running.clear()
-        if time.monotonic() - started > HEALTHY_AFTER_S:
-            backoff_s = BACKOFF_S_FIRST
+        backoff_s = backoff.after_exit(time.monotonic() - started)
         log.error(
             "event=projector_exited pid=%d code=%d restart_in_s=%.1f", process.pid, code, backoff_s
         )
         await asyncio.sleep(backoff_s)
-        backoff_s = min(BACKOFF_S_MAX, backoff_s * 2)
 
 
 async def _stop(process: asyncio.subprocess.Process) -> None:

@@ -17,16 +17,14 @@ import signal
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cluster.launcher import LocalCluster, LocalNode
 from cluster.node import EXIT_DIVERGED, EXIT_JOURNAL_FAILED
 from cluster.tls import client_context
+from raftex.restart_backoff import RestartBackoff
 
-BACKOFF_S_FIRST = 0.5
-BACKOFF_S_MAX = 10.0
-HEALTHY_AFTER_S = 60.0
 FAILED_STARTS_MAX = 5
 HEALTH_TIMEOUT_S = 0.5
 # Exits that a restart cannot mend: restarting would only repeat them (cluster/node.py).
@@ -42,7 +40,7 @@ class _Watch:
 
     started_at: float
     served: bool = False
-    backoff_s: float = BACKOFF_S_FIRST
+    backoff: RestartBackoff = field(default_factory=RestartBackoff)
     failed_starts: int = 0
     restart_at: float | None = None
 
@@ -94,8 +92,6 @@ class Supervisor:
         ran_s = now - watch.started_at
         exited = f"{node.node_id} exited ({_how(code)}) after {ran_s:.1f} s"
         watch.failed_starts = 0 if watch.served else watch.failed_starts + 1
-        if ran_s >= HEALTHY_AFTER_S:
-            watch.backoff_s = BACKOFF_S_FIRST
         if not self.restart:
             self.report(f"{exited}; left down (--no-restart)")
         elif code in FATAL_EXIT_CODES:
@@ -106,9 +102,9 @@ class Supervisor:
                 f"left down: see {node.log_path}"
             )
         else:
-            watch.restart_at = now + watch.backoff_s
-            self.report(f"{exited}; restarting in {watch.backoff_s:g} s")
-            watch.backoff_s = min(BACKOFF_S_MAX, watch.backoff_s * 2)
+            delay_s = watch.backoff.after_exit(ran_s)
+            watch.restart_at = now + delay_s
+            self.report(f"{exited}; restarting in {delay_s:g} s")
 
 
 def _how(code: int) -> str:
