@@ -85,11 +85,19 @@ On-disk format (all integers little-endian)
 -------------------------------------------
 Journal file, `<path>`:
     file header, 16 bytes: magic b"RFXJRNL\\0" (8) | format version u32 | CRC32 of the
-        preceding 12 bytes u32
+        preceding 12 bytes u32; format 2 (encrypted at rest) adds the data key id (8) and
+        its CRC32 u32
     records, back to back, each: payload length u32 | raft index u64 | raft term u64 |
         CRC32 of the payload u32 | CRC32 of the preceding 24 header bytes u32 | payload
 The header has its own CRC so that a flipped bit in a length field is reported as
 corruption, not mistaken for a torn tail (which would silently drop the records after it).
+In format 1 the payload is the command; in format 2 it is the command sealed with AES-GCM
+under the cluster's data key (cluster/sealed.py), with the raft index and term as AAD, so
+a record copied to another place does not open. The CRCs cover what is on disk: a torn or
+flipped record is found as before, and a record that passes its CRC but does not open was
+written under another key or on purpose. A node with a data key refuses a journal in clear
+and a journal under another key; one without refuses a sealed journal. The meta file (term,
+vote, commit index) holds no order and stays in clear.
 
 Meta file, `<path>.meta`, replaced atomically (write temp, fsync, rename, fsync directory):
     magic b"RFXMETA\\0" (8) | format version u32 | current term u64 | raft commit index u64 |
@@ -122,6 +130,7 @@ import pysyncobj.version
 from pysyncobj.journal import Journal, MemoryJournal
 
 from cluster.metrics import JOURNAL_FSYNC_SECONDS
+from cluster.sealed import VALUE_OVERHEAD_BYTES, DataKey, Sealer, SealError
 
 logger = logging.getLogger(__name__)
 
@@ -130,8 +139,12 @@ JournalEntry = tuple[bytes, int, int]
 
 JOURNAL_MAGIC = b"RFXJRNL\x00"
 JOURNAL_FORMAT_VERSION = 1
+JOURNAL_FORMAT_SEALED = 2
 FILE_HEADER = struct.Struct("<8sII")  # magic, format version, CRC32 of magic + version
 FILE_HEADER_BYTES = FILE_HEADER.size
+SEALED_HEADER = struct.Struct("<8sI")  # data key id, its CRC32 (format 2 only)
+SEALED_HEADER_BYTES = FILE_HEADER_BYTES + SEALED_HEADER.size
+INDEX_TERM = struct.Struct("<QQ")  # a sealed record's AAD
 RECORD_HEADER = struct.Struct("<IQQII")  # length, index, term, payload CRC32, header CRC32
 RECORD_HEADER_BYTES = RECORD_HEADER.size
 RECORD_HEADER_CRC_COVERED_BYTES = RECORD_HEADER_BYTES - 4  # the header CRC covers the rest
@@ -204,6 +217,13 @@ class JournalWriteError(JournalError):
     code = "journal_write_failed"
 
 
+class JournalKeyError(JournalError):
+    """A journal sealed under another data key, sealed where the node has none, or in clear
+    where the node encrypts at rest: the node must not start on it."""
+
+    code = "journal_key"
+
+
 class JournalInUseError(JournalError):
     """Another open journal (in this or another process) holds the lock on this path."""
 
@@ -231,8 +251,20 @@ class DurableJournal(Journal):
     counted.
     """
 
-    def __init__(self, path: str | os.PathLike[str], fsync_policy: FsyncPolicy) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        fsync_policy: FsyncPolicy,
+        data_key: DataKey | None = None,
+    ) -> None:
+        """`data_key`: seal every record under it (encryption at rest); None keeps them in
+        clear."""
         self._path = os.path.abspath(os.fspath(path))
+        self._sealer = Sealer(data_key) if data_key is not None else None
+        self._file_header = _encode_file_header(data_key)
+        self._record_overhead = RECORD_HEADER_BYTES + (
+            VALUE_OVERHEAD_BYTES if data_key is not None else 0
+        )
         self._dir_path = os.path.dirname(self._path)
         self._tmp_path = self._path + TMP_SUFFIX
         self._meta_path = self._path + META_SUFFIX
@@ -242,7 +274,7 @@ class DurableJournal(Journal):
         self._record_offsets: list[int] = []  # byte offset of each entry's record
         # Just past the last record in self._entries: where the next new record goes. The
         # file ends here unless a truncation is pending.
-        self._end_offset = FILE_HEADER_BYTES
+        self._end_offset = len(self._file_header)
         # Entries deleteEntriesFrom removed from the list whose records are still in the
         # file, in log order, each with its record's offset; the first starts at _end_offset.
         self._pending_tail: collections.deque[tuple[JournalEntry, int]] = collections.deque()
@@ -258,7 +290,7 @@ class DurableJournal(Journal):
         try:
             self._remove_stale_temp_files()
             if not os.path.exists(self._path):
-                self._write_file_atomically(self._path, _encode_file_header())
+                self._write_file_atomically(self._path, self._file_header)
             self._fd = os.open(self._path, os.O_RDWR)
             self._load_records()
             self._load_meta()
@@ -286,7 +318,7 @@ class DurableJournal(Journal):
         if self._pending_tail and self._pending_tail[0][0] == (command, idx, term):
             self._take_back_pending_entry()
             return
-        record = _encode_record(command, idx, term)  # refuses before anything is truncated
+        record = _encode_record(command, idx, term, self._sealer)  # refuses before a truncation
         self._materialize_pending_truncation()
         with self._io("append"):
             _pwrite_all(self._fd, record, self._end_offset)
@@ -301,7 +333,7 @@ class DurableJournal(Journal):
     def clear(self) -> None:
         """Drop every entry (SyncObj does this before installing a snapshot)."""
         self._check_writable()
-        self._truncate_file(FILE_HEADER_BYTES)
+        self._truncate_file(len(self._file_header))
         self._entries = []
         self._record_offsets = []
         self._pending_tail.clear()  # the truncation above removed its records as well
@@ -336,10 +368,10 @@ class DurableJournal(Journal):
             return
         kept = self._entries[start:]
         offsets = []
-        chunks = [_encode_file_header()]
-        offset = FILE_HEADER_BYTES
+        chunks = [self._file_header]
+        offset = len(self._file_header)
         for command, idx, term in kept:
-            record = _encode_record(command, idx, term)
+            record = _encode_record(command, idx, term, self._sealer)
             offsets.append(offset)
             chunks.append(record)
             offset += len(record)
@@ -471,10 +503,11 @@ class DurableJournal(Journal):
     def _load_records(self) -> None:
         with open(self._fd, "rb", closefd=False) as f:
             data = f.read()
-        _check_file_header(self._path, data)
+        _check_file_header(self._path, data, self._file_header)
         view = memoryview(data)
         size = len(data)
-        offset = FILE_HEADER_BYTES
+        offset = len(self._file_header)
+        sealer = self._sealer
         record = 0
         entries = self._entries
         offsets = self._record_offsets
@@ -521,6 +554,17 @@ class DurableJournal(Journal):
                     record,
                     f"raft index {idx} does not follow the previous index {entries[-1][1]}",
                 )
+            if sealer is not None:
+                try:
+                    payload = sealer.open(INDEX_TERM.pack(idx, term), payload)
+                except SealError:
+                    raise JournalCorruptError(
+                        self._path,
+                        offset,
+                        record,
+                        "the record passes its CRC but does not open under the data key: "
+                        "it was written under another key, or changed on purpose",
+                    ) from None
             entries.append((payload, idx, term))
             offsets.append(offset)
             offset = payload_end
@@ -567,7 +611,7 @@ class DurableJournal(Journal):
         )
         self._entries.append(entry)
         self._record_offsets.append(offset)
-        self._end_offset = offset + RECORD_HEADER_BYTES + len(entry[0])
+        self._end_offset = offset + self._record_overhead + len(entry[0])
         self.readds_skipped += 1
 
     def _materialize_pending_truncation(self) -> None:
@@ -634,12 +678,17 @@ class DurableJournal(Journal):
             raise self._failure from e
 
 
-def _encode_file_header() -> bytes:
-    fields = JOURNAL_MAGIC + struct.pack("<I", JOURNAL_FORMAT_VERSION)
-    return FILE_HEADER.pack(JOURNAL_MAGIC, JOURNAL_FORMAT_VERSION, zlib.crc32(fields))
+def _encode_file_header(data_key: DataKey | None) -> bytes:
+    version = JOURNAL_FORMAT_VERSION if data_key is None else JOURNAL_FORMAT_SEALED
+    fields = JOURNAL_MAGIC + struct.pack("<I", version)
+    header = FILE_HEADER.pack(JOURNAL_MAGIC, version, zlib.crc32(fields))
+    if data_key is None:
+        return header
+    key_id = bytes.fromhex(data_key.key_id)
+    return header + SEALED_HEADER.pack(key_id, zlib.crc32(key_id))
 
 
-def _check_file_header(path: str, data: bytes) -> None:
+def _check_file_header(path: str, data: bytes, expected: bytes) -> None:
     if len(data) < FILE_HEADER_BYTES:
         raise JournalCorruptError(
             path,
@@ -660,24 +709,49 @@ def _check_file_header(path: str, data: bytes) -> None:
             None,
             f"file header CRC mismatch (stored {header_crc:#010x}, computed {crc_computed:#010x})",
         )
-    if version != JOURNAL_FORMAT_VERSION:
+    if version not in (JOURNAL_FORMAT_VERSION, JOURNAL_FORMAT_SEALED):
         raise JournalCorruptError(
             path,
             0,
             None,
-            f"format version {version} is not the supported version {JOURNAL_FORMAT_VERSION}",
+            f"format version {version} is not a supported version "
+            f"({JOURNAL_FORMAT_VERSION} or {JOURNAL_FORMAT_SEALED})",
         )
+    if version == JOURNAL_FORMAT_SEALED:
+        if len(data) < SEALED_HEADER_BYTES:
+            raise JournalCorruptError(path, 0, None, "file is shorter than its sealed header")
+        key_id, key_id_crc = SEALED_HEADER.unpack_from(data, FILE_HEADER_BYTES)
+        if zlib.crc32(key_id) != key_id_crc:
+            raise JournalCorruptError(path, FILE_HEADER_BYTES, None, "data key id CRC mismatch")
+    if data[: len(expected)] == expected:
+        return
+    if version == JOURNAL_FORMAT_VERSION:
+        raise JournalKeyError(
+            f"journal {path} is in clear, but this node keeps its data encrypted at rest: "
+            "restore the cluster from a backup with a key-encryption key to encrypt it"
+        )
+    if len(expected) == FILE_HEADER_BYTES:
+        raise JournalKeyError(
+            f"journal {path} is encrypted at rest (data key {key_id.hex()}): give the node "
+            "its key-encryption key and keyring"
+        )
+    raise JournalKeyError(
+        f"journal {path} was sealed under data key {key_id.hex()}, this node holds "
+        f"{expected[FILE_HEADER_BYTES : FILE_HEADER_BYTES + 8].hex()}: another cluster's "
+        "journal or another keyring"
+    )
 
 
-def _encode_record(command: bytes, idx: int, term: int) -> bytes:
+def _encode_record(command: bytes, idx: int, term: int, sealer: Sealer | None) -> bytes:
     if len(command) > RECORD_PAYLOAD_BYTES_MAX:
         raise JournalUsageError(
             f"entry {idx} is {len(command)} bytes, above the {RECORD_PAYLOAD_BYTES_MAX}-byte limit"
         )
     if not (0 <= idx <= RAFT_INDEX_MAX and 0 <= term <= RAFT_TERM_MAX):
         raise JournalUsageError(f"entry index {idx} or term {term} is outside 0..2**64-1")
-    fields = struct.pack("<IQQI", len(command), idx, term, zlib.crc32(command))
-    return fields + struct.pack("<I", zlib.crc32(fields)) + command
+    payload = command if sealer is None else sealer.seal(INDEX_TERM.pack(idx, term), command)
+    fields = struct.pack("<IQQI", len(payload), idx, term, zlib.crc32(payload))
+    return fields + struct.pack("<I", zlib.crc32(fields)) + payload
 
 
 def _encode_meta(term: int, commit_index: int, voted_for: str | None) -> bytes:
@@ -755,14 +829,14 @@ def _fsync_directory(dir_path: str) -> None:
 _PYSYNCOBJ_CREATE_JOURNAL = pysyncobj.syncobj.createJournal
 
 
-def install_durable_journal(fsync_policy: FsyncPolicy) -> None:
+def install_durable_journal(fsync_policy: FsyncPolicy, data_key: DataKey | None = None) -> None:
     """Make every SyncObj constructed after this call keep its log in a DurableJournal.
 
     Why a module-level hook: SyncObj.__init__ builds its log with
     `createJournal(conf.journalFile)`, a name imported into `pysyncobj.syncobj`, and neither
     SyncObj nor SyncObjConf takes a journal or a factory. Rebinding that name is the only way
     in short of forking pysyncobj. The hook is process-wide: all SyncObj instances built
-    afterwards in this process get `fsync_policy`. A journalFile of None still gives
+    afterwards in this process get `fsync_policy` and `data_key`. A journalFile of None still gives
     pysyncobj's MemoryJournal, as before. Call it once at start-up, before any SyncObj.
     """
     if pysyncobj.version.VERSION != PYSYNCOBJ_VERSION_VERIFIED:
@@ -771,7 +845,7 @@ def install_durable_journal(fsync_policy: FsyncPolicy) -> None:
             f"found {pysyncobj.version.VERSION}: re-check SyncObj's use of createJournal and "
             "of the Journal interface before changing PYSYNCOBJ_VERSION_VERIFIED"
         )
-    pysyncobj.syncobj.createJournal = _DurableJournalFactory(FsyncPolicy(fsync_policy))
+    pysyncobj.syncobj.createJournal = _DurableJournalFactory(FsyncPolicy(fsync_policy), data_key)
 
 
 def uninstall_durable_journal() -> None:
@@ -788,12 +862,13 @@ def installed_fsync_policy() -> FsyncPolicy | None:
 class _DurableJournalFactory:
     """Stands in for pysyncobj's createJournal(journalFile=None)."""
 
-    __slots__ = ("fsync_policy",)
+    __slots__ = ("data_key", "fsync_policy")
 
-    def __init__(self, fsync_policy: FsyncPolicy) -> None:
+    def __init__(self, fsync_policy: FsyncPolicy, data_key: DataKey | None) -> None:
         self.fsync_policy = fsync_policy
+        self.data_key = data_key
 
     def __call__(self, journal_file: str | None = None) -> Journal:
         if journal_file is None:
             return MemoryJournal()
-        return DurableJournal(journal_file, self.fsync_policy)
+        return DurableJournal(journal_file, self.fsync_policy, self.data_key)

@@ -649,9 +649,9 @@ def test_indexes_that_are_not_consecutive_refuse_start(tmp_path: Path) -> None:
         (b"RFXJRNL\x00" + struct.pack("<II", 1, 0), "file header CRC mismatch"),
         (
             b"RFXJRNL\x00"
-            + struct.pack("<I", 2)
-            + struct.pack("<I", zlib.crc32(b"RFXJRNL\x00" + struct.pack("<I", 2))),
-            "format version 2",
+            + struct.pack("<I", 3)
+            + struct.pack("<I", zlib.crc32(b"RFXJRNL\x00" + struct.pack("<I", 3))),
+            "format version 3",
         ),
         (b"RFXJ", "file is 4 bytes, shorter than its 16-byte header"),
     ],
