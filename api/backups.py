@@ -4,8 +4,10 @@ POST takes one (the node forces a snapshot dump: the engine and the event log at
 one applied index, written by a forked child, so the node keeps committing) and
 answers what a restore needs to trust it: its log index and term, the log time
 of that entry, the state hash there, the file's SHA-256 and size, and a check of
-the cluster secret it needs. GET streams the file; DELETE removes it from the
-node once it is copied.
+the cluster secret it needs. Encrypted at rest, it also
+answers the keyring: the data key wrapped by the key-encryption key, which is
+never sent. GET streams the file; DELETE removes it from the node once it is
+copied.
 """
 
 from __future__ import annotations
@@ -19,9 +21,8 @@ from aiohttp import web
 
 from api.admin import node_of, require_admin
 from api.errors import ApiError
-from cluster.event_log import EventLog
 from cluster.fingerprints import node_state_hash
-from cluster.port import BackupFailed
+from cluster.port import BackupFailed, NodePort
 from cluster.snapshot_file import SnapshotFileError, file_sha256, read_snapshot_meta
 
 BACKUP_TIMEOUT_S = 600.0
@@ -38,16 +39,23 @@ async def take_backup(request: web.Request) -> web.Response:
     node = node_of(request)
     try:
         path = await asyncio.to_thread(node.take_backup, BACKUP_TIMEOUT_S)
-        described = await asyncio.to_thread(_describe, path, node.event_log)
+        described = await asyncio.to_thread(_describe, path, node)
     except (BackupFailed, SnapshotFileError, OSError) as exc:
         raise ApiError(503, "no_backup", f"no backup: {exc}") from None
+    keyring = node.config.keyring_file
     return web.json_response(
-        {"node": node.node_id, "secret_check": node.secret_check(), **described}
+        {
+            "node": node.node_id,
+            "secret_check": node.secret_check(),
+            "keyring": None if keyring is None else await asyncio.to_thread(keyring.read_text),
+            **described,
+        }
     )
 
 
-def _describe(path: Path, event_log: EventLog) -> dict[str, Any]:
-    meta = read_snapshot_meta(path)
+def _describe(path: Path, node: NodePort) -> dict[str, Any]:
+    event_log = node.event_log
+    meta = read_snapshot_meta(path, node.config.data_key)
     engine_hash = hashlib.sha256(meta.engine).hexdigest()
     index = meta.applied_index
     logged = event_log.entries_after(index - 1, 1)

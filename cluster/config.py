@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from cluster.keyring import KEK_ENV, KeyringError, load_data_key
+from cluster.sealed import DataKey
 from cluster.tls import server_context
 
 SECRET_LEN_MIN = 16
@@ -28,8 +30,18 @@ HTTP_BODY_TIMEOUT_S_DEFAULT = 10.0
 FEED_IDLE_TIMEOUT_S_DEFAULT = 60.0
 
 
+EXIT_CONFIG = 2
+EXIT_KEY = 78  # sysexits' EX_CONFIG: a restart with the same key cannot succeed
+
+
 class ConfigError(Exception):
-    """A configuration the node refuses to start with; the message says what to fix."""
+    """A configuration the node refuses to start with; the message says what to fix.
+    `exit_code`: what the node exits with (a wrong key is told apart: restarting with the
+    same key would only repeat it)."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_CONFIG) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +103,12 @@ class NodeConfig:
     replica: bool = False
     # Chaos testing only: lets the admin endpoint partition this node and skew its clock.
     fault_hooks: bool = False
+    # Encryption at rest: the keyring holding the cluster's wrapped data key, and the file
+    # of the key-encryption key that opens it (else the RAFTEX_KEK environment variable).
+    # With no keyring the node keeps its data in clear.
+    keyring_file: Path | None = None
+    kek_file: Path | None = None
+    data_key: DataKey | None = field(default=None, repr=False)
 
     @property
     def scheme(self) -> str:
@@ -170,11 +188,37 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> NodeConfig:
         http_idle_timeout_s=_seconds(raw, "http_idle_timeout_s", HTTP_IDLE_TIMEOUT_S_DEFAULT),
         http_body_timeout_s=_seconds(raw, "http_body_timeout_s", HTTP_BODY_TIMEOUT_S_DEFAULT),
         feed_idle_timeout_s=_seconds(raw, "feed_idle_timeout_s", FEED_IDLE_TIMEOUT_S_DEFAULT),
+        keyring_file=Path(raw["keyring_file"]) if raw.get("keyring_file") else None,
+        kek_file=Path(raw["kek_file"]) if raw.get("kek_file") else None,
     )
     if not replica and not any(p.node_id == config.node_id for p in peers):
         config = replace(config, peers=(*peers, Peer(config.node_id, config.raft, config.http)))
     validate(config)
-    return config
+    return _with_data_key(config, os.environ.get(KEK_ENV))
+
+
+def _with_data_key(config: NodeConfig, kek_env: str | None) -> NodeConfig:
+    """Unwraps the data key now, so that a wrong key stops the node before it opens any data."""
+    if config.keyring_file is None:
+        if config.kek_file is not None:
+            raise ConfigError("kek_file without keyring_file: set both to encrypt at rest")
+        return config
+    data_dir = config.data_dir.resolve()
+    if config.kek_file is not None:
+        kek_path = config.kek_file.resolve()
+        if (
+            kek_path.is_relative_to(data_dir)
+            or kek_path.parent == config.keyring_file.resolve().parent
+        ):
+            raise ConfigError(
+                f"the key-encryption key file {config.kek_file} is beside the data it protects:"
+                " keep it out of the data directory and away from the keyring"
+            )
+    try:
+        data_key = load_data_key(config.keyring_file, config.kek_file, kek_env)
+    except KeyringError as exc:
+        raise ConfigError(str(exc), EXIT_KEY) from None
+    return replace(config, data_key=data_key)
 
 
 def _read_secret_file(raw: dict[str, Any], name: str) -> None:

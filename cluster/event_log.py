@@ -37,21 +37,21 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
-from rocksdict import WriteBatch, WriteOptions
+from rocksdict import WriteOptions
 
 from cluster.rocks import (
     U64,
     U64_MAX,
+    Batch,
     RocksDb,
     RocksStore,
-    StoreCorruptionError,
-    StoreError,
-    StoreOrderError,
     check_cursor,
     check_limit,
     last_item,
     unpack,
 )
+from cluster.sealed import DataKey
+from cluster.store_errors import StoreCorruptionError, StoreError, StoreOrderError
 from engine.events import Accepted, Event, Rejected, event_from_wire, event_to_wire
 
 # Bumped when the record layout changes; a log of another format refuses to open.
@@ -139,21 +139,22 @@ class EventLog(RocksStore):
             raise
 
     @classmethod
-    def open(cls, path: Path, *, fsync: bool = False) -> EventLog:
+    def open(cls, path: Path, *, fsync: bool = False, data_key: DataKey | None = None) -> EventLog:
         """Opens (creating if missing) the log at `path` as its one writer.
 
         `fsync=False` is for a node whose Raft journal is the durability source: each
         entry is one atomic WriteBatch through the WAL and survives kill -9 of the
         process; the last entries before a machine crash may be lost, and are
-        replayed from the log after `applied_index()`.
+        replayed from the log after `applied_index()`. `data_key`: its values are sealed
+        under it (encryption at rest).
         """
-        return cls(RocksDb(path, COLUMN_FAMILIES), fsync)
+        return cls(RocksDb(path, COLUMN_FAMILIES, data_key=data_key), fsync)
 
     @classmethod
-    def follow(cls, path: Path, secondary_dir: Path) -> EventLog:
+    def follow(cls, path: Path, secondary_dir: Path, data_key: DataKey | None = None) -> EventLog:
         """Opens the log a node writes, read-only, beside it (a projector); `catch_up` shows
         what the node wrote since."""
-        return cls(RocksDb(path, COLUMN_FAMILIES, secondary_dir), fsync=False)
+        return cls(RocksDb(path, COLUMN_FAMILIES, secondary_dir, data_key), fsync=False)
 
     def _reload(self) -> None:
         self._load_tip()
@@ -166,7 +167,7 @@ class EventLog(RocksStore):
             if last_item(self._db.cf(CF_ENTRIES)) is not None:
                 raise StoreCorruptionError(f"event log at {self.path} has entries but no tip")
             if not self._db.secondary:
-                self._write_tip(WriteBatch(raw_mode=True), (0, 0, GENESIS_HASH, 0))
+                self._write_tip(self._db.batch(), (0, 0, GENESIS_HASH, 0))
             return
         try:
             fmt, applied_index, audit_count, audit_head, last_seq = unpack(raw)
@@ -192,10 +193,10 @@ class EventLog(RocksStore):
             raise StoreCorruptionError(f"event log at {self.path}: a tip with no entries")
         self._tip = (applied_index, audit_count, audit_head, last_seq)
 
-    def _write_tip(self, batch: WriteBatch, tip: tuple[int, int, bytes, int]) -> None:
+    def _write_tip(self, batch: Batch, tip: tuple[int, int, bytes, int]) -> None:
         batch.put(META_TIP, self._pack([EVENT_LOG_FORMAT, *tip]), self._db.handles[CF_META])
         try:
-            self._db.live().write(batch, self._write_options)
+            self._db.write(batch, self._write_options)
         # rocksdict reports RocksDB statuses as a bare Exception; nothing was applied.
         except Exception as exc:
             raise StoreError(f"event log at {self.path}: write failed: {exc}") from None
@@ -289,7 +290,7 @@ class EventLog(RocksStore):
             head = sha256(head + record).digest()
             records.append(record)
             hashes.append(head)
-        batch = WriteBatch(raw_mode=True)
+        batch = self._db.batch()
         batch.put(
             U64.pack(log_index),
             pack([log_time_ms, first_audit_no, first_seq, last_seq, records, hashes]),

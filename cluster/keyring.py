@@ -26,6 +26,7 @@ import binascii
 import json
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ def parse_kek(text: str, source: str) -> bytes:
     if len(kek) != KEK_BYTES:
         raise KeyringError(
             f"{source} is not a key-encryption key: expected {KEK_BYTES} random bytes in "
-            "base64 (make one with `raftex admin new-kek`)"
+            "base64 (make one with `raftex new-kek --out FILE`)"
         )
     return kek
 
@@ -78,6 +79,23 @@ def read_kek_file(path: Path) -> bytes:
 
 def new_kek_text() -> str:
     return base64.b64encode(os.urandom(KEK_BYTES)).decode()
+
+
+def default_kek_file(environ: Mapping[str, str]) -> Path:
+    """Where `raftex up` keeps a local cluster's key-encryption key: the user's own config
+    directory, apart from any data directory."""
+    config_home = environ.get("XDG_CONFIG_HOME") or str(Path(environ.get("HOME", "~")) / ".config")
+    return Path(config_home).expanduser() / "raftex" / "kek"
+
+
+def ensure_kek_file(path: Path) -> bool:
+    """Creates `path` with a new key (mode 0600, its directory 0700) if missing; whether it
+    did. An existing file is left as it is (read_kek_file checks it)."""
+    if path.exists():
+        return False
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    replace_private(path, new_kek_text() + "\n")
+    return True
 
 
 def kek_id(kek: bytes) -> str:
@@ -146,6 +164,21 @@ def open_keyring(path: Path, kek: bytes) -> DataKey:
         f"wrong key-encryption key: key {ours} does not open the keyring {path} (it opens "
         f"with key {held}); give the node the key the cluster was created or rotated with"
     )
+
+
+def load_data_key(keyring: Path, kek_file: Path | None, kek_env: str | None) -> DataKey:
+    """The data key a node runs with: its KEK from `kek_file`, else from the RAFTEX_KEK
+    value `kek_env`."""
+    if kek_file is not None:
+        kek = read_kek_file(kek_file)
+    elif kek_env:
+        kek = parse_kek(kek_env, f"the {KEK_ENV} environment variable")
+    else:
+        raise KeyringError(
+            f"the data is encrypted at rest with keyring {keyring}, but no key-encryption key"
+            f" was given: set kek_file or the {KEK_ENV} environment variable"
+        )
+    return open_keyring(keyring, kek)
 
 
 def rotate_kek(keyring: Path, kek_file: Path | None, old_kek: bytes, new_kek: bytes) -> None:

@@ -1,8 +1,9 @@
 """Local clusters of node processes on 127.0.0.1: for `raftex up`, tests, chaos runs, benchmarks.
 
 First start: picks free ports, generates the cluster secret and admin token,
-writes one config per node, starts the nodes, waits for a leader and seeds
-demo instruments and funded accounts. Later starts reuse the same directory,
+writes one config per node (and, encrypted at rest, the keyring holding the data
+key wrapped by the operator's key-encryption key file), starts the nodes, waits
+for a leader and seeds demo instruments and funded accounts. Later starts reuse the same directory,
 ports and secrets, so the data survives. Seeding is idempotent (existing
 instruments and accounts are refused, deposits carry request ids), so it runs
 on every start.
@@ -31,6 +32,7 @@ from cluster.admin_client import (
     AdminError,
     NodeAddress,
 )
+from cluster.keyring import KEYRING_FILE_NAME, create_keyring, read_kek_file
 from cluster.market import Market, seed_market
 from cluster.private_file import write_private
 from cluster.tls import CERT_FILE_NAME, self_signed
@@ -158,6 +160,7 @@ def prepare(
     replicas: int = 0,
     bases: PortBases | None = None,
     secret: str | None = None,
+    kek_file: Path | None = None,
 ) -> tuple[list[LocalNode], str]:
     """Writes (or reuses) the launch plan and node configs; returns nodes (the `count`
     voters n1.., then the `replicas` read replicas r1..) and the admin token.
@@ -166,7 +169,10 @@ def prepare(
     `node_settings`: more for some nodes, by id (which of them run a projection).
     `host_of`: each node's own address, for nodes that do not share 127.0.0.1;
     `bases`: the ports a new plan prefers (without: free ports anywhere);
-    `secret`: a new plan's cluster secret (a restore keeps its backup's), else a new one.
+    `secret`: a new plan's cluster secret (a restore keeps its backup's), else a new one;
+    `kek_file`: encrypt a new plan's data at rest under a data key wrapped by this key file
+    (a keyring already in `data_dir`, a restore's, is kept); for an existing plan, where its
+    key file is now. KeyringError if the key does not do.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     launch_file = data_dir / LAUNCH_FILE_NAME
@@ -181,6 +187,11 @@ def prepare(
             "node_settings": dict(node_settings or {}),
             "tls": tls,
         }
+    if kek_file is not None and (plan.get("kek_file") or not launch_file.exists()):
+        plan["kek_file"] = str(kek_file.resolve())
+    keyring = data_dir / KEYRING_FILE_NAME
+    if plan.get("kek_file") and not keyring.exists():
+        create_keyring(keyring, read_kek_file(Path(plan["kek_file"])))
     planned = plan.setdefault("replicas", [])
     if len(planned) < replicas:
         planned.extend(
@@ -232,6 +243,9 @@ def _write_node_config(
     if plan.get("tls"):
         cert, key = self_signed(data_dir, HOST)
         extra += f'tls_cert = "{cert}"\ntls_key = "{key}"\n'
+    if plan.get("kek_file"):
+        extra += f'keyring_file = "{data_dir / KEYRING_FILE_NAME}"\n'
+        extra += f'kek_file = "{plan["kek_file"]}"\n'
     peer_tables = "\n".join(
         f'[[peers]]\nid = "{p["id"]}"\nraft = "{p["raft"]}"\nhttp = "{p["http"]}"\n' for p in peers
     )
@@ -369,19 +383,34 @@ class LocalCluster:
         replicas: int = 0,
         bases: PortBases | None = None,
         secret: str | None = None,
+        kek_file: Path | None = None,
     ) -> None:
         """`count` voters and `replicas` read replicas; `host_of` and `prefix_of`: each
         node's own address and command prefix, for nodes in network namespaces of their own;
         `node_settings`: settings of some nodes; `bases`: the ports a new cluster prefers;
-        `secret`: a new cluster's secret."""
+        `secret`: a new cluster's secret; `kek_file`: its data encrypted at rest (see
+        `prepare`)."""
         self.data_dir = data_dir
         self.fsync = fsync
         self.host_of = host_of
         self.prefix_of = prefix_of
         self.nodes, self.admin_token = prepare(
-            data_dir, count, fsync, settings, tls, host_of, node_settings, replicas, bases, secret
+            data_dir,
+            count,
+            fsync,
+            settings,
+            tls,
+            host_of,
+            node_settings,
+            replicas,
+            bases,
+            secret,
+            kek_file,
         )
         plan = json.loads((data_dir / LAUNCH_FILE_NAME).read_text())
+        kek = plan.get("kek_file")
+        # The key-encryption key file the nodes read, when the data is encrypted at rest.
+        self.kek_file = Path(kek) if kek else None
         # The certificate clients trust, when the cluster serves HTTPS.
         self.ca_file = data_dir / CERT_FILE_NAME if plan.get("tls") else None
         self.processes: dict[str, subprocess.Popen] = {}

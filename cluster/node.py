@@ -364,7 +364,8 @@ class ExchangeNode(SyncObj):
         try:
             staged.unlink(missing_ok=True)
             os.link(self.config.data_dir / DUMP_FILE_NAME, staged)
-            final = backups / f"backup-{read_snapshot_meta(staged).applied_index}.tar"
+            index = read_snapshot_meta(staged, self.config.data_key).applied_index
+            final = backups / f"backup-{index}.tar"
             os.replace(staged, final)
         except (OSError, SnapshotFileError) as exc:
             staged.unlink(missing_ok=True)
@@ -414,7 +415,11 @@ class ExchangeNode(SyncObj):
             engine=b"",
         )
         self._dump = DumpChild.start(
-            self.engine, meta, checkpoint, self.config.data_dir / DUMP_FILE_NAME
+            self.engine,
+            meta,
+            checkpoint,
+            self.config.data_dir / DUMP_FILE_NAME,
+            self.config.data_key,
         )
 
     def _dump_status(self) -> int:
@@ -459,14 +464,16 @@ class ExchangeNode(SyncObj):
             os._exit(EXIT_DIVERGED)
 
     def _install_dump(self, path: str) -> tuple[Any, Any, list[TCPNode]]:
-        meta = read_snapshot_meta(Path(path))
+        data_key = self.config.data_key
+        meta = read_snapshot_meta(Path(path), data_key)
         self.writer.drain()
         if self.event_log.applied_index() < meta.applied_index:
             # The snapshot is ahead of our event log (a new or wiped node): take its too.
             self.event_log.close()
             shutil.rmtree(self.event_log_dir, ignore_errors=True)
-            extract_event_log(Path(path), self.event_log_dir, meta.event_log_digests or {})
-            self.writer.replace_log(EventLog.open(self.event_log_dir))
+            digests = meta.event_log_digests or {}
+            extract_event_log(Path(path), self.event_log_dir, digests, data_key)
+            self.writer.replace_log(EventLog.open(self.event_log_dir, data_key=data_key))
         self.engine = Exchange.restore(meta.engine)
         self.applied_index = meta.applied_index
         self.members = {m[0]: Peer(m[0], m[1], m[2]) for m in meta.members}

@@ -4,6 +4,11 @@ writer or as a secondary reader beside it, closing, checkpoints, and ordered key
 Keys are big-endian fixed-width integers, so RocksDB's byte order is numeric
 order; names are length-prefixed UTF-8, so that one account's keys never run
 into another's.
+
+Encrypted at rest (a data key given): every value is sealed (cluster/sealed_rocks.py) and
+the default column family records under `AT_REST_KEY` which key: a store opened with
+another key, without one, or with one where it was written in clear is refused at open,
+with a message saying which, rather than failing on its first value.
 """
 
 from __future__ import annotations
@@ -15,44 +20,24 @@ from pathlib import Path
 from typing import Any, Self
 
 import msgpack
-from rocksdict import AccessType, Checkpoint, ColumnFamily, Options, Rdict
+from rocksdict import AccessType, Checkpoint, Options, Rdict, WriteBatch, WriteOptions
+
+from cluster.sealed import DataKey, Sealer
+from cluster.sealed_rocks import SealedBatch, SealedColumn, SealedHandle
+from cluster.store_errors import StoreError, StoreKeyError, StoreQueryError
 
 U64 = struct.Struct(">Q")
 U16 = struct.Struct(">H")
 U64_MAX = 2**64 - 1
 NAME_BYTES_MAX = 0xFFFF
 NAME_KEY_CACHE_MAX = 65_536
+AT_REST_KEY = b"raftex.at_rest"
+AT_REST_CLEAR = b"clear"
+AT_REST_SEALED = b"sealed "
 
 
 # Rows per read (events, orders, trades, fills, balance history, audit records).
 READ_LIMIT_MAX = 1_000
-
-
-class StoreError(Exception):
-    """A store that cannot do what was asked; the message says what and where."""
-
-    code = "store_error"
-
-
-class StoreOrderError(StoreError):
-    """A write out of order: an already-applied log index or a gap in event sequences.
-
-    Fatal for a node: it means the log and the store disagree about what was applied.
-    """
-
-    code = "store_order"
-
-
-class StoreCorruptionError(StoreError):
-    """Stored data, or data handed in, that break an invariant the store relies on."""
-
-    code = "store_corrupt"
-
-
-class StoreQueryError(StoreError):
-    """A read with a bad cursor or limit: the caller's input, nothing is wrong with the store."""
-
-    code = "store_bad_query"
 
 
 def check_cursor(name: str, value: int) -> None:
@@ -95,14 +80,21 @@ class RocksDb:
     """One RocksDB database and its column families, open for writing or as a secondary."""
 
     def __init__(
-        self, path: Path, column_families: Sequence[str], secondary_dir: Path | None = None
+        self,
+        path: Path,
+        column_families: Sequence[str],
+        secondary_dir: Path | None = None,
+        data_key: DataKey | None = None,
     ) -> None:
         """`secondary_dir`: open as a secondary instance beside the process that writes it
-        (`catch_up` then shows what it wrote); its own files go there."""
+        (`catch_up` then shows what it wrote); its own files go there. `data_key`: values
+        are sealed under it (encryption at rest); `cfs` and `handles` then seal and open."""
         self.path = Path(path)
         self.secondary = secondary_dir is not None
-        self.cfs: dict[str, Rdict] = {}
-        self.handles: dict[str, ColumnFamily] = {}
+        self._sealer = Sealer(data_key) if data_key is not None else None
+        self._raw_cfs: list[Rdict] = []
+        self.cfs: dict[str, Any] = {}
+        self.handles: dict[str, Any] = {}
         if not self.secondary:
             if self.path.exists() and not self.path.is_dir():
                 raise StoreError(f"store path {self.path} exists and is not a directory")
@@ -113,6 +105,7 @@ class RocksDb:
             _check_column_families(self.path, column_families)
         elif not (self.path / "CURRENT").exists():
             raise StoreError(f"no store at {self.path} yet")
+        created = not (self.path / "CURRENT").exists()
         cf_options = {name: Options(raw_mode=True) for name in column_families}
         access = (
             AccessType.secondary(str(secondary_dir))
@@ -135,19 +128,69 @@ class RocksDb:
                 "(is another process using this data directory, or is it not a raftex store?)"
             ) from None
         try:
+            self._check_at_rest(created, data_key)
             for name in column_families:
-                self.cfs[name] = self.db.get_column_family(name)
-                self.handles[name] = self.db.get_column_family_handle(name)
+                cf = self.db.get_column_family(name)
+                handle = self.db.get_column_family_handle(name)
+                self._raw_cfs.append(cf)
+                if self._sealer is None:
+                    self.cfs[name], self.handles[name] = cf, handle
+                else:
+                    self.cfs[name] = SealedColumn(cf, name, self._sealer, str(self.path))
+                    self.handles[name] = SealedHandle(name, handle)
         except BaseException:
             self.close()
             raise
+
+    def _check_at_rest(self, created: bool, data_key: DataKey | None) -> None:
+        """Records a new store's mode; refuses one written under another."""
+        db = self.live()
+        wanted = AT_REST_CLEAR if data_key is None else AT_REST_SEALED + data_key.key_id.encode()
+        found = db.get(AT_REST_KEY)
+        if found is None:
+            if self.secondary:
+                return  # its writer has not recorded a mode yet: nothing to open either
+            if created:
+                db.put(AT_REST_KEY, wanted)
+                found = wanted
+            else:
+                found = AT_REST_CLEAR  # written before encryption at rest existed
+                db.put(AT_REST_KEY, found)
+        if found == wanted:
+            return
+        if found == AT_REST_CLEAR:
+            raise StoreKeyError(
+                f"store at {self.path} is in clear, but this node keeps its data encrypted at "
+                "rest: restore the cluster from a backup with a key-encryption key to encrypt it"
+            )
+        stored_id = found[len(AT_REST_SEALED) :].decode("ascii", "replace")
+        if data_key is None:
+            raise StoreKeyError(
+                f"store at {self.path} is encrypted at rest (data key {stored_id}): give the "
+                "node its key-encryption key and keyring"
+            )
+        raise StoreKeyError(
+            f"store at {self.path} was sealed under data key {stored_id}, this node holds "
+            f"{data_key.key_id}: another cluster's store or another keyring"
+        )
+
+    def batch(self) -> Batch:
+        """A write batch; its `put(key, value, self.handles[name])` seals when encrypted."""
+        if self._sealer is None:
+            return WriteBatch(raw_mode=True)
+        return SealedBatch(self._sealer)
+
+    def write(self, batch: Batch, options: WriteOptions) -> None:
+        """Writes a batch from `batch()` atomically (rocksdict errors pass through)."""
+        raw = batch.raw if isinstance(batch, SealedBatch) else batch
+        self.live().write(raw, options)
 
     def live(self) -> Rdict:
         if self.db is None:
             raise StoreError(f"store at {self.path} is closed")
         return self.db
 
-    def cf(self, name: str) -> Rdict:
+    def cf(self, name: str) -> Column:
         self.live()
         return self.cfs[name]
 
@@ -182,8 +225,9 @@ class RocksDb:
         if self.db is None:
             return
         db, self.db = self.db, None
-        for cf in self.cfs.values():
+        for cf in self._raw_cfs:
             cf.close()
+        self._raw_cfs.clear()
         self.cfs.clear()
         self.handles.clear()
         db.close()
@@ -236,20 +280,53 @@ def _check_column_families(path: Path, column_families: Sequence[str]) -> None:
         )
 
 
-def last_key(cf: Rdict) -> bytes | None:
+RESEAL_BATCH_ROWS = 10_000
+
+
+def reseal(source: Path, dest: Path, column_families: Sequence[str], data_key: DataKey) -> None:
+    """Copies a store in clear at `source` into a new one at `dest` with every value sealed
+    under `data_key` (encrypting an existing store); `dest` is a compact checkpoint."""
+    staging = dest.with_name(dest.name + ".staging")
+    clear = RocksDb(source, column_families)
+    try:
+        sealed = RocksDb(staging, column_families, data_key=data_key)
+        try:
+            for name in column_families:
+                batch = sealed.batch()
+                for rows, (key, value) in enumerate(clear.cf(name).items(), start=1):
+                    batch.put(key, value, sealed.handles[name])
+                    if rows % RESEAL_BATCH_ROWS == 0:
+                        sealed.write(batch, WriteOptions())
+                        batch = sealed.batch()
+                sealed.write(batch, WriteOptions())
+            sealed.checkpoint(dest)
+        finally:
+            sealed.close()
+    finally:
+        clear.close()
+
+
+Batch = WriteBatch | SealedBatch
+"""What `RocksDb.batch()` gives: rocksdict's WriteBatch, or one that seals its values."""
+
+Column = Rdict | SealedColumn
+"""What `RocksDb.cfs` holds: the column family, or the same read through the sealer."""
+
+
+def last_key(cf: Column) -> bytes | None:
     for key in cf.keys(backwards=True):
         return key
     return None
 
 
-def last_item(cf: Rdict) -> tuple[bytes, bytes] | None:
+def last_item(cf: Column) -> tuple[bytes, bytes] | None:
     for item in cf.items(backwards=True):
         return item
     return None
 
 
 def scan(
-    cf: Rdict, prefix: bytes, start: bytes, limit: int, backwards: bool = False
+    cf: Column, prefix: bytes, start: bytes, limit: int, backwards: bool = False
 ) -> list[tuple[bytes, bytes]]:
     """Up to `limit` rows from `start` (inclusive; backwards: at or before) within `prefix`."""
     rows: list[tuple[bytes, bytes]] = []
@@ -264,7 +341,7 @@ def scan(
     return rows
 
 
-def blocks_from(cf: Rdict, prefix: bytes, first: int) -> Iterator[tuple[int, Any]]:
+def blocks_from(cf: Column, prefix: bytes, first: int) -> Iterator[tuple[int, Any]]:
     """Yields (first number, rows) of the blocks under `prefix | u64` keys, from the block
     that may hold `first` (the last one starting at or before it) onwards."""
     start = prefix + U64.pack(first)

@@ -9,6 +9,10 @@ every event log file), then `snapshot.sha256`, the SHA-256 of `snapshot.msgpack`
 A flipped bit anywhere is found before anything is installed, so a damaged
 dump stops the node instead of starting it on a state that is not the log's.
 Uncompressed, because the checkpoint's SST files are already compressed.
+
+Encrypted at rest (a data key given), the whole tar is sealed in chunks (cluster/sealed.py):
+the digests inside still find a damaged file, and the AES-GCM tags find one changed on
+purpose or sealed under another key. The event log files in it hold sealed values too.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 import msgpack
 
 from cluster.child_process import die_with_parent, run_when_idle
+from cluster.sealed import DataKey, SealError, open_for_reading, open_for_writing
 from engine import Exchange
 
 SNAPSHOT_FILE_VERSION = 3
@@ -60,9 +65,12 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(source, "sha256").hexdigest()
 
 
-def write_snapshot_file(path: Path, meta: SnapshotMeta, checkpoint_dir: Path) -> None:
-    """Writes and fsyncs the tar; the caller (pysyncobj) renames it into place."""
-    with open(path, "wb") as raw, tarfile.open(fileobj=raw, mode="w") as tar:
+def write_snapshot_file(
+    path: Path, meta: SnapshotMeta, checkpoint_dir: Path, data_key: DataKey | None = None
+) -> None:
+    """Writes and fsyncs the tar (sealed under `data_key` if given); the caller (pysyncobj)
+    renames it into place."""
+    with open_for_writing(path, data_key) as out, tarfile.open(fileobj=out, mode="w") as tar:
         digests = {}
         for file in sorted(p for p in checkpoint_dir.rglob("*") if p.is_file()):
             name = f"{EVENT_LOG_DIR_NAME}/{file.relative_to(checkpoint_dir).as_posix()}"
@@ -86,9 +94,6 @@ def write_snapshot_file(path: Path, meta: SnapshotMeta, checkpoint_dir: Path) ->
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-        tar.close()
-        raw.flush()
-        os.fsync(raw.fileno())
 
 
 class DumpChild:
@@ -103,14 +108,19 @@ class DumpChild:
 
     @classmethod
     def start(
-        cls, engine: Exchange, meta: SnapshotMeta, checkpoint: Path, final_path: Path
+        cls,
+        engine: Exchange,
+        meta: SnapshotMeta,
+        checkpoint: Path,
+        final_path: Path,
+        data_key: DataKey | None = None,
     ) -> DumpChild:
         """Forks; the child snapshots `engine` as it is at this instant (copy-on-write),
         writes `final_path.bg` and renames it over `final_path`."""
         parent_pid = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _write_in_child(engine, meta, checkpoint, final_path, parent_pid)
+            _write_in_child(engine, meta, checkpoint, final_path, parent_pid, data_key)
         return cls(pid, meta.applied_index, checkpoint)
 
     def poll(self) -> bool | None:
@@ -131,7 +141,12 @@ class DumpChild:
 
 
 def _write_in_child(
-    engine: Exchange, meta: SnapshotMeta, checkpoint: Path, final: Path, parent_pid: int
+    engine: Exchange,
+    meta: SnapshotMeta,
+    checkpoint: Path,
+    final: Path,
+    parent_pid: int,
+    data_key: DataKey | None,
 ) -> None:
     """Runs in the forked child only: no logging, no event log, no collector (finalizers of
     objects shared with the parent must not run here), and always os._exit."""
@@ -142,7 +157,7 @@ def _write_in_child(
         run_when_idle()
         partial = final.with_name(final.name + ".bg")
         full = replace(meta, engine=engine.snapshot())
-        write_snapshot_file(partial, full, checkpoint)
+        write_snapshot_file(partial, full, checkpoint, data_key)
         os.replace(partial, final)
         directory = os.open(final.parent, os.O_RDONLY)
         try:
@@ -154,10 +169,17 @@ def _write_in_child(
         os._exit(code)
 
 
-def read_snapshot_meta(path: Path) -> SnapshotMeta:
-    """The dump's metadata, after checking its digest and the engine snapshot's."""
+def read_snapshot_meta(
+    path: Path, data_key: DataKey | None = None, clear_ok: bool = False
+) -> SnapshotMeta:
+    """The dump's metadata, after checking its digest and the engine snapshot's. A sealed
+    dump opens under `data_key`; one in clear is refused where a key is given unless
+    `clear_ok` (a restore that encrypts a backup taken in clear)."""
     try:
-        with tarfile.open(path, mode="r") as tar:
+        with (
+            open_for_reading(path, data_key, clear_ok) as source,
+            tarfile.open(fileobj=source, mode="r") as tar,
+        ):
             meta_file = tar.extractfile(META_NAME)
             digest_file = tar.extractfile(META_DIGEST_NAME)
             if meta_file is None or digest_file is None:
@@ -180,6 +202,8 @@ def read_snapshot_meta(path: Path) -> SnapshotMeta:
                 engine_sha,
                 files,
             ) = fields
+    except SealError as exc:
+        raise SnapshotFileError(str(exc)) from None
     except (OSError, tarfile.TarError, KeyError, ValueError, msgpack.UnpackException) as exc:
         raise SnapshotFileError(f"{path}: unreadable snapshot file: {exc}") from None
     if _sha256(engine) != engine_sha:
@@ -189,13 +213,23 @@ def read_snapshot_meta(path: Path) -> SnapshotMeta:
     )
 
 
-def extract_event_log(path: Path, dest: Path, digests: dict[str, str]) -> None:
+def extract_event_log(
+    path: Path,
+    dest: Path,
+    digests: dict[str, str],
+    data_key: DataKey | None = None,
+    clear_ok: bool = False,
+) -> None:
     """Unpacks the event log checkpoint into `dest` (which must not exist yet), each file checked
-    against the digest the writer recorded."""
+    against the digest the writer recorded. `data_key`, `clear_ok`: as for
+    `read_snapshot_meta`."""
     staging = dest.with_name(dest.name + ".extract")
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        with tarfile.open(path, mode="r") as tar:
+        with (
+            open_for_reading(path, data_key, clear_ok) as source,
+            tarfile.open(fileobj=source, mode="r") as tar,
+        ):
             members = [m for m in tar.getmembers() if m.name.startswith(EVENT_LOG_DIR_NAME + "/")]
             tar.extractall(staging, members=members, filter="data")
         found = {m.name for m in members if m.isfile()}
@@ -204,7 +238,7 @@ def extract_event_log(path: Path, dest: Path, digests: dict[str, str]) -> None:
         for name, digest in digests.items():
             if file_sha256(staging / name) != digest:
                 raise SnapshotFileError(f"{path}: {name} does not match its digest")
-    except (OSError, tarfile.TarError) as exc:
+    except (OSError, tarfile.TarError, SealError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise SnapshotFileError(f"{path}: cannot extract the event log: {exc}") from None
     except SnapshotFileError:

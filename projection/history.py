@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
-from rocksdict import WriteBatch, WriteOptions
+from rocksdict import WriteOptions
 
 from cluster.event_log import LoggedEntry
 from cluster.rocks import (
@@ -58,11 +58,9 @@ from cluster.rocks import (
     U16,
     U64,
     U64_MAX,
+    Batch,
     RocksDb,
     RocksStore,
-    StoreCorruptionError,
-    StoreError,
-    StoreOrderError,
     blocks_from,
     check_cursor,
     check_limit,
@@ -71,6 +69,8 @@ from cluster.rocks import (
     scan,
     unpack,
 )
+from cluster.sealed import DataKey
+from cluster.store_errors import StoreCorruptionError, StoreError, StoreOrderError
 from engine.events import (
     Accepted,
     Amended,
@@ -214,16 +214,19 @@ class HistoryStore(RocksStore):
             raise
 
     @classmethod
-    def open(cls, path: Path) -> HistoryStore:
+    def open(cls, path: Path, data_key: DataKey | None = None) -> HistoryStore:
         """Opens (creating if missing) the store at `path` as its one writer. Raises
         StoreError if the directory is unusable, locked by another process, or holds
-        something that is not a history store of this format."""
-        return cls(RocksDb(path, COLUMN_FAMILIES))
+        something that is not a history store of this format. `data_key`: its values are
+        sealed under it (encryption at rest)."""
+        return cls(RocksDb(path, COLUMN_FAMILIES, data_key=data_key))
 
     @classmethod
-    def follow(cls, path: Path, secondary_dir: Path) -> HistoryStore:
+    def follow(
+        cls, path: Path, secondary_dir: Path, data_key: DataKey | None = None
+    ) -> HistoryStore:
         """Opens, read-only, the store a projector writes; `catch_up` shows what it wrote."""
-        return cls(RocksDb(path, COLUMN_FAMILIES, secondary_dir))
+        return cls(RocksDb(path, COLUMN_FAMILIES, secondary_dir, data_key))
 
     def _reload(self) -> None:
         self._load_meta()
@@ -236,7 +239,7 @@ class HistoryStore(RocksStore):
             if any(last_item(self._db.cf(name)) is not None for name in COLUMN_FAMILIES):
                 raise StoreCorruptionError(f"store at {self.path} has data but no meta record")
             if not self._db.secondary:
-                batch = WriteBatch(raw_mode=True)
+                batch = self._db.batch()
                 handle = self._db.handles[CF_META]
                 batch.put(META_FORMAT, U64.pack(HISTORY_FORMAT), handle)
                 for key in (META_APPLIED_INDEX, META_LAST_SEQ, META_LOG_TIME_MS):
@@ -266,9 +269,9 @@ class HistoryStore(RocksStore):
             )
         self._tip = tip  # type: ignore[assignment]
 
-    def _write(self, batch: WriteBatch) -> None:
+    def _write(self, batch: Batch) -> None:
         try:
-            self._db.live().write(batch, self._write_options)
+            self._db.write(batch, self._write_options)
         # rocksdict reports RocksDB statuses as a bare Exception; nothing was applied.
         except Exception as exc:
             raise StoreError(f"store at {self.path}: write failed: {exc}") from None
@@ -481,7 +484,7 @@ class _BatchBuilder:
 
     def __init__(self, store: HistoryStore) -> None:
         self.last_seq = store.last_seq()
-        self.batch = WriteBatch(raw_mode=True)
+        self.batch = store._db.batch()
         # One packer per batch: msgpack.packb builds a Packer per call (measured on a Trade
         # wire: 0.71 us against 0.33 us for a reused Packer).
         self.pack: Callable[[Any], bytes] = msgpack.Packer(use_bin_type=True).pack
@@ -519,7 +522,7 @@ class _BatchBuilder:
                 handler(self, event)
         self.last_seq = last_seq
 
-    def finish(self, log_index: int, log_time_ms: int) -> WriteBatch:
+    def finish(self, log_index: int, log_time_ms: int) -> Batch:
         """Writes the events, touched orders, balances and balance history, and the new meta."""
         batch = self.batch
         handles = self.handles

@@ -26,7 +26,8 @@ from inotify_simple import INotify, flags
 
 from cluster.child_process import BACKGROUND_NICENESS, die_with_parent, run_behind_node
 from cluster.event_log import EventLog
-from cluster.rocks import StoreError
+from cluster.sealed import DataKey
+from cluster.store_errors import StoreError
 from projection.history import HistoryStore
 
 log = logging.getLogger("raftex.projector")
@@ -53,9 +54,12 @@ def projection_dir(data_dir: Path) -> Path:
 class Projector:
     """Projects one node's event log into a history store, until `stop()`."""
 
-    def __init__(self, event_log_dir: Path, store_dir: Path) -> None:
+    def __init__(
+        self, event_log_dir: Path, store_dir: Path, data_key: DataKey | None = None
+    ) -> None:
         self._event_log_dir = event_log_dir
         self._store_dir = store_dir
+        self._data_key = data_key
         # A plain flag, not a threading.Event: stop() runs in a signal handler too, and an
         # Event set from a handler that interrupted a wait on the same Event deadlocks.
         self._stopped = False
@@ -75,7 +79,7 @@ class Projector:
         """Projects until stopped; follows the event log again when the node replaces it (a
         node that installed a snapshot extracts a new one) or it cannot be followed. A
         projection that cannot be written stops it (StoreError): it must not skip entries."""
-        with HistoryStore.open(self._store_dir) as store:
+        with HistoryStore.open(self._store_dir, self._data_key) as store:
             log.info(
                 "event=projector_started store=%s position=%d",
                 self._store_dir,
@@ -98,7 +102,9 @@ class Projector:
         writes = _watch_writes(self._event_log_dir)
         try:
             event_log = EventLog.follow(
-                self._event_log_dir, self._store_dir.with_name("projector-follower")
+                self._event_log_dir,
+                self._store_dir.with_name("projector-follower"),
+                self._data_key,
             )
         except StoreError as exc:
             if writes is not None:
@@ -160,7 +166,9 @@ def _identity(directory: Path) -> tuple[int, int]:
     return (status.st_dev, status.st_ino)
 
 
-def run_projector(event_log_dir: Path, store_dir: Path, parent_pid: int = 0) -> int:
+def run_projector(
+    event_log_dir: Path, store_dir: Path, parent_pid: int = 0, data_key: DataKey | None = None
+) -> int:
     """`raftex project`: runs until SIGTERM or SIGINT (or, given, the end of `parent_pid`,
     the node that started it)."""
     # Behind the node in CPU priority: on a busy machine the core (Raft, apply) goes first
@@ -175,7 +183,7 @@ def run_projector(event_log_dir: Path, store_dir: Path, parent_pid: int = 0) -> 
         level=logging.INFO,
         format="%(asctime)s level=%(levelname)s process=projector logger=%(name)s %(message)s",
     )
-    projector = Projector(event_log_dir, store_dir)
+    projector = Projector(event_log_dir, store_dir, data_key)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: projector.stop())
     try:

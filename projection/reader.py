@@ -12,7 +12,8 @@ import threading
 import time
 from pathlib import Path
 
-from cluster.rocks import StoreError
+from cluster.sealed import DataKey
+from cluster.store_errors import StoreError
 from projection.history import HistoryStore
 
 CATCH_UP_PERIOD_S = 0.002
@@ -24,8 +25,11 @@ class ProjectionUnavailable(Exception):
 
 
 class HistoryReader:
-    def __init__(self, store_dir: Path, follower_dir: Path) -> None:
+    def __init__(
+        self, store_dir: Path, follower_dir: Path, data_key: DataKey | None = None
+    ) -> None:
         self._store_dir = store_dir
+        self._data_key = data_key
         self._follower_dir = follower_dir
         self._lock = threading.Lock()
         self._store: HistoryStore | None = None
@@ -79,7 +83,7 @@ class HistoryReader:
         if not (self._store_dir / "CURRENT").exists():
             raise ProjectionUnavailable("no projection has been written beside this node yet")
         try:
-            return HistoryStore.follow(self._store_dir, self._follower_dir)
+            return HistoryStore.follow(self._store_dir, self._follower_dir, self._data_key)
         except StoreError as exc:
             raise ProjectionUnavailable(f"the projection cannot be opened: {exc}") from None
 

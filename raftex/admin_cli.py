@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,11 @@ from cluster.admin_client import (
     read_cluster_ca,
     read_cluster_file,
 )
+from cluster.keyring import KEK_ENV, KeyringError
 from engine.codes import TradingStatus
 from engine.commands import SetAccountEnabled, SetTradingStatus, command_to_wire
 from raftex.backup import BackupError, take_backup
+from raftex.key_rotation import rotate_key
 
 STATUS_COLUMNS = (
     "id",
@@ -93,9 +96,22 @@ def add_admin_parser(commands: argparse._SubParsersAction) -> None:
     )
     kill.add_argument("account")
     kill.add_argument("--enable", action="store_true", help="re-enable the account instead")
+    rotate = actions.add_parser(
+        "rotate-key",
+        parents=[json_flag],
+        help="re-wrap the data key under a new key-encryption key (written to the cluster's"
+        " key file; the nodes keep running)",
+    )
+    rotate.add_argument("--keyring", type=Path, help="the keyring (default: beside --cluster)")
+    rotate.add_argument(
+        "--kek-file", type=Path, help=f"the key in use (default: the cluster's, else ${KEK_ENV})"
+    )
+    rotate.add_argument("--new-kek-file", type=Path, help="the new key (default: a new random one)")
 
 
 def run_admin(args: argparse.Namespace) -> int:
+    if args.action == "rotate-key":
+        return _run_rotate_key(args)
     try:
         nodes, token = _target(args)
         ca_file = args.ca or (read_cluster_ca(args.cluster) if args.cluster else None)
@@ -106,6 +122,24 @@ def run_admin(args: argparse.Namespace) -> int:
     output, ok = result
     print(json.dumps(output, indent=2) if args.json else _table(args.action, output))
     return 0 if ok else 1
+
+
+def _run_rotate_key(args: argparse.Namespace) -> int:
+    try:
+        result = rotate_key(
+            args.cluster, args.keyring, args.kek_file, args.new_kek_file, os.environ.get(KEK_ENV)
+        )
+    except KeyringError as exc:
+        print(f"raftex admin: {exc}; nothing was changed", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"data key {result['data_key_id']} in {result['keyring']} re-wrapped: key "
+            f"{result['old_kek_id']} -> {result['new_kek_id']}; {result['next']}"
+        )
+    return 0
 
 
 def _target(args: argparse.Namespace) -> tuple[list[NodeAddress], str]:

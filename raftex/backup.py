@@ -5,14 +5,20 @@ forced now: the engine and the event log at one committed index, written by a
 forked child while the cluster keeps committing), copies it into DIR as
 `snapshot.tar` and writes `manifest.json` beside it: the index, term and log
 time it holds, the state hash there, the file's SHA-256 and size, and a check
-of the cluster secret it needs (never the secret itself).
+of the cluster secret it needs (never the secret itself). A cluster encrypted at
+rest gives a sealed dump and its keyring, copied as `keyring.json`: the data key
+wrapped by the key-encryption key, which stays with the operator.
 
-`raftex restore --from DIR --data-dir NEW --secret-file FILE [--nodes 3]`
-checks all of that (the manifest's digest, every digest inside the dump, the
-secret), then writes a new local cluster into NEW whose every node starts from
-the backup: `raftex up --data-dir NEW` runs it. The secret must be the one of
-the cluster the backup came from, because the API secrets in the state are
-sealed with it. Nothing is written into NEW until everything checked out.
+`raftex restore --from DIR --data-dir NEW --secret-file FILE [--kek-file KEK]
+[--nodes 3]` checks all of that (the manifest's digest, every digest inside the
+dump, the secret, the key), then writes a new local cluster into NEW whose every
+node starts from the backup: `raftex up --data-dir NEW` runs it. The secret must
+be the one of the cluster the backup came from, because the API secrets in the
+state are sealed with it. An encrypted backup needs the key-encryption key that
+opens its keyring and restores encrypted under the same data key; a backup in
+clear restored with a key-encryption key is encrypted on the way (a new data
+key, the event log's values sealed): how an existing cluster in clear becomes
+encrypted. Nothing is written into NEW until everything checked out.
 """
 
 from __future__ import annotations
@@ -29,10 +35,19 @@ from pathlib import Path
 from typing import Any
 
 from cluster.admin_client import AdminClient, AdminError, NodeAddress
+from cluster.event_log import COLUMN_FAMILIES as EVENT_LOG_COLUMN_FAMILIES
 from cluster.fingerprints import secret_check
 from cluster.journal import DurableJournal, FsyncPolicy
+from cluster.keyring import (
+    KEYRING_FILE_NAME,
+    KeyringError,
+    open_keyring,
+    read_kek_file,
+)
 from cluster.launcher import LocalCluster, PortBases
 from cluster.node import DUMP_FILE_NAME, JOURNAL_FILE_NAME
+from cluster.rocks import reseal
+from cluster.sealed import DataKey
 from cluster.snapshot_file import (
     SnapshotFileError,
     extract_event_log,
@@ -85,6 +100,8 @@ async def take_backup(client: AdminClient, nodes: list[NodeAddress], out: Path) 
         # The node's copy, whatever happened to ours: it would pin a whole state on its disk.
         with contextlib.suppress(AdminError):
             await client.call(leader.http, "DELETE", path)
+    if taken.get("keyring"):
+        _write_synced(out / KEYRING_FILE_NAME, taken["keyring"])
     manifest = {
         "version": MANIFEST_VERSION,
         "created_ms": int(time.time() * 1000),
@@ -92,6 +109,7 @@ async def take_backup(client: AdminClient, nodes: list[NodeAddress], out: Path) 
         "cluster": [{"id": n.node_id, "http": n.http} for n in nodes],
         **{k: taken[k] for k in ("index", "term", "log_time_ms", "state_hash", "secret_check")},
         "snapshot": {"name": SNAPSHOT_NAME, "sha256": taken["sha256"], "bytes": taken["bytes"]},
+        "encrypted_at_rest": bool(taken.get("keyring")),
     }
     _write_synced(out / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
     return manifest
@@ -117,17 +135,40 @@ def read_manifest(backup: Path) -> dict[str, Any]:
     return manifest
 
 
+def _backup_data_key(backup: Path, kek: bytes | None) -> DataKey | None:
+    """The data key an encrypted backup is sealed under (None: a backup in clear)."""
+    keyring = backup / KEYRING_FILE_NAME
+    if not keyring.exists():
+        return None
+    if kek is None:
+        raise BackupError(
+            "this backup is encrypted at rest: give --kek-file, the key-encryption key of the "
+            "cluster it came from (or the one its key was rotated to)"
+        )
+    try:
+        return open_keyring(keyring, kek)
+    except KeyringError as exc:
+        raise BackupError(str(exc)) from None
+
+
 def restore(
     backup: Path,
     data_dir: Path,
     secret: str,
     nodes: int = 3,
     bases: PortBases | None = None,
+    kek_file: Path | None = None,
 ) -> dict[str, Any]:
     """Writes a new local cluster into `data_dir` (new or empty) whose nodes all start from
-    the backup; start it with `raftex up --data-dir DATA_DIR`."""
+    the backup; start it with `raftex up --data-dir DATA_DIR`. `kek_file`: the key that
+    opens an encrypted backup's keyring, or one to encrypt a backup in clear under."""
     _empty_or_new(data_dir, "--data-dir")
     manifest = read_manifest(backup)
+    try:
+        kek = read_kek_file(kek_file) if kek_file is not None else None
+    except KeyringError as exc:
+        raise BackupError(str(exc)) from None
+    source_key = _backup_data_key(backup, kek)
     if not hmac.compare_digest(secret_check(secret), str(manifest.get("secret_check", ""))):
         raise BackupError(
             "the secret is not the one of the cluster this backup came from (the sealed API "
@@ -135,7 +176,7 @@ def restore(
         )
     snapshot = backup / SNAPSHOT_NAME
     try:
-        meta = read_snapshot_meta(snapshot)
+        meta = read_snapshot_meta(snapshot, source_key)
     except SnapshotFileError as exc:
         raise BackupError(f"damaged backup: {exc}") from None
     if meta.applied_index != manifest["index"]:
@@ -145,12 +186,23 @@ def restore(
     with tempfile.TemporaryDirectory(prefix="raftex-restore-") as scratch:
         checkpoint = Path(scratch) / "events"
         try:
-            extract_event_log(snapshot, checkpoint, meta.event_log_digests or {})
+            extract_event_log(snapshot, checkpoint, meta.event_log_digests or {}, source_key)
         except SnapshotFileError as exc:
             raise BackupError(f"damaged backup: {exc}") from None
         created = not data_dir.exists()
         try:
-            cluster = LocalCluster(data_dir.resolve(), nodes, bases=bases, secret=secret)
+            if source_key is not None:
+                data_dir.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(backup / KEYRING_FILE_NAME, data_dir / KEYRING_FILE_NAME)
+            cluster = LocalCluster(
+                data_dir.resolve(), nodes, bases=bases, secret=secret, kek_file=kek_file
+            )
+            data_key = source_key
+            if kek is not None and source_key is None:
+                data_key = open_keyring(data_dir / KEYRING_FILE_NAME, kek)
+                sealed = Path(scratch) / "sealed-events"
+                reseal(checkpoint, sealed, EVENT_LOG_COLUMN_FAMILIES, data_key)
+                checkpoint = sealed
             # The new members, in the dump every node starts from: Raft addresses and the
             # membership the API lists.
             voters = cluster.voters
@@ -162,8 +214,8 @@ def restore(
             for node in voters:
                 node_dir = data_dir / node.node_id
                 node_dir.mkdir(parents=True)
-                write_snapshot_file(node_dir / DUMP_FILE_NAME, ours, checkpoint)
-                _start_at_term(node_dir / JOURNAL_FILE_NAME, meta.last_entry[2])
+                write_snapshot_file(node_dir / DUMP_FILE_NAME, ours, checkpoint, data_key)
+                _start_at_term(node_dir / JOURNAL_FILE_NAME, meta.last_entry[2], data_key)
         except BaseException:
             if created:
                 shutil.rmtree(data_dir, ignore_errors=True)
@@ -182,12 +234,12 @@ def restore(
     }
 
 
-def _start_at_term(journal_path: Path, term: int) -> None:
+def _start_at_term(journal_path: Path, term: int, data_key: DataKey | None) -> None:
     """A journal that starts at the backup's term. Empty, it would start at term 0: the new
     cluster would elect at term 1 and append entries of term 1 after the backup's entry of a
     higher term, and Raft's up-to-date check (last entry's term first) would then prefer a
     node holding only the backup over one holding those committed entries."""
-    journal = DurableJournal(str(journal_path), FsyncPolicy.ALWAYS)
+    journal = DurableJournal(str(journal_path), FsyncPolicy.ALWAYS, data_key)
     try:
         journal.setCurrentTerm(term, None)
     finally:

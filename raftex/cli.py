@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -22,8 +23,15 @@ from chaos.netns import NetnsUnavailable
 from chaos.report import format_table
 from chaos.run import result_json, run_chaos
 from cluster.admin_client import AdminError
-from cluster.config import ConfigError, load_config
-from cluster.launcher import HTTP_PORT_BASE, RAFT_PORT_BASE, PortBases
+from cluster.config import EXIT_KEY, ConfigError, load_config
+from cluster.keyring import (
+    KEK_ENV,
+    KeyringError,
+    default_kek_file,
+    ensure_kek_file,
+    load_data_key,
+)
+from cluster.launcher import HTTP_PORT_BASE, LAUNCH_FILE_NAME, RAFT_PORT_BASE, PortBases
 from cluster.node import event_log_dir
 from projection.projector import projection_dir, run_projector
 from raftex.admin_cli import add_admin_parser, run_admin
@@ -230,6 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="the node's data directory",
     )
+    project.add_argument("--keyring", type=Path, help="the node's keyring (encrypted at rest)")
+    project.add_argument(
+        "--kek-file", type=Path, help=f"its key-encryption key file (else ${KEK_ENV})"
+    )
     project.add_argument(
         "--parent-pid",
         type=_positive,
@@ -266,6 +278,18 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the demo market's actions per second in all (default {RATE_DEFAULT:g})",
     )
     up.add_argument(
+        "--kek-file",
+        type=Path,
+        help="a new cluster's key-encryption key file (made if missing; default "
+        "~/.config/raftex/kek), or where an existing encrypted cluster's key file is now",
+    )
+    up.add_argument(
+        "--no-encryption",
+        dest="encrypt",
+        action="store_false",
+        help="keep a new cluster's data in clear (by default it is encrypted at rest)",
+    )
+    up.add_argument(
         "--no-restart",
         dest="restart",
         action="store_false",
@@ -286,6 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         required=True,
         help="the cluster secret of the cluster the backup came from",
+    )
+    restore_cmd.add_argument(
+        "--kek-file",
+        type=Path,
+        help="the key-encryption key that opens an encrypted backup's keyring; with a backup"
+        " in clear, the key to encrypt the new cluster under",
     )
     restore_cmd.add_argument("--nodes", type=int, choices=[3, 5], default=3)
     restore_cmd.add_argument("--json", action="store_true")
@@ -309,6 +339,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=_rate, default=RATE_DEFAULT, help="actions per second")
     demo.add_argument("--seed", type=_positive, default=None, help="the same seed, the same orders")
 
+    new_kek = commands.add_parser(
+        "new-kek", help="make a key-encryption key (32 random bytes, base64) for a cluster"
+    )
+    new_kek.add_argument(
+        "--out", type=Path, required=True, help="a new file (mode 0600), apart from any data"
+    )
+
     add_admin_parser(commands)
     return parser
 
@@ -318,9 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "node":
         return _run_node(args)
     if args.command == "project":
-        return run_projector(
-            event_log_dir(args.data_dir), projection_dir(args.data_dir), args.parent_pid
-        )
+        return _run_projector(args)
     if args.command == "up":
         bases = PortBases(args.http_port_base, args.raft_port_base)
         if bases.overlap():
@@ -331,8 +366,16 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         demo_rate = args.demo_rate if args.demo_market else 0.0
+        kek_file = _up_kek_file(args)
         return run_up(
-            args.nodes, args.data_dir, args.tls, args.replicas, bases, args.restart, demo_rate
+            args.nodes,
+            args.data_dir,
+            args.tls,
+            args.replicas,
+            bases,
+            args.restart,
+            demo_rate,
+            kek_file,
         )
     if args.command == "restore":
         return _run_restore(args)
@@ -342,6 +385,13 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo_market(args.data_dir, args.rate, args.seed or 0)
     if args.command == "admin":
         return run_admin(args)
+    if args.command == "new-kek":
+        if args.out.exists():
+            print(f"raftex new-kek: {args.out} exists; choose a new file", file=sys.stderr)
+            return 1
+        ensure_kek_file(args.out)
+        print(f"raftex: a new key-encryption key in {args.out}")
+        return 0
     if args.command == "chaos":
         return _run_chaos(args)
     try:
@@ -429,6 +479,31 @@ def _run_chaos(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _run_projector(args: argparse.Namespace) -> int:
+    data_key = None
+    if args.keyring is not None:
+        try:
+            data_key = load_data_key(args.keyring, args.kek_file, os.environ.get(KEK_ENV))
+        except KeyringError as exc:
+            print(f"raftex project: {exc}", file=sys.stderr)
+            return EXIT_KEY
+    return run_projector(
+        event_log_dir(args.data_dir), projection_dir(args.data_dir), args.parent_pid, data_key
+    )
+
+
+def _up_kek_file(args: argparse.Namespace) -> Path | None:
+    """The key file `raftex up` gives a new cluster (made if missing), or None: in clear, or
+    an existing cluster that keeps what it was created with."""
+    new = not (args.data_dir / LAUNCH_FILE_NAME).exists()
+    if not new or not args.encrypt:
+        return args.kek_file
+    path = args.kek_file or default_kek_file(os.environ)
+    if ensure_kek_file(path):
+        print(f"raftex up: a new key-encryption key in {path}; keep it apart from the data")
+    return path
+
+
 def _run_restore(args: argparse.Namespace) -> int:
     try:
         secret = args.secret_file.read_text().strip()
@@ -436,7 +511,7 @@ def _run_restore(args: argparse.Namespace) -> int:
         print(f"raftex restore: cannot read {args.secret_file}: {exc.strerror}", file=sys.stderr)
         return 2
     try:
-        result = restore(args.backup, args.data_dir, secret, args.nodes)
+        result = restore(args.backup, args.data_dir, secret, args.nodes, kek_file=args.kek_file)
     except BackupError as exc:
         print(f"raftex restore: {exc}; nothing was written", file=sys.stderr)
         return 1
@@ -489,7 +564,7 @@ def _run_node(args: argparse.Namespace) -> int:
         config = load_config(args.config, overrides)
     except ConfigError as exc:
         print(f"raftex node: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     return run_node(config)
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.admin_client import AdminClient, AdminError
+from cluster.keyring import ensure_kek_file
 from cluster.launcher import (
     LAUNCH_FILE_NAME,
     LEADER_WAIT_S,
@@ -85,7 +86,11 @@ async def _first_order(cluster: LocalCluster, token: str) -> float:
 
 
 async def _drill(root: Path, nodes: int, seconds: float) -> dict[str, Any]:
-    source = LocalCluster(root / "source", nodes)
+    # Encrypted at rest, as `raftex up` makes a cluster: the backup is sealed and the restore
+    # needs the key-encryption key, kept apart from both clusters' directories.
+    kek_file = root / "kek"
+    ensure_kek_file(kek_file)
+    source = LocalCluster(root / "source", nodes, kek_file=kek_file)
     source.start()
     try:
         token = source.admin_token
@@ -112,7 +117,7 @@ async def _drill(root: Path, nodes: int, seconds: float) -> dict[str, Any]:
             source.kill(node_id, signal.SIGKILL)
         shutil.rmtree(source.data_dir, ignore_errors=True)
 
-    restore(root / "backup", root / "restored", secret, nodes)
+    restore(root / "backup", root / "restored", secret, nodes, kek_file=kek_file)
     restored = LocalCluster(root / "restored", nodes)
     restored.start()
     try:

@@ -35,12 +35,12 @@ from api.public import add_public_routes
 from api.rate_limits import RateLimiter
 from api.sealing import Sealer
 from api.ui import add_ui_routes
-from cluster.config import NodeConfig, split_address
+from cluster.config import EXIT_KEY, NodeConfig, split_address
 from cluster.event_log import EventLog
 from cluster.gc_policy import tune_gc_for_apply
-from cluster.journal import FsyncPolicy, JournalError, install_durable_journal
+from cluster.journal import FsyncPolicy, JournalError, JournalKeyError, install_durable_journal
 from cluster.node import ExchangeNode, event_log_dir
-from cluster.rocks import StoreError
+from cluster.store_errors import StoreError, StoreKeyError
 from cluster.tls import client_context, server_context
 from projection.projector import projection_dir
 from projection.reader import HistoryReader, ProjectionUnavailable
@@ -185,27 +185,33 @@ def _recent_trades(node: ExchangeNode, history: HistoryReader) -> list[dict]:
 
 
 async def serve(config: NodeConfig) -> None:
-    install_durable_journal(FsyncPolicy(config.fsync))
+    install_durable_journal(FsyncPolicy(config.fsync), config.data_key)
     try:
         # The Raft journal is the durability source; the event log is replayed above its
         # applied index after a crash, so its own writes need not wait for fsync.
-        event_log = EventLog.open(event_log_dir(config.data_dir))
+        event_log = EventLog.open(event_log_dir(config.data_dir), data_key=config.data_key)
     except StoreError as exc:
-        raise SystemExit(f"raftex node: {exc}") from None
+        print(f"raftex node: refusing to start: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_KEY if isinstance(exc, StoreKeyError) else 1) from None
     try:
         node = ExchangeNode(config, event_log)
     except JournalError as exc:
         event_log.close()
-        raise SystemExit(f"raftex node: refusing to start: {exc}") from None
+        print(f"raftex node: refusing to start: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_KEY if isinstance(exc, JournalKeyError) else 1) from None
     tune_gc_for_apply()
     history = (
-        HistoryReader(projection_dir(config.data_dir), config.data_dir / "projection-reader")
+        HistoryReader(
+            projection_dir(config.data_dir),
+            config.data_dir / "projection-reader",
+            config.data_key,
+        )
         if config.projection
         else None
     )
     async with contextlib.AsyncExitStack() as stack:
         if config.projection:
-            await stack.enter_async_context(projector_child(config.data_dir))
+            await stack.enter_async_context(projector_child(config))
         await _serve_http(config, node, history)
     if history is not None:
         history.close()

@@ -15,8 +15,8 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
+from cluster.config import NodeConfig
 from raftex.restart_backoff import RestartBackoff
 
 log = logging.getLogger("raftex.projector_child")
@@ -25,10 +25,12 @@ STOP_WAIT_S = 10.0
 
 
 @contextlib.asynccontextmanager
-async def projector_child(data_dir: Path) -> AsyncIterator[None]:
-    """Runs `raftex project --node DATA_DIR --parent-pid PID` for the block's life."""
+async def projector_child(config: NodeConfig) -> AsyncIterator[None]:
+    """Runs `raftex project --node DATA_DIR --parent-pid PID` for the block's life (with the
+    node's keyring and key-encryption key file when it encrypts at rest; a key from the
+    environment reaches the child through its environment)."""
     running: list[asyncio.subprocess.Process] = []
-    supervisor = asyncio.create_task(_supervise(data_dir, running))
+    supervisor = asyncio.create_task(_supervise(_command(config), running))
     try:
         yield
     finally:
@@ -39,20 +41,21 @@ async def projector_child(data_dir: Path) -> AsyncIterator[None]:
             await _stop(process)
 
 
-async def _supervise(data_dir: Path, running: list[asyncio.subprocess.Process]) -> None:
+def _command(config: NodeConfig) -> list[str]:
+    command = [sys.executable, "-m", "raftex.cli", "project", "--node", str(config.data_dir)]
+    command += ["--parent-pid", str(os.getpid())]
+    if config.keyring_file is not None:
+        command += ["--keyring", str(config.keyring_file)]
+    if config.kek_file is not None:
+        command += ["--kek-file", str(config.kek_file)]
+    return command
+
+
+async def _supervise(command: list[str], running: list[asyncio.subprocess.Process]) -> None:
     backoff = RestartBackoff()
     while True:
         started = time.monotonic()
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "raftex.cli",
-            "project",
-            "--node",
-            str(data_dir),
-            "--parent-pid",
-            str(os.getpid()),
-        )
+        process = await asyncio.create_subprocess_exec(*command)
         running[:] = [process]
         code = await process.wait()
         running.clear()

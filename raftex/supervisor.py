@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cluster.config import EXIT_KEY
 from cluster.launcher import LocalCluster, LocalNode
 from cluster.node import EXIT_DIVERGED, EXIT_JOURNAL_FAILED
 from cluster.tls import client_context
@@ -31,6 +32,7 @@ HEALTH_TIMEOUT_S = 0.5
 FATAL_EXIT_CODES = {
     EXIT_DIVERGED: "it stopped rather than run a state that is not the log's",
     EXIT_JOURNAL_FAILED: "its journal could not be written",
+    EXIT_KEY: "its key-encryption key does not open its data (wrong key or keyring)",
 }
 
 

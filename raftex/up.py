@@ -13,6 +13,7 @@ from pathlib import Path
 
 from cluster.admin_client import ADMIN_TOKEN_FILE_NAME, AdminError
 from cluster.demo_keys import DEMO_KEYS_FILE_NAME, issue_demo_keys
+from cluster.keyring import KeyringError
 from cluster.launcher import (
     DEMO_ACCOUNTS,
     LEADER_WAIT_S,
@@ -65,11 +66,19 @@ def run_up(
     bases: PortBases | None = None,
     restart: bool = True,
     demo_rate: float = 0.0,
+    kek_file: Path | None = None,
 ) -> int:
-    """`count` voters and `replicas` read replicas. `tls` and `bases` apply to a new
-    cluster; a restarted one keeps the ports and the scheme it was created with.
+    """`count` voters and `replicas` read replicas. `tls`, `bases` and `kek_file` (encrypt
+    at rest) apply to a new cluster; a restarted one keeps the ports, the scheme and the
+    encryption it was created with (`kek_file`: where its key file is now).
     `demo_rate`: above 0, a demo market trades at that many actions per second."""
-    cluster = LocalCluster(data_dir.resolve(), count, tls=tls, replicas=replicas, bases=bases)
+    try:
+        cluster = LocalCluster(
+            data_dir.resolve(), count, tls=tls, replicas=replicas, bases=bases, kek_file=kek_file
+        )
+    except KeyringError as exc:
+        print(f"raftex up: {exc}", file=sys.stderr)
+        return 2
     ca = cluster.ca_file
     stopping = False
 
@@ -104,6 +113,10 @@ def run_up(
     print(f"  admin token   {data_dir / ADMIN_TOKEN_FILE_NAME}")
     if ca:
         print(f"  certificate   {ca} (self-signed: give it to clients as their CA)")
+    if cluster.kek_file is not None:
+        print(f"  at rest       encrypted; key-encryption key {cluster.kek_file} (keep it apart)")
+    else:
+        print("  at rest       in clear (a new cluster without --no-encryption is encrypted)")
     print(f"  demo API keys {data_dir / DEMO_KEYS_FILE_NAME} (TOTP secrets next to it)")
     for key in keys:
         print(f"    {key['account']:<6} {key['kind']:<8} {key['api_key']}  {key['scopes']}")

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from cluster.admin_client import AdminClient, AdminError, NodeAddress
-from cluster.launcher import LocalCluster, register_replicas, seed_demo, wait_for_leader
+from cluster.keyring import ensure_kek_file
+from cluster.launcher import (
+    LAUNCH_FILE_NAME,
+    LocalCluster,
+    register_replicas,
+    seed_demo,
+    wait_for_leader,
+)
 from engine.codes import Side
 from engine.commands import PlaceOrder, command_to_wire
 
@@ -36,11 +43,20 @@ class ClusterHarness:
         attached: bool = False,
         settings: dict[str, float | bool] | None = None,
         replicas: int = 0,
+        encrypted: bool = True,
     ) -> None:
         """`nodes` voters and `replicas` read replicas. `attached`: the nodes run under
         someone else (e.g. `raftex up`); address them all and never start or stop them.
-        `settings`: extra node settings (rate limits)."""
-        self.cluster = LocalCluster(data_dir, nodes, settings=settings, replicas=replicas)
+        `settings`: extra node settings (rate limits). `encrypted`: the data at rest sealed
+        under a key-encryption key kept beside the cluster's directory (`kek_file`), as an
+        operator would keep it apart from the data."""
+        self.kek_file: Path | None = None
+        if encrypted and not attached and not (data_dir / LAUNCH_FILE_NAME).exists():
+            self.kek_file = data_dir.with_name(data_dir.name + ".kek")
+            ensure_kek_file(self.kek_file)
+        self.cluster = LocalCluster(
+            data_dir, nodes, settings=settings, replicas=replicas, kek_file=self.kek_file
+        )
         self.token = self.cluster.admin_token
         self.attached = attached
 

@@ -37,11 +37,8 @@ from cluster.event_log_writer import EventLogWriter
 from cluster.rocks import (
     READ_LIMIT_MAX,
     U64,
-    StoreCorruptionError,
-    StoreError,
-    StoreOrderError,
-    StoreQueryError,
 )
+from cluster.store_errors import StoreCorruptionError, StoreError, StoreOrderError, StoreQueryError
 from engine.commands import (
     Deposit,
     PlaceOrder,

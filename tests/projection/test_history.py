@@ -28,11 +28,8 @@ from cluster.event_log import AppliedCommand, EventLog
 from cluster.rocks import (
     READ_LIMIT_MAX,
     U64,
-    StoreCorruptionError,
-    StoreError,
-    StoreOrderError,
-    StoreQueryError,
 )
+from cluster.store_errors import StoreCorruptionError, StoreError, StoreOrderError, StoreQueryError
 from engine import OrderType, TimeInForce
 from engine.commands import (
     AmendOrder,

@@ -52,19 +52,27 @@ def backed_up(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         after = harness.submit("n2", [8, "bob", "AAPL", 0, 3, 18_700, 0, 0, "after-the-backup"])
         assert after["events"][0]["type"] == "accepted"
         secret = _secret_file(harness, root)
-    return {"root": root, "manifest": manifest, "secret": secret, "backup": root / "backup"}
+    return {
+        "root": root,
+        "manifest": manifest,
+        "secret": secret,
+        "backup": root / "backup",
+        "kek": harness.kek_file,
+    }
 
 
 def test_a_backup_restores_into_a_new_cluster_with_the_same_state(
     backed_up: dict[str, Any], tmp_path: Path
 ) -> None:
     manifest = backed_up["manifest"]
-    assert (backed_up["backup"] / "snapshot.tar").stat().st_size == manifest["snapshot"]["bytes"]
+    snapshot = (backed_up["backup"] / "snapshot.tar").read_bytes()
+    assert len(snapshot) == manifest["snapshot"]["bytes"]
     assert manifest["index"] > 0 and len(manifest["state_hash"]) == 64
+    assert manifest["encrypted_at_rest"] and b"before-the-backup" not in snapshot
     restored_dir = tmp_path / "restored"
     done = _raftex(
         "restore", "--from", str(backed_up["backup"]), "--data-dir", str(restored_dir),
-        "--secret-file", str(backed_up["secret"]), "--json",
+        "--secret-file", str(backed_up["secret"]), "--kek-file", str(backed_up["kek"]), "--json",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["index"] == manifest["index"]
@@ -89,36 +97,53 @@ def test_a_backup_restores_into_a_new_cluster_with_the_same_state(
 def test_restore_refuses_bad_input_and_writes_nothing(
     backed_up: dict[str, Any], tmp_path: Path
 ) -> None:
-    backup, secret = backed_up["backup"], backed_up["secret"]
+    backup, secret, kek = backed_up["backup"], backed_up["secret"], backed_up["kek"]
+    target = tmp_path / "target"
+
+    done = _raftex(
+        "restore", "--from", str(backup), "--data-dir", str(target), "--secret-file", str(secret)
+    )
+    assert done.returncode == 1 and "encrypted at rest: give --kek-file" in done.stderr
+    assert not target.exists()
+    other_kek = tmp_path / "other.kek"
+    assert _raftex("new-kek", "--out", str(other_kek)).returncode == 0
+    done = _raftex(
+        "restore", "--from", str(backup), "--data-dir", str(target),
+        "--secret-file", str(secret), "--kek-file", str(other_kek),
+    )  # fmt: skip
+    assert done.returncode == 1 and "wrong key-encryption key" in done.stderr
+    assert not target.exists()
 
     not_empty = tmp_path / "not-empty"
     not_empty.mkdir()
     (not_empty / "keep.txt").write_text("mine")
     done = _raftex(
         "restore", "--from", str(backup), "--data-dir", str(not_empty),
-        "--secret-file", str(secret),
+        "--secret-file", str(secret), "--kek-file", str(kek),
     )  # fmt: skip
     assert done.returncode == 1 and "not an empty directory" in done.stderr
     assert [p.name for p in not_empty.iterdir()] == ["keep.txt"]
 
     wrong = tmp_path / "wrong-secret"
     wrong.write_text("not-the-cluster-secret")
-    target = tmp_path / "target"
     done = _raftex(
-        "restore", "--from", str(backup), "--data-dir", str(target), "--secret-file", str(wrong)
-    )
+        "restore", "--from", str(backup), "--data-dir", str(target),
+        "--secret-file", str(wrong), "--kek-file", str(kek),
+    )  # fmt: skip
     assert done.returncode == 1 and "secret is not the one" in done.stderr
     assert not target.exists()
 
     damaged = tmp_path / "damaged"
     damaged.mkdir()
     (damaged / "manifest.json").write_bytes((backup / "manifest.json").read_bytes())
+    (damaged / "keyring.json").write_bytes((backup / "keyring.json").read_bytes())
     data = bytearray((backup / "snapshot.tar").read_bytes())
     data[len(data) // 2] ^= 0x01
     (damaged / "snapshot.tar").write_bytes(bytes(data))
     done = _raftex(
-        "restore", "--from", str(damaged), "--data-dir", str(target), "--secret-file", str(secret)
-    )
+        "restore", "--from", str(damaged), "--data-dir", str(target),
+        "--secret-file", str(secret), "--kek-file", str(kek),
+    )  # fmt: skip
     assert done.returncode == 1 and "damaged" in done.stderr
     assert "Traceback" not in done.stderr
     assert not target.exists()
@@ -147,3 +172,36 @@ def test_the_drill_restores_under_load_and_reports_rpo_and_rto() -> None:
     assert result["rpo_entries"] >= 0 and result["rpo_ms"] >= 0
     assert 0 < result["rto_s"] < 120
     assert result["last_acknowledged_index"] >= result["backup_index"]
+
+
+def test_a_backup_in_clear_restored_with_a_key_becomes_an_encrypted_cluster(
+    tmp_path: Path,
+) -> None:
+    """How an existing cluster in clear is encrypted: back it up, restore it with a key."""
+    clear = ClusterHarness(tmp_path / "clear", encrypted=False)
+    with clear.running():
+        placed = clear.submit("n1", [8, "alice", "AAPL", 0, 2, 18_800, 0, 0, "kept-in-clear"])
+        assert placed["events"][0]["type"] == "accepted"
+        manifest = _backup(clear, tmp_path / "backup")
+        secret = _secret_file(clear, tmp_path)
+    assert not manifest["encrypted_at_rest"]
+    assert b"kept-in-clear" in (tmp_path / "backup" / "snapshot.tar").read_bytes()
+    kek = tmp_path / "new.kek"
+    assert _raftex("new-kek", "--out", str(kek)).returncode == 0
+    restored_dir = tmp_path / "restored"
+    done = _raftex(
+        "restore", "--from", str(tmp_path / "backup"), "--data-dir", str(restored_dir),
+        "--secret-file", str(secret), "--kek-file", str(kek),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for node in ("n1", "n2", "n3"):
+        for name in ("raft.dump", "raft.journal"):
+            assert b"kept-in-clear" not in (restored_dir / node / name).read_bytes()
+    harness = ClusterHarness(restored_dir)
+    with harness.running(seed=False):
+        for node in ("n1", "n2", "n3"):
+            got = harness.call(
+                node, "GET", "/v1/admin/hash", params={"index": str(manifest["index"])}
+            )
+            assert got["state_hash"] == manifest["state_hash"], node
+        assert harness.accepted_counts("n2")[("alice", "kept-in-clear")] == 1
