@@ -1,6 +1,8 @@
 """`raftex bench cluster`: the standard workload through a local cluster's submission path.
 
-Starts a fresh local cluster (fsync `always`) in a temporary directory, loads
+Starts a fresh local cluster (fsync `always`; encrypted at rest as `raftex up`
+makes one, or in clear, or both one after the other for the cost of encryption
+at rest) in a temporary directory, loads
 the workload's instruments, accounts and deposits, then measures:
 - throughput: C concurrent clients, each sending batches of orders to the
   leader's batch endpoint as fast as acknowledgements come back;
@@ -31,6 +33,7 @@ from bench.cpu import children_running, cpu_seconds, cpu_used, per_order_us
 from bench.engine import run_engine_bench
 from bench.workload import standard_workload
 from cluster.admin_client import AdminClient, AdminError
+from cluster.keyring import ensure_kek_file
 from cluster.launcher import LocalCluster, wait_for_leader
 from cluster.market import Market, seed_market
 from engine.commands import Command, PlaceOrder, command_to_wire
@@ -57,6 +60,7 @@ def _topology(nodes: int) -> dict[str, dict[str, float | bool]]:
 @dataclass(frozen=True, slots=True)
 class ClusterBench:
     topology: str
+    at_rest: str
     nodes: int
     clients: int
     batch: int
@@ -93,11 +97,27 @@ class _Drive:
 
 
 def run_cluster_bench(
-    nodes: int, clients: int, seconds: float, batch: int, rate: int, failovers: int, seed: int
+    nodes: int,
+    clients: int,
+    seconds: float,
+    batch: int,
+    rate: int,
+    failovers: int,
+    seed: int,
+    encrypted: bool = True,
 ) -> ClusterBench:
     workload = standard_workload(max(200_000, int(seconds * 60_000)), seed)
     with tempfile.TemporaryDirectory(prefix="raftex-bench-") as tmp:
-        cluster = LocalCluster(Path(tmp), nodes, fsync="always", node_settings=_topology(nodes))
+        kek_file = Path(tmp) / "kek"
+        if encrypted:
+            ensure_kek_file(kek_file)
+        cluster = LocalCluster(
+            Path(tmp) / "cluster",
+            nodes,
+            fsync="always",
+            node_settings=_topology(nodes),
+            kek_file=kek_file if encrypted else None,
+        )
         cluster.start()
         try:
             result = asyncio.run(
@@ -117,6 +137,7 @@ def run_cluster_bench(
     engine = run_engine_bench(ENGINE_COMMANDS, seed, reference=None)
     return ClusterBench(
         topology=TOPOLOGY,
+        at_rest="encrypted" if encrypted else "clear",
         nodes=nodes,
         clients=clients,
         batch=batch,
@@ -297,12 +318,47 @@ def _pct(values: list[float] | None, q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
 
 
+def compare_at_rest(
+    nodes: int, clients: int, seconds: float, batch: int, rate: int, seed: int
+) -> dict[str, Any]:
+    """The same run in clear, then encrypted at rest, side by side: what encryption costs."""
+    clear = run_cluster_bench(nodes, clients, seconds, batch, rate, 0, seed, encrypted=False)
+    sealed = run_cluster_bench(nodes, clients, seconds, batch, rate, 0, seed, encrypted=True)
+    return {
+        "clear": asdict(clear),
+        "encrypted": asdict(sealed),
+        "throughput_encrypted_to_clear": round(sealed.orders_per_s / clear.orders_per_s, 3),
+        "cpu_per_order_encrypted_to_clear": round(
+            sealed.cpu_us_per_order / clear.cpu_us_per_order, 3
+        ),
+        "latency_p99_ms_clear_encrypted": [clear.latency_ms_p99, sealed.latency_ms_p99],
+    }
+
+
+def format_at_rest_comparison(result: dict[str, Any], as_json: bool) -> str:
+    if as_json:
+        return json.dumps(result)
+    clear, sealed = result["clear"], result["encrypted"]
+    rows = [
+        ("orders acked/s", "orders_per_s"),
+        ("CPU per order (us)", "cpu_us_per_order"),
+        ("ack latency p50 (ms)", "latency_ms_p50"),
+        ("ack latency p99 (ms)", "latency_ms_p99"),
+    ]
+    lines = [f"{'':24}{'clear':>12}{'encrypted':>12}"]
+    lines += [f"{label:24}{clear[key]:>12}{sealed[key]:>12}" for label, key in rows]
+    lines.append(f"throughput encrypted/clear {result['throughput_encrypted_to_clear']}")
+    lines.append(f"CPU/order encrypted/clear  {result['cpu_per_order_encrypted_to_clear']}")
+    return "\n".join(lines)
+
+
 def format_cluster_bench(result: ClusterBench, as_json: bool) -> str:
     if as_json:
         return json.dumps(asdict(result))
     return "\n".join(
         [
             f"topology                  {result.topology}",
+            f"at rest                   {result.at_rest}",
             f"nodes / clients / batch   {result.nodes} / {result.clients} / {result.batch}",
             f"orders acked/s            {result.orders_per_s:>10,.0f}",
             f"ack latency p50/p99/p99.9 {result.latency_ms_p50} / {result.latency_ms_p99} / "

@@ -26,6 +26,7 @@ from typing import Any
 
 from chaos.netns import NamespaceNet, unavailable_reason
 from cluster.admin_client import AdminClient, AdminError, NodeAddress
+from cluster.keyring import ensure_kek_file
 from cluster.launcher import LocalCluster, LocalNode, register_replicas, wait_for_leader
 from cluster.market import Market, seed_market
 from cluster.node import DUMP_FILE_NAME, JOURNAL_FILE_NAME
@@ -70,7 +71,11 @@ def resolve_plane(plane: str) -> str:
 
 class ChaosCluster:
     def __init__(self, data_dir: Path, nodes: int, plane: str = "hooks", replicas: int = 0) -> None:
-        """`nodes` voters and `replicas` read replicas."""
+        """`nodes` voters and `replicas` read replicas, encrypted at rest as `raftex up` makes
+        them (the key-encryption key beside `data_dir`: a wiped node keeps only that and the
+        keyring, as an operator would)."""
+        kek_file = data_dir.with_name(data_dir.name + ".kek")
+        ensure_kek_file(kek_file)
         self.plane = resolve_plane(plane)
         self.net = NamespaceNet() if self.plane == "netns" else None
         settings: dict[str, float | bool] = {
@@ -89,6 +94,7 @@ class ChaosCluster:
                 host_of=self.net.add_node if self.net else None,
                 prefix_of=self.net.command_prefix if self.net else None,
                 replicas=replicas,
+                kek_file=kek_file,
             )
         except BaseException:
             if self.net is not None:

@@ -577,6 +577,8 @@ class ExchangeNode(SyncObj):
             "last_snapshot_index": self.last_snapshot_index,
             "event_log_index": self.writer.written_index,
             "members": sorted(self.members),
+            # The data key's id when the node encrypts at rest (never the key), else None.
+            "data_key_id": None if self.config.data_key is None else self.config.data_key.key_id,
             # The voters this node has a Raft connection to now (what a removal's quorum
             # check counts).
             "peers_connected": sorted(

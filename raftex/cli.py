@@ -14,7 +14,12 @@ import sys
 from pathlib import Path
 
 from bench.api import format_api_bench, run_api_bench
-from bench.cluster import format_cluster_bench, run_cluster_bench
+from bench.cluster import (
+    compare_at_rest,
+    format_at_rest_comparison,
+    format_cluster_bench,
+    run_cluster_bench,
+)
 from bench.engine import REFERENCE_MATCHER, format_engine_bench, run_engine_bench
 from bench.snapshot import format_snapshot_bench, run_snapshot_bench
 from chaos.cluster import PLANES
@@ -27,9 +32,11 @@ from cluster.config import EXIT_KEY, ConfigError, load_config
 from cluster.keyring import (
     KEK_ENV,
     KeyringError,
+    create_keyring,
     default_kek_file,
     ensure_kek_file,
     load_data_key,
+    read_kek_file,
 )
 from cluster.launcher import HTTP_PORT_BASE, LAUNCH_FILE_NAME, RAFT_PORT_BASE, PortBases
 from cluster.node import event_log_dir
@@ -127,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="offered orders/s for the latency phase (default: half the throughput measured)",
     )
     bench_cluster.add_argument("--failovers", type=int, default=1, help="leader kills to time")
+    bench_cluster.add_argument(
+        "--at-rest",
+        choices=["encrypted", "clear", "both"],
+        default="encrypted",
+        help="data encrypted at rest (as `raftex up` makes it), in clear, or both side by side"
+        " (the cost of encryption; no failovers)",
+    )
     bench_cluster.add_argument("--seed", type=int, default=1)
     bench_cluster.add_argument("--json", action="store_true", help="print one JSON object")
     bench_api = targets.add_parser("api", help="HTTP order entry and WebSocket fan-out")
@@ -216,6 +230,16 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--fsync", choices=["always", "none"])
     node.add_argument("--tls-cert", dest="tls_cert", help="PEM certificate: serve HTTPS")
     node.add_argument("--tls-key", dest="tls_key", help="PEM private key of --tls-cert")
+    node.add_argument(
+        "--keyring-file",
+        dest="keyring_file",
+        help="encrypt at rest: the cluster's keyring (`raftex new-keyring` makes it)",
+    )
+    node.add_argument(
+        "--kek-file",
+        dest="kek_file",
+        help=f"the key-encryption key that opens the keyring (else ${KEK_ENV})",
+    )
     node.add_argument(
         "--peer",
         dest="peers",
@@ -346,6 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, required=True, help="a new file (mode 0600), apart from any data"
     )
 
+    new_keyring = commands.add_parser(
+        "new-keyring",
+        help="make a cluster's keyring: a new data key wrapped by a key-encryption key",
+    )
+    new_keyring.add_argument("--kek-file", type=Path, required=True)
+    new_keyring.add_argument("--out", type=Path, required=True, help="a new file")
+
     add_admin_parser(commands)
     return parser
 
@@ -385,6 +416,14 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo_market(args.data_dir, args.rate, args.seed or 0)
     if args.command == "admin":
         return run_admin(args)
+    if args.command == "new-keyring":
+        try:
+            data_key = create_keyring(args.out, read_kek_file(args.kek_file))
+        except KeyringError as exc:
+            print(f"raftex new-keyring: {exc}", file=sys.stderr)
+            return 1
+        print(f"raftex: keyring {args.out} holds data key {data_key.key_id}")
+        return 0
     if args.command == "new-kek":
         if args.out.exists():
             print(f"raftex new-kek: {args.out} exists; choose a new file", file=sys.stderr)
@@ -402,6 +441,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
+    if args.command == "bench" and args.target == "cluster" and args.at_rest == "both":
+        compared = compare_at_rest(
+            args.nodes, args.clients, args.seconds, args.batch, args.rate, args.seed
+        )
+        print(format_at_rest_comparison(compared, args.json))
+        return 0
     if args.command == "bench" and args.target == "cluster":
         result = run_cluster_bench(
             args.nodes,
@@ -411,6 +456,7 @@ def _run_bench(args: argparse.Namespace) -> int:
             args.rate,
             args.failovers,
             args.seed,
+            encrypted=args.at_rest == "encrypted",
         )
         print(format_cluster_bench(result, args.json))
         return 0
@@ -558,6 +604,8 @@ def _run_node(args: argparse.Namespace) -> int:
             "peers",
             "tls_cert",
             "tls_key",
+            "keyring_file",
+            "kek_file",
         )
     }
     try:

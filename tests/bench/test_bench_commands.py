@@ -36,15 +36,22 @@ def test_bench_api_spreads_subscribers_over_the_replicas_and_each_gets_every_upd
     assert by_process["replicas"] > 0 and result["cpu_us_per_order"] > by_process["leader"]
 
 
-def test_bench_cluster_reports_the_ratio_cpu_and_the_projection_lag() -> None:
-    result = _bench("cluster", "--seconds", "2", "--failovers", "0", "--clients", "2")
-    assert result["topology"].startswith("3 voters")
-    assert result["orders_acked"] > 0 and 0 < result["ratio_to_engine"] < 1
-    assert set(result["cpu_us_per_order_by_process"]) == {
-        "leader",
-        "followers",
-        "projector",
-        "clients",
-    }
-    assert result["projection_lag_entries_at_end"] >= 0
-    assert result["rate_acked_per_s"] > 0
+def test_bench_cluster_reports_the_ratio_cpu_lag_and_the_cost_of_encryption_at_rest() -> None:
+    compared = _bench(
+        "cluster", "--seconds", "2", "--failovers", "0", "--clients", "2", "--at-rest", "both"
+    )
+    assert compared["clear"]["at_rest"] == "clear"
+    assert compared["encrypted"]["at_rest"] == "encrypted"
+    assert compared["throughput_encrypted_to_clear"] > 0
+    assert compared["cpu_per_order_encrypted_to_clear"] > 0
+    for result in (compared["clear"], compared["encrypted"]):
+        assert result["topology"].startswith("3 voters")
+        assert result["orders_acked"] > 0 and 0 < result["ratio_to_engine"] < 1
+        assert set(result["cpu_us_per_order_by_process"]) == {
+            "leader",
+            "followers",
+            "projector",
+            "clients",
+        }
+        assert result["projection_lag_entries_at_end"] >= 0
+        assert result["rate_acked_per_s"] > 0

@@ -22,13 +22,19 @@ from tests.cluster.harness import ClusterHarness
 UP_WAIT_S = 60.0
 # Five failed starts wait 0.5 + 1 + 2 + 4 + 8 s between them, plus each start's own time.
 GIVE_UP_WAIT_S = 60.0
+RESTART_BACKOFF_FIRST_S = 0.5
 
 
 class Up:
     """A `raftex up` process and every line it has printed (stdout and stderr)."""
 
     def __init__(self, data_dir: Path, *args: str) -> None:
+        """Encrypted at rest with a key file beside `data_dir` (`kek_file`), never the user's
+        own ~/.config/raftex/kek."""
         self.data_dir = data_dir
+        self.kek_file = data_dir.with_name(data_dir.name + ".kek")
+        if "--no-encryption" not in args:
+            args = (*args, "--kek-file", str(self.kek_file))
         self.process = subprocess.Popen(
             [sys.executable, "-m", "raftex.cli", "up", "--data-dir", str(data_dir), *args],
             stdout=subprocess.PIPE,
@@ -209,6 +215,35 @@ def test_up_restarts_a_killed_leader_and_leaves_down_a_node_that_cannot_start(
     finally:
         up.stop()
     assert not any(_alive(n["pid"]) for n in up.nodes().values() if n["pid"])
+
+
+def test_up_leaves_down_at_once_a_node_given_the_wrong_key(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    up = Up(data_dir)
+    try:
+        up.wait_for(f"at rest       encrypted; key-encryption key {up.kek_file}")
+        assert up.kek_file.read_text() != ""
+        harness = ClusterHarness(data_dir, attached=True)
+        follower = next(n for n in ("n1", "n2", "n3") if n != harness.wait_leader())
+        subprocess.run(
+            [sys.executable, "-m", "raftex.cli", "new-kek", "--out", str(tmp_path / "other")],
+            check=True,
+        )
+        os.replace(tmp_path / "other", up.kek_file)  # the wrong key where the nodes read it
+        os.kill(up.nodes()[follower]["pid"], signal.SIGKILL)
+        left = up.wait_for(f"{follower} exited (code 78)", GIVE_UP_WAIT_S)
+        assert "key-encryption key does not open its data" in left and "left down" in left
+        time.sleep(RESTART_BACKOFF_FIRST_S * 4)  # a restart would have come by now
+        after = up.lines[up.lines.index(left) + 1 :]
+        assert not any(f"{follower} restarted" in line for line in after), after
+        assert up.nodes()[follower]["pid"] is None
+        log = (data_dir / f"{follower}.log").read_text()
+        assert "wrong key-encryption key" in log and "Traceback" not in log
+        live = next(n for n in ("n1", "n2", "n3") if n != follower)
+        placed = harness.submit(live, [8, "bob", "MSFT", 1, 3, 42_100, 0, 0, "two-of-three"])
+        assert placed["events"][0]["type"] == "accepted"
+    finally:
+        up.stop()
 
 
 def test_up_with_no_restart_leaves_a_dead_node_down(tmp_path: Path) -> None:

@@ -55,6 +55,7 @@
         n.state_hash ? `${n.state_hash.slice(0, 12)}… (${n.state_hash_index})` : "",
         n.uptime_s === undefined ? "" : `${n.uptime_s} s`, n.last_snapshot_index,
         n.feed_connections,
+        n.data_key_id === undefined ? "" : (n.data_key_id ? `encrypted (${n.data_key_id})` : "in clear"),
       ]), (i) => ({ "data-node": nodes[i].id, "data-role": nodes[i].role }));
       const [text, kind] = agreement(nodes);
       const badge = document.getElementById("agreement");
