@@ -36,7 +36,8 @@ from cluster.keyring import KEYRING_FILE_NAME, create_keyring, read_kek_file
 from cluster.market import Market, seed_market
 from cluster.private_file import write_private
 from cluster.tls import CERT_FILE_NAME, self_signed
-from engine.commands import AddInstrument
+from engine.codes import TradingCapacity
+from engine.commands import AddInstrument, SetAccountProfile
 
 LAUNCH_FILE_NAME = "launch.json"
 LEADER_WAIT_S = 30.0
@@ -359,6 +360,13 @@ DEMO_MARKET = Market(
     accounts=DEMO_ACCOUNTS,
     cash=DEMO_CASH_CENTS,
     shares=DEMO_SHARES,
+    # A market-making firm dealing on its own account, and two brokers' clients.
+    profiles=(
+        SetAccountProfile("alice", "MMKR", "alice", "", TradingCapacity.DEAL),
+        SetAccountProfile("bob", "BRKA", "bob", "", TradingCapacity.AOTC),
+        SetAccountProfile("carol", "BRKA", "carol", "", TradingCapacity.AOTC),
+        SetAccountProfile("dave", "BRKB", "dave", "", TradingCapacity.AOTC),
+    ),
 )
 
 

@@ -19,6 +19,7 @@ from engine.commands import (
     Command,
     CreateAccount,
     Deposit,
+    SetAccountProfile,
     command_to_wire,
 )
 
@@ -35,6 +36,8 @@ class Market:
     # What each account is given: quote minor units, and shares of every instrument.
     cash: int
     shares: int
+    # Compliance reference data for some accounts: member, owner, LEI, trading capacity.
+    profiles: tuple[SetAccountProfile, ...] = ()
 
     def commands(self) -> list[Command]:
         commands: list[Command] = [AddAsset(self.quote, self.quote_decimals)]
@@ -47,6 +50,7 @@ class Market:
                 Deposit(account, inst.base, self.shares, request_id=f"seed-{inst.base}")
                 for inst in self.instruments
             ]
+        commands += self.profiles
         return commands
 
 

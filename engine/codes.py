@@ -36,6 +36,17 @@ class SelfTradePrevention(IntEnum):
     DECREMENT = 3
 
 
+class TradingCapacity(IntEnum):
+    """MiFID II trading capacity (the RTS 24 order record): dealing on own account, matched
+    principal, any other capacity (agency). On an order, ACCOUNT_DEFAULT takes the
+    account's."""
+
+    ACCOUNT_DEFAULT = 0
+    DEAL = 1
+    MTCH = 2
+    AOTC = 3
+
+
 class TradingStatus(IntEnum):
     OPEN = 0
     HALTED = 1
@@ -99,6 +110,7 @@ class RejectCode(StrEnum):
     REPLAYED_REQUEST = "replayed_request"
     STALE_REQUEST = "stale_request"
     SECOND_FACTOR_USED = "second_factor_used"
+    INVALID_PROFILE = "invalid_profile"
 
 
 class CancelReason(StrEnum):

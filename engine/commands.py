@@ -22,6 +22,7 @@ from engine.codes import (
     SelfTradePrevention,
     Side,
     TimeInForce,
+    TradingCapacity,
     TradingStatus,
 )
 
@@ -120,6 +121,7 @@ class PlaceOrder:
     post_only: bool = False
     stp: SelfTradePrevention = SelfTradePrevention.CANCEL_NEWEST
     expire_time_ms: int = 0
+    capacity: TradingCapacity = TradingCapacity.ACCOUNT_DEFAULT
 
 
 @dataclass(slots=True, frozen=True)
@@ -203,6 +205,19 @@ class SetSecondFactor:
 
 
 @dataclass(slots=True, frozen=True)
+class SetAccountProfile:
+    """An account's reference data for compliance: the member firm it trades through, its
+    beneficial owner (what wash-trade surveillance compares), an optional LEI, and the
+    trading capacity its orders carry unless they say otherwise."""
+
+    account: str
+    member: str
+    owner: str
+    lei: str = ""
+    capacity: TradingCapacity = TradingCapacity.DEAL
+
+
+@dataclass(slots=True, frozen=True)
 class Signed:
     """A client's write with what its signature and second factor proved at the edge.
 
@@ -237,6 +252,7 @@ Command = (
     | RevokeApiKey
     | SetSecondFactor
     | Signed
+    | SetAccountProfile
 )
 
 # Wire tags are part of the log format: never renumber, only append.
@@ -258,6 +274,7 @@ COMMAND_TAGS: dict[type, int] = {
     RevokeApiKey: 15,
     SetSecondFactor: 16,
     Signed: 17,
+    SetAccountProfile: 18,
 }
 _CLASS_BY_TAG = {tag: cls for cls, tag in COMMAND_TAGS.items()}
 _ENUM_FIELDS = {
@@ -267,6 +284,7 @@ _ENUM_FIELDS = {
     "stp": SelfTradePrevention,
     "status": TradingStatus,
     "kind": KeyKind,
+    "capacity": TradingCapacity,
 }
 _ENUMS = frozenset(_ENUM_FIELDS.values())
 # An int field that callers fill with an enum member as often as with a plain int (a key's

@@ -36,6 +36,9 @@ class Accepted:
     post_only: bool
     expire_at_ms: int
     hold: int
+    # The order's MiFID trading capacity (engine.codes.TradingCapacity): its own, else its
+    # account's default. 0 in histories written before capacities existed.
+    capacity: int = 0
 
 
 @dataclass(slots=True)
@@ -210,6 +213,19 @@ class AccountChanged:
 
 
 @dataclass(slots=True)
+class AccountProfileChanged:
+    """An account's compliance reference data was set (engine.commands.SetAccountProfile)."""
+
+    seq: int
+    ts_ms: int
+    account: str
+    member: str
+    owner: str
+    lei: str
+    capacity: int
+
+
+@dataclass(slots=True)
 class AssetAdded:
     seq: int
     ts_ms: int
@@ -254,6 +270,7 @@ Event = (
     | AssetAdded
     | ApiKeyChanged
     | SecondFactorSet
+    | AccountProfileChanged
 )
 
 # Wire tags are part of the event-history format: never renumber, only append.
@@ -274,6 +291,7 @@ EVENT_TAGS: dict[type, int] = {
     AssetAdded: 14,
     ApiKeyChanged: 15,
     SecondFactorSet: 16,
+    AccountProfileChanged: 17,
 }
 _CLASS_BY_TAG = {tag: cls for cls, tag in EVENT_TAGS.items()}
 EVENT_NAMES: dict[type, str] = {cls: cls.__name__.lower() for cls in EVENT_TAGS}

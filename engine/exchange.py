@@ -26,6 +26,7 @@ from engine.codes import (
     Side,
     StatusReason,
     TimeInForce,
+    TradingCapacity,
     TradingStatus,
 )
 from engine.commands import (
@@ -41,6 +42,7 @@ from engine.commands import (
     PlaceOrder,
     RevokeApiKey,
     SetAccountEnabled,
+    SetAccountProfile,
     SetSecondFactor,
     SetTradingStatus,
     Signed,
@@ -52,6 +54,7 @@ from engine.decimals import decimal_text
 from engine.events import (
     Accepted,
     AccountChanged,
+    AccountProfileChanged,
     Amended,
     ApiKeyChanged,
     AssetAdded,
@@ -163,6 +166,7 @@ class Exchange:
             Withdraw: self._withdraw,
             CreateAccount: self._create_account,
             SetAccountEnabled: self._set_account_enabled,
+            SetAccountProfile: self._set_account_profile,
             AddInstrument: self._add_instrument,
             UpdateInstrument: self._update_instrument,
             SetTradingStatus: self._set_trading_status,
@@ -383,6 +387,43 @@ class Exchange:
         self._out.append(AccountChanged(self.seq, self.now_ms, cmd.account, cmd.enabled))
         if not cmd.enabled:
             self._cancel_all(account, "", CancelReason.KILL_SWITCH)
+
+    def _set_account_profile(self, cmd: SetAccountProfile) -> None:
+        name = "SetAccountProfile"
+        account = self.accounts.get(cmd.account)
+        if account is None:
+            self._reject(cmd.account, "", name, RejectCode.UNKNOWN_ACCOUNT, "unknown account")
+        elif not cmd.member or not cmd.owner:
+            self._reject(
+                cmd.account, "", name, RejectCode.INVALID_PROFILE, "member and owner are required"
+            )
+        elif cmd.lei and not _is_lei(cmd.lei):
+            self._reject(
+                cmd.account,
+                "",
+                name,
+                RejectCode.INVALID_PROFILE,
+                "an LEI is 20 characters: 18 of upper-case letters and digits, 2 check digits",
+            )
+        elif cmd.capacity == TradingCapacity.ACCOUNT_DEFAULT:
+            self._reject(
+                cmd.account, "", name, RejectCode.INVALID_PROFILE, "capacity is DEAL, MTCH or AOTC"
+            )
+        else:
+            account.member, account.owner, account.lei = cmd.member, cmd.owner, cmd.lei
+            account.capacity = int(cmd.capacity)
+            self.seq += 1
+            self._out.append(
+                AccountProfileChanged(
+                    self.seq,
+                    self.now_ms,
+                    cmd.account,
+                    cmd.member,
+                    cmd.owner,
+                    cmd.lei,
+                    account.capacity,
+                )
+            )
 
     # ------------------------------------------------------- reference and access
 
@@ -632,6 +673,7 @@ class Exchange:
             order.post_only,
             order.expire_at_ms,
             hold,
+            cmd.capacity or owner.capacity,
         )
         self._out.append(accepted)
         if cid:
@@ -1539,3 +1581,12 @@ def _instrument_problem(
     if halt_pause_ms < 0:
         return "halt pause cannot be negative"
     return ""
+
+
+def _is_lei(lei: str) -> bool:
+    """ISO 17442: 18 alphanumerics and 2 check digits, ISO 7064 MOD 97-10 over the whole."""
+    if len(lei) != 20 or not lei.isascii() or not lei.isalnum() or lei != lei.upper():
+        return False
+    if not lei[18:].isdigit():
+        return False
+    return int("".join(str(int(c, 36)) for c in lei)) % 97 == 1

@@ -21,7 +21,9 @@ from engine.state import INSTRUMENT_SPEC, Account, ApiKey, Balance, Instrument, 
 if TYPE_CHECKING:
     from engine.exchange import Exchange
 
-SNAPSHOT_VERSION = 3
+SNAPSHOT_VERSION = 4
+# Version 3 had no account profiles (member, owner, LEI, capacity): read with defaults.
+SNAPSHOT_VERSIONS_READ = (3, SNAPSHOT_VERSION)
 # An instrument's row: its spec, then status, resume time, last price, bids and asks.
 INSTRUMENT_ROW_LEN = len(INSTRUMENT_SPEC) + 5
 
@@ -51,7 +53,8 @@ def encode_exchange(ex: Exchange) -> bytes:
             [asset, acct.balances[asset].available, acct.balances[asset].held]
             for asset in sorted(acct.balances)
         ]
-        accounts.append([account_id, acct.enabled, balances])
+        profile = [acct.member, acct.owner, acct.lei, acct.capacity]
+        accounts.append([account_id, acct.enabled, balances, profile])
     orders = [
         [
             o.order_id,
@@ -116,8 +119,10 @@ def decode_exchange(data: bytes, exchange_cls: type[Exchange]) -> Exchange:
 
 
 def _build(exchange_cls: type[Exchange], state: list[Any]) -> Exchange:
-    if state[0] != SNAPSHOT_VERSION:
-        raise SnapshotError(f"snapshot version {state[0]}, this engine reads {SNAPSHOT_VERSION}")
+    if state[0] not in SNAPSHOT_VERSIONS_READ:
+        raise SnapshotError(
+            f"snapshot version {state[0]}, this engine reads {SNAPSHOT_VERSIONS_READ}"
+        )
     (
         _,
         open_max,
@@ -142,8 +147,10 @@ def _build(exchange_cls: type[Exchange], state: list[Any]) -> Exchange:
     ex.next_order_id = next_order_id
     ex.next_trade_id = next_trade_id
     ex.accounts = {}
-    for account_id, enabled, balances in accounts:
+    for account_id, enabled, balances, *profile in accounts:
         acct = ex.accounts[account_id] = Account(account_id, enabled)
+        if profile:
+            acct.member, acct.owner, acct.lei, acct.capacity = profile[0]
         for asset, available, held in balances:
             acct.balances[asset] = Balance(account_id, asset, available, held)
     for row in orders:

@@ -10,6 +10,8 @@ import operator
 
 from sortedcontainers import SortedDict, SortedList
 
+from engine.codes import TradingCapacity
+
 BPS_DENOMINATOR = 10_000
 
 
@@ -54,11 +56,26 @@ class Balance:
 
 
 class Account:
-    __slots__ = ("account_id", "enabled", "balances", "orders")
+    __slots__ = (
+        "account_id",
+        "enabled",
+        "balances",
+        "orders",
+        "member",
+        "owner",
+        "lei",
+        "capacity",
+    )
 
     def __init__(self, account_id: str, enabled: bool = True) -> None:
         self.account_id = account_id
         self.enabled = enabled
+        # Compliance reference data (SetAccountProfile); an account with none set is its
+        # own beneficial owner, of no member, dealing on own account.
+        self.member = ""
+        self.owner = account_id
+        self.lei = ""
+        self.capacity = int(TradingCapacity.DEAL)
         self.balances: dict[str, Balance] = {}
         # Open orders (resting and untriggered stops) in acceptance order.
         self.orders: dict[int, Order] = {}

@@ -23,8 +23,13 @@ from cluster.admin_client import (
     read_cluster_file,
 )
 from cluster.keyring import KEK_ENV, KeyringError
-from engine.codes import TradingStatus
-from engine.commands import SetAccountEnabled, SetTradingStatus, command_to_wire
+from engine.codes import TradingCapacity, TradingStatus
+from engine.commands import (
+    SetAccountEnabled,
+    SetAccountProfile,
+    SetTradingStatus,
+    command_to_wire,
+)
 from raftex.backup import BackupError, take_backup
 from raftex.key_rotation import rotate_key
 
@@ -96,6 +101,22 @@ def add_admin_parser(commands: argparse._SubParsersAction) -> None:
     )
     kill.add_argument("account")
     kill.add_argument("--enable", action="store_true", help="re-enable the account instead")
+    profile = actions.add_parser(
+        "profile",
+        parents=[json_flag],
+        help="set an account's compliance reference data (member, beneficial owner, LEI,"
+        " trading capacity)",
+    )
+    profile.add_argument("account")
+    profile.add_argument("--member", required=True, help="the member firm it trades through")
+    profile.add_argument("--owner", required=True, help="its beneficial owner's id")
+    profile.add_argument("--lei", default="", help="its LEI (ISO 17442), if it has one")
+    profile.add_argument(
+        "--capacity",
+        choices=[c.name for c in TradingCapacity if c != TradingCapacity.ACCOUNT_DEFAULT],
+        default="DEAL",
+        help="the trading capacity its orders carry unless they say otherwise",
+    )
     rotate = actions.add_parser(
         "rotate-key",
         parents=[json_flag],
@@ -187,6 +208,11 @@ async def _dispatch(
         if action in ("halt", "resume"):
             status = TradingStatus.HALTED if action == "halt" else TradingStatus.OPEN
             wire = command_to_wire(SetTradingStatus(args.symbol, status))
+        elif action == "profile":
+            capacity = TradingCapacity[args.capacity]
+            wire = command_to_wire(
+                SetAccountProfile(args.account, args.member, args.owner, args.lei, capacity)
+            )
         else:
             wire = command_to_wire(SetAccountEnabled(args.account, bool(args.enable)))
         result = await _first_answer(client, nodes, "POST", "/v1/admin/commands", {"command": wire})

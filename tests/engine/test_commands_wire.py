@@ -86,7 +86,23 @@ def test_the_wire_form_carries_enums_as_plain_ints() -> None:
 
 def test_the_wire_form_is_the_tag_then_the_fields_in_order() -> None:
     command = PlaceOrder("bob", "ACME", Side.SELL, 3, 101, client_order_id="b-1")
-    assert command_to_wire(command) == [8, "bob", "ACME", 1, 3, 101, 0, 0, "b-1", 0, 0, False, 0, 0]
+    assert command_to_wire(command) == [
+        8,
+        "bob",
+        "ACME",
+        1,
+        3,
+        101,
+        0,
+        0,
+        "b-1",
+        0,
+        0,
+        False,
+        0,
+        0,
+        0,
+    ]
     assert command_to_wire(Tick()) == [12]
 
 

@@ -24,6 +24,7 @@ from conftest import (
 )
 
 from engine import CancelReason, Exchange, OrderType, TimeInForce
+from engine.codes import TradingCapacity
 from engine.commands import CancelOrder, UpdateInstrument
 from engine.events import Accepted, BalanceChanged, Cancelled, LevelChanged, Trade
 
@@ -53,6 +54,7 @@ def test_a_limit_buy_that_does_not_cross_rests_and_holds_its_cost(ex: Exchange) 
             post_only=False,
             expire_at_ms=0,
             hold=495,
+            capacity=TradingCapacity.DEAL,  # an account with no profile deals on own account
         ),
         BalanceChanged(s + 2, T0, BOB, QUOTE, CASH - 495, 495),
         LevelChanged(s + 3, T0, SYMBOL, BUY, 99, 5, 1),
