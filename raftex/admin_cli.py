@@ -32,6 +32,7 @@ from engine.commands import (
 )
 from raftex.backup import BackupError, take_backup
 from raftex.key_rotation import rotate_key
+from raftex.text_table import format_rows
 
 STATUS_COLUMNS = (
     "id",
@@ -250,19 +251,19 @@ async def _first_answer(
 def _table(action: str, output: Any) -> str:
     if action == "status":
         rows = [{**row, "projection_lag": _projection_lag(row)} for row in output["nodes"]]
-        return _format_rows(rows, STATUS_COLUMNS)
+        return format_rows(rows, STATUS_COLUMNS)
     if action == "members":
-        return _format_rows(output["members"], ("id", "role", "raft", "http")) + (
+        return format_rows(output["members"], ("id", "role", "raft", "http")) + (
             f"\nleader: {output['leader']}"
         )
     if action == "hash":
-        text = _format_rows(output["nodes"], ("id", "state_hash"))
+        text = format_rows(output["nodes"], ("id", "state_hash"))
         verdict = "agree" if output["agree"] else "DISAGREE"
         return f"{text}\nindex {output['index']}: {verdict}"
     if action == "audit":
-        return _format_rows(output["nodes"], ("id", "ok", "records", "first_bad", "reason"))
+        return format_rows(output["nodes"], ("id", "ok", "records", "first_bad", "reason"))
     if action == "snapshot":
-        return _format_rows(output["nodes"], ("requested", "last_snapshot_index"))
+        return format_rows(output["nodes"], ("requested", "last_snapshot_index"))
     if action == "backup":
         return (
             f"backup at log index {output['index']} (term {output['term']}) from "
@@ -280,13 +281,3 @@ def _projection_lag(row: dict[str, Any]) -> str | None:
     if projection.get("state") != "running":
         return projection.get("state")
     return f"{projection['lag_entries']}/{projection['lag_ms']}ms"
-
-
-def _format_rows(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
-    cells = [
-        [str(row.get(c, "")) if row.get(c) is not None else "-" for c in columns] for row in rows
-    ]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
-    return "\n".join(lines)

@@ -47,6 +47,7 @@ from raftex.demo_market import RATE_DEFAULT, run_demo_market
 from raftex.drill import LOAD_SECONDS_DEFAULT, format_drill, run_drill
 from raftex.node_process import run_node
 from raftex.up import run_up
+from raftex.warehouse_cli import add_warehouse_parser, run_warehouse
 
 PORT_BASE_MIN = 1024
 PORT_BASE_MAX = 65_000
@@ -378,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     new_keyring.add_argument("--out", type=Path, required=True, help="a new file")
 
     add_admin_parser(commands)
+    add_warehouse_parser(commands)
     return parser
 
 
@@ -416,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo_market(args.data_dir, args.rate, args.seed or 0)
     if args.command == "admin":
         return run_admin(args)
+    if args.command == "warehouse":
+        return run_warehouse(args)
     if args.command == "new-keyring":
         try:
             data_key = create_keyring(args.out, read_kek_file(args.kek_file))

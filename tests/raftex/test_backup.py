@@ -3,32 +3,19 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cluster.launcher import LAUNCH_FILE_NAME
+from tests.cli_process import raftex
 from tests.cluster.harness import ClusterHarness
-
-CLI_WAIT_S = 300
-
-
-def _raftex(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "raftex.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=CLI_WAIT_S,
-        check=False,
-    )
 
 
 def _backup(harness: ClusterHarness, out: Path) -> dict[str, Any]:
     cluster_file = str(harness.cluster.cluster_file)
-    done = _raftex("admin", "--cluster", cluster_file, "--json", "backup", "--out", str(out))
+    done = raftex("admin", "--cluster", cluster_file, "--json", "backup", "--out", str(out))
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -70,7 +57,7 @@ def test_a_backup_restores_into_a_new_cluster_with_the_same_state(
     assert manifest["index"] > 0 and len(manifest["state_hash"]) == 64
     assert manifest["encrypted_at_rest"] and b"before-the-backup" not in snapshot
     restored_dir = tmp_path / "restored"
-    done = _raftex(
+    done = raftex(
         "restore", "--from", str(backed_up["backup"]), "--data-dir", str(restored_dir),
         "--secret-file", str(backed_up["secret"]), "--kek-file", str(backed_up["kek"]), "--json",
     )  # fmt: skip
@@ -100,14 +87,14 @@ def test_restore_refuses_bad_input_and_writes_nothing(
     backup, secret, kek = backed_up["backup"], backed_up["secret"], backed_up["kek"]
     target = tmp_path / "target"
 
-    done = _raftex(
+    done = raftex(
         "restore", "--from", str(backup), "--data-dir", str(target), "--secret-file", str(secret)
     )
     assert done.returncode == 1 and "encrypted at rest: give --kek-file" in done.stderr
     assert not target.exists()
     other_kek = tmp_path / "other.kek"
-    assert _raftex("new-kek", "--out", str(other_kek)).returncode == 0
-    done = _raftex(
+    assert raftex("new-kek", "--out", str(other_kek)).returncode == 0
+    done = raftex(
         "restore", "--from", str(backup), "--data-dir", str(target),
         "--secret-file", str(secret), "--kek-file", str(other_kek),
     )  # fmt: skip
@@ -117,7 +104,7 @@ def test_restore_refuses_bad_input_and_writes_nothing(
     not_empty = tmp_path / "not-empty"
     not_empty.mkdir()
     (not_empty / "keep.txt").write_text("mine")
-    done = _raftex(
+    done = raftex(
         "restore", "--from", str(backup), "--data-dir", str(not_empty),
         "--secret-file", str(secret), "--kek-file", str(kek),
     )  # fmt: skip
@@ -126,7 +113,7 @@ def test_restore_refuses_bad_input_and_writes_nothing(
 
     wrong = tmp_path / "wrong-secret"
     wrong.write_text("not-the-cluster-secret")
-    done = _raftex(
+    done = raftex(
         "restore", "--from", str(backup), "--data-dir", str(target),
         "--secret-file", str(wrong), "--kek-file", str(kek),
     )  # fmt: skip
@@ -140,7 +127,7 @@ def test_restore_refuses_bad_input_and_writes_nothing(
     data = bytearray((backup / "snapshot.tar").read_bytes())
     data[len(data) // 2] ^= 0x01
     (damaged / "snapshot.tar").write_bytes(bytes(data))
-    done = _raftex(
+    done = raftex(
         "restore", "--from", str(damaged), "--data-dir", str(target),
         "--secret-file", str(secret), "--kek-file", str(kek),
     )  # fmt: skip
@@ -157,14 +144,14 @@ def test_a_backup_of_a_cluster_with_no_leader_is_refused(tmp_path: Path) -> None
             harness.cluster.kill(node)
         out = tmp_path / "backup"
         cluster_file = str(harness.cluster.cluster_file)
-        done = _raftex("admin", "--cluster", cluster_file, "backup", "--out", str(out))
+        done = raftex("admin", "--cluster", cluster_file, "backup", "--out", str(out))
     assert done.returncode == 1
     assert "raftex admin:" in done.stderr and "Traceback" not in done.stderr
     assert not (out / "snapshot.tar").exists()
 
 
 def test_the_drill_restores_under_load_and_reports_rpo_and_rto() -> None:
-    done = _raftex("drill", "--seconds", "4", "--json")
+    done = raftex("drill", "--seconds", "4", "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["ok"] and result["state_hash_at_backup_index_ok"] and result["audit_ok"]
@@ -187,9 +174,9 @@ def test_a_backup_in_clear_restored_with_a_key_becomes_an_encrypted_cluster(
     assert not manifest["encrypted_at_rest"]
     assert b"kept-in-clear" in (tmp_path / "backup" / "snapshot.tar").read_bytes()
     kek = tmp_path / "new.kek"
-    assert _raftex("new-kek", "--out", str(kek)).returncode == 0
+    assert raftex("new-kek", "--out", str(kek)).returncode == 0
     restored_dir = tmp_path / "restored"
-    done = _raftex(
+    done = raftex(
         "restore", "--from", str(tmp_path / "backup"), "--data-dir", str(restored_dir),
         "--secret-file", str(secret), "--kek-file", str(kek),
     )  # fmt: skip
