@@ -213,6 +213,19 @@ class AccountChanged:
 
 
 @dataclass(slots=True)
+class Transferred:
+    """Money or shares moved into (a deposit, amount > 0) or out of (a withdrawal, < 0) an
+    account from outside the exchange: with trades and fees, all that changes a balance."""
+
+    seq: int
+    ts_ms: int
+    account: str
+    asset: str
+    amount: int
+    request_id: str
+
+
+@dataclass(slots=True)
 class AccountProfileChanged:
     """An account's compliance reference data was set (engine.commands.SetAccountProfile)."""
 
@@ -271,6 +284,7 @@ Event = (
     | ApiKeyChanged
     | SecondFactorSet
     | AccountProfileChanged
+    | Transferred
 )
 
 # Wire tags are part of the event-history format: never renumber, only append.
@@ -292,6 +306,7 @@ EVENT_TAGS: dict[type, int] = {
     ApiKeyChanged: 15,
     SecondFactorSet: 16,
     AccountProfileChanged: 17,
+    Transferred: 18,
 }
 _CLASS_BY_TAG = {tag: cls for cls, tag in EVENT_TAGS.items()}
 EVENT_NAMES: dict[type, str] = {cls: cls.__name__.lower() for cls in EVENT_TAGS}

@@ -69,6 +69,7 @@ from engine.events import (
     SecondFactorSet,
     StatusChanged,
     Trade,
+    Transferred,
     Triggered,
 )
 from engine.snapshot import decode_exchange, encode_exchange
@@ -612,6 +613,12 @@ class Exchange:
         if bal.dirty:  # touched by an expiry in this command: report it once, here
             bal.dirty = False
             self._dirty_balances.remove(bal)
+        self.seq += 1
+        self._out.append(
+            Transferred(
+                self.seq, self.now_ms, cmd.account, cmd.asset, sign * cmd.amount, cmd.request_id
+            )
+        )
         self.seq += 1
         event = BalanceChanged(
             self.seq, self.now_ms, bal.account, bal.asset, bal.available, bal.held

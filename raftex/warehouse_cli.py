@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import os
 import sys
 from dataclasses import asdict
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +17,7 @@ from cluster.keyring import KEK_ENV, KeyringError
 from cluster.store_errors import StoreError
 from raftex.text_table import format_rows
 from warehouse.build import build
+from warehouse.output import plain_rows, to_csv, to_json
 from warehouse.query import WarehouseError, run_sql
 from warehouse.reconcile import reconcile
 from warehouse.source import DataDirSource, EventSource, NodeSource, SourceError
@@ -35,7 +33,7 @@ def add_warehouse_parser(commands: argparse._SubParsersAction) -> None:
     build_cmd = actions.add_parser(
         "build", help="build or extend a warehouse from a node's event history (incremental)"
     )
-    _add_source(build_cmd)
+    add_source_arguments(build_cmd)
     build_cmd.add_argument("--out", type=Path, required=True, help="the warehouse directory")
     build_cmd.add_argument("--json", action="store_true")
     sql = actions.add_parser("sql", help="query the warehouse with DuckDB")
@@ -47,13 +45,14 @@ def add_warehouse_parser(commands: argparse._SubParsersAction) -> None:
     check = actions.add_parser(
         "check", help="reconcile the warehouse with the history it was built from"
     )
-    _add_source(check)
+    add_source_arguments(check)
     check.add_argument("--warehouse", type=Path, required=True)
     check.add_argument("--json", action="store_true")
 
 
-def _add_source(parser: argparse.ArgumentParser) -> None:
-    where = parser.add_mutually_exclusive_group(required=True)
+def add_source_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """--data-dir or --node (with --cluster or --token-file), and --kek-file."""
+    where = parser.add_mutually_exclusive_group(required=required)
     where.add_argument("--data-dir", type=Path, help="a node's data directory (e.g. data/n1)")
     where.add_argument("--node", help="a running node's HTTP address, host:port")
     parser.add_argument(
@@ -68,7 +67,7 @@ def _add_source(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _source(args: argparse.Namespace) -> EventSource:
+def source_of(args: argparse.Namespace) -> EventSource:
     if args.data_dir is not None:
         return DataDirSource(args.data_dir, args.kek_file, os.environ.get(KEK_ENV))
     token = ""
@@ -88,7 +87,7 @@ def run_warehouse(args: argparse.Namespace) -> int:
     try:
         if args.warehouse_action == "sql":
             return _print_sql(args)
-        source = _source(args)
+        source = source_of(args)
         try:
             if args.warehouse_action == "build":
                 result: dict[str, Any] = asdict(build(source, args.out)) | {"out": str(args.out)}
@@ -134,29 +133,7 @@ def _print_sql(args: argparse.Namespace) -> int:
 
 def format_table(schema: pa.Schema, rows: list[dict[str, Any]], shape: str) -> str:
     if shape == "json":
-        return json.dumps(rows, default=_json_value)
+        return to_json(plain_rows(rows))
     if shape == "csv":
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=schema.names, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({k: _text(v) for k, v in row.items()} for row in rows)
-        return out.getvalue().rstrip("\n")
-    return format_rows([{k: _text(v) for k, v in row.items()} for row in rows], tuple(schema.names))
-
-
-def _text(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return _plain_decimal(value)
-    return value
-
-
-def _plain_decimal(value: Decimal) -> str:
-    """A decimal without the trailing zeros of the warehouse's 18 places: 190.5, not
-    190.500000000000000000."""
-    return format(value.normalize(), "f")
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return _plain_decimal(value)
-    return str(value)
+        return to_csv(schema.names, rows).rstrip("\n")
+    return format_rows(plain_rows(rows), tuple(schema.names))

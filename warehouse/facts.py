@@ -33,6 +33,7 @@ from engine.events import (
     Replenished,
     StatusChanged,
     Trade,
+    Transferred,
     Triggered,
 )
 from warehouse.tables import FACT_TABLES
@@ -229,6 +230,7 @@ class FactBuilder:
             leaves=self._qty(order[_LEAVES], symbol),
             display_qty=self._qty(order[_DISPLAY], symbol),
             traded_qty=more.get("traded_qty", Decimal(0)),
+            cancelled_qty=more.get("cancelled_qty", Decimal(0)),
             cum_qty=self._qty(order[_CUM], symbol),
             trade_id=more.get("trade_id"),
             role=more.get("role", ""),
@@ -285,7 +287,15 @@ class FactBuilder:
         if order is None:
             return
         order[_LEAVES] = e.leaves
-        self._order_event("cancelled", e.seq, e.ts_ms, e.order_id, order, reason=e.reason)
+        self._order_event(
+            "cancelled",
+            e.seq,
+            e.ts_ms,
+            e.order_id,
+            order,
+            reason=e.reason,
+            cancelled_qty=self._qty(e.qty, e.symbol),
+        )
         if e.leaves == 0:
             del self.orders[e.order_id]
 
@@ -394,6 +404,19 @@ class FactBuilder:
             held=self._amount(e.held, e.asset),
         )
 
+    def _transferred(self, e: Transferred) -> None:
+        member, _ = self._member_owner(e.account)
+        self._row(
+            "transfers",
+            e.seq,
+            e.ts_ms,
+            account=e.account,
+            member=member,
+            asset=e.asset,
+            amount=self._amount(e.amount, e.asset),
+            request_id=e.request_id,
+        )
+
     def _level(self, e: LevelChanged) -> None:
         book = self.books.get(e.symbol)
         if book is None:
@@ -448,6 +471,7 @@ _HANDLERS: dict[type, Any] = {
     Trade: FactBuilder._trade,
     Rejected: FactBuilder._rejected,
     BalanceChanged: FactBuilder._balance,
+    Transferred: FactBuilder._transferred,
     LevelChanged: FactBuilder._level,
     StatusChanged: FactBuilder._status,
 }

@@ -13,7 +13,7 @@ import asyncio
 import json
 import shutil
 import tempfile
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,6 +35,10 @@ class SourceError(Exception):
 class EventSource(Protocol):
     def events_after(self, seq: int) -> list[Event]:
         """Up to a page of events with a sequence above `seq`, ascending."""
+        ...
+
+    def verify_audit(self) -> dict[str, Any]:
+        """The audit chain re-hashed from its first command: ok, records, first_bad, reason."""
         ...
 
     def close(self) -> None: ...
@@ -62,6 +66,9 @@ class DataDirSource:
     def events_after(self, seq: int) -> list[Event]:
         return self._log.events_since(seq, READ_LIMIT_MAX)
 
+    def verify_audit(self) -> dict[str, Any]:
+        return asdict(self._log.verify_audit())
+
     def close(self) -> None:
         self._log.close()
         shutil.rmtree(self._scratch, ignore_errors=True)
@@ -86,10 +93,16 @@ class NodeSource:
     def events_after(self, seq: int) -> list[Event]:
         return asyncio.run(self._page(seq))
 
+    def verify_audit(self) -> dict[str, Any]:
+        return asyncio.run(self._get("/v1/admin/audit/verify", {}))
+
+    async def _get(self, path: str, params: dict[str, str]) -> Any:
+        async with AdminClient(self._token, ca_file=self._ca_file, timeout_s=300.0) as client:
+            return await client.call(self._http, "GET", path, params=params)
+
     async def _page(self, seq: int) -> list[Event]:
-        async with AdminClient(self._token, ca_file=self._ca_file, timeout_s=30.0) as client:
-            params = {"since": str(seq), "limit": str(READ_LIMIT_MAX)}
-            answer = await client.call(self._http, "GET", "/v1/admin/events", params=params)
+        params = {"since": str(seq), "limit": str(READ_LIMIT_MAX)}
+        answer = await self._get("/v1/admin/events", params)
         return [_event_from_dict(row) for row in answer["events"]]
 
     def close(self) -> None:

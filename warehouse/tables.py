@@ -35,6 +35,7 @@ ORDER_EVENTS = pa.schema(
         ("leaves", AMOUNT),  # remaining after this event
         ("display_qty", AMOUNT),  # 0: all of it is displayed
         ("traded_qty", AMOUNT),  # this event's fill, else 0
+        ("cancelled_qty", AMOUNT),  # what this event cancelled, else 0
         ("cum_qty", AMOUNT),  # filled so far
         ("trade_id", pa.int64()),  # a fill's trade, else null
         ("role", pa.string()),  # a fill's: passive aggressive
@@ -129,6 +130,18 @@ BALANCE_CHANGES = pa.schema(
     ]
 )
 
+TRANSFERS = pa.schema(
+    [
+        ("seq", pa.int64()),
+        ("ts", TIME),
+        ("account", pa.string()),
+        ("member", pa.string()),
+        ("asset", pa.string()),
+        ("amount", AMOUNT),  # > 0 a deposit, < 0 a withdrawal
+        ("request_id", pa.string()),
+    ]
+)
+
 REFERENCE_CHANGES = pa.schema(
     [
         ("seq", pa.int64()),
@@ -148,6 +161,7 @@ FACT_TABLES: dict[str, pa.Schema] = {
     "halts": HALTS,
     "control_breaches": CONTROL_BREACHES,
     "balance_changes": BALANCE_CHANGES,
+    "transfers": TRANSFERS,
     "reference_changes": REFERENCE_CHANGES,
 }
 

@@ -41,6 +41,7 @@ from engine.events import (
     Cancelled,
     InstrumentChanged,
     StatusChanged,
+    Transferred,
 )
 
 BETA = "BETA"
@@ -156,7 +157,8 @@ def test_mass_cancel_with_nothing_open_does_nothing(ex: Exchange) -> None:
 def test_a_deposit_reports_the_new_balance(ex: Exchange) -> None:
     s = ex.seq
     assert ex.apply(Deposit(BOB, QUOTE, 250)) == [
-        BalanceChanged(s + 1, T0, BOB, QUOTE, CASH + 250, 0)
+        Transferred(s + 1, T0, BOB, QUOTE, 250, ""),
+        BalanceChanged(s + 2, T0, BOB, QUOTE, CASH + 250, 0),
     ]
 
 
@@ -166,7 +168,8 @@ def test_a_withdrawal_never_takes_held_funds(ex: Exchange) -> None:
     apply_rejected(ex, Withdraw(BOB, QUOTE, 100_001), RejectCode.INSUFFICIENT_FUNDS)
     s = ex.seq
     assert ex.apply(Withdraw(BOB, QUOTE, 100_000)) == [
-        BalanceChanged(s + 1, T0, BOB, QUOTE, 0, 900_000)
+        Transferred(s + 1, T0, BOB, QUOTE, -100_000, ""),
+        BalanceChanged(s + 2, T0, BOB, QUOTE, 0, 900_000),
     ]
 
 

@@ -20,7 +20,7 @@ from conftest import (
 
 from engine import Exchange, RejectCode
 from engine.commands import Command, Deposit, PlaceOrder, Withdraw
-from engine.events import Accepted, BalanceChanged, Event, Rejected
+from engine.events import Accepted, BalanceChanged, Event, Rejected, Transferred
 from engine.exchange import CLIENT_ID_RETENTION_MS
 
 
@@ -89,8 +89,11 @@ def test_a_retried_deposit_credits_once(ex: Exchange) -> None:
     command = Deposit(BOB, QUOTE, 250, request_id="dep-1")
     s = ex.seq
     events = ex.apply(command)
-    assert events == [BalanceChanged(s + 1, T0, BOB, QUOTE, CASH + 250, 0)]
-    retry(ex, command, events[0])
+    assert events == [
+        Transferred(s + 1, T0, BOB, QUOTE, 250, "dep-1"),
+        BalanceChanged(s + 2, T0, BOB, QUOTE, CASH + 250, 0),
+    ]
+    retry(ex, command, events[1])  # the outcome a retry gets: the new balance
     assert ex.balance(BOB, QUOTE) == (CASH + 250, 0)
 
 

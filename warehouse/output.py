@@ -1,0 +1,36 @@
+"""Rows as people and other programs read them: plain decimals, CSV, JSON."""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import json
+from decimal import Decimal
+from typing import Any
+
+
+def plain(value: Any) -> Any:
+    """A decimal without the trailing zeros of the warehouse's 18 places (190.5, not
+    190.500000000000000000); dates and times in ISO 8601; everything else as it is."""
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    if isinstance(value, datetime.datetime | datetime.date):
+        return value.isoformat()
+    return value
+
+
+def plain_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: plain(v) for k, v in row.items()} for row in rows]
+
+
+def to_csv(columns: list[str], rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(plain_rows(rows))
+    return out.getvalue()
+
+
+def to_json(rows: Any) -> str:
+    return json.dumps(rows, default=lambda v: str(plain(v)))
