@@ -47,6 +47,7 @@ from raftex.demo_market import RATE_DEFAULT, run_demo_market
 from raftex.drill import LOAD_SECONDS_DEFAULT, format_drill, run_drill
 from raftex.node_process import run_node
 from raftex.report_cli import add_report_parser, run_report
+from raftex.surveil_cli import add_surveil_parser, run_surveil
 from raftex.up import run_up
 from raftex.warehouse_cli import add_warehouse_parser, run_warehouse
 
@@ -382,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_admin_parser(commands)
     add_warehouse_parser(commands)
     add_report_parser(commands)
+    add_surveil_parser(commands)
     return parser
 
 
@@ -424,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_warehouse(args)
     if args.command == "report":
         return run_report(args)
+    if args.command == "surveil":
+        return run_surveil(args)
     if args.command == "new-keyring":
         try:
             data_key = create_keyring(args.out, read_kek_file(args.kek_file))
