@@ -111,6 +111,7 @@ class RejectCode(StrEnum):
     STALE_REQUEST = "stale_request"
     SECOND_FACTOR_USED = "second_factor_used"
     INVALID_PROFILE = "invalid_profile"
+    RATE_LIMITED = "rate_limited"
 
 
 class CancelReason(StrEnum):

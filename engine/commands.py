@@ -218,6 +218,16 @@ class SetAccountProfile:
 
 
 @dataclass(slots=True, frozen=True)
+class SetRateLimit:
+    """A pre-trade control: at most `messages_per_s` order messages (new orders, amends,
+    cancels) of the account in one second of log time; 0 lifts the limit. Counted on log
+    time, so every node refuses the same message."""
+
+    account: str
+    messages_per_s: int
+
+
+@dataclass(slots=True, frozen=True)
 class Signed:
     """A client's write with what its signature and second factor proved at the edge.
 
@@ -253,6 +263,7 @@ Command = (
     | SetSecondFactor
     | Signed
     | SetAccountProfile
+    | SetRateLimit
 )
 
 # Wire tags are part of the log format: never renumber, only append.
@@ -275,6 +286,7 @@ COMMAND_TAGS: dict[type, int] = {
     SetSecondFactor: 16,
     Signed: 17,
     SetAccountProfile: 18,
+    SetRateLimit: 19,
 }
 _CLASS_BY_TAG = {tag: cls for cls, tag in COMMAND_TAGS.items()}
 _ENUM_FIELDS = {

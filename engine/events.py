@@ -213,6 +213,16 @@ class AccountChanged:
 
 
 @dataclass(slots=True)
+class RateLimitChanged:
+    """An account's message-rate limit was set (engine.commands.SetRateLimit); 0: none."""
+
+    seq: int
+    ts_ms: int
+    account: str
+    messages_per_s: int
+
+
+@dataclass(slots=True)
 class Transferred:
     """Money or shares moved into (a deposit, amount > 0) or out of (a withdrawal, < 0) an
     account from outside the exchange: with trades and fees, all that changes a balance."""
@@ -285,6 +295,7 @@ Event = (
     | SecondFactorSet
     | AccountProfileChanged
     | Transferred
+    | RateLimitChanged
 )
 
 # Wire tags are part of the event-history format: never renumber, only append.
@@ -307,6 +318,7 @@ EVENT_TAGS: dict[type, int] = {
     SecondFactorSet: 16,
     AccountProfileChanged: 17,
     Transferred: 18,
+    RateLimitChanged: 19,
 }
 _CLASS_BY_TAG = {tag: cls for cls, tag in EVENT_TAGS.items()}
 EVENT_NAMES: dict[type, str] = {cls: cls.__name__.lower() for cls in EVENT_TAGS}

@@ -43,6 +43,7 @@ from engine.commands import (
     RevokeApiKey,
     SetAccountEnabled,
     SetAccountProfile,
+    SetRateLimit,
     SetSecondFactor,
     SetTradingStatus,
     Signed,
@@ -64,6 +65,7 @@ from engine.events import (
     Expired,
     InstrumentChanged,
     LevelChanged,
+    RateLimitChanged,
     Rejected,
     Replenished,
     SecondFactorSet,
@@ -95,6 +97,7 @@ DAY_MS = 86_400_000
 # gets the original outcome; after it the id may be used again. Bounds the table's memory.
 CLIENT_ID_RETENTION_MS = DAY_MS
 ASSET_DECIMALS_MAX = 18
+RATE_LIMIT_MAX = 1_000_000
 API_KEYS_PER_ACCOUNT_MAX = 20
 ED25519_PUBLIC_KEY_HEX_LEN = 64
 # How long (log time) a signed write's signature is remembered after its timestamp, and how
@@ -168,6 +171,7 @@ class Exchange:
             CreateAccount: self._create_account,
             SetAccountEnabled: self._set_account_enabled,
             SetAccountProfile: self._set_account_profile,
+            SetRateLimit: self._set_rate_limit,
             AddInstrument: self._add_instrument,
             UpdateInstrument: self._update_instrument,
             SetTradingStatus: self._set_trading_status,
@@ -713,6 +717,8 @@ class Exchange:
             code, msg = RejectCode.UNKNOWN_ACCOUNT, "unknown account"
         elif not account.enabled:
             code, msg = RejectCode.ACCOUNT_DISABLED, "account is disabled"
+        elif account.rate_limit and not self._within_rate(account):
+            code, msg = RejectCode.RATE_LIMITED, _rate_message(account)
         elif inst is None:
             code, msg = RejectCode.UNKNOWN_SYMBOL, f"unknown symbol {cmd.symbol!r}"
         elif inst.status != OPEN:
@@ -1293,10 +1299,43 @@ class Exchange:
             return None
         return order
 
+    def _within_rate(self, account: Account) -> bool:
+        """Counts one order message of `account`; False if it is over its limit for this
+        second of log time (then it is not counted)."""
+        second = self.now_ms // 1000
+        if account.rate_second != second:
+            account.rate_second, account.rate_count = second, 0
+        if account.rate_count >= account.rate_limit:
+            return False
+        account.rate_count += 1
+        return True
+
+    def _set_rate_limit(self, cmd: SetRateLimit) -> None:
+        account = self.accounts.get(cmd.account)
+        if account is None:
+            self._reject(cmd.account, "", "SetRateLimit", RejectCode.UNKNOWN_ACCOUNT, "unknown")
+        elif not 0 <= cmd.messages_per_s <= RATE_LIMIT_MAX:
+            self._reject(
+                cmd.account,
+                "",
+                "SetRateLimit",
+                RejectCode.INVALID_AMOUNT,
+                f"a rate limit is 0 (none) to {RATE_LIMIT_MAX} messages a second",
+            )
+        else:
+            account.rate_limit = cmd.messages_per_s
+            self.seq += 1
+            self._out.append(
+                RateLimitChanged(self.seq, self.now_ms, cmd.account, cmd.messages_per_s)
+            )
+
     def _cancel(self, cmd: CancelOrder) -> None:
         order = self._find_own_order(cmd.account, cmd.order_id, cmd.client_order_id, "CancelOrder")
         if order is None:
             return
+        owner = order.owner
+        if owner.rate_limit:
+            self._within_rate(owner)  # a cancel counts, but is never refused: it lowers risk
         inst = self.instruments[order.symbol]
         self._cancel_open(order, inst, CancelReason.USER)
 
@@ -1315,6 +1354,8 @@ class Exchange:
         elif cmd.symbol and cmd.symbol not in self.instruments:
             self._reject(cmd.account, "", "MassCancel", RejectCode.UNKNOWN_SYMBOL, "unknown symbol")
         else:
+            if account.rate_limit:
+                self._within_rate(account)  # counted, never refused, like a cancel
             self._cancel_all(account, cmd.symbol, CancelReason.MASS_CANCEL)
 
     def _amend(self, cmd: AmendOrder) -> None:
@@ -1328,7 +1369,9 @@ class Exchange:
         executed = order.qty - order.leaves
         reduce_only = new_price == order.price and new_qty <= order.qty
         code = msg = ""
-        if order.armed or order.order_type == STOP:
+        if order.owner.rate_limit and not self._within_rate(order.owner):
+            code, msg = RejectCode.RATE_LIMITED, _rate_message(order.owner)
+        elif order.armed or order.order_type == STOP:
             code, msg = RejectCode.INVALID_ORDER, "only resting limit orders can be amended"
         elif cmd.qty < 0 or cmd.price < 0:
             code, msg = RejectCode.INVALID_ORDER, "quantity and price cannot be negative"
@@ -1588,6 +1631,10 @@ def _instrument_problem(
     if halt_pause_ms < 0:
         return "halt pause cannot be negative"
     return ""
+
+
+def _rate_message(account: Account) -> str:
+    return f"more than {account.rate_limit} order messages in one second"
 
 
 def _is_lei(lei: str) -> bool:

@@ -53,7 +53,15 @@ def encode_exchange(ex: Exchange) -> bytes:
             [asset, acct.balances[asset].available, acct.balances[asset].held]
             for asset in sorted(acct.balances)
         ]
-        profile = [acct.member, acct.owner, acct.lei, acct.capacity]
+        profile = [
+            acct.member,
+            acct.owner,
+            acct.lei,
+            acct.capacity,
+            acct.rate_limit,
+            acct.rate_second,
+            acct.rate_count,
+        ]
         accounts.append([account_id, acct.enabled, balances, profile])
     orders = [
         [
@@ -150,7 +158,15 @@ def _build(exchange_cls: type[Exchange], state: list[Any]) -> Exchange:
     for account_id, enabled, balances, *profile in accounts:
         acct = ex.accounts[account_id] = Account(account_id, enabled)
         if profile:
-            acct.member, acct.owner, acct.lei, acct.capacity = profile[0]
+            (
+                acct.member,
+                acct.owner,
+                acct.lei,
+                acct.capacity,
+                acct.rate_limit,
+                acct.rate_second,
+                acct.rate_count,
+            ) = profile[0]
         for asset, available, held in balances:
             acct.balances[asset] = Balance(account_id, asset, available, held)
     for row in orders:

@@ -65,6 +65,9 @@ class Account:
         "owner",
         "lei",
         "capacity",
+        "rate_limit",
+        "rate_second",
+        "rate_count",
     )
 
     def __init__(self, account_id: str, enabled: bool = True) -> None:
@@ -76,6 +79,11 @@ class Account:
         self.owner = account_id
         self.lei = ""
         self.capacity = int(TradingCapacity.DEAL)
+        # The message-rate control (SetRateLimit): at most rate_limit order messages in one
+        # second of log time (0: none); rate_count of them so far in second rate_second.
+        self.rate_limit = 0
+        self.rate_second = 0
+        self.rate_count = 0
         self.balances: dict[str, Balance] = {}
         # Open orders (resting and untriggered stops) in acceptance order.
         self.orders: dict[int, Order] = {}

@@ -27,6 +27,7 @@ from engine.codes import TradingCapacity, TradingStatus
 from engine.commands import (
     SetAccountEnabled,
     SetAccountProfile,
+    SetRateLimit,
     SetTradingStatus,
     command_to_wire,
 )
@@ -118,6 +119,13 @@ def add_admin_parser(commands: argparse._SubParsersAction) -> None:
         default="DEAL",
         help="the trading capacity its orders carry unless they say otherwise",
     )
+    rate = actions.add_parser(
+        "rate-limit",
+        parents=[json_flag],
+        help="limit an account's order messages per second of log time (0: no limit)",
+    )
+    rate.add_argument("account")
+    rate.add_argument("messages_per_s", type=int)
     rotate = actions.add_parser(
         "rotate-key",
         parents=[json_flag],
@@ -209,6 +217,8 @@ async def _dispatch(
         if action in ("halt", "resume"):
             status = TradingStatus.HALTED if action == "halt" else TradingStatus.OPEN
             wire = command_to_wire(SetTradingStatus(args.symbol, status))
+        elif action == "rate-limit":
+            wire = command_to_wire(SetRateLimit(args.account, args.messages_per_s))
         elif action == "profile":
             capacity = TradingCapacity[args.capacity]
             wire = command_to_wire(

@@ -29,6 +29,7 @@ from engine.events import (
     Expired,
     InstrumentChanged,
     LevelChanged,
+    RateLimitChanged,
     Rejected,
     Replenished,
     StatusChanged,
@@ -60,6 +61,7 @@ CONTROL_CODES = frozenset(
         RejectCode.MARKET_CLOSED,
         RejectCode.ACCOUNT_DISABLED,
         RejectCode.POST_ONLY_WOULD_TAKE,
+        RejectCode.RATE_LIMITED,
     }
 )
 ORDER_COMMANDS = frozenset({"PlaceOrder", "AmendOrder"})
@@ -193,6 +195,10 @@ class FactBuilder:
             "capacity": CAPACITIES.get(e.capacity, ""),
         }
         self._reference(e.seq, e.ts_ms, "account_profile", e.account, detail)
+
+    def _rate_limit(self, e: RateLimitChanged) -> None:
+        detail = {"messages_per_s": e.messages_per_s}
+        self._reference(e.seq, e.ts_ms, "rate_limit", e.account, detail)
 
     def _reference(self, seq: int, ts_ms: int, kind: str, key: str, detail: Any) -> None:
         self._row(
@@ -462,6 +468,7 @@ _HANDLERS: dict[type, Any] = {
     InstrumentChanged: FactBuilder._instrument,
     AccountChanged: FactBuilder._account,
     AccountProfileChanged: FactBuilder._profile,
+    RateLimitChanged: FactBuilder._rate_limit,
     Accepted: FactBuilder._accepted,
     Amended: FactBuilder._amended,
     Triggered: FactBuilder._triggered,

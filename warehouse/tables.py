@@ -146,7 +146,7 @@ REFERENCE_CHANGES = pa.schema(
     [
         ("seq", pa.int64()),
         ("ts", TIME),
-        ("kind", pa.string()),  # instrument account_profile account asset
+        ("kind", pa.string()),  # instrument account_profile account asset rate_limit
         ("key", pa.string()),
         ("detail", pa.string()),  # the change, as JSON
     ]
