@@ -17,10 +17,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.engine import START_MS
-from bench.workload import COMMANDS_PER_MS, standard_workload
-from cluster.event_log import AppliedCommand, EventLog
-from cluster.gc_policy import tune_gc_for_apply
+from bench.event_history import write_workload_log
+from cluster.event_log import EventLog
 from cluster.snapshot_file import (
     SnapshotMeta,
     extract_event_log,
@@ -28,9 +26,6 @@ from cluster.snapshot_file import (
     write_snapshot_file,
 )
 from engine import Exchange
-from engine.commands import command_to_bytes
-
-ENTRY_COMMANDS = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,23 +41,12 @@ class SnapshotBench:
 
 
 def run_snapshot_bench(commands: int, seed: int) -> SnapshotBench:
-    workload = standard_workload(commands, seed)
     with tempfile.TemporaryDirectory(prefix="raftex-snap-") as tmp:
         root = Path(tmp)
         event_log = EventLog.open(root / "events")
-        ex = Exchange()
         started = time.perf_counter()
-        index = 0
-        everything = workload.setup + workload.commands
-        tune_gc_for_apply()
-        for start in range(0, len(everything), ENTRY_COMMANDS):
-            index += 1
-            ts = START_MS + start // COMMANDS_PER_MS
-            applied = [
-                AppliedCommand(f"bench/{n}", command_to_bytes(c), ex.apply(c, ts))
-                for n, c in enumerate(everything[start : start + ENTRY_COMMANDS], start)
-            ]
-            event_log.write_entry(index, ts, applied)
+        ex = write_workload_log(event_log, commands, seed)
+        index = event_log.applied_index()
         build_s = time.perf_counter() - started
 
         started = time.perf_counter()

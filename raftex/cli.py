@@ -22,6 +22,7 @@ from bench.cluster import (
 )
 from bench.engine import REFERENCE_MATCHER, format_engine_bench, run_engine_bench
 from bench.snapshot import format_snapshot_bench, run_snapshot_bench
+from bench.warehouse import format_warehouse_bench, run_warehouse_bench
 from chaos.cluster import PLANES
 from chaos.nemesis import NemesisError, parse_families
 from chaos.netns import NetnsUnavailable
@@ -189,6 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chaos_run.add_argument("--out", type=Path, default=Path("chaos-report"))
     chaos_run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    bench_warehouse = targets.add_parser(
+        "warehouse", help="warehouse build, every report and surveillance over a workload"
+    )
+    bench_warehouse.add_argument("--commands", type=_positive, default=1_000_000)
+    bench_warehouse.add_argument("--seed", type=int, default=1)
+    bench_warehouse.add_argument("--json", action="store_true", help="print one JSON object")
     bench_snapshot = targets.add_parser("snapshot", help="write and install a snapshot")
     bench_snapshot.add_argument("--commands", type=_positive, default=100_000)
     bench_snapshot.add_argument("--seed", type=int, default=1)
@@ -477,6 +484,10 @@ def _run_bench(args: argparse.Namespace) -> int:
             args.clients, args.subscribers, args.seconds, args.batch, args.replicas
         )
         print(format_api_bench(result, args.json))
+        return 0
+    if args.command == "bench" and args.target == "warehouse":
+        result = run_warehouse_bench(args.commands, args.seed)
+        print(format_warehouse_bench(result, args.json))
         return 0
     if args.command == "bench" and args.target == "snapshot":
         print(format_snapshot_bench(run_snapshot_bench(args.commands, args.seed), args.json))

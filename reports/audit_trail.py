@@ -18,97 +18,61 @@ from pathlib import Path
 from typing import Any
 
 from reports.day import ReportError, open_warehouse, out_dir, write_file
-from warehouse.output import plain
 
 RECORDS_PER_FILE_DEFAULT = 100_000
-NS_PER_US = 1_000
 
-ORDER_EVENTS = """
-SELECT seq, event, epoch_us(ts) AS ts_us, epoch_us(accepted_ts) AS accepted_us, order_id,
-       client_order_id, account, member, capacity, symbol, side, order_type, tif, price,
-       stop_price, qty, leaves, traded_qty, cancelled_qty, trade_id, role,
-       CAST(expire_at AS VARCHAR) AS expire_at
-FROM order_events
-WHERE date = $day AND event IN ('accepted', 'amended', 'cancelled', 'partially_filled', 'filled')
+# One JSON line per record, built by DuckDB: a record per order event, then per trade, in
+# sequence order (an order's fill before the trade it made).
+RECORDS = """
+CREATE OR REPLACE TEMP MACRO plain(x) AS rtrim(rtrim(CAST(x AS VARCHAR), '0'), '.');
+CREATE OR REPLACE TEMP MACRO ns(t) AS CAST(epoch_us(t) * 1000 AS VARCHAR);
+WITH o AS (
+    SELECT e.*, x.price AS fill_price,
+           CASE e.side WHEN 'buy' THEN 'B' ELSE 'SL' END AS cat_side,
+           CASE e.order_type WHEN 'limit' THEN 'LMT' WHEN 'market' THEN 'MKT'
+                WHEN 'stop' THEN 'STP' ELSE 'STL' END AS cat_type,
+           CASE e.tif WHEN 'day' THEN 'DAY=' || $yyyymmdd
+                      WHEN 'gtd' THEN 'GTT=' || CAST(e.expire_at AS VARCHAR)
+                      ELSE upper(e.tif) END AS cat_tif
+    FROM order_events e
+    LEFT JOIN executions x ON x.order_id = e.order_id AND x.trade_id = e.trade_id
+    WHERE e.date = $day
+)
+SELECT seq, 0 AS kind, CASE event WHEN 'accepted' THEN 'MENO' ELSE 'MEOM' END AS record_type,
+to_json(struct_pack(
+    type := CASE event WHEN 'accepted' THEN 'MENO' ELSE 'MEOM' END,
+    eventTimestamp := ns(ts), orderKeyDate := ns(accepted_ts), orderID := CAST(order_id AS VARCHAR),
+    symbol := symbol, side := cat_side, CATReporterIMID := member, accountHolderType := capacity,
+    firmDesignatedID := account, clientOrderID := client_order_id,
+    price := CASE WHEN order_type IN ('market', 'stop') THEN NULL ELSE plain(price) END,
+    quantity := plain(qty), orderType := cat_type, timeInForce := cat_tif,
+    stopPrice := CASE WHEN order_type IN ('stop', 'stop_limit') THEN plain(stop_price) END
+)) AS line FROM o WHERE event IN ('accepted', 'amended')
+UNION ALL
+SELECT seq, 0, 'MEOC', to_json(struct_pack(
+    type := 'MEOC', eventTimestamp := ns(ts), orderKeyDate := ns(accepted_ts),
+    orderID := CAST(order_id AS VARCHAR), symbol := symbol, side := cat_side,
+    CATReporterIMID := member, accountHolderType := capacity, firmDesignatedID := account,
+    clientOrderID := client_order_id, cancelQty := plain(cancelled_qty), leavesQty := plain(leaves)
+)) FROM o WHERE event = 'cancelled'
+UNION ALL
+SELECT seq, 0, 'MEOF', to_json(struct_pack(
+    type := 'MEOF', eventTimestamp := ns(ts), orderKeyDate := ns(accepted_ts),
+    orderID := CAST(order_id AS VARCHAR), symbol := symbol, side := cat_side,
+    CATReporterIMID := member, accountHolderType := capacity, firmDesignatedID := account,
+    clientOrderID := client_order_id, tradeID := CAST(trade_id AS VARCHAR),
+    price := plain(fill_price), fillQuantity := plain(traded_qty), leavesQty := plain(leaves),
+    role := role
+)) FROM o WHERE event IN ('partially_filled', 'filled')
+UNION ALL
+SELECT seq, 1, 'MEOT', to_json(struct_pack(
+    type := 'MEOT', eventTimestamp := ns(ts), tradeID := CAST(trade_id AS VARCHAR),
+    symbol := symbol, price := plain(price), quantity := plain(qty),
+    buyOrderID := CAST(buy_order_id AS VARCHAR), sellOrderID := CAST(sell_order_id AS VARCHAR),
+    aggressorSide := CASE aggressor_side WHEN 'buy' THEN 'B' ELSE 'SL' END
+)) FROM trades WHERE date = $day
+ORDER BY seq, kind
 """
-
-TRADES = """
-SELECT seq, epoch_us(ts) AS ts_us, trade_id, symbol, price, qty, aggressor_side,
-       buy_order_id, sell_order_id
-FROM trades WHERE date = $day
-"""
-
-TYPES = {
-    "accepted": "MENO",
-    "amended": "MEOM",
-    "cancelled": "MEOC",
-    "partially_filled": "MEOF",
-    "filled": "MEOF",
-}
-SIDES = {"buy": "B", "sell": "SL"}
-ORDER_TYPES = {"limit": "LMT", "market": "MKT", "stop": "STP", "stop_limit": "STL"}
-
-
-def _ns(us: int) -> str:
-    return str(us * NS_PER_US)
-
-
-def _time_in_force(row: dict[str, Any], day: datetime.date) -> str:
-    tif = row["tif"]
-    if tif == "day":
-        return f"DAY={day.strftime('%Y%m%d')}"
-    if tif == "gtd":
-        return f"GTT={row['expire_at']}"
-    return tif.upper()
-
-
-def _order_record(row: dict[str, Any], day: datetime.date) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "type": TYPES[row["event"]],
-        "eventTimestamp": _ns(row["ts_us"]),
-        "orderKeyDate": _ns(row["accepted_us"]),
-        "orderID": str(row["order_id"]),
-        "symbol": row["symbol"],
-        "side": SIDES[row["side"]],
-        "CATReporterIMID": row["member"],
-        "accountHolderType": row["capacity"],
-        "firmDesignatedID": row["account"],
-        "clientOrderID": row["client_order_id"],
-    }
-    if row["event"] in ("accepted", "amended"):
-        record |= {
-            "price": plain(row["price"]) if row["order_type"] != "market" else None,
-            "quantity": plain(row["qty"]),
-            "orderType": ORDER_TYPES.get(row["order_type"], row["order_type"]),
-            "timeInForce": _time_in_force(row, day),
-        }
-        if row["order_type"] in ("stop", "stop_limit"):
-            record["stopPrice"] = plain(row["stop_price"])
-    elif row["event"] == "cancelled":
-        record |= {"cancelQty": plain(row["cancelled_qty"]), "leavesQty": plain(row["leaves"])}
-    else:
-        record |= {
-            "tradeID": str(row["trade_id"]),
-            "price": plain(row["price"]),
-            "fillQuantity": plain(row["traded_qty"]),
-            "leavesQty": plain(row["leaves"]),
-            "role": row["role"],
-        }
-    return record
-
-
-def _trade_record(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "MEOT",
-        "eventTimestamp": _ns(row["ts_us"]),
-        "tradeID": str(row["trade_id"]),
-        "symbol": row["symbol"],
-        "price": plain(row["price"]),
-        "quantity": plain(row["qty"]),
-        "buyOrderID": str(row["buy_order_id"]),
-        "sellOrderID": str(row["sell_order_id"]),
-        "aggressorSide": SIDES[row["aggressor_side"]],
-    }
 
 
 def write_audit_trail(
@@ -121,15 +85,17 @@ def write_audit_trail(
         raise ReportError("--records-per-file must be positive")
     con = open_warehouse(warehouse)
     try:
-        when = f"DATE '{day.isoformat()}'"
-        orders = con.sql(ORDER_EVENTS.replace("$day", when)).to_arrow_table().to_pylist()
-        trades = con.sql(TRADES.replace("$day", when)).to_arrow_table().to_pylist()
+        *macros, query = RECORDS.strip().split(";\n")
+        for macro in macros:
+            con.execute(macro)
+        params = {"day": day, "yyyymmdd": day.strftime("%Y%m%d")}
+        rows = con.execute(query, params).fetchall()
     finally:
         con.close()
-    keyed = [(row["seq"], 0, _order_record(row, day)) for row in orders]
-    keyed += [(row["seq"], 1, _trade_record(row)) for row in trades]
-    keyed.sort(key=lambda item: (item[0], item[1]))
-    lines = [json.dumps(record, separators=(",", ":")) for _, _, record in keyed]
+    lines = [line for _, _, _, line in rows]
+    types: dict[str, int] = {}
+    for _, _, record_type, _ in rows:
+        types[record_type] = types.get(record_type, 0) + 1
     out = out_dir(out)
     stem = f"CAT_{day.strftime('%Y%m%d')}"
     files = []
@@ -147,9 +113,6 @@ def write_audit_trail(
                 "uncompressed_sha256": hashlib.sha256(data).hexdigest(),
             }
         )
-    types: dict[str, int] = {}
-    for _, _, record in keyed:
-        types[record["type"]] = types.get(record["type"], 0) + 1
     manifest = {
         "report": "cat",
         "date": day.isoformat(),

@@ -16,10 +16,12 @@ import datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from reports.day import open_warehouse, out_dir, write_file
-from warehouse.output import to_csv
+from cluster.snapshot_file import file_sha256
+from reports.day import open_warehouse, out_dir
+from warehouse.output import write_csv
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -79,18 +81,22 @@ def write_order_record(warehouse: Path, day: datetime.date, out: Path) -> dict[s
     out = out_dir(out)
     csv_path = out / f"orders-{day.isoformat()}.csv"
     parquet_path = out / f"orders-{day.isoformat()}.parquet"
-    csv_sha = write_file(csv_path, to_csv(table.schema.names, table.to_pylist()).encode())
+    write_csv(table, csv_path)
     pq.write_table(table, parquet_path, compression="zstd")
-    counts: dict[str, int] = {}
-    for code in table.column("event_type").to_pylist():
-        counts[code] = counts.get(code, 0) + 1
+    counts = {
+        row["values"]: row["counts"]
+        for row in sorted(
+            pc.value_counts(table.column("event_type")).to_pylist(), key=lambda r: str(r["values"])
+        )
+        if row["values"] is not None
+    }
     return {
         "report": "orders",
         "date": day.isoformat(),
         "rows": table.num_rows,
-        "event_types": dict(sorted(counts.items())),
+        "event_types": counts,
         "files": [
-            {"name": csv_path.name, "sha256": csv_sha},
+            {"name": csv_path.name, "sha256": file_sha256(csv_path)},
             {"name": parquet_path.name},
         ],
     }

@@ -31,7 +31,7 @@ from warehouse.source import EventSource
 from warehouse.tables import FACT_TABLES
 
 STATE_FILE_NAME = "_state.msgpack"
-EVENTS_PER_FLUSH = 200_000
+ROWS_PER_BATCH = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,26 +54,34 @@ def load_builder(out: Path) -> FactBuilder:
 def build(
     source: EventSource, out: Path, progress: Callable[[int], None] | None = None
 ) -> BuildResult:
-    """Reads every event after the warehouse's last sequence and writes it in."""
+    """Reads every event after the warehouse's last sequence and writes it in.
+
+    Rows become Arrow columns every ROWS_PER_BATCH rows (compact, unlike Python lists) and
+    each touched partition is written once, at the end: rewriting a growing partition at
+    every batch would cost the square of a day's size."""
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     builder = load_builder(out)
     first_seq = builder.last_seq
     events = rows = 0
-    days: set[int] = set()
-    rewritten: set[Path] = set()
+    batches: dict[tuple[str, int], list[pa.Table]] = {}
     while True:
         page = source.events_after(builder.last_seq)
         for event in page:
             builder.add(event)
         events += len(page)
-        if not page or (builder.rows and _pending(builder) >= EVENTS_PER_FLUSH):
-            rows += _flush(builder, out, first_seq, days, rewritten)
+        if not page or (builder.rows and _pending(builder) >= ROWS_PER_BATCH):
+            for key, columns in builder.take_rows().items():
+                batch = pa.Table.from_pydict(dict(columns), schema=FACT_TABLES[key[0]])
+                batches.setdefault(key, []).append(batch)
+                rows += batch.num_rows
             if progress is not None:
                 progress(builder.last_seq)
         if not page:
             break
-    dates = sorted(day_text(d) for d in days)
+    for (table, day), new in sorted(batches.items()):
+        _write(out, table, day, new, first_seq)
+    dates = sorted({day_text(day) for _, day in batches})
     recompute(out, dates)
     _write_atomically(out / STATE_FILE_NAME, builder.state_bytes())
     return BuildResult(
@@ -85,24 +93,14 @@ def _pending(builder: FactBuilder) -> int:
     return sum(len(columns["seq"]) for columns in builder.rows.values())
 
 
-def _flush(
-    builder: FactBuilder, out: Path, first_seq: int, days: set[int], rewritten: set[Path]
-) -> int:
-    written = 0
-    for (table, day), columns in sorted(builder.take_rows().items()):
-        new = pa.Table.from_pydict(dict(columns), schema=FACT_TABLES[table])
-        path = partition_path(out, table, day_text(day))
-        if path.exists():
-            old = pq.read_table(path, schema=FACT_TABLES[table])
-            if path not in rewritten:
-                # Rows of a build that stopped before saving its state come again: drop them.
-                old = old.filter(pc.less_equal(old["seq"], first_seq))
-            new = pa.concat_tables([old, new])
-        write_partition(new, path)
-        rewritten.add(path)
-        written += len(columns["seq"])
-        days.add(day)
-    return written
+def _write(out: Path, table: str, day: int, new: list[pa.Table], first_seq: int) -> None:
+    """A partition: the rows it had up to `first_seq` (rows after it come from a build that
+    stopped before saving its state: they come again now), then this build's."""
+    path = partition_path(out, table, day_text(day))
+    if path.exists():
+        old = pq.read_table(path, schema=FACT_TABLES[table])
+        new = [old.filter(pc.less_equal(old["seq"], first_seq)), *new]
+    write_partition(pa.concat_tables(new), path)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -55,3 +55,10 @@ def test_bench_cluster_reports_the_ratio_cpu_lag_and_the_cost_of_encryption_at_r
         }
         assert result["projection_lag_entries_at_end"] >= 0
         assert result["rate_acked_per_s"] > 0
+
+
+def test_bench_warehouse_times_the_build_every_report_and_surveillance() -> None:
+    result = _bench("warehouse", "--commands", "20000")
+    assert result["events"] > 20_000 and result["rows"] > 0 and result["rows_per_s"] > 0
+    assert set(result["report_s"]) == {"orders", "cat", "otr", "execq", "eod"}
+    assert result["eod_clean"] and result["warehouse_mb"] > 0 and result["size_ratio"] > 0
