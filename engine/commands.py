@@ -52,6 +52,8 @@ class AddInstrument:
     reference_price: int = 0
     halt_pause_ms: int = 60_000
     status: TradingStatus = TradingStatus.OPEN
+    # Who made the change (an operator's name, from the admin CLI's --operator): audited.
+    by: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -69,12 +71,16 @@ class UpdateInstrument:
     taker_fee_bps: int = -1
     reference_price: int = -1
     halt_pause_ms: int = -1
+    # Who made the change (an operator's name, from the admin CLI's --operator): audited.
+    by: str = ""
 
 
 @dataclass(slots=True, frozen=True)
 class SetTradingStatus:
     symbol: str
     status: TradingStatus
+    # Who made the change (an operator's name, from the admin CLI's --operator): audited.
+    by: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -104,6 +110,8 @@ class SetAccountEnabled:
 
     account: str
     enabled: bool
+    # Who made the change (an operator's name, from the admin CLI's --operator): audited.
+    by: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -215,6 +223,8 @@ class SetAccountProfile:
     owner: str
     lei: str = ""
     capacity: TradingCapacity = TradingCapacity.DEAL
+    # Who made the change (an operator's name, from the admin CLI's --operator): audited.
+    by: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -225,6 +235,8 @@ class SetRateLimit:
 
     account: str
     messages_per_s: int
+    # Who made the change (an operator's name, from the admin CLI's --operator): audited.
+    by: str = ""
 
 
 @dataclass(slots=True, frozen=True)

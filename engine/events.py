@@ -179,6 +179,7 @@ class StatusChanged:
     status: int
     reason: str
     resume_at_ms: int
+    by: str = ""  # who changed it, when an operator did (the command's `by`)
 
 
 @dataclass(slots=True)
@@ -200,6 +201,7 @@ class InstrumentChanged:
     taker_fee_bps: int
     reference_price: int
     halt_pause_ms: int
+    by: str = ""  # who changed it, when an operator did (the command's `by`)
 
 
 @dataclass(slots=True)
@@ -210,6 +212,7 @@ class AccountChanged:
     ts_ms: int
     account: str
     enabled: bool
+    by: str = ""  # who changed it, when an operator did (the command's `by`)
 
 
 @dataclass(slots=True)
@@ -220,6 +223,7 @@ class RateLimitChanged:
     ts_ms: int
     account: str
     messages_per_s: int
+    by: str = ""  # who changed it, when an operator did (the command's `by`)
 
 
 @dataclass(slots=True)
@@ -246,6 +250,7 @@ class AccountProfileChanged:
     owner: str
     lei: str
     capacity: int
+    by: str = ""  # who changed it, when an operator did (the command's `by`)
 
 
 @dataclass(slots=True)

@@ -309,9 +309,9 @@ class Exchange:
             return
         inst = Instrument(*spec, int(cmd.status))
         self.instruments[cmd.symbol] = inst
-        self._instrument_event(inst)
+        self._instrument_event(inst, cmd.by)
         if inst.status != OPEN:
-            self._status_event(inst, StatusReason.ADMIN)
+            self._status_event(inst, StatusReason.ADMIN, cmd.by)
 
     def _update_instrument(self, cmd: UpdateInstrument) -> None:
         inst = self.instruments.get(cmd.symbol)
@@ -343,17 +343,17 @@ class Exchange:
         for field, value in values.items():
             setattr(inst, field, value)
         inst.set_reference(reference)
-        self._instrument_event(inst)
+        self._instrument_event(inst, cmd.by)
 
-    def _instrument_event(self, inst: Instrument) -> None:
+    def _instrument_event(self, inst: Instrument, by: str) -> None:
         self.seq += 1
-        self._out.append(InstrumentChanged(self.seq, self.now_ms, *inst.spec()))
+        self._out.append(InstrumentChanged(self.seq, self.now_ms, *inst.spec(), by))
 
-    def _status_event(self, inst: Instrument, reason: str) -> None:
+    def _status_event(self, inst: Instrument, reason: str, by: str = "") -> None:
         self.seq += 1
         self._out.append(
             StatusChanged(
-                self.seq, self.now_ms, inst.symbol, inst.status, reason, inst.resume_at_ms
+                self.seq, self.now_ms, inst.symbol, inst.status, reason, inst.resume_at_ms, by
             )
         )
 
@@ -367,7 +367,7 @@ class Exchange:
         inst.status = int(cmd.status)
         inst.resume_at_ms = 0
         self.paused.pop(cmd.symbol, None)
-        self._status_event(inst, StatusReason.ADMIN)
+        self._status_event(inst, StatusReason.ADMIN, cmd.by)
 
     def _create_account(self, cmd: CreateAccount) -> None:
         name = "CreateAccount"
@@ -389,7 +389,7 @@ class Exchange:
             return
         account.enabled = cmd.enabled
         self.seq += 1
-        self._out.append(AccountChanged(self.seq, self.now_ms, cmd.account, cmd.enabled))
+        self._out.append(AccountChanged(self.seq, self.now_ms, cmd.account, cmd.enabled, cmd.by))
         if not cmd.enabled:
             self._cancel_all(account, "", CancelReason.KILL_SWITCH)
 
@@ -427,6 +427,7 @@ class Exchange:
                     cmd.owner,
                     cmd.lei,
                     account.capacity,
+                    cmd.by,
                 )
             )
 
@@ -1326,7 +1327,7 @@ class Exchange:
             account.rate_limit = cmd.messages_per_s
             self.seq += 1
             self._out.append(
-                RateLimitChanged(self.seq, self.now_ms, cmd.account, cmd.messages_per_s)
+                RateLimitChanged(self.seq, self.now_ms, cmd.account, cmd.messages_per_s, cmd.by)
             )
 
     def _cancel(self, cmd: CancelOrder) -> None:

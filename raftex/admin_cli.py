@@ -62,6 +62,12 @@ def add_admin_parser(commands: argparse._SubParsersAction) -> None:
         "--ca", type=Path, help="the cluster's TLS certificate (default: from cluster.json)"
     )
     admin.add_argument("--json", action="store_true", help="print JSON")
+    admin.add_argument(
+        "--operator",
+        default=os.environ.get("USER") or "operator",
+        help="who is making a change (halts, limits, profiles, the kill switch): recorded in"
+        " the audit history and the end-of-day report (default: $USER)",
+    )
     # `--json` reads naturally at the end too (`raftex admin ... status --json`).
     json_flag = argparse.ArgumentParser(add_help=False)
     json_flag.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
@@ -216,16 +222,22 @@ async def _dispatch(
             return result, result["agree"]
         if action in ("halt", "resume"):
             status = TradingStatus.HALTED if action == "halt" else TradingStatus.OPEN
-            wire = command_to_wire(SetTradingStatus(args.symbol, status))
+            wire = command_to_wire(SetTradingStatus(args.symbol, status, by=args.operator))
         elif action == "rate-limit":
-            wire = command_to_wire(SetRateLimit(args.account, args.messages_per_s))
+            wire = command_to_wire(
+                SetRateLimit(args.account, args.messages_per_s, by=args.operator)
+            )
         elif action == "profile":
             capacity = TradingCapacity[args.capacity]
             wire = command_to_wire(
-                SetAccountProfile(args.account, args.member, args.owner, args.lei, capacity)
+                SetAccountProfile(
+                    args.account, args.member, args.owner, args.lei, capacity, by=args.operator
+                )
             )
         else:
-            wire = command_to_wire(SetAccountEnabled(args.account, bool(args.enable)))
+            wire = command_to_wire(
+                SetAccountEnabled(args.account, bool(args.enable), by=args.operator)
+            )
         result = await _first_answer(client, nodes, "POST", "/v1/admin/commands", {"command": wire})
         rejected = [e for e in result["events"] if e["type"] == "rejected"]
         if rejected:

@@ -20,6 +20,7 @@ from typing import Any
 from reports.day import ReportError, open_warehouse, out_dir, write_file
 
 RECORDS_PER_FILE_DEFAULT = 100_000
+GZIP_LEVEL = 6  # zlib's default level, not gzip.compress's 9: files for transfer, not archives
 
 # One JSON line per record, built by DuckDB: a record per order event, then per trade, in
 # sequence order (an order's fill before the trade it made).
@@ -103,7 +104,7 @@ def write_audit_trail(
         chunk = lines[start : start + records_per_file]
         data = ("\n".join(chunk) + "\n").encode() if chunk else b""
         name = f"{stem}_{number:06d}.json.gz"
-        compressed = gzip.compress(data, mtime=0)
+        compressed = gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
         write_file(out / name, compressed)
         files.append(
             {

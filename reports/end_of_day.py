@@ -131,7 +131,7 @@ def end_of_day(
         breaches = _table_rows(con, warehouse, "control_breaches", day)
         changes = _rows(
             con,
-            "SELECT seq, ts, kind, key, detail FROM reference_changes "
+            "SELECT seq, ts, kind, key, detail, changed_by FROM reference_changes "
             "WHERE date = $day AND kind IN ('instrument', 'rate_limit', 'account_profile', "
             "'account') "
             "ORDER BY seq",

@@ -174,17 +174,19 @@ class FactBuilder:
 
     def _asset(self, e: AssetAdded) -> None:
         self.assets[e.asset] = e.decimals
-        self._reference(e.seq, e.ts_ms, "asset", e.asset, {"decimals": e.decimals})
+        self._reference(e.seq, e.ts_ms, "asset", e.asset, {"decimals": e.decimals}, "")
 
     def _instrument(self, e: InstrumentChanged) -> None:
         self.instruments[e.symbol] = [e.base, e.quote]
         detail = {
-            name: getattr(e, name) for name in e.__match_args__ if name not in ("seq", "ts_ms")
+            name: getattr(e, name)
+            for name in e.__match_args__
+            if name not in ("seq", "ts_ms", "by")
         }
-        self._reference(e.seq, e.ts_ms, "instrument", e.symbol, detail)
+        self._reference(e.seq, e.ts_ms, "instrument", e.symbol, detail, e.by)
 
     def _account(self, e: AccountChanged) -> None:
-        self._reference(e.seq, e.ts_ms, "account", e.account, {"enabled": e.enabled})
+        self._reference(e.seq, e.ts_ms, "account", e.account, {"enabled": e.enabled}, e.by)
 
     def _profile(self, e: AccountProfileChanged) -> None:
         self.profiles[e.account] = [e.member, e.owner, e.lei, e.capacity]
@@ -194,13 +196,13 @@ class FactBuilder:
             "lei": e.lei,
             "capacity": CAPACITIES.get(e.capacity, ""),
         }
-        self._reference(e.seq, e.ts_ms, "account_profile", e.account, detail)
+        self._reference(e.seq, e.ts_ms, "account_profile", e.account, detail, e.by)
 
     def _rate_limit(self, e: RateLimitChanged) -> None:
         detail = {"messages_per_s": e.messages_per_s}
-        self._reference(e.seq, e.ts_ms, "rate_limit", e.account, detail)
+        self._reference(e.seq, e.ts_ms, "rate_limit", e.account, detail, e.by)
 
-    def _reference(self, seq: int, ts_ms: int, kind: str, key: str, detail: Any) -> None:
+    def _reference(self, seq: int, ts_ms: int, kind: str, key: str, detail: Any, by: str) -> None:
         self._row(
             "reference_changes",
             seq,
@@ -208,6 +210,7 @@ class FactBuilder:
             kind=kind,
             key=key,
             detail=json.dumps(detail, sort_keys=True),
+            changed_by=by,
         )
 
     def _order_event(
@@ -460,6 +463,7 @@ class FactBuilder:
             status=STATUSES.get(int(e.status), str(e.status)),
             reason=str(e.reason),
             resume_at=_ts_us(e.resume_at_ms) if e.resume_at_ms else None,
+            changed_by=e.by,
         )
 
 

@@ -103,6 +103,7 @@ HALTS = pa.schema(
         ("status", pa.string()),  # open halted closed
         ("reason", pa.string()),
         ("resume_at", TIME),
+        ("changed_by", pa.string()),  # the operator, for a halt or resumption by hand
     ]
 )
 
@@ -149,6 +150,7 @@ REFERENCE_CHANGES = pa.schema(
         ("kind", pa.string()),  # instrument account_profile account asset rate_limit
         ("key", pa.string()),
         ("detail", pa.string()),  # the change, as JSON
+        ("changed_by", pa.string()),  # the operator who made it (the admin CLI's --operator)
     ]
 )
 

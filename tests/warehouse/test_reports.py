@@ -21,6 +21,7 @@ from engine.commands import (
     Deposit,
     PlaceOrder,
     SetAccountProfile,
+    SetRateLimit,
     Withdraw,
 )
 from reports.audit_trail import write_audit_trail
@@ -58,6 +59,7 @@ def story(tmp_path: Path) -> dict:
     for n in range(6):  # carol places and cancels, never trades
         [placed] = node.run(PlaceOrder("carol", "ACME", SELL, 50, 1_009, client_order_id=f"c{n}"))
         node.run(CancelOrder("carol", node.order_id(placed)))
+    node.run(SetRateLimit("carol", 100, by="ops-ann"))
     node.run(Deposit("bob", "USD", 5_000, request_id="dep"))
     node.run(Withdraw("carol", "ACME", 7, request_id="wd"))
     node.run(CancelOrder("alice", ask_id))
@@ -146,6 +148,9 @@ def test_eod_reconciles_clean_and_finds_a_lost_transfer(story: dict) -> None:
         "trade_count_in_history",
         "audit_chain",
     }
+    [limit] = [c for c in report["control_changes"] if c["kind"] == "rate_limit"]
+    assert (limit["key"], limit["changed_by"]) == ("carol", "ops-ann")  # who, and when:
+    assert limit["ts"].startswith("2026-01-01T")
     [acme] = report["daily_list"]
     assert (acme["open"], acme["close"], acme["volume"]) == ("10.01", "10.01", "4")
     html = (out / "eod-2026-01-01.html").read_text()
