@@ -240,6 +240,17 @@ class SetRateLimit:
 
 
 @dataclass(slots=True, frozen=True)
+class SetMemberRateLimit:
+    """The same control for a member firm: at most `messages_per_s` order messages of all
+    its accounts together in one second of log time; 0 lifts it."""
+
+    member: str
+    messages_per_s: int
+    # Who made the change (an operator's name, from the admin CLI's --operator): audited.
+    by: str = ""
+
+
+@dataclass(slots=True, frozen=True)
 class Signed:
     """A client's write with what its signature and second factor proved at the edge.
 
@@ -276,6 +287,7 @@ Command = (
     | Signed
     | SetAccountProfile
     | SetRateLimit
+    | SetMemberRateLimit
 )
 
 # Wire tags are part of the log format: never renumber, only append.
@@ -299,6 +311,7 @@ COMMAND_TAGS: dict[type, int] = {
     Signed: 17,
     SetAccountProfile: 18,
     SetRateLimit: 19,
+    SetMemberRateLimit: 20,
 }
 _CLASS_BY_TAG = {tag: cls for cls, tag in COMMAND_TAGS.items()}
 _ENUM_FIELDS = {

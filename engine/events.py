@@ -227,6 +227,17 @@ class RateLimitChanged:
 
 
 @dataclass(slots=True)
+class MemberRateLimitChanged:
+    """A member firm's message-rate limit was set (engine.commands.SetMemberRateLimit)."""
+
+    seq: int
+    ts_ms: int
+    member: str
+    messages_per_s: int
+    by: str = ""
+
+
+@dataclass(slots=True)
 class Transferred:
     """Money or shares moved into (a deposit, amount > 0) or out of (a withdrawal, < 0) an
     account from outside the exchange: with trades and fees, all that changes a balance."""
@@ -301,6 +312,7 @@ Event = (
     | AccountProfileChanged
     | Transferred
     | RateLimitChanged
+    | MemberRateLimitChanged
 )
 
 # Wire tags are part of the event-history format: never renumber, only append.
@@ -324,6 +336,7 @@ EVENT_TAGS: dict[type, int] = {
     AccountProfileChanged: 17,
     Transferred: 18,
     RateLimitChanged: 19,
+    MemberRateLimitChanged: 20,
 }
 _CLASS_BY_TAG = {tag: cls for cls, tag in EVENT_TAGS.items()}
 EVENT_NAMES: dict[type, str] = {cls: cls.__name__.lower() for cls in EVENT_TAGS}

@@ -43,6 +43,7 @@ from engine.commands import (
     RevokeApiKey,
     SetAccountEnabled,
     SetAccountProfile,
+    SetMemberRateLimit,
     SetRateLimit,
     SetSecondFactor,
     SetTradingStatus,
@@ -65,6 +66,7 @@ from engine.events import (
     Expired,
     InstrumentChanged,
     LevelChanged,
+    MemberRateLimitChanged,
     RateLimitChanged,
     Rejected,
     Replenished,
@@ -157,6 +159,8 @@ class Exchange:
         self.signature_order: collections.deque[str] = collections.deque()
         # Account -> the last TOTP time step a write of it spent.
         self.totp_steps: dict[str, int] = {}
+        # Member -> [message-rate limit, current second of log time, messages in it].
+        self.member_rates: dict[str, list[int]] = {}
         self._out: list[Event] = []
         self._triggering = False
         self._dirty_balances: list[Balance] = []
@@ -172,6 +176,7 @@ class Exchange:
             SetAccountEnabled: self._set_account_enabled,
             SetAccountProfile: self._set_account_profile,
             SetRateLimit: self._set_rate_limit,
+            SetMemberRateLimit: self._set_member_rate_limit,
             AddInstrument: self._add_instrument,
             UpdateInstrument: self._update_instrument,
             SetTradingStatus: self._set_trading_status,
@@ -718,8 +723,8 @@ class Exchange:
             code, msg = RejectCode.UNKNOWN_ACCOUNT, "unknown account"
         elif not account.enabled:
             code, msg = RejectCode.ACCOUNT_DISABLED, "account is disabled"
-        elif account.rate_limit and not self._within_rate(account):
-            code, msg = RejectCode.RATE_LIMITED, _rate_message(account)
+        elif (account.rate_limit or self.member_rates) and (refusal := self._rate_refusal(account)):
+            code, msg = RejectCode.RATE_LIMITED, refusal
         elif inst is None:
             code, msg = RejectCode.UNKNOWN_SYMBOL, f"unknown symbol {cmd.symbol!r}"
         elif inst.status != OPEN:
@@ -1300,16 +1305,48 @@ class Exchange:
             return None
         return order
 
-    def _within_rate(self, account: Account) -> bool:
-        """Counts one order message of `account`; False if it is over its limit for this
-        second of log time (then it is not counted)."""
+    def _rate_refusal(self, account: Account, refusable: bool = True) -> str:
+        """Counts one order message of `account` against its own limit and its member's for
+        this second of log time; why it is refused ("" if it is not, or cannot be: a cancel
+        counts but is never refused). A refused message is not counted."""
         second = self.now_ms // 1000
-        if account.rate_second != second:
+        member = self.member_rates.get(account.member) if account.member else None
+        if account.rate_limit and account.rate_second != second:
             account.rate_second, account.rate_count = second, 0
-        if account.rate_count >= account.rate_limit:
-            return False
-        account.rate_count += 1
-        return True
+        if member is not None and member[1] != second:
+            member[1], member[2] = second, 0
+        if refusable:
+            if account.rate_limit and account.rate_count >= account.rate_limit:
+                return f"more than {account.rate_limit} order messages in one second"
+            if member is not None and member[2] >= member[0]:
+                return (
+                    f"more than {member[0]} order messages of member {account.member} in one second"
+                )
+        if account.rate_limit:
+            account.rate_count += 1
+        if member is not None:
+            member[2] += 1
+        return ""
+
+    def _set_member_rate_limit(self, cmd: SetMemberRateLimit) -> None:
+        name = "SetMemberRateLimit"
+        if not cmd.member or not 0 <= cmd.messages_per_s <= RATE_LIMIT_MAX:
+            self._reject(
+                "",
+                "",
+                name,
+                RejectCode.INVALID_AMOUNT,
+                f"a member and a limit of 0 (none) to {RATE_LIMIT_MAX} messages a second",
+            )
+            return
+        if cmd.messages_per_s:
+            self.member_rates[cmd.member] = [cmd.messages_per_s, 0, 0]
+        else:
+            self.member_rates.pop(cmd.member, None)
+        self.seq += 1
+        self._out.append(
+            MemberRateLimitChanged(self.seq, self.now_ms, cmd.member, cmd.messages_per_s, cmd.by)
+        )
 
     def _set_rate_limit(self, cmd: SetRateLimit) -> None:
         account = self.accounts.get(cmd.account)
@@ -1335,8 +1372,8 @@ class Exchange:
         if order is None:
             return
         owner = order.owner
-        if owner.rate_limit:
-            self._within_rate(owner)  # a cancel counts, but is never refused: it lowers risk
+        if owner.rate_limit or self.member_rates:
+            self._rate_refusal(owner, refusable=False)  # counted, never refused: less risk
         inst = self.instruments[order.symbol]
         self._cancel_open(order, inst, CancelReason.USER)
 
@@ -1355,8 +1392,8 @@ class Exchange:
         elif cmd.symbol and cmd.symbol not in self.instruments:
             self._reject(cmd.account, "", "MassCancel", RejectCode.UNKNOWN_SYMBOL, "unknown symbol")
         else:
-            if account.rate_limit:
-                self._within_rate(account)  # counted, never refused, like a cancel
+            if account.rate_limit or self.member_rates:
+                self._rate_refusal(account, refusable=False)  # counted, like a cancel
             self._cancel_all(account, cmd.symbol, CancelReason.MASS_CANCEL)
 
     def _amend(self, cmd: AmendOrder) -> None:
@@ -1370,8 +1407,10 @@ class Exchange:
         executed = order.qty - order.leaves
         reduce_only = new_price == order.price and new_qty <= order.qty
         code = msg = ""
-        if order.owner.rate_limit and not self._within_rate(order.owner):
-            code, msg = RejectCode.RATE_LIMITED, _rate_message(order.owner)
+        if (order.owner.rate_limit or self.member_rates) and (
+            refusal := self._rate_refusal(order.owner)
+        ):
+            code, msg = RejectCode.RATE_LIMITED, refusal
         elif order.armed or order.order_type == STOP:
             code, msg = RejectCode.INVALID_ORDER, "only resting limit orders can be amended"
         elif cmd.qty < 0 or cmd.price < 0:
@@ -1632,10 +1671,6 @@ def _instrument_problem(
     if halt_pause_ms < 0:
         return "halt pause cannot be negative"
     return ""
-
-
-def _rate_message(account: Account) -> str:
-    return f"more than {account.rate_limit} order messages in one second"
 
 
 def _is_lei(lei: str) -> bool:

@@ -113,6 +113,7 @@ def encode_exchange(ex: Exchange) -> bytes:
         # In the order they were applied: the order they are forgotten in.
         [[digest, ex.signatures[digest]] for digest in ex.signature_order],
         sorted([account, step] for account, step in ex.totp_steps.items()),
+        sorted([member, *rate] for member, rate in ex.member_rates.items()),
     ]
     return msgpack.packb(state, use_bin_type=True)
 
@@ -148,6 +149,7 @@ def _build(exchange_cls: type[Exchange], state: list[Any]) -> Exchange:
         second_factors,
         signatures,
         totp_steps,
+        *member_rates,  # version 4 only
     ) = state
     ex = exchange_cls(open_orders_per_account_max=open_max)
     ex.seq = seq
@@ -265,6 +267,7 @@ def _build(exchange_cls: type[Exchange], state: list[Any]) -> Exchange:
     if len(ex.signatures) != len(ex.signature_order):
         raise SnapshotError("a signature digest is listed twice")
     ex.totp_steps = {account: step for account, step in totp_steps}
+    ex.member_rates = {member: rate for member, *rate in (member_rates[0] if member_rates else [])}
     return ex
 
 

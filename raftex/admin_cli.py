@@ -27,6 +27,7 @@ from engine.codes import TradingCapacity, TradingStatus
 from engine.commands import (
     SetAccountEnabled,
     SetAccountProfile,
+    SetMemberRateLimit,
     SetRateLimit,
     SetTradingStatus,
     command_to_wire,
@@ -132,6 +133,13 @@ def add_admin_parser(commands: argparse._SubParsersAction) -> None:
     )
     rate.add_argument("account")
     rate.add_argument("messages_per_s", type=int)
+    member_rate = actions.add_parser(
+        "member-rate-limit",
+        parents=[json_flag],
+        help="limit a member firm's order messages per second, all its accounts together",
+    )
+    member_rate.add_argument("member")
+    member_rate.add_argument("messages_per_s", type=int)
     rotate = actions.add_parser(
         "rotate-key",
         parents=[json_flag],
@@ -226,6 +234,10 @@ async def _dispatch(
         elif action == "rate-limit":
             wire = command_to_wire(
                 SetRateLimit(args.account, args.messages_per_s, by=args.operator)
+            )
+        elif action == "member-rate-limit":
+            wire = command_to_wire(
+                SetMemberRateLimit(args.member, args.messages_per_s, by=args.operator)
             )
         elif action == "profile":
             capacity = TradingCapacity[args.capacity]

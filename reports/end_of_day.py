@@ -132,8 +132,8 @@ def end_of_day(
         changes = _rows(
             con,
             "SELECT seq, ts, kind, key, detail, changed_by FROM reference_changes "
-            "WHERE date = $day AND kind IN ('instrument', 'rate_limit', 'account_profile', "
-            "'account') "
+            "WHERE date = $day AND kind IN ('instrument', 'rate_limit', 'member_rate_limit', "
+            "'account_profile', 'account') "
             "ORDER BY seq",
             day,
         )

@@ -29,6 +29,7 @@ from engine.events import (
     Expired,
     InstrumentChanged,
     LevelChanged,
+    MemberRateLimitChanged,
     RateLimitChanged,
     Rejected,
     Replenished,
@@ -201,6 +202,10 @@ class FactBuilder:
     def _rate_limit(self, e: RateLimitChanged) -> None:
         detail = {"messages_per_s": e.messages_per_s}
         self._reference(e.seq, e.ts_ms, "rate_limit", e.account, detail, e.by)
+
+    def _member_rate_limit(self, e: MemberRateLimitChanged) -> None:
+        detail = {"messages_per_s": e.messages_per_s}
+        self._reference(e.seq, e.ts_ms, "member_rate_limit", e.member, detail, e.by)
 
     def _reference(self, seq: int, ts_ms: int, kind: str, key: str, detail: Any, by: str) -> None:
         self._row(
@@ -473,6 +478,7 @@ _HANDLERS: dict[type, Any] = {
     AccountChanged: FactBuilder._account,
     AccountProfileChanged: FactBuilder._profile,
     RateLimitChanged: FactBuilder._rate_limit,
+    MemberRateLimitChanged: FactBuilder._member_rate_limit,
     Accepted: FactBuilder._accepted,
     Amended: FactBuilder._amended,
     Triggered: FactBuilder._triggered,
