@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import secrets
 import signal
@@ -490,7 +491,10 @@ class LocalCluster:
 
 
 def stop_processes(processes: list[subprocess.Popen]) -> None:
-    """SIGTERM to every one, then SIGKILL to those still there after STOP_WAIT_S."""
+    """SIGTERM to every one, then SIGKILL to those still there after STOP_WAIT_S; then
+    whatever is left of their process groups (each was started in a session of its own):
+    a node killed before it stopped its projector leaves it to die with its parent, which
+    takes a moment, and a stopped cluster leaves nothing behind."""
     for process in processes:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -501,3 +505,16 @@ def stop_processes(processes: list[subprocess.Popen]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    for process in processes:
+        _end_group(process.pid)
+
+
+def _end_group(pgid: int) -> None:
+    deadline = time.monotonic() + STOP_WAIT_S
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+        while time.monotonic() < deadline:
+            os.killpg(pgid, 0)  # raises once no process of the group is left
+            time.sleep(POLL_PERIOD_S / 10)
+    except (ProcessLookupError, PermissionError):
+        return
