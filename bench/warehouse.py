@@ -49,6 +49,7 @@ class WarehouseBench:
     report_s: dict[str, float]
     surveil_s: float
     alerts: int
+    alerts_by_rule: dict[str, int]
     eod_clean: bool
 
 
@@ -105,6 +106,10 @@ def run_warehouse_bench(commands: int, seed: int) -> WarehouseBench:
             report_s=report_s,
             surveil_s=surveil_s,
             alerts=len(alerts),
+            alerts_by_rule={
+                rule: sum(1 for a in alerts if a.rule == rule)
+                for rule in sorted({a.rule for a in alerts})
+            },
             eod_clean=results["eod"]["ok"],
         )
 
