@@ -54,7 +54,7 @@ def add_source_arguments(parser: argparse.ArgumentParser, required: bool = True)
     """--data-dir or --node (with --cluster or --token-file), and --kek-file."""
     where = parser.add_mutually_exclusive_group(required=required)
     where.add_argument("--data-dir", type=Path, help="a node's data directory (e.g. data/n1)")
-    where.add_argument("--node", help="a running node's HTTP address, host:port")
+    where.add_argument("--node", help="a running node's HTTP address (host:port, or its URL)")
     parser.add_argument(
         "--cluster", type=Path, help="with --node: cluster.json, for the admin token beside it"
     )
@@ -80,7 +80,9 @@ def source_of(args: argparse.Namespace) -> EventSource:
         read_cluster_file(args.cluster)  # a cluster file that cannot be read says so
     if not token:
         raise SourceError("--node needs the admin token: --cluster cluster.json or --token-file")
-    return NodeSource(args.node, token, ca_file)
+    # host:port, or a URL as a browser shows it (http://127.0.0.1:8080/).
+    address = args.node.split("://", 1)[-1].rstrip("/")
+    return NodeSource(address, token, ca_file)
 
 
 def run_warehouse(args: argparse.Namespace) -> int:

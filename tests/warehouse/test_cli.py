@@ -28,8 +28,9 @@ def test_a_warehouse_from_the_api_or_the_data_dir_is_the_same_and_reconciles(
         harness.wait_all_applied()
         cluster_file = str(harness.cluster.cluster_file)
         via_api = tmp_path / "via-api"
+        url = f"http://{harness.http('n1')}/"  # as a browser shows it
         done = raftex(
-            "warehouse", "build", "--node", harness.http("n1"), "--cluster", cluster_file,
+            "warehouse", "build", "--node", url, "--cluster", cluster_file,
             "--out", str(via_api), "--json",
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
