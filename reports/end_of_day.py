@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 
 from engine.events import Trade
 from reports.day import open_warehouse, out_dir, write_file
+from warehouse.build import load_builder
 from warehouse.output import plain, plain_rows
 from warehouse.query import has_table
 from warehouse.source import EventSource
@@ -142,7 +143,8 @@ def end_of_day(
     finally:
         con.close()
     if source is not None:
-        reconciliation += _against_history(source, day, trade_count)
+        upto = load_builder(warehouse).last_seq
+        reconciliation += _against_history(source, day, trade_count, upto)
     breach_counts: dict[str, int] = {}
     for row in breaches:
         key = f"{row['member'] or '-'} {row['code']}"
@@ -221,13 +223,17 @@ def _reconcile(
 
 
 def _against_history(
-    source: EventSource, day: datetime.date, in_warehouse: int
+    source: EventSource, day: datetime.date, in_warehouse: int, upto: int
 ) -> list[dict[str, Any]]:
+    """The day's trades in the history up to the sequence the warehouse has reached (a
+    running node's history goes on), and the audit chain."""
     start_ms = (day - datetime.date(1970, 1, 1)).days * DAY_MS
     trades = 0
     seq = 0
-    while page := source.events_after(seq):
+    while seq < upto and (page := source.events_after(seq)):
         for event in page:
+            if event.seq > upto:
+                break
             if isinstance(event, Trade) and start_ms <= event.ts_ms < start_ms + DAY_MS:
                 trades += 1
         seq = page[-1].seq

@@ -7,7 +7,10 @@ of the dates they touch (the old rows, then the new), recomputes the derived tab
 those dates with DuckDB, and saves the state last. So a build is incremental, and a
 warehouse built in several steps holds byte for byte the files one built at once holds.
 
-A build that stops half-way (a crash, Ctrl-C) leaves the partitions it rewrote ahead of the
+A build reads to the source's tip, which is always the end of a log entry (the node
+writes an entry's events at once), so the warehouse never holds half a command's events:
+a trade without the balances it moved would not reconcile. A build that stops half-way
+(a crash, Ctrl-C) leaves the partitions it rewrote ahead of the
 saved state: the next build drops the rows after the saved sequence before appending, so
 no row is written twice.
 """

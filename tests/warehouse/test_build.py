@@ -116,20 +116,39 @@ def test_a_trading_story_lands_in_every_table(tmp_path: Path) -> None:
     assert members["MEMA"]["order_to_trade"] == 4.0  # 1 new + 1 cancel + 2 x 1 amend, 1 fill
 
 
-def _workload_log(root: Path, commands: int) -> int:
-    """The standard workload over two UTC days (an entry a minute); its event count."""
+class Slice:
+    """A history cut at a sequence: what a build saw earlier."""
+
+    def __init__(self, source: DataDirSource, upto: int) -> None:
+        self.source = source
+        self.upto = upto
+
+    def events_after(self, seq: int) -> list:
+        return [e for e in self.source.events_after(seq) if e.seq <= self.upto]
+
+    def verify_audit(self) -> dict:
+        return self.source.verify_audit()
+
+    def close(self) -> None:
+        return None
+
+
+def workload_log(root: Path, commands: int) -> list[int]:
+    """The standard workload over two UTC days (an entry a minute); the last sequence of
+    each entry (the places a build of a live node can end: an entry is written whole)."""
     node, log = _node(root)
     workload = standard_workload(commands, 7, account_count=50, symbol_count=3)
     setup = workload.market.commands()
     for start in range(0, len(setup), SEED_COMMANDS_PER_ENTRY):
         node.run(*setup[start : start + SEED_COMMANDS_PER_ENTRY])
     node.time_ms = (node.time_ms // DAY_MS + 1) * DAY_MS - 3_600_000  # an hour before midnight
+    ends = []
     for start in range(0, len(workload.commands), 50):
         node.time_ms += 60_000
         node.run(*workload.commands[start : start + 50])
-    last = log.last_seq()
+        ends.append(log.last_seq())
     log.close()
-    return last
+    return ends
 
 
 def _files(out: Path) -> dict[str, bytes]:
@@ -141,32 +160,19 @@ def _files(out: Path) -> dict[str, bytes]:
 
 
 def test_built_in_steps_or_at_once_the_files_are_the_same_bytes(tmp_path: Path) -> None:
-    last_seq = _workload_log(tmp_path, 6_000)
+    last_seq = workload_log(tmp_path, 6_000)[-1]
     at_once = tmp_path / "at-once"
     _build(tmp_path, at_once)
 
     steps = tmp_path / "steps"
     source = DataDirSource(tmp_path / "n1", None, None)
     try:
-
-        class Slice:
-            """The same history, cut at a sequence: what a build saw earlier."""
-
-            def __init__(self, upto: int) -> None:
-                self.upto = upto
-
-            def events_after(self, seq: int) -> list:
-                return [e for e in source.events_after(seq) if e.seq <= self.upto]
-
-            def close(self) -> None:
-                return None
-
         for upto in (last_seq // 3, last_seq // 2, 2 * last_seq // 3):
-            build(Slice(upto), steps)
+            build(Slice(source, upto), steps)
         # A build that stopped after writing partitions but before saving its state: the
         # next one must not write those rows twice.
         saved = (steps / STATE_FILE_NAME).read_bytes()
-        build(Slice(5 * last_seq // 6), steps)
+        build(Slice(source, 5 * last_seq // 6), steps)
         (steps / STATE_FILE_NAME).write_bytes(saved)
         build(source, steps)
     finally:
@@ -181,7 +187,7 @@ def test_built_in_steps_or_at_once_the_files_are_the_same_bytes(tmp_path: Path) 
 
 
 def test_the_check_reconciles_and_finds_a_lost_partition(tmp_path: Path) -> None:
-    _workload_log(tmp_path, 3_000)
+    workload_log(tmp_path, 3_000)
     out = tmp_path / "warehouse"
     _build(tmp_path, out)
     source = DataDirSource(tmp_path / "n1", None, None)

@@ -31,6 +31,7 @@ from reports.order_record import write_order_record
 from reports.order_to_trade import write_order_to_trade
 from tests.cli_process import raftex
 from tests.cluster.logged_node import BUY, SELL, LoggedNode, market_setup
+from tests.warehouse.test_build import Slice, workload_log
 from warehouse.build import build
 from warehouse.partitions import partition_path
 from warehouse.source import DataDirSource
@@ -185,3 +186,18 @@ def test_report_cli_says_what_is_wrong(story: dict) -> None:
         "--out", str(story["root"] / "cli"),
     )  # fmt: skip
     assert done.returncode == 0 and "reconciliation clean" in done.stdout, done
+
+
+def test_eod_checks_a_history_that_went_on_only_up_to_the_warehouse(tmp_path: Path) -> None:
+    """A running node's history grows after a build: the day's trades are counted only up
+    to the sequence the warehouse reached."""
+    ends = workload_log(tmp_path, 3_000)
+    source = DataDirSource(tmp_path / "n1", None, None)
+    try:
+        build(Slice(source, ends[len(ends) // 2]), tmp_path / "warehouse")
+        report = end_of_day(tmp_path / "warehouse", DAY, tmp_path / "eod", source)
+    finally:
+        source.close()
+    assert report["ok"], report["reconciliation"]
+    [history] = [c for c in report["reconciliation"] if c["check"] == "trade_count_in_history"]
+    assert int(history["detail"].split()[0]) > 0
