@@ -743,9 +743,11 @@ def _check_file_header(path: str, data: bytes, expected: bytes) -> None:
 
 
 def _encode_record(command: bytes, idx: int, term: int, sealer: Sealer | None) -> bytes:
-    if len(command) > RECORD_PAYLOAD_BYTES_MAX:
+    # The limit is on what is stored (a sealed payload is longer), as the loader checks it.
+    stored = len(command) + (VALUE_OVERHEAD_BYTES if sealer is not None else 0)
+    if stored > RECORD_PAYLOAD_BYTES_MAX:
         raise JournalUsageError(
-            f"entry {idx} is {len(command)} bytes, above the {RECORD_PAYLOAD_BYTES_MAX}-byte limit"
+            f"entry {idx} is {stored} bytes stored, above the {RECORD_PAYLOAD_BYTES_MAX}-byte limit"
         )
     if not (0 <= idx <= RAFT_INDEX_MAX and 0 <= term <= RAFT_TERM_MAX):
         raise JournalUsageError(f"entry index {idx} or term {term} is outside 0..2**64-1")

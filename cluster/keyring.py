@@ -143,6 +143,11 @@ def _read(path: Path) -> tuple[str, list[dict[str, str]]]:
         raise KeyringError(f"{path} is not a raftex keyring ({exc!r})") from None
 
 
+def backup_data_key_id(path: Path) -> str:
+    """The id of the data key a keyring holds (no key needed to read it)."""
+    return _read(path)[0]
+
+
 def open_keyring(path: Path, kek: bytes) -> DataKey:
     """The data key, unwrapped with `kek`; KeyringError if `kek` does not open it."""
     data_key_id, wraps = _read(path)

@@ -33,7 +33,7 @@ from cluster.admin_client import (
     AdminError,
     NodeAddress,
 )
-from cluster.keyring import KEYRING_FILE_NAME, create_keyring, read_kek_file
+from cluster.keyring import KEYRING_FILE_NAME, KeyringError, create_keyring, read_kek_file
 from cluster.market import Market, seed_market
 from cluster.private_file import write_private
 from cluster.tls import CERT_FILE_NAME, self_signed
@@ -189,10 +189,16 @@ def prepare(
             "node_settings": dict(node_settings or {}),
             "tls": tls,
         }
-    if kek_file is not None and (plan.get("kek_file") or not launch_file.exists()):
+    new_plan = not launch_file.exists()
+    if kek_file is not None and (plan.get("kek_file") or new_plan):
         plan["kek_file"] = str(kek_file.resolve())
     keyring = data_dir / KEYRING_FILE_NAME
     if plan.get("kek_file") and not keyring.exists():
+        if not new_plan:
+            raise KeyringError(
+                f"{keyring} is missing: it holds the data key this cluster's data is sealed"
+                " under; put it back (a backup holds a copy) rather than make a new one"
+            )
         create_keyring(keyring, read_kek_file(Path(plan["kek_file"])))
     planned = plan.setdefault("replicas", [])
     if len(planned) < replicas:

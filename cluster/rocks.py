@@ -128,7 +128,7 @@ class RocksDb:
                 "(is another process using this data directory, or is it not a raftex store?)"
             ) from None
         try:
-            self._check_at_rest(created, data_key)
+            self._check_at_rest(created, data_key, column_families)
             for name in column_families:
                 cf = self.db.get_column_family(name)
                 handle = self.db.get_column_family_handle(name)
@@ -142,20 +142,25 @@ class RocksDb:
             self.close()
             raise
 
-    def _check_at_rest(self, created: bool, data_key: DataKey | None) -> None:
-        """Records a new store's mode; refuses one written under another."""
+    def _check_at_rest(
+        self, created: bool, data_key: DataKey | None, column_families: Sequence[str]
+    ) -> None:
+        """Records a new store's mode (synced: a lost mark would misname the store after a
+        crash); refuses one written under another, writing nothing to it."""
         db = self.live()
         wanted = AT_REST_CLEAR if data_key is None else AT_REST_SEALED + data_key.key_id.encode()
         found = db.get(AT_REST_KEY)
         if found is None:
             if self.secondary:
                 return  # its writer has not recorded a mode yet: nothing to open either
-            if created:
-                db.put(AT_REST_KEY, wanted)
-                found = wanted
+            if created or not any(
+                last_key(db.get_column_family(name)) is not None for name in column_families
+            ):
+                found = wanted  # new, or created and left empty by a crash before the mark
             else:
-                found = AT_REST_CLEAR  # written before encryption at rest existed
-                db.put(AT_REST_KEY, found)
+                found = AT_REST_CLEAR  # rows written before encryption at rest existed
+            if found == wanted:
+                db.put(AT_REST_KEY, wanted, write_opt=_synced())
         if found == wanted:
             return
         if found == AT_REST_CLEAR:
@@ -304,6 +309,12 @@ def reseal(source: Path, dest: Path, column_families: Sequence[str], data_key: D
             sealed.close()
     finally:
         clear.close()
+
+
+def _synced() -> WriteOptions:
+    options = WriteOptions()
+    options.sync = True
+    return options
 
 
 Batch = WriteBatch | SealedBatch

@@ -233,6 +233,13 @@ class SealedFileReader(io.RawIOBase):
         self._position = 0
         self._cached_chunk = -1
         self._cached = b""
+        try:
+            # The last chunk says the file is whole: a file cut at a chunk boundary is refused
+            # here, not only by a reader that happens to read to its end.
+            self._open_chunk(self._chunks - 1)
+        except BaseException:
+            self._raw.close()
+            raise
 
     def readable(self) -> bool:
         return True

@@ -41,6 +41,7 @@ from cluster.journal import DurableJournal, FsyncPolicy
 from cluster.keyring import (
     KEYRING_FILE_NAME,
     KeyringError,
+    backup_data_key_id,
     open_keyring,
     read_kek_file,
 )
@@ -135,18 +136,32 @@ def read_manifest(backup: Path) -> dict[str, Any]:
     return manifest
 
 
-def _backup_data_key(backup: Path, kek: bytes | None) -> DataKey | None:
-    """The data key an encrypted backup is sealed under (None: a backup in clear)."""
+def _backup_data_key(
+    backup: Path, kek: bytes | None, current_keyring: Path | None
+) -> tuple[DataKey | None, Path | None]:
+    """The data key an encrypted backup is sealed under, and the keyring that opened it
+    (None, None: a backup in clear). A backup keeps the keyring of its day, wrapped by the
+    KEK of its day; after a rotation, `current_keyring` (the cluster's keyring now, opened
+    by the current KEK) opens it too, as long as it holds the same data key."""
     keyring = backup / KEYRING_FILE_NAME
     if not keyring.exists():
-        return None
+        return None, None
     if kek is None:
         raise BackupError(
             "this backup is encrypted at rest: give --kek-file, the key-encryption key of the "
-            "cluster it came from (or the one its key was rotated to)"
+            "cluster it came from (after a key rotation: the current key, with --keyring, the "
+            "cluster's keyring now)"
         )
     try:
-        return open_keyring(keyring, kek)
+        if current_keyring is None:
+            return open_keyring(keyring, kek), keyring
+        data_key = open_keyring(current_keyring, kek)
+        if data_key.key_id != backup_data_key_id(keyring):
+            raise BackupError(
+                f"{current_keyring} holds data key {data_key.key_id}, the backup was sealed "
+                f"under {backup_data_key_id(keyring)}: the keyring of another cluster"
+            )
+        return data_key, current_keyring
     except KeyringError as exc:
         raise BackupError(str(exc)) from None
 
@@ -158,17 +173,19 @@ def restore(
     nodes: int = 3,
     bases: PortBases | None = None,
     kek_file: Path | None = None,
+    keyring: Path | None = None,
 ) -> dict[str, Any]:
     """Writes a new local cluster into `data_dir` (new or empty) whose nodes all start from
     the backup; start it with `raftex up --data-dir DATA_DIR`. `kek_file`: the key that
-    opens an encrypted backup's keyring, or one to encrypt a backup in clear under."""
+    opens an encrypted backup's keyring, or one to encrypt a backup in clear under;
+    `keyring`: the cluster's current keyring, for a backup taken before a key rotation."""
     _empty_or_new(data_dir, "--data-dir")
     manifest = read_manifest(backup)
     try:
         kek = read_kek_file(kek_file) if kek_file is not None else None
     except KeyringError as exc:
         raise BackupError(str(exc)) from None
-    source_key = _backup_data_key(backup, kek)
+    source_key, source_keyring = _backup_data_key(backup, kek, keyring)
     if not hmac.compare_digest(secret_check(secret), str(manifest.get("secret_check", ""))):
         raise BackupError(
             "the secret is not the one of the cluster this backup came from (the sealed API "
@@ -191,9 +208,10 @@ def restore(
             raise BackupError(f"damaged backup: {exc}") from None
         created = not data_dir.exists()
         try:
-            if source_key is not None:
+            if source_keyring is not None:
                 data_dir.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(backup / KEYRING_FILE_NAME, data_dir / KEYRING_FILE_NAME)
+                shutil.copyfile(source_keyring, data_dir / KEYRING_FILE_NAME)
+                os.chmod(data_dir / KEYRING_FILE_NAME, 0o600)
             cluster = LocalCluster(
                 data_dir.resolve(), nodes, bases=bases, secret=secret, kek_file=kek_file
             )

@@ -32,6 +32,7 @@ from cluster.admin_client import AdminError
 from cluster.config import EXIT_KEY, ConfigError, load_config
 from cluster.keyring import (
     KEK_ENV,
+    KEYRING_FILE_NAME,
     KeyringError,
     create_keyring,
     default_kek_file,
@@ -351,6 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the key-encryption key that opens an encrypted backup's keyring; with a backup"
         " in clear, the key to encrypt the new cluster under",
     )
+    restore_cmd.add_argument(
+        "--keyring",
+        type=Path,
+        help="after a key rotation: the cluster's keyring now, which --kek-file (the current"
+        " key) opens; it must hold the backup's data key",
+    )
     restore_cmd.add_argument("--nodes", type=int, choices=[3, 5], default=3)
     restore_cmd.add_argument("--json", action="store_true")
 
@@ -550,6 +557,13 @@ def _run_chaos(args: argparse.Namespace) -> int:
 
 def _run_projector(args: argparse.Namespace) -> int:
     data_key = None
+    if args.keyring is None and (args.data_dir.parent / KEYRING_FILE_NAME).exists():
+        print(
+            f"raftex project: {args.data_dir} belongs to a cluster encrypted at rest: give "
+            "--keyring and --kek-file (or RAFTEX_KEK)",
+            file=sys.stderr,
+        )
+        return EXIT_KEY
     if args.keyring is not None:
         try:
             data_key = load_data_key(args.keyring, args.kek_file, os.environ.get(KEK_ENV))
@@ -565,6 +579,8 @@ def _up_kek_file(args: argparse.Namespace) -> Path | None:
     """The key file `raftex up` gives a new cluster (made if missing), or None: in clear, or
     an existing cluster that keeps what it was created with."""
     new = not (args.data_dir / LAUNCH_FILE_NAME).exists()
+    if not args.encrypt and args.kek_file is not None:
+        raise SystemExit("raftex up: --no-encryption and --kek-file contradict each other")
     if not new or not args.encrypt:
         return args.kek_file
     path = args.kek_file or default_kek_file(os.environ)
@@ -580,7 +596,14 @@ def _run_restore(args: argparse.Namespace) -> int:
         print(f"raftex restore: cannot read {args.secret_file}: {exc.strerror}", file=sys.stderr)
         return 2
     try:
-        result = restore(args.backup, args.data_dir, secret, args.nodes, kek_file=args.kek_file)
+        result = restore(
+            args.backup,
+            args.data_dir,
+            secret,
+            args.nodes,
+            kek_file=args.kek_file,
+            keyring=args.keyring,
+        )
     except BackupError as exc:
         print(f"raftex restore: {exc}; nothing was written", file=sys.stderr)
         return 1

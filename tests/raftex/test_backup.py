@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cluster.keyring import open_keyring, read_kek_file
 from cluster.launcher import LAUNCH_FILE_NAME
+from cluster.snapshot_file import read_snapshot_meta
 from tests.cli_process import raftex
 from tests.cluster.harness import ClusterHarness
 
@@ -192,3 +195,33 @@ def test_a_backup_in_clear_restored_with_a_key_becomes_an_encrypted_cluster(
             )
             assert got["state_hash"] == manifest["state_hash"], node
         assert harness.accepted_counts("n2")[("alice", "kept-in-clear")] == 1
+
+
+def test_a_backup_taken_before_a_key_rotation_restores_with_the_current_keyring(
+    backed_up: dict[str, Any], tmp_path: Path
+) -> None:
+    """Rotation re-wraps the data key under a new KEK and forgets the old KEK: an older
+    backup's own keyring no longer opens, the cluster's current keyring does."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    kek = keys / "kek"
+    shutil.copyfile(backed_up["kek"], kek)
+    kek.chmod(0o600)
+    keyring = tmp_path / "keyring.json"
+    shutil.copyfile(backed_up["root"] / "source" / "keyring.json", keyring)
+    rotated = raftex(
+        "admin", "--node", "127.0.0.1:1", "rotate-key", "--keyring", str(keyring),
+        "--kek-file", str(kek),
+    )  # fmt: skip
+    assert rotated.returncode == 0, rotated.stderr
+    args = ("--from", str(backed_up["backup"]), "--secret-file", str(backed_up["secret"]))
+    done = raftex("restore", *args, "--data-dir", str(tmp_path / "a"), "--kek-file", str(kek))
+    assert done.returncode == 1 and "wrong key-encryption key" in done.stderr
+    done = raftex(
+        "restore", *args, "--data-dir", str(tmp_path / "b"), "--kek-file", str(kek),
+        "--keyring", str(keyring),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    data_key = open_keyring(tmp_path / "b" / "keyring.json", read_kek_file(kek))
+    meta = read_snapshot_meta(tmp_path / "b" / "n1" / "raft.dump", data_key)
+    assert meta.applied_index == backed_up["manifest"]["index"]
