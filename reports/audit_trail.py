@@ -43,7 +43,7 @@ SELECT seq, 0 AS kind, CASE event WHEN 'accepted' THEN 'MENO' ELSE 'MEOM' END AS
 to_json(struct_pack(
     type := CASE event WHEN 'accepted' THEN 'MENO' ELSE 'MEOM' END,
     eventTimestamp := ns(ts), orderKeyDate := ns(accepted_ts), orderID := CAST(order_id AS VARCHAR),
-    symbol := symbol, side := cat_side, CATReporterIMID := member, accountHolderType := capacity,
+    symbol := symbol, side := cat_side, CATReporterIMID := member, tradingCapacity := capacity,
     firmDesignatedID := account, clientOrderID := client_order_id,
     price := CASE WHEN order_type IN ('market', 'stop') THEN NULL ELSE plain(price) END,
     quantity := plain(qty), orderType := cat_type, timeInForce := cat_tif,
@@ -53,14 +53,14 @@ UNION ALL
 SELECT seq, 0, 'MEOC', to_json(struct_pack(
     type := 'MEOC', eventTimestamp := ns(ts), orderKeyDate := ns(accepted_ts),
     orderID := CAST(order_id AS VARCHAR), symbol := symbol, side := cat_side,
-    CATReporterIMID := member, accountHolderType := capacity, firmDesignatedID := account,
+    CATReporterIMID := member, tradingCapacity := capacity, firmDesignatedID := account,
     clientOrderID := client_order_id, cancelQty := plain(cancelled_qty), leavesQty := plain(leaves)
 )) FROM o WHERE event = 'cancelled'
 UNION ALL
 SELECT seq, 0, 'MEOF', to_json(struct_pack(
     type := 'MEOF', eventTimestamp := ns(ts), orderKeyDate := ns(accepted_ts),
     orderID := CAST(order_id AS VARCHAR), symbol := symbol, side := cat_side,
-    CATReporterIMID := member, accountHolderType := capacity, firmDesignatedID := account,
+    CATReporterIMID := member, tradingCapacity := capacity, firmDesignatedID := account,
     clientOrderID := client_order_id, tradeID := CAST(trade_id AS VARCHAR),
     price := plain(fill_price), fillQuantity := plain(traded_qty), leavesQty := plain(leaves),
     role := role

@@ -1,7 +1,8 @@
 """`raftex report execq --month M`: execution quality in the style of SEC Rule 605, per order
 category and size bucket, for one calendar month (UTC).
 
-An order's category comes from the best bid and offer just before it arrived (the `bbo`
+Stop orders are not covered (they are live only from their trigger). An order's category
+comes from the best bid and offer just before it arrived (the `bbo`
 table, as of the sequence before its acceptance): market orders (and stops); limit orders
 that were marketable, inside the quote, at the quote, or away from it. Size buckets are by
 the order's quantity. Per category and bucket: covered orders and shares, shares cancelled,
@@ -27,6 +28,7 @@ WITH arrived AS (
     SELECT order_id, seq, ts, symbol, side, order_type, price, qty
     FROM order_events
     WHERE event = 'accepted' AND date >= $start AND date < $end
+      AND order_type NOT IN ('stop', 'stop_limit')  -- not covered: live only once triggered
 ), quoted AS (
     SELECT a.*, b.bid_price, b.ask_price,
            (b.bid_price + b.ask_price) / 2 AS mid
@@ -47,7 +49,7 @@ WITH arrived AS (
     FROM quoted
 ), cancelled AS (
     SELECT order_id, sum(cancelled_qty) AS shares FROM order_events
-    WHERE event = 'cancelled' AND date >= $start GROUP BY order_id
+    WHERE event IN ('cancelled', 'expired') AND date >= $start GROUP BY order_id
 ), executed AS (
     SELECT c.category, c.size_bucket, x.qty, CAST(x.qty AS DOUBLE) AS shares,
            epoch_ms(x.ts) - epoch_ms(c.ts) AS delay_ms,

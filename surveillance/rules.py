@@ -195,29 +195,44 @@ def marking_the_close(
     return alerts
 
 
+# For every aggressive fill, the account's aggressive fills on that side in the window that
+# starts there (a sliding window: a run across a minute boundary counts whole); the price
+# they reached against the last trade before the first; a fill the other way after.
 MOMENTUM_IGNITION = """
 WITH aggressive AS (
-    SELECT x.account, x.symbol, x.side, x.seq, x.ts, x.price, x.trade_id, x.order_id,
-           time_bucket($window, x.ts) AS bucket
-    FROM executions x WHERE x.date = $day AND x.role = 'aggressive'
+    SELECT account, symbol, side, seq, ts, price, trade_id, order_id
+    FROM executions WHERE date = $day AND role = 'aggressive'
 ), runs AS (
-    SELECT account, symbol, side, bucket, min(seq) AS first_seq, max(ts) AS last_ts,
-           CASE side WHEN 'buy' THEN max(price) ELSE min(price) END AS extreme,
-           list(trade_id ORDER BY trade_id) AS trades, list(DISTINCT order_id) AS orders
-    FROM aggressive GROUP BY account, symbol, side, bucket
+    SELECT *,
+           CASE side WHEN 'buy' THEN max(price) OVER run ELSE min(price) OVER run END
+               AS extreme,
+           max(ts) OVER run AS last_ts
+    FROM aggressive
+    WINDOW run AS (PARTITION BY account, symbol, side ORDER BY ts
+                   RANGE BETWEEN CURRENT ROW AND {window} FOLLOWING)
 ), moved AS (
     SELECT r.*, t.price AS before_price,
            CAST(CASE r.side WHEN 'buy' THEN r.extreme - t.price ELSE t.price - r.extreme END
                 AS DOUBLE) / CAST(t.price AS DOUBLE) * 10000 AS move_bps
-    FROM runs r ASOF JOIN trades t ON r.symbol = t.symbol AND r.first_seq > t.seq
+    FROM runs r ASOF JOIN trades t ON r.symbol = t.symbol AND r.seq > t.seq
+), reversed AS (
+    SELECT m.account, m.symbol, m.side, m.seq, m.ts, m.last_ts, m.before_price, m.move_bps,
+           min(x.trade_id) AS reverse_trade
+    FROM moved m JOIN executions x
+      ON x.account = m.account AND x.symbol = m.symbol AND x.side != m.side
+     AND x.ts > m.last_ts AND x.ts <= m.last_ts + $reverse
+    WHERE m.move_bps >= $move_bps
+    GROUP BY m.account, m.symbol, m.side, m.seq, m.ts, m.last_ts, m.before_price, m.move_bps
+    QUALIFY row_number() OVER (PARTITION BY m.account, m.symbol ORDER BY m.move_bps DESC, m.seq)
+        = 1
 )
-SELECT m.*, min(x.trade_id) AS reverse_trade
-FROM moved m JOIN executions x
-  ON x.account = m.account AND x.symbol = m.symbol AND x.side != m.side
- AND x.ts > m.last_ts AND x.ts <= m.last_ts + $reverse
-WHERE m.move_bps >= $move_bps
+SELECT r.*, list(DISTINCT a.trade_id ORDER BY a.trade_id) AS trades,
+       list(DISTINCT a.order_id ORDER BY a.order_id) AS orders
+FROM reversed r JOIN aggressive a
+  ON a.account = r.account AND a.symbol = r.symbol AND a.side = r.side
+ AND a.ts BETWEEN r.ts AND r.last_ts
 GROUP BY ALL
-ORDER BY m.account, m.symbol, m.first_seq
+ORDER BY r.account, r.symbol
 """
 
 
@@ -226,10 +241,12 @@ def momentum_ignition(
 ) -> list[Alert]:
     params = {
         "day": day,
-        "window": datetime.timedelta(seconds=p["window_seconds"]),
         "reverse": datetime.timedelta(minutes=p["reverse_within_minutes"]),
         "move_bps": p["move_bps_min"],
     }
+    # A window frame takes no parameter: the number comes from the checked parameters file.
+    window = f"INTERVAL {int(p['window_seconds'] * 1000)} MILLISECONDS"
+    sql = MOMENTUM_IGNITION.replace("{window}", window)
     return [
         Alert(
             "momentum_ignition",
@@ -243,7 +260,7 @@ def momentum_ignition(
             list(row["orders"]),
             [*row["trades"], row["reverse_trade"]],
         )
-        for row in _rows(con, MOMENTUM_IGNITION, params)
+        for row in _rows(con, sql, params)
     ]
 
 

@@ -288,6 +288,11 @@ class FactBuilder:
     def _triggered(self, e: Triggered) -> None:
         order = self.orders.get(e.order_id)
         if order is not None:
+            # Live from now: it takes its place in the queue now, and a stop (market) order
+            # becomes immediate-or-cancel, as the engine makes it.
+            order[_PRIORITY_MS] = e.ts_ms
+            if order[_TYPE] == OrderType.STOP:
+                order[_TIF] = int(TimeInForce.IOC)
             self._order_event("triggered", e.seq, e.ts_ms, e.order_id, order)
 
     def _replenished(self, e: Replenished) -> None:
@@ -317,7 +322,8 @@ class FactBuilder:
         order = self.orders.pop(e.order_id, None)
         if order is not None:
             order[_LEAVES] = 0
-            self._order_event("expired", e.seq, e.ts_ms, e.order_id, order)
+            expired = self._qty(e.qty, e.symbol)
+            self._order_event("expired", e.seq, e.ts_ms, e.order_id, order, cancelled_qty=expired)
 
     def _trade(self, e: Trade) -> None:
         symbol = e.symbol

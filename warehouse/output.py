@@ -53,6 +53,7 @@ def write_csv(table: pa.Table, path: Path) -> None:
     target = str(path).replace("'", "''")
     con = duckdb.connect()
     try:
+        con.execute("SET TimeZone = 'UTC'")
         con.register("report_rows", table)
         select = f"SELECT {', '.join(columns)} FROM report_rows"
         con.execute(f"COPY ({select}) TO '{target}' (HEADER, DELIMITER ',')")

@@ -32,6 +32,8 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
     if not warehouse.is_dir():
         raise WarehouseError(f"no warehouse at {warehouse}: run `raftex warehouse build` first")
     con = duckdb.connect()
+    # Dates, partitions and report timestamps are UTC, whatever zone the machine is in.
+    con.execute("SET TimeZone = 'UTC'")
     for table, schema in FACT_TABLES.items():
         _view(con, warehouse, table, schema)
     for table in (*DERIVED_TABLES, ALERTS_TABLE):

@@ -1,9 +1,11 @@
 """`raftex warehouse check`: the warehouse against the history it was built from.
 
 A second, independent pass over the source's events counts every trade and its quantity
-per symbol and takes every account's last balance of every asset; the warehouse must
-answer the same from its Parquet files (`trades`, `balance_changes`) up to the sequence
-it has reached. A missing or damaged partition, a row written twice or lost, shows here.
+per symbol, takes every account's last balance of every asset, and counts the events each
+fact table has one row for (acceptances, amends, cancels and expiries in order_events,
+two executions per trade, balance changes, transfers); the warehouse must answer the same
+from its Parquet files up to the sequence it has reached. A missing or damaged partition,
+a row written twice or lost, shows here.
 """
 
 from __future__ import annotations
@@ -12,10 +14,40 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from engine.events import AssetAdded, BalanceChanged, InstrumentChanged, Trade
+from engine.events import (
+    Accepted,
+    Amended,
+    AssetAdded,
+    BalanceChanged,
+    Cancelled,
+    Expired,
+    InstrumentChanged,
+    Trade,
+    Transferred,
+)
 from warehouse.build import load_builder
 from warehouse.query import connect
 from warehouse.source import EventSource
+
+# The rows a fact table has per event of a kind: name -> the table (and filter) to count.
+ROW_COUNTS = {
+    "accepted": "order_events WHERE event = 'accepted'",
+    "amended": "order_events WHERE event = 'amended'",
+    "cancelled": "order_events WHERE event = 'cancelled'",
+    "expired": "order_events WHERE event = 'expired'",
+    "executions": "executions",
+    "balance_changes": "balance_changes",
+    "transfers": "transfers",
+}
+_ROWS_OF = {
+    Accepted: "accepted",
+    Amended: "amended",
+    Cancelled: "cancelled",
+    Expired: "expired",
+    Trade: "executions",
+    BalanceChanged: "balance_changes",
+    Transferred: "transfers",
+}
 
 
 def reconcile(source: EventSource, warehouse: Path) -> dict[str, Any]:
@@ -24,11 +56,15 @@ def reconcile(source: EventSource, warehouse: Path) -> dict[str, Any]:
     base_of: dict[str, str] = {}
     trades: dict[str, list[Any]] = {}
     balances: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
+    rows: dict[str, int] = dict.fromkeys(ROW_COUNTS, 0)
     seq = 0
     while seq < last_seq and (page := source.events_after(seq)):
         for event in page:
             if event.seq > last_seq:
                 break
+            counted = _ROWS_OF.get(type(event))
+            if counted is not None:
+                rows[counted] += 2 if counted == "executions" else 1
             if isinstance(event, AssetAdded):
                 decimals[event.asset] = event.decimals
             elif isinstance(event, InstrumentChanged):
@@ -63,9 +99,18 @@ def reconcile(source: EventSource, warehouse: Path) -> dict[str, Any]:
                 "FROM balance_changes GROUP BY account, asset"
             ).fetchall()
         }
+        found_rows = {
+            name: con.execute(f"SELECT count(*) FROM {sql}").fetchone()[0]
+            for name, sql in ROW_COUNTS.items()
+        }
     finally:
         con.close()
     problems = [
+        f"{name}: the history has {rows[name]} rows' worth, the warehouse {found_rows[name]}"
+        for name in ROW_COUNTS
+        if rows[name] != found_rows[name]
+    ]
+    problems += [
         f"trades of {symbol}: the history has {expected_trades.get(symbol)}, the warehouse "
         f"{found_trades.get(symbol)} (count, quantity)"
         for symbol in sorted(set(expected_trades) | set(found_trades))

@@ -35,7 +35,7 @@ ORDER_EVENTS = pa.schema(
         ("leaves", AMOUNT),  # remaining after this event
         ("display_qty", AMOUNT),  # 0: all of it is displayed
         ("traded_qty", AMOUNT),  # this event's fill, else 0
-        ("cancelled_qty", AMOUNT),  # what this event cancelled, else 0
+        ("cancelled_qty", AMOUNT),  # what this event cancelled (or let expire), else 0
         ("cum_qty", AMOUNT),  # filled so far
         ("trade_id", pa.int64()),  # a fill's trade, else null
         ("role", pa.string()),  # a fill's: passive aggressive

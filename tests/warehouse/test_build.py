@@ -3,10 +3,15 @@ reconciliation check."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from bench.workload import standard_workload
@@ -194,13 +199,30 @@ def test_the_check_reconciles_and_finds_a_lost_partition(tmp_path: Path) -> None
     try:
         report = reconcile(source, out)
         assert report["ok"] and report["trades"] > 0 and report["balances"] > 0
-        lost = sorted((out / "trades").glob("date=*"))[-1]
-        shutil.rmtree(lost)
+        shutil.rmtree(sorted((out / "trades").glob("date=*"))[-1])
+        shutil.rmtree(sorted((out / "order_events").glob("date=*"))[-1])
+        doubled = sorted((out / "transfers").glob("date=*/data.parquet"))[0]
+        rows = pq.read_table(doubled)
+        pq.write_table(pa.concat_tables([rows, rows]), doubled)
         report = reconcile(source, out)
     finally:
         source.close()
     assert not report["ok"]
-    assert any(p.startswith("trades of ") for p in report["problems"])
+    problems = " | ".join(report["problems"])
+    assert "trades of " in problems and "accepted:" in problems and "transfers:" in problems
+
+
+def test_the_machine_time_zone_changes_nothing(tmp_path: Path) -> None:
+    """Dates, partitions and report times are UTC on a machine in Tokyo too."""
+    workload_log(tmp_path, 3_000)
+    _build(tmp_path, tmp_path / "utc")
+    done = subprocess.run(
+        [sys.executable, "-m", "raftex.cli", "warehouse", "build", "--data-dir",
+         str(tmp_path / "n1"), "--out", str(tmp_path / "tokyo")],
+        env={**os.environ, "TZ": "Asia/Tokyo"}, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert _files(tmp_path / "utc") == _files(tmp_path / "tokyo")
 
 
 @pytest.mark.parametrize(
@@ -235,3 +257,28 @@ def test_order_types_and_tifs_are_named(tmp_path: Path) -> None:
     _build(tmp_path, tmp_path / "warehouse")
     [row] = _rows(tmp_path / "warehouse", "SELECT order_type, tif, side FROM orders")
     assert row == {"order_type": "limit", "tif": "day", "side": "buy"}
+
+
+def test_a_triggered_stop_takes_its_place_in_the_queue_when_it_triggers(tmp_path: Path) -> None:
+    node, log = _node(tmp_path)
+    node.run(AddAsset("USD", 2), AddAsset("ACME", 0), *market_setup())
+    [stop] = node.run(
+        PlaceOrder(
+            "alice", "ACME", BUY, 5, 1_010, order_type=OrderType.STOP_LIMIT, stop_price=1_005
+        )
+    )
+    node.time_ms += 60_000
+    node.run(PlaceOrder("bob", "ACME", SELL, 1, 1_005), PlaceOrder("carol", "ACME", BUY, 1, 1_005))
+    log.close()
+    out = tmp_path / "warehouse"
+    _build(tmp_path, out)
+    rows = _rows(
+        out,
+        "SELECT event, ts, priority_ts, tif FROM order_events "
+        f"WHERE order_id = {node.order_id(stop)} ORDER BY seq",
+    )
+    assert [r["event"] for r in rows][:2] == ["accepted", "triggered"]
+    accepted, triggered = rows[0], rows[1]
+    assert accepted["priority_ts"] == accepted["ts"]
+    assert triggered["priority_ts"] == triggered["ts"] > accepted["ts"]
+    assert triggered["tif"] == "gtc"  # a stop-limit keeps its own; a stop becomes IOC
