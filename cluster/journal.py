@@ -129,6 +129,7 @@ import pysyncobj.syncobj
 import pysyncobj.version
 from pysyncobj.journal import Journal, MemoryJournal
 
+from cluster.durable_file import fsync_directory
 from cluster.metrics import JOURNAL_FSYNC_SECONDS
 from cluster.sealed import VALUE_OVERHEAD_BYTES, DataKey, Sealer, SealError
 
@@ -654,7 +655,7 @@ class DurableJournal(Journal):
         finally:
             os.close(fd)
         os.replace(tmp_path, path)
-        _fsync_directory(self._dir_path)
+        fsync_directory(self._dir_path)
 
     def _check_writable(self) -> None:
         if self._failure is not None:
@@ -815,15 +816,6 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
         written = os.pwrite(fd, view, offset)
         view = view[written:]
         offset += written
-
-
-def _fsync_directory(dir_path: str) -> None:
-    """Make a create or rename in `dir_path` durable (the file's own fsync does not)."""
-    fd = os.open(dir_path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # -- making SyncObj use DurableJournal ------------------------------------------------------

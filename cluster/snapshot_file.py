@@ -31,6 +31,7 @@ from typing import Any
 import msgpack
 
 from cluster.child_process import die_with_parent, run_when_idle
+from cluster.durable_file import fsync_directory
 from cluster.sealed import DataKey, SealError, open_for_reading, open_for_writing
 from engine import Exchange
 
@@ -159,11 +160,7 @@ def _write_in_child(
         full = replace(meta, engine=engine.snapshot())
         write_snapshot_file(partial, full, checkpoint, data_key)
         os.replace(partial, final)
-        directory = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        fsync_directory(final.parent)
         code = 0
     finally:
         os._exit(code)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import os
 from pathlib import Path
 
 import duckdb
 
+from cluster.durable_file import replace_file
 from warehouse.query import WarehouseError, connect
 
 
@@ -46,8 +46,6 @@ def out_dir(out: Path) -> Path:
 
 
 def write_file(path: Path, data: bytes) -> str:
-    """Writes `path` beside and renames it into place; its SHA-256."""
-    partial = path.with_name(path.name + ".tmp")
-    partial.write_bytes(data)
-    os.replace(partial, path)
+    """Replaces `path` atomically (cluster/durable_file.py); its SHA-256."""
+    replace_file(path, data, 0o644)
     return hashlib.sha256(data).hexdigest()

@@ -17,7 +17,6 @@ no row is written twice.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from cluster.durable_file import replace_file
 from warehouse.derived import recompute
 from warehouse.facts import FactBuilder
 from warehouse.partitions import day_text, partition_path, write_partition
@@ -86,7 +86,7 @@ def build(
         _write(out, table, day, new, first_seq)
     dates = sorted({day_text(day) for _, day in batches})
     recompute(out, dates)
-    _write_atomically(out / STATE_FILE_NAME, builder.state_bytes())
+    replace_file(out / STATE_FILE_NAME, builder.state_bytes(), 0o644)
     return BuildResult(
         first_seq, builder.last_seq, events, rows, dates, round(time.perf_counter() - started, 3)
     )
@@ -104,12 +104,3 @@ def _write(out: Path, table: str, day: int, new: list[pa.Table], first_seq: int)
         old = pq.read_table(path, schema=FACT_TABLES[table])
         new = [old.filter(pc.less_equal(old["seq"], first_seq)), *new]
     write_partition(pa.concat_tables(new), path)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    partial = path.with_name(path.name + ".tmp")
-    with open(partial, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(partial, path)

@@ -1,0 +1,27 @@
+"""Files replaced so that a crash leaves the old content or the new, never a mix or an empty
+file: written beside, fsynced, renamed over, the directory that names them fsynced."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def fsync_directory(directory: str | os.PathLike[str]) -> None:
+    """Make a create or rename in `directory` durable (the file's own fsync does not)."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_file(path: Path, data: bytes, mode: int = 0o600) -> None:
+    partial = path.with_name(path.name + ".tmp")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(partial, path)
+    fsync_directory(path.parent)
