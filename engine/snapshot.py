@@ -24,6 +24,16 @@ if TYPE_CHECKING:
 SNAPSHOT_VERSION = 4
 # Version 3 had no account profiles (member, owner, LEI, capacity): read with defaults.
 SNAPSHOT_VERSIONS_READ = (3, SNAPSHOT_VERSION)
+# An account's row ends with these (version 4): its reference data and rate-limit count.
+ACCOUNT_PROFILE_FIELDS = (
+    "member",
+    "owner",
+    "lei",
+    "capacity",
+    "rate_limit",
+    "rate_second",
+    "rate_count",
+)
 # An instrument's row: its spec, then status, resume time, last price, bids and asks.
 INSTRUMENT_ROW_LEN = len(INSTRUMENT_SPEC) + 5
 
@@ -53,15 +63,7 @@ def encode_exchange(ex: Exchange) -> bytes:
             [asset, acct.balances[asset].available, acct.balances[asset].held]
             for asset in sorted(acct.balances)
         ]
-        profile = [
-            acct.member,
-            acct.owner,
-            acct.lei,
-            acct.capacity,
-            acct.rate_limit,
-            acct.rate_second,
-            acct.rate_count,
-        ]
+        profile = [getattr(acct, name) for name in ACCOUNT_PROFILE_FIELDS]
         accounts.append([account_id, acct.enabled, balances, profile])
     orders = [
         [
@@ -160,15 +162,8 @@ def _build(exchange_cls: type[Exchange], state: list[Any]) -> Exchange:
     for account_id, enabled, balances, *profile in accounts:
         acct = ex.accounts[account_id] = Account(account_id, enabled)
         if profile:
-            (
-                acct.member,
-                acct.owner,
-                acct.lei,
-                acct.capacity,
-                acct.rate_limit,
-                acct.rate_second,
-                acct.rate_count,
-            ) = profile[0]
+            for name, value in zip(ACCOUNT_PROFILE_FIELDS, profile[0], strict=True):
+                setattr(acct, name, value)
         for asset, available, held in balances:
             acct.balances[asset] = Balance(account_id, asset, available, held)
     for row in orders:
