@@ -29,9 +29,8 @@ from reports.order_to_trade import write_order_to_trade
 from surveillance.config import RULES, load_parameters
 from surveillance.run import surveil
 from warehouse.build import build
+from warehouse.facts import DAY_MS
 from warehouse.source import DataDirSource
-
-DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True, slots=True)

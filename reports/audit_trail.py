@@ -18,14 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from reports.day import ReportError, open_warehouse, out_dir, write_file
+from warehouse.output import plain_sql
 
 RECORDS_PER_FILE_DEFAULT = 100_000
 GZIP_LEVEL = 6  # zlib's default level, not gzip.compress's 9: files for transfer, not archives
 
 # One JSON line per record, built by DuckDB: a record per order event, then per trade, in
 # sequence order (an order's fill before the trade it made).
-RECORDS = """
-CREATE OR REPLACE TEMP MACRO plain(x) AS rtrim(rtrim(CAST(x AS VARCHAR), '0'), '.');
+RECORDS = f"""
+CREATE OR REPLACE TEMP MACRO plain(x) AS {plain_sql("x")};
 CREATE OR REPLACE TEMP MACRO ns(t) AS CAST(epoch_us(t) * 1000 AS VARCHAR);
 WITH o AS (
     SELECT e.*, x.price AS fill_price,

@@ -30,11 +30,12 @@ from matplotlib.figure import Figure
 from engine.events import Trade
 from reports.day import open_warehouse, out_dir, write_file
 from warehouse.build import load_builder
+from warehouse.facts import DAY_MS
 from warehouse.output import plain, plain_rows
 from warehouse.query import has_table
-from warehouse.source import EventSource
+from warehouse.source import EventSource, events_upto
+from warehouse.tables import DERIVED_TABLES
 
-DAY_MS = 86_400_000
 BREACHES_LISTED_MAX = 200
 PROBLEMS_LISTED_MAX = 50
 FEE_ACCOUNT = "fees"
@@ -116,7 +117,7 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, day: datetime.date) -> list[
 def _table_rows(
     con: duckdb.DuckDBPyConnection, warehouse: Path, table: str, day: datetime.date
 ) -> list[dict[str, Any]]:
-    if table not in ("halts", "control_breaches") and not has_table(warehouse, table):
+    if table in DERIVED_TABLES and not has_table(warehouse, table):
         return []
     return _rows(con, f"SELECT * EXCLUDE (date) FROM {table} WHERE date = $day", day)
 
@@ -228,15 +229,11 @@ def _against_history(
     """The day's trades in the history up to the sequence the warehouse has reached (a
     running node's history goes on), and the audit chain."""
     start_ms = (day - datetime.date(1970, 1, 1)).days * DAY_MS
-    trades = 0
-    seq = 0
-    while seq < upto and (page := source.events_after(seq)):
-        for event in page:
-            if event.seq > upto:
-                break
-            if isinstance(event, Trade) and start_ms <= event.ts_ms < start_ms + DAY_MS:
-                trades += 1
-        seq = page[-1].seq
+    trades = sum(
+        1
+        for event in events_upto(source, upto)
+        if isinstance(event, Trade) and start_ms <= event.ts_ms < start_ms + DAY_MS
+    )
     audit = source.verify_audit()
     return [
         _check(

@@ -40,6 +40,12 @@ def to_json(rows: Any) -> str:
     return json.dumps(rows, default=lambda v: str(plain(v)))
 
 
+def plain_sql(expression: str) -> str:
+    """SQL that writes a warehouse decimal as `plain` does: without the trailing zeros of its
+    18 places (and without a bare point)."""
+    return f"rtrim(rtrim(CAST({expression} AS VARCHAR), '0'), '.')"
+
+
 def write_csv(table: pa.Table, path: Path) -> None:
     """A large table as CSV, written by DuckDB (vectorized): decimals plain, as `plain`
     writes them; fields quoted only where needed."""
@@ -47,7 +53,7 @@ def write_csv(table: pa.Table, path: Path) -> None:
     for field in table.schema:
         name = '"' + field.name.replace('"', '""') + '"'
         if pa.types.is_decimal(field.type):
-            columns.append(f"rtrim(rtrim(CAST({name} AS VARCHAR), '0'), '.') AS {name}")
+            columns.append(f"{plain_sql(name)} AS {name}")
         else:
             columns.append(name)
     target = str(path).replace("'", "''")

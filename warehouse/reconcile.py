@@ -27,7 +27,7 @@ from engine.events import (
 )
 from warehouse.build import load_builder
 from warehouse.query import connect
-from warehouse.source import EventSource
+from warehouse.source import EventSource, events_upto
 
 # The rows a fact table has per event of a kind: name -> the table (and filter) to count.
 ROW_COUNTS = {
@@ -57,29 +57,24 @@ def reconcile(source: EventSource, warehouse: Path) -> dict[str, Any]:
     trades: dict[str, list[Any]] = {}
     balances: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
     rows: dict[str, int] = dict.fromkeys(ROW_COUNTS, 0)
-    seq = 0
-    while seq < last_seq and (page := source.events_after(seq)):
-        for event in page:
-            if event.seq > last_seq:
-                break
-            counted = _ROWS_OF.get(type(event))
-            if counted is not None:
-                rows[counted] += 2 if counted == "executions" else 1
-            if isinstance(event, AssetAdded):
-                decimals[event.asset] = event.decimals
-            elif isinstance(event, InstrumentChanged):
-                base_of[event.symbol] = event.base
-            elif isinstance(event, Trade):
-                row = trades.setdefault(event.symbol, [0, 0])
-                row[0] += 1
-                row[1] += event.qty
-            elif isinstance(event, BalanceChanged):
-                scale = decimals.get(event.asset, 0)
-                balances[(event.account, event.asset)] = (
-                    Decimal(event.available).scaleb(-scale),
-                    Decimal(event.held).scaleb(-scale),
-                )
-            seq = event.seq
+    for event in events_upto(source, last_seq):
+        counted = _ROWS_OF.get(type(event))
+        if counted is not None:
+            rows[counted] += 2 if counted == "executions" else 1
+        if isinstance(event, AssetAdded):
+            decimals[event.asset] = event.decimals
+        elif isinstance(event, InstrumentChanged):
+            base_of[event.symbol] = event.base
+        elif isinstance(event, Trade):
+            row = trades.setdefault(event.symbol, [0, 0])
+            row[0] += 1
+            row[1] += event.qty
+        elif isinstance(event, BalanceChanged):
+            scale = decimals.get(event.asset, 0)
+            balances[(event.account, event.asset)] = (
+                Decimal(event.available).scaleb(-scale),
+                Decimal(event.held).scaleb(-scale),
+            )
     expected_trades = {
         symbol: (count, Decimal(qty).scaleb(-decimals.get(base_of.get(symbol, ""), 0)))
         for symbol, (count, qty) in trades.items()

@@ -13,6 +13,7 @@ import asyncio
 import json
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,6 +43,18 @@ class EventSource(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def events_upto(source: EventSource, upto: int) -> Iterator[Event]:
+    """Every event of the history up to sequence `upto` (where a warehouse stopped), in
+    order: what the checks re-read it with."""
+    seq = 0
+    while seq < upto and (page := source.events_after(seq)):
+        for event in page:
+            if event.seq > upto:
+                return
+            yield event
+        seq = page[-1].seq
 
 
 class DataDirSource:

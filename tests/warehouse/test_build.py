@@ -27,11 +27,11 @@ from engine.commands import (
 )
 from tests.cluster.logged_node import BUY, SELL, LoggedNode, market_setup
 from warehouse.build import STATE_FILE_NAME, build
+from warehouse.facts import DAY_MS
 from warehouse.query import WarehouseError, run_sql
 from warehouse.reconcile import reconcile
 from warehouse.source import DataDirSource
 
-DAY_MS = 86_400_000
 SEED_COMMANDS_PER_ENTRY = 1_000
 
 
@@ -156,7 +156,7 @@ def workload_log(root: Path, commands: int) -> list[int]:
     return ends
 
 
-def _files(out: Path) -> dict[str, bytes]:
+def parquet_files(out: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(out)): p.read_bytes()
         for p in sorted(out.rglob("*.parquet"))
@@ -183,7 +183,7 @@ def test_built_in_steps_or_at_once_the_files_are_the_same_bytes(tmp_path: Path) 
     finally:
         source.close()
 
-    once, stepped = _files(at_once), _files(steps)
+    once, stepped = parquet_files(at_once), parquet_files(steps)
     dates = {name.split("/")[1] for name in once}
     assert len(dates) == 2, "the workload crosses midnight"
     assert {n.split("/")[0] for n in once} >= {"order_events", "trades", "orders", "bbo"}
@@ -222,7 +222,7 @@ def test_the_machine_time_zone_changes_nothing(tmp_path: Path) -> None:
         env={**os.environ, "TZ": "Asia/Tokyo"}, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert _files(tmp_path / "utc") == _files(tmp_path / "tokyo")
+    assert parquet_files(tmp_path / "utc") == parquet_files(tmp_path / "tokyo")
 
 
 @pytest.mark.parametrize(

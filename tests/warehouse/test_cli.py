@@ -10,10 +10,7 @@ from pathlib import Path
 
 from tests.cli_process import raftex
 from tests.cluster.harness import ClusterHarness
-
-
-def _files(out: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.parquet"))}
+from tests.warehouse.test_build import parquet_files
 
 
 def test_a_warehouse_from_the_api_or_the_data_dir_is_the_same_and_reconciles(
@@ -40,7 +37,7 @@ def test_a_warehouse_from_the_api_or_the_data_dir_is_the_same_and_reconciles(
         data_dir = harness.cluster.data_dir / "n2"  # encrypted: the launch plan's key opens it
         done = raftex("warehouse", "build", "--data-dir", str(data_dir), "--out", str(via_dir))
         assert done.returncode == 0, done.stderr
-        assert _files(via_api) == _files(via_dir)
+        assert parquet_files(via_api) == parquet_files(via_dir)
         done = raftex(
             "warehouse", "check", "--data-dir", str(data_dir), "--warehouse", str(via_dir)
         )
