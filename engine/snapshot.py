@@ -16,7 +16,16 @@ import msgpack
 
 from engine.commands import command_from_wire, command_to_wire
 from engine.events import event_from_wire, event_to_wire
-from engine.state import INSTRUMENT_SPEC, Account, ApiKey, Balance, Instrument, Order, PriceLevel
+from engine.state import (
+    ACCOUNT_PROFILE_FIELDS,
+    INSTRUMENT_SPEC,
+    Account,
+    ApiKey,
+    Balance,
+    Instrument,
+    Order,
+    PriceLevel,
+)
 
 if TYPE_CHECKING:
     from engine.exchange import Exchange
@@ -24,16 +33,6 @@ if TYPE_CHECKING:
 SNAPSHOT_VERSION = 4
 # Version 3 had no account profiles (member, owner, LEI, capacity): read with defaults.
 SNAPSHOT_VERSIONS_READ = (3, SNAPSHOT_VERSION)
-# An account's row ends with these (version 4): its reference data and rate-limit count.
-ACCOUNT_PROFILE_FIELDS = (
-    "member",
-    "owner",
-    "lei",
-    "capacity",
-    "rate_limit",
-    "rate_second",
-    "rate_count",
-)
 # An instrument's row: its spec, then status, resume time, last price, bids and asks.
 INSTRUMENT_ROW_LEN = len(INSTRUMENT_SPEC) + 5
 

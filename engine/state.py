@@ -55,20 +55,21 @@ class Balance:
         self.dirty = False
 
 
+# An account's compliance reference data and its message-rate control (a snapshot stores
+# them in this order).
+ACCOUNT_PROFILE_FIELDS = (
+    "member",
+    "owner",
+    "lei",
+    "capacity",
+    "rate_limit",
+    "rate_second",
+    "rate_count",
+)
+
+
 class Account:
-    __slots__ = (
-        "account_id",
-        "enabled",
-        "balances",
-        "orders",
-        "member",
-        "owner",
-        "lei",
-        "capacity",
-        "rate_limit",
-        "rate_second",
-        "rate_count",
-    )
+    __slots__ = ("account_id", "enabled", "balances", "orders", *ACCOUNT_PROFILE_FIELDS)
 
     def __init__(self, account_id: str, enabled: bool = True) -> None:
         self.account_id = account_id
