@@ -152,11 +152,10 @@ class Exchange:
         self.api_keys: dict[str, ApiKey] = {}
         self.second_factors: dict[str, str] = {}
         # Digest of a signed write's signature -> the log time until which it is remembered;
-        # the digests in the order they were applied, for forgetting them (a dict emptied
-        # from its front makes every later look at the front scan the holes: measured
-        # 6.6 us per step at 300,000 entries).
+        # a heap of (until, digest), for forgetting each at its own time (they are not
+        # applied in the order they expire: a write signed ahead of log time lives longer).
         self.signatures: dict[str, int] = {}
-        self.signature_order: collections.deque[str] = collections.deque()
+        self.signature_expiries: list[tuple[int, str]] = []
         # Account -> the last TOTP time step a write of it spent.
         self.totp_steps: dict[str, int] = {}
         # Member -> [message-rate limit, current second of log time, messages in it].
@@ -526,9 +525,9 @@ class Exchange:
         account = getattr(inner, "account", "")
         now = self.now_ms
         signatures = self.signatures
-        order = self.signature_order
-        while order and signatures[order[0]] < now:
-            del signatures[order.popleft()]
+        expiries = self.signature_expiries
+        while expiries and expiries[0][0] < now:
+            del signatures[heapq.heappop(expiries)[1]]
         if abs(now - cmd.timestamp_ms) > SIGNATURE_RETENTION_MS:
             self._reject(
                 account,
@@ -559,8 +558,9 @@ class Exchange:
                     "this TOTP code (or a later one) was already used",
                 )
                 return
-            signatures[cmd.signature] = max(cmd.timestamp_ms, now) + SIGNATURE_RETENTION_MS
-            order.append(cmd.signature)
+            until = max(cmd.timestamp_ms, now) + SIGNATURE_RETENTION_MS
+            signatures[cmd.signature] = until
+            heapq.heappush(expiries, (until, cmd.signature))
         out = self._out
         start = len(out)
         self._handlers[type(inner)](inner)

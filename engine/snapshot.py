@@ -111,8 +111,8 @@ def encode_exchange(ex: Exchange) -> bytes:
             for _, k in sorted(ex.api_keys.items(), key=_first)
         ],
         sorted([account, material] for account, material in ex.second_factors.items()),
-        # In the order they were applied: the order they are forgotten in.
-        [[digest, ex.signatures[digest]] for digest in ex.signature_order],
+        # In the order they are forgotten in (until, then digest).
+        [[digest, until] for until, digest in sorted(ex.signature_expiries)],
         sorted([account, step] for account, step in ex.totp_steps.items()),
         sorted([member, *rate] for member, rate in ex.member_rates.items()),
     ]
@@ -257,9 +257,10 @@ def _build(exchange_cls: type[Exchange], state: list[Any]) -> Exchange:
     ex.second_factors = {account: material for account, material in second_factors}
     for digest, until_ms in signatures:
         ex.signatures[digest] = until_ms
-        ex.signature_order.append(digest)
-    if len(ex.signatures) != len(ex.signature_order):
+        ex.signature_expiries.append((until_ms, digest))
+    if len(ex.signatures) != len(ex.signature_expiries):
         raise SnapshotError("a signature digest is listed twice")
+    heapq.heapify(ex.signature_expiries)
     ex.totp_steps = {account: step for account, step in totp_steps}
     ex.member_rates = {member: rate for member, *rate in (member_rates[0] if member_rates else [])}
     return ex
