@@ -80,6 +80,7 @@ class ChaosCluster:
         self.net = NamespaceNet() if self.plane == "netns" else None
         settings: dict[str, float | bool] = {
             "fault_hooks": True,
+            "checked": True,
             "rate_limit_ip_per_s": 0,
             "rate_limit_key_per_s": 0,
         }

@@ -103,6 +103,9 @@ class NodeConfig:
     replica: bool = False
     # Chaos testing only: lets the admin endpoint partition this node and skew its clock.
     fault_hooks: bool = False
+    # The engine's checked mode: every invariant verified after every entry (the chaos
+    # suite and tests run it; a broken invariant stops the node rather than diverge).
+    checked: bool = False
     # Encryption at rest: the keyring holding the cluster's wrapped data key, and the file
     # of the key-encryption key that opens it (else the RAFTEX_KEK environment variable).
     # With no keyring the node keeps its data in clear.
@@ -176,6 +179,7 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> NodeConfig:
         tls_cert=Path(raw["tls_cert"]) if raw.get("tls_cert") else None,
         tls_key=Path(raw["tls_key"]) if raw.get("tls_key") else None,
         fault_hooks=raw.get("fault_hooks", False) is True,
+        checked=raw.get("checked", False) is True,
         projection=_flag(raw, "projection", True),
         replica=replica,
         feed_buffer_bytes_max=_positive_int(

@@ -60,7 +60,7 @@ from cluster.snapshot_file import (
     read_snapshot_meta,
 )
 from cluster.views import NodeView, full_view, next_view
-from engine import Exchange
+from engine import Exchange, InvariantBroken
 from engine.commands import CommandDecodeError, command_from_wire, wire_from_bytes
 from engine.events import Event, Rejected
 
@@ -247,6 +247,8 @@ class ExchangeNode(SyncObj):
             applied.append(AppliedCommand(tag, data, events))
             resolved.append((tag, events))
             new_events.extend(e for e in events if e.seq > self.view.last_seq)
+        if self.config.checked:
+            self._check_invariants(index, new_events)
         self.writer.submit(index, entry.ts_ms, applied)
         self.applied_index = index
         self.view = next_view(self.view, engine, index, new_events)
@@ -262,6 +264,17 @@ class ExchangeNode(SyncObj):
         COMMANDS_APPLIED.inc(len(entry.items))
         ENTRY_COMMANDS.observe(len(entry.items))
         APPLY_SECONDS.observe(time.perf_counter() - started)
+
+    def _check_invariants(self, index: int, new_events: list[Event]) -> None:
+        """Checked mode: a state that breaks an invariant is never written or served; the
+        node stops with the problem in its log (a bug to find, not a state to run on)."""
+        try:
+            self.engine.check(new_events)
+        except InvariantBroken as exc:
+            log.critical(
+                "event=invariant_broken node=%s index=%d problems=%s", self.node_id, index, exc
+            )
+            os._exit(EXIT_DIVERGED)
 
     def _apply_member(self, wire: list[Any]) -> None:
         action, node_id, raft, http = wire

@@ -10,13 +10,14 @@ from engine.codes import (
     TimeInForce,
     TradingStatus,
 )
-from engine.exchange import FEE_ACCOUNT, Exchange
+from engine.exchange import FEE_ACCOUNT, Exchange, InvariantBroken
 from engine.snapshot import SnapshotError
 
 __all__ = [
     "FEE_ACCOUNT",
     "CancelReason",
     "Exchange",
+    "InvariantBroken",
     "OrderType",
     "RejectCode",
     "SelfTradePrevention",

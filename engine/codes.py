@@ -25,6 +25,10 @@ class TimeInForce(IntEnum):
     FOK = 2
     DAY = 3
     GTD = 4
+    # Only for the auction being called: entered in the opening call (pre-open) or the
+    # closing call (pre-close), what the uncross leaves of it is cancelled.
+    AT_OPEN = 5
+    AT_CLOSE = 6
 
 
 class SelfTradePrevention(IntEnum):
@@ -51,6 +55,29 @@ class TradingStatus(IntEnum):
     OPEN = 0
     HALTED = 1
     CLOSED = 2
+
+
+class TradingPhase(IntEnum):
+    """Where an instrument is in its trading day (its calendar), or in a volatility pause.
+
+    Call phases (pre-open, pre-close, volatility auction) take orders without matching
+    them and end in an uncross; the two auction phases are the uncross itself, passed
+    through within one entry. An instrument without a calendar trades continuously.
+    """
+
+    CONTINUOUS = 0
+    CLOSED = 1
+    PRE_OPEN = 2
+    OPENING_AUCTION = 3
+    PRE_CLOSE = 4
+    CLOSING_AUCTION = 5
+    POST_CLOSE = 6
+    VOLATILITY_AUCTION = 7
+
+
+CALL_PHASES = frozenset(
+    {TradingPhase.PRE_OPEN, TradingPhase.PRE_CLOSE, TradingPhase.VOLATILITY_AUCTION}
+)
 
 
 class KeyKind(IntEnum):
@@ -112,6 +139,8 @@ class RejectCode(StrEnum):
     SECOND_FACTOR_USED = "second_factor_used"
     INVALID_PROFILE = "invalid_profile"
     RATE_LIMITED = "rate_limited"
+    INVALID_CALENDAR = "invalid_calendar"
+    WRONG_PHASE = "wrong_phase"
 
 
 class CancelReason(StrEnum):
@@ -124,6 +153,8 @@ class CancelReason(StrEnum):
     FOK = "fok"
     SELF_TRADE = "self_trade"
     CIRCUIT_BREAKER = "circuit_breaker"
+    # What an auction left of a market order or an order only for that auction.
+    AUCTION_OVER = "auction_over"
 
 
 class StatusReason(StrEnum):
@@ -132,3 +163,4 @@ class StatusReason(StrEnum):
     ADMIN = "admin"
     CIRCUIT_BREAKER = "circuit_breaker"
     PAUSE_ENDED = "pause_ended"
+    CALENDAR = "calendar"

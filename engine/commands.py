@@ -30,6 +30,8 @@ CLIENT_ID_LEN_MAX = 64
 NAME_LEN_MAX = 32
 # Key material: an Ed25519 public key in hex, or a secret sealed with the cluster key.
 MATERIAL_LEN_MAX = 512
+# A calendar's holidays: a few years of ISO dates, comma-separated.
+HOLIDAYS_LEN_MAX = 4_096
 
 
 class CommandDecodeError(ValueError):
@@ -251,6 +253,33 @@ class SetMemberRateLimit:
 
 
 @dataclass(slots=True, frozen=True)
+class SetCalendar:
+    """An instrument's trading day, in its own time zone (an IANA name; "" clears the
+    calendar: continuous trading all the time).
+
+    Times are seconds after the start of a session on the local wall clock; a session
+    lasts `day_s` (86,400: one a day; a divisor of it for a short demo day). Pre-open
+    (the opening call) runs from `pre_open_s`, the opening auction uncrosses at `open_s`,
+    the closing call runs from `pre_close_s` to the closing auction at `close_s`, post-close
+    until `post_close_s`, then closed. Sessions run on the weekdays of `trading_days`
+    (bit 0 Monday) except `holidays` (comma-separated ISO dates).
+    """
+
+    symbol: str
+    time_zone: str
+    pre_open_s: int = 0
+    open_s: int = 0
+    pre_close_s: int = 0
+    close_s: int = 0
+    post_close_s: int = 0
+    day_s: int = 86_400
+    trading_days: int = 0b0011111
+    holidays: str = ""
+    # Who made the change (an operator's name, from the admin CLI's --operator): audited.
+    by: str = ""
+
+
+@dataclass(slots=True, frozen=True)
 class Signed:
     """A client's write with what its signature and second factor proved at the edge.
 
@@ -288,6 +317,7 @@ Command = (
     | SetAccountProfile
     | SetRateLimit
     | SetMemberRateLimit
+    | SetCalendar
 )
 
 # Wire tags are part of the log format: never renumber, only append.
@@ -312,6 +342,7 @@ COMMAND_TAGS: dict[type, int] = {
     SetAccountProfile: 18,
     SetRateLimit: 19,
     SetMemberRateLimit: 20,
+    SetCalendar: 21,
 }
 _CLASS_BY_TAG = {tag: cls for cls, tag in COMMAND_TAGS.items()}
 _ENUM_FIELDS = {
@@ -469,6 +500,8 @@ def signed_inner(wire: list[Any]) -> list[Any]:
 def _len_max(name: str) -> int:
     if name == "material":
         return MATERIAL_LEN_MAX
+    if name == "holidays":
+        return HOLIDAYS_LEN_MAX
     return CLIENT_ID_LEN_MAX if name.endswith("_id") else NAME_LEN_MAX
 
 

@@ -73,6 +73,9 @@ class Trade:
     taker_account: str
     taker_fee: int
     taker_leaves: int
+    # The auction that made it (engine.codes.TradingPhase: opening, closing or volatility
+    # auction); 0 for continuous trading. In an auction the older order is the maker.
+    auction: int = 0
 
 
 @dataclass(slots=True)
@@ -292,6 +295,70 @@ class SecondFactorSet:
     account: str
 
 
+@dataclass(slots=True)
+class PhaseChanged:
+    """An instrument moved to another phase of its trading day (engine.codes.TradingPhase);
+    `until_ms` is when the phase is next due to change (0: not scheduled)."""
+
+    seq: int
+    ts_ms: int
+    symbol: str
+    phase: int
+    reason: str
+    until_ms: int
+    by: str = ""
+
+
+@dataclass(slots=True)
+class AuctionIndicated:
+    """In a call phase, after every change: where the auction would uncross now.
+
+    `price` 0 and `volume` 0 when nothing would trade; `imbalance_side` is the side with
+    more to trade at that price (Side), -1 when none."""
+
+    seq: int
+    ts_ms: int
+    symbol: str
+    phase: int
+    price: int
+    volume: int
+    imbalance: int
+    imbalance_side: int
+
+
+@dataclass(slots=True)
+class SessionClosed:
+    """A trading day (session) ended: its official closing price, from the closing auction
+    (`from_auction`) or else the last trade, and the next session's reference."""
+
+    seq: int
+    ts_ms: int
+    symbol: str
+    session_start_ms: int
+    local_date: str
+    close_price: int
+    from_auction: bool
+
+
+@dataclass(slots=True)
+class CalendarSet:
+    """An instrument's trading calendar was set (or cleared: empty time zone)."""
+
+    seq: int
+    ts_ms: int
+    symbol: str
+    time_zone: str
+    pre_open_s: int
+    open_s: int
+    pre_close_s: int
+    close_s: int
+    post_close_s: int
+    day_s: int
+    trading_days: int
+    holidays: str
+    by: str = ""
+
+
 Event = (
     Accepted
     | Rejected
@@ -313,6 +380,10 @@ Event = (
     | Transferred
     | RateLimitChanged
     | MemberRateLimitChanged
+    | PhaseChanged
+    | AuctionIndicated
+    | SessionClosed
+    | CalendarSet
 )
 
 # Wire tags are part of the event-history format: never renumber, only append.
@@ -337,6 +408,10 @@ EVENT_TAGS: dict[type, int] = {
     Transferred: 18,
     RateLimitChanged: 19,
     MemberRateLimitChanged: 20,
+    PhaseChanged: 21,
+    AuctionIndicated: 22,
+    SessionClosed: 23,
+    CalendarSet: 24,
 }
 _CLASS_BY_TAG = {tag: cls for cls, tag in EVENT_TAGS.items()}
 EVENT_NAMES: dict[type, str] = {cls: cls.__name__.lower() for cls in EVENT_TAGS}

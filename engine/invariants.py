@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from engine.codes import CALL_PHASES
 from engine.state import buy_cost
 
 if TYPE_CHECKING:
@@ -50,7 +51,8 @@ def invariant_problems(ex: Exchange) -> list[str]:
                 if level.qty != visible:
                     problems.append(f"{symbol} level {level.price}: qty {level.qty} != {visible}")
         best_bid, best_ask = ex.best_bid_ask(symbol)
-        if best_bid and best_ask and best_bid >= best_ask:
+        calling = inst.phase in CALL_PHASES  # orders gather crossed until the uncross
+        if best_bid and best_ask and best_bid >= best_ask and not calling:
             problems.append(f"{symbol} is crossed: bid {best_bid} >= ask {best_ask}")
     return problems[:PROBLEMS_MAX]
 

@@ -10,38 +10,44 @@ restore rather than stored.
 from __future__ import annotations
 
 import heapq
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgpack
 
+from engine.calendar import Calendar
 from engine.commands import command_from_wire, command_to_wire
 from engine.events import event_from_wire, event_to_wire
+from engine.exchange_state import ExchangeState
 from engine.state import (
     ACCOUNT_PROFILE_FIELDS,
     INSTRUMENT_SPEC,
+    SESSION_CLOCK_FIELDS,
     Account,
     ApiKey,
     Balance,
     Instrument,
     Order,
     PriceLevel,
+    SessionClock,
 )
 
-if TYPE_CHECKING:
-    from engine.exchange import Exchange
+SNAPSHOT_VERSION = 5
+# Version 3 had no account profiles (member, owner, LEI, capacity), versions 3 and 4 no
+# phases or calendars: read with defaults (continuous trading).
+SNAPSHOT_VERSIONS_READ = (3, 4, SNAPSHOT_VERSION)
+# An instrument's row: its spec, then status, resume time, last price, bids and asks, and
+# (from version 5) its phase.
+INSTRUMENT_ROW_LEN = len(INSTRUMENT_SPEC) + 6
 
-SNAPSHOT_VERSION = 4
-# Version 3 had no account profiles (member, owner, LEI, capacity): read with defaults.
-SNAPSHOT_VERSIONS_READ = (3, SNAPSHOT_VERSION)
-# An instrument's row: its spec, then status, resume time, last price, bids and asks.
-INSTRUMENT_ROW_LEN = len(INSTRUMENT_SPEC) + 5
+
+CLOCK = SESSION_CLOCK_FIELDS
 
 
 class SnapshotError(ValueError):
     """Snapshot bytes that are not a state this engine wrote: never run on them."""
 
 
-def encode_exchange(ex: Exchange) -> bytes:
+def encode_state(ex: ExchangeState) -> bytes:
     instruments = []
     for symbol in sorted(ex.instruments):
         inst = ex.instruments[symbol]
@@ -53,6 +59,7 @@ def encode_exchange(ex: Exchange) -> bytes:
                 inst.last_price,
                 [[lvl.price, list(lvl.orders)] for lvl in inst.bids.values()],
                 [[lvl.price, list(lvl.orders)] for lvl in inst.asks.values()],
+                inst.phase,
             ]
         )
     accounts = []
@@ -115,20 +122,28 @@ def encode_exchange(ex: Exchange) -> bytes:
         [[digest, until] for until, digest in sorted(ex.signature_expiries)],
         sorted([account, step] for account, step in ex.totp_steps.items()),
         sorted([member, *rate] for member, rate in ex.member_rates.items()),
+        [
+            [
+                symbol,
+                list(clock.calendar.fields()),
+                *(getattr(clock, f) for f in SESSION_CLOCK_FIELDS),
+            ]
+            for symbol, clock in sorted(ex.sessions.items(), key=_first)
+        ],
     ]
     return msgpack.packb(state, use_bin_type=True)
 
 
-def decode_exchange(data: bytes, exchange_cls: type[Exchange]) -> Exchange:
-    """Rebuilds an Exchange; raises SnapshotError if the bytes are not a valid snapshot."""
+def decode_state(data: bytes) -> ExchangeState:
+    """Rebuilds the state; raises SnapshotError if the bytes are not a valid snapshot."""
     try:
         state = msgpack.unpackb(data, raw=False, strict_map_key=False)
-        return _build(exchange_cls, state)
+        return _build(state)
     except (ValueError, TypeError, KeyError, IndexError, msgpack.UnpackException) as exc:
         raise SnapshotError(f"snapshot cannot be restored: {exc}") from exc
 
 
-def _build(exchange_cls: type[Exchange], state: list[Any]) -> Exchange:
+def _build(state: list[Any]) -> ExchangeState:
     if state[0] not in SNAPSHOT_VERSIONS_READ:
         raise SnapshotError(
             f"snapshot version {state[0]}, this engine reads {SNAPSHOT_VERSIONS_READ}"
@@ -150,9 +165,9 @@ def _build(exchange_cls: type[Exchange], state: list[Any]) -> Exchange:
         second_factors,
         signatures,
         totp_steps,
-        *member_rates,  # version 4 only
+        *later,  # version 4: member rates; version 5: sessions
     ) = state
-    ex = exchange_cls(open_orders_per_account_max=open_max)
+    ex = ExchangeState(open_orders_per_account_max=open_max)
     ex.seq = seq
     ex.now_ms = now_ms
     ex.next_order_id = next_order_id
@@ -216,12 +231,18 @@ def _build(exchange_cls: type[Exchange], state: list[Any]) -> Exchange:
         if expire_at_ms:
             ex.expiries.append((expire_at_ms, order_id))
     heapq.heapify(ex.expiries)
+    row_len = INSTRUMENT_ROW_LEN if state[0] == SNAPSHOT_VERSION else INSTRUMENT_ROW_LEN - 1
     for row in instruments:
-        if len(row) != INSTRUMENT_ROW_LEN:
-            raise SnapshotError(f"instrument row of {len(row)} fields, not {INSTRUMENT_ROW_LEN}")
-        *spec, status, resume_at, last_price, bids, asks = row
+        if len(row) != row_len:
+            raise SnapshotError(f"instrument row of {len(row)} fields, not {row_len}")
+        if row_len == INSTRUMENT_ROW_LEN:
+            *spec, status, resume_at, last_price, bids, asks, phase = row
+        else:
+            *spec, status, resume_at, last_price, bids, asks = row
+            phase = 0
         inst = Instrument(*spec, status)
         symbol = inst.symbol
+        inst.phase = phase
         inst.resume_at_ms = resume_at
         inst.last_price = last_price
         for side, book, levels, sign in ((0, inst.bids, bids, -1), (1, inst.asks, asks, 1)):
@@ -262,7 +283,15 @@ def _build(exchange_cls: type[Exchange], state: list[Any]) -> Exchange:
         raise SnapshotError("a signature digest is listed twice")
     heapq.heapify(ex.signature_expiries)
     ex.totp_steps = {account: step for account, step in totp_steps}
-    ex.member_rates = {member: rate for member, *rate in (member_rates[0] if member_rates else [])}
+    member_rates = later[0] if later else []
+    ex.member_rates = {member: rate for member, *rate in member_rates}
+    for symbol, calendar, *clock_values in later[1] if len(later) > 1 else []:
+        if symbol not in ex.instruments:
+            raise SnapshotError(f"a calendar for unknown symbol {symbol}")
+        clock = ex.sessions[symbol] = SessionClock(Calendar(*calendar))
+        for name, value in zip(SESSION_CLOCK_FIELDS, clock_values, strict=True):
+            setattr(clock, name, value)
+    ex.next_phase_ms = min((c.due_ms for c in ex.sessions.values()), default=0)
     return ex
 
 

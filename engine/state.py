@@ -10,6 +10,7 @@ import operator
 
 from sortedcontainers import SortedDict, SortedList
 
+from engine.calendar import Calendar
 from engine.codes import TradingCapacity
 
 BPS_DENOMINATOR = 10_000
@@ -216,6 +217,7 @@ class Instrument:
     __slots__ = (
         *INSTRUMENT_SPEC,
         "status",
+        "phase",
         "resume_at_ms",
         "last_price",
         "band_lo",
@@ -256,6 +258,9 @@ class Instrument:
         self.taker_fee_bps = taker_fee_bps
         self.halt_pause_ms = halt_pause_ms
         self.status = status
+        # engine.codes.TradingPhase: continuous unless a calendar or a volatility pause says
+        # otherwise.
+        self.phase = 0
         self.resume_at_ms = 0
         self.last_price = 0
         self.band_lo = 0
@@ -286,3 +291,33 @@ class Instrument:
 
     def in_band(self, price: int) -> bool:
         return not self.reference_price or self.band_lo <= price <= self.band_hi
+
+
+# A session clock's fields besides its calendar (a snapshot stores them in this order).
+SESSION_CLOCK_FIELDS = (
+    "phase",
+    "due_ms",
+    "start_ms",
+    "close_ms",
+    "local_date",
+    "close_price",
+    "closed_start_ms",
+)
+
+
+class SessionClock:
+    """An instrument's calendar and where it stands: the scheduled phase (the instrument's
+    own may be a volatility auction instead), when the phase next changes, the current
+    session, and the last official close (the next session's reference)."""
+
+    __slots__ = ("calendar", *SESSION_CLOCK_FIELDS)
+
+    def __init__(self, calendar: Calendar) -> None:
+        self.calendar = calendar
+        self.phase = 0
+        self.due_ms = 0
+        self.start_ms = 0
+        self.close_ms = 0
+        self.local_date = ""
+        self.close_price = 0
+        self.closed_start_ms = 0

@@ -66,7 +66,7 @@ E = TypeVar("E")
 def make_exchange(open_orders_per_account_max: int = 1_000, **instrument: int) -> Exchange:
     """ACME/USD (band 10% around 100, no fees unless asked) and three traders with
     CASH dollars and SHARES shares each, all at log time T0."""
-    ex = Exchange(open_orders_per_account_max=open_orders_per_account_max)
+    ex = Exchange(open_orders_per_account_max=open_orders_per_account_max, checked=True)
     setup: list[Command] = [
         AddInstrument(SYMBOL, BASE, QUOTE, **{**INSTRUMENT_DEFAULTS, **instrument})
     ]
@@ -146,8 +146,8 @@ def apply_rejected(ex: Exchange, command: Command, code: str, ts_ms: int = 0) ->
     Only for commands without a client or request id (those remember their outcome).
     """
     expected = Exchange.restore(ex.snapshot())
-    expected.seq += 1
-    expected.now_ms = max(expected.now_ms, ts_ms)
+    expected.state.seq += 1
+    expected.state.now_ms = max(expected.now_ms, ts_ms)
     event = rejected(ex.apply(command, ts_ms), code)
     assert event.seq == expected.seq
     assert ex.state_hash() == expected.state_hash(), "a rejected command changed the state"

@@ -28,6 +28,7 @@ from engine import (
     TimeInForce,
     TradingStatus,
 )
+from engine.access import SIGNATURE_RETENTION_MS
 from engine.commands import (
     AddInstrument,
     AmendOrder,
@@ -38,6 +39,7 @@ from engine.commands import (
     MassCancel,
     PlaceOrder,
     SetAccountEnabled,
+    SetCalendar,
     SetTradingStatus,
     Signed,
     Tick,
@@ -47,7 +49,6 @@ from engine.commands import (
     command_to_wire,
 )
 from engine.events import Accepted
-from engine.exchange import SIGNATURE_RETENTION_MS
 from engine.state import Instrument
 
 T = TypeVar("T")
@@ -142,6 +143,7 @@ _KIND_WEIGHTS = {
     "invalid": 2,
     "update_instrument": 1,
     "signed": 4,
+    "calendar": 1,
 }
 _KINDS = tuple(kind for kind, weight in _KIND_WEIGHTS.items() for _ in range(weight))
 
@@ -155,7 +157,7 @@ class Stream:
     steps: tuple[tuple[int, Command], ...]
 
     def new_exchange(self) -> Exchange:
-        return Exchange(open_orders_per_account_max=self.open_orders_per_account_max)
+        return Exchange(open_orders_per_account_max=self.open_orders_per_account_max, checked=True)
 
     def __repr__(self) -> str:
         lines = [f"    ({ts_ms}, {format_command(command)})," for ts_ms, command in self.steps]
@@ -243,7 +245,7 @@ def streams(draw: DrawFn, commands_max: int = STREAM_COMMANDS_MAX) -> Stream:
     """A set-up followed by up to `commands_max` random commands."""
     start_ms = START_DAY * DAY_MS - draw(st.integers(60_000, 3 * HOUR_MS))
     open_orders_max = _pick(draw, OPEN_ORDERS_PER_ACCOUNT_MAX_CHOICES)
-    shadow = _Shadow(Exchange(open_orders_per_account_max=open_orders_max), [], start_ms)
+    shadow = _Shadow(Exchange(open_orders_max, checked=True), [], start_ms)
     steps: list[tuple[int, Command]] = []
 
     def setup(command: Command) -> None:
@@ -431,7 +433,13 @@ _ANY_TIFS = (
     TimeInForce.GTD,
     TimeInForce.IOC,
     TimeInForce.FOK,
+    TimeInForce.AT_OPEN,
+    TimeInForce.AT_CLOSE,
 )
+# Trading calendars: zones with and without daylight saving, short days of a few sessions
+# an hour so that streams pass through every phase.
+CALENDAR_ZONES = ("UTC", "America/New_York", "Asia/Tokyo")
+CALENDAR_DAY_S_CHOICES = (600, 1_200, 3_600)
 
 
 # ---------------------------------------------------------------- command kinds
@@ -621,6 +629,22 @@ def _transfer(draw: DrawFn, shadow: _Shadow) -> Command:
     return Deposit(account, asset, amount, request_id)
 
 
+def _calendar(draw: DrawFn, shadow: _Shadow) -> Command:
+    """A short trading day for a symbol (its phases cut at random points), or none."""
+    symbol = _pick(draw, SYMBOLS)
+    if not draw(st.integers(0, 3)):
+        return SetCalendar(symbol, "")
+    day_s = _pick(draw, CALENDAR_DAY_S_CHOICES)
+    cuts = sorted(draw(st.lists(st.integers(0, day_s), min_size=5, max_size=5, unique=True)))
+    return SetCalendar(
+        symbol,
+        _pick(draw, CALENDAR_ZONES),
+        *cuts,
+        day_s=day_s,
+        trading_days=draw(st.integers(1, 0b1111111)),
+    )
+
+
 def _status(draw: DrawFn, shadow: _Shadow) -> Command:
     """Mostly a halted or closed symbol reopened (so few stay shut long), else any status."""
     instruments = shadow.ex.instruments
@@ -779,4 +803,5 @@ _BUILDERS = {
     "invalid": _invalid,
     "update_instrument": _update_instrument,
     "signed": _signed,
+    "calendar": _calendar,
 }

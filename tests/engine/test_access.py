@@ -3,6 +3,7 @@
 from conftest import ALICE, BOB, apply_rejected, one
 
 from engine import Exchange, RejectCode
+from engine.access import API_KEYS_PER_ACCOUNT_MAX
 from engine.codes import KeyKind, Scope
 from engine.commands import (
     AddApiKey,
@@ -13,7 +14,6 @@ from engine.commands import (
     command_to_wire,
 )
 from engine.events import ApiKeyChanged, AssetAdded, Rejected, SecondFactorSet
-from engine.exchange import API_KEYS_PER_ACCOUNT_MAX
 
 PUBLIC_KEY = "ab" * 32
 TRADER_SCOPES = Scope.READ | Scope.TRADE

@@ -44,7 +44,7 @@ from engine.commands import (
     UpdateInstrument,
     Withdraw,
 )
-from engine.exchange import BALANCE_MAX
+from engine.ledger import BALANCE_MAX
 
 LIMIT = OrderType.LIMIT
 MARKET = OrderType.MARKET

@@ -21,7 +21,7 @@ from conftest import (
 from engine import Exchange, RejectCode
 from engine.commands import Command, Deposit, PlaceOrder, Withdraw
 from engine.events import Accepted, BalanceChanged, Event, Rejected, Transferred
-from engine.exchange import CLIENT_ID_RETENTION_MS
+from engine.retries import CLIENT_ID_RETENTION_MS
 
 
 def retry(ex: Exchange, command: Command, original: Event) -> None:

@@ -1,10 +1,13 @@
 """The invariant check passes on states the engine reaches and catches broken ones."""
 
+import pytest
 from conftest import ALICE, BOB, BUY, SELL, rest
 
 from bench.workload import standard_workload
-from engine import Exchange
+from engine import Exchange, InvariantBroken
+from engine.commands import Tick
 from engine.invariants import invariant_problems
+from engine.state import PriceLevel
 
 
 def test_a_long_workload_keeps_every_invariant() -> None:
@@ -27,3 +30,26 @@ def test_broken_states_are_named(ex: Exchange) -> None:
     assert any(f"order {buy} holds" in p for p in problems)
     assert any("bob ACME: held" in p for p in problems)
     assert any("ACME level 101" in p for p in problems)
+
+
+def test_checked_mode_stops_at_the_first_command_after_a_state_goes_wrong(ex: Exchange) -> None:
+    rest(ex, ALICE, BUY, 3, 99)
+    ex.accounts[BOB].balances["USD"].available += 7  # money from nowhere
+    with pytest.raises(InvariantBroken, match=r"USD: .* deposited less withdrawn"):
+        ex.apply(Tick(), 2_000)
+
+
+def test_checked_mode_finds_a_hold_that_does_not_cover_its_order(ex: Exchange) -> None:
+    buy = rest(ex, ALICE, BUY, 3, 99)
+    ex.orders[buy].held -= 1
+    ex.accounts[ALICE].balances["USD"].held -= 1
+    ex.accounts[ALICE].balances["USD"].available += 1
+    with pytest.raises(InvariantBroken, match=f"order {buy} holds"):
+        rest(ex, BOB, SELL, 1, 105)
+
+
+def test_checked_mode_finds_a_crossed_book(ex: Exchange) -> None:
+    rest(ex, BOB, SELL, 1, 101)
+    ex.instruments["ACME"].bids[-105] = PriceLevel(BUY, 105)  # above the best ask
+    with pytest.raises(InvariantBroken, match="ACME is crossed"):
+        rest(ex, BOB, SELL, 1, 109)

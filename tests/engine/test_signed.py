@@ -8,6 +8,7 @@ import pytest
 from conftest import ALICE, BOB, BUY, QUOTE, SYMBOL, T0, apply_rejected, one, rest
 
 from engine import Exchange, RejectCode
+from engine.access import SIGNATURE_RETENTION_MS
 from engine.codes import KeyKind, Scope
 from engine.commands import (
     AddApiKey,
@@ -23,7 +24,6 @@ from engine.commands import (
     signed_inner,
 )
 from engine.events import Accepted, ApiKeyChanged, BalanceChanged, Cancelled, Rejected
-from engine.exchange import SIGNATURE_RETENTION_MS
 
 SIG_A = "a" * 32
 SIG_B = "b" * 32
