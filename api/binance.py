@@ -37,6 +37,7 @@ from engine.codes import (
     Scope,
     Side,
     TimeInForce,
+    TradingPhase,
     TradingStatus,
 )
 from engine.commands import CLIENT_ID_LEN_MAX, CancelOrder, PlaceOrder
@@ -283,12 +284,33 @@ async def exchange_info(request: web.Request) -> web.Response:
     )
 
 
+# Binance's symbol statuses for the phases of a trading day: a call phase gathers orders for
+# an auction (AUCTION_MATCH), pre-open is PRE_TRADING, after the close POST_TRADING and
+# END_OF_DAY. An admin halt or close wins over the phase.
+_PHASE_STATUS = {
+    TradingPhase.CONTINUOUS: "TRADING",
+    TradingPhase.PRE_OPEN: "PRE_TRADING",
+    TradingPhase.OPENING_AUCTION: "AUCTION_MATCH",
+    TradingPhase.PRE_CLOSE: "AUCTION_MATCH",
+    TradingPhase.CLOSING_AUCTION: "AUCTION_MATCH",
+    TradingPhase.VOLATILITY_AUCTION: "AUCTION_MATCH",
+    TradingPhase.POST_CLOSE: "POST_TRADING",
+    TradingPhase.CLOSED: "END_OF_DAY",
+}
+
+
+def _symbol_status(inst: InstrumentView) -> str:
+    if inst.status != TradingStatus.OPEN:
+        return _TRADING[TradingStatus(inst.status)]
+    return _PHASE_STATUS[TradingPhase(inst.phase)]
+
+
 def _symbol_info(gw: Gateway, inst: InstrumentView) -> dict[str, Any]:
     qty_places = gw.scales(inst)[1]
     low, high = price_band(inst.reference_price, inst.price_band_bps, inst.tick_size)
     return {
         "symbol": inst.symbol,
-        "status": _TRADING[TradingStatus(inst.status)],
+        "status": _symbol_status(inst),
         "baseAsset": inst.base,
         "baseAssetPrecision": qty_places,
         "quoteAsset": inst.quote,

@@ -37,20 +37,29 @@ from api.gateway import Gateway
 from api.json_input import JsonBeyondLimits, JsonRefused, parse_json
 from api.l3 import l3_json, read_l3
 from api.metrics import SLOW_CONSUMERS_CUT
-from api.public import book_sides, candle_json, ticker_json
+from api.public import (
+    auction_json,
+    auction_name,
+    book_sides,
+    candle_json,
+    indicative_json,
+    ticker_json,
+)
 from api.signing import check_fresh, signing_payload, verify_signature
 from cluster.port import EntryApplied
 from cluster.rocks import READ_LIMIT_MAX
 from cluster.views import NodeView
-from engine.codes import Scope, Side
+from engine.codes import Scope, Side, TradingPhase
 from engine.events import (
     Accepted,
     Amended,
+    AuctionIndicated,
     BalanceChanged,
     Cancelled,
     Event,
     Expired,
     LevelChanged,
+    PhaseChanged,
     Rejected,
     Trade,
     Triggered,
@@ -74,7 +83,7 @@ SHUTDOWN_CLOSE_WAIT_S = 1.0
 KERNEL_CHECKS = 8
 CLOSE_TOO_MANY = 4029
 MESSAGE_BYTES_MAX = 4_096
-PUBLIC_CHANNELS = ("book", "book.l3", "trades", "ticker", "candles")
+PUBLIC_CHANNELS = ("book", "book.l3", "trades", "ticker", "candles", "auction")
 L3_DEPTH_LEVELS = 50
 USER_CHANNEL = "user"
 _USER_EVENTS = (Accepted, Cancelled, Expired, Amended, Triggered, BalanceChanged)
@@ -317,6 +326,7 @@ def render(
                                 "price": gw.price_text(inst, event.price),
                                 "qty": gw.qty_text(inst, event.qty),
                                 "aggressor_side": Side(event.aggressor_side).name.lower(),
+                                "auction": auction_name(event.auction),
                             }
                         ),
                     )
@@ -325,6 +335,10 @@ def render(
                 _user(out, wanted, account, event)
         elif kind in _USER_EVENTS or (kind is Rejected and event.account):
             _user(out, wanted, event.account, event)
+        elif (kind is PhaseChanged or kind is AuctionIndicated) and (
+            ("auction", event.symbol) in wanted
+        ):
+            out[("auction", event.symbol)].append((event.seq, _auction_message(gw, event)))
     if state is not None and state.queues:
         _render_l3(gw, events, state.queues, out)
     # Log time of the entry: how late a delivery is, measured by the receiver.
@@ -395,6 +409,31 @@ def _render_l3(
                 ),
             )
         )
+
+
+def _auction_message(gw: Gateway, event: PhaseChanged | AuctionIndicated) -> str:
+    """A phase change, or the indicative uncross after a change in a call phase."""
+    head = {"channel": "auction", "symbol": event.symbol, "seq": event.seq, "ts_ms": event.ts_ms}
+    if type(event) is PhaseChanged:
+        return _dump(
+            {
+                **head,
+                "type": "phase",
+                "phase": TradingPhase(event.phase).name.lower(),
+                "reason": event.reason,
+                "until_ms": event.until_ms,
+            }
+        )
+    inst = gw.instrument(event.symbol)
+    uncross = (event.price, event.volume, event.imbalance, event.imbalance_side)
+    return _dump(
+        {
+            **head,
+            "type": "indicative",
+            "phase": TradingPhase(event.phase).name.lower(),
+            **indicative_json(gw, inst, *uncross),
+        }
+    )
 
 
 def _user(out: dict[Key, list[tuple[int, str]]], wanted: Any, account: str, event: Event) -> None:
@@ -617,7 +656,7 @@ async def _start(
     gw = hub.gw
     channel = key[0]
     view = gw.node.view
-    replayable = channel in ("book", "trades", USER_CHANNEL)
+    replayable = channel in ("book", "trades", "auction", USER_CHANNEL)
     if since is not None and replayable and view.last_seq - since <= REPLAY_EVENTS_MAX:
         start = f"replay from {since}"
         subscriber.put(_subscribed(key, since, start, op_id))
@@ -693,6 +732,19 @@ def _snapshot(gw: Gateway, view: NodeView, key: Key) -> str | None:
                 "type": "ticker",
                 **ticker_json(gw, gw.instrument(name), view),
                 "seq": seq,
+            }
+        )
+    if channel == "auction":
+        inst = gw.instrument(name)
+        return _dump(
+            {
+                "channel": "auction",
+                "type": "snapshot",
+                "symbol": name,
+                "seq": seq,
+                "phase": TradingPhase(inst.phase).name.lower(),
+                "until_ms": inst.phase_until_ms,
+                "auction": auction_json(gw, inst),
             }
         )
     if channel == "candles":

@@ -24,7 +24,7 @@ ORDER_BODY = {
     "type": "limit (default) | market | stop | stop_limit",
     "qty": "decimal string in the base asset's units",
     "price": "decimal string; limit and stop_limit only",
-    "tif": "gtc (default) | ioc | fok | day | gtd",
+    "tif": "gtc (default) | ioc | fok | day | gtd | at_open | at_close",
     "client_order_id": "up to 64 characters; unique per account, makes retries safe",
     "stop_price": "decimal string; stop and stop_limit only",
     "display_qty": "iceberg: the part shown in the book",
@@ -41,7 +41,7 @@ OPERATIONS: tuple[Operation, ...] = (
     (
         "GET",
         "/v1/instruments",
-        "All instruments: tick, lot, limits, fees, status",
+        "All instruments: tick, lot, limits, fees, status, trading phase, auction indicative",
         PUBLIC,
         ("min_seq",),
         {},

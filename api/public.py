@@ -20,7 +20,7 @@ from api.l3 import l3_json, read_l3
 from api.query import int_param
 from cluster.rocks import READ_LIMIT_MAX
 from cluster.views import BOOK_VIEW_DEPTH, BookView, InstrumentView, NodeView
-from engine.codes import Side, TradingStatus
+from engine.codes import Side, TradingPhase, TradingStatus
 
 TRADES_LIMIT_DEFAULT = 100
 CANDLES_LIMIT_DEFAULT = 500
@@ -54,6 +54,10 @@ def instrument_json(gw: Gateway, inst: InstrumentView) -> dict[str, Any]:
         "quote": inst.quote,
         "status": TradingStatus(inst.status).name.lower(),
         "resume_at_ms": inst.resume_at_ms,
+        "phase": TradingPhase(inst.phase).name.lower(),
+        "phase_until_ms": inst.phase_until_ms,
+        "auction": auction_json(gw, inst),
+        "official_close": gw.price_text(inst, inst.official_close) if inst.official_close else None,
         "price_decimals": price_places,
         "qty_decimals": qty_places,
         "tick_size": gw.price_text(inst, inst.tick_size),
@@ -65,6 +69,32 @@ def instrument_json(gw: Gateway, inst: InstrumentView) -> dict[str, Any]:
         "reference_price": gw.price_text(inst, inst.reference_price),
         "maker_fee_bps": inst.maker_fee_bps,
         "taker_fee_bps": inst.taker_fee_bps,
+    }
+
+
+def auction_name(phase: int) -> str | None:
+    """The auction that made a trade (opening_auction, closing_auction, volatility_auction),
+    None for continuous trading."""
+    return TradingPhase(phase).name.lower() if phase else None
+
+
+def auction_json(gw: Gateway, inst: InstrumentView) -> dict[str, Any] | None:
+    """In a call phase, the uncross as it stands (indicative_json); None otherwise."""
+    if inst.indicative is None:
+        return None
+    return indicative_json(gw, inst, *inst.indicative)
+
+
+def indicative_json(
+    gw: Gateway, inst: InstrumentView, price: int, volume: int, imbalance: int, side: int
+) -> dict[str, Any]:
+    """An uncross as it stands: indicative price (None while nothing would trade), matched
+    volume, and the imbalance with its side."""
+    return {
+        "indicative_price": gw.price_text(inst, price) if volume else None,
+        "matched_qty": gw.qty_text(inst, volume),
+        "imbalance_qty": gw.qty_text(inst, imbalance),
+        "imbalance_side": Side(side).name.lower() if imbalance else None,
     }
 
 
@@ -143,6 +173,7 @@ async def trades(request: web.Request) -> web.Response:
                     "price": gw.price_text(inst, row["price"]),
                     "qty": gw.qty_text(inst, row["qty"]),
                     "aggressor_side": Side(row["aggressor_side"]).name.lower(),
+                    "auction": auction_name(row["auction"]),
                 }
                 for row in rows
             ],

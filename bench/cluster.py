@@ -134,7 +134,7 @@ def run_cluster_bench(
             )
         finally:
             cluster.stop()
-    engine = run_engine_bench(ENGINE_COMMANDS, seed, reference=None)
+    engine = run_engine_bench(ENGINE_COMMANDS, seed, reference=None, uncross_orders=0)
     return ClusterBench(
         topology=TOPOLOGY,
         at_rest="encrypted" if encrypted else "clear",

@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bench.auction import UncrossBench, run_uncross_bench
 from bench.workload import COMMANDS_PER_MS, standard_workload
 from cluster.gc_policy import tune_gc_for_apply
 from engine import Exchange
@@ -41,9 +42,16 @@ class EngineBench:
     state_hash: str
     reference_ops_per_s: float | None
     ratio_to_reference: float | None
+    # A call auction of `uncross.orders` resting orders (bench/auction.py); None if not run.
+    uncross: UncrossBench | None = None
 
 
-def run_engine_bench(commands: int, seed: int, reference: Path | None) -> EngineBench:
+UNCROSS_ORDERS = 100_000
+
+
+def run_engine_bench(
+    commands: int, seed: int, reference: Path | None, uncross_orders: int = UNCROSS_ORDERS
+) -> EngineBench:
     workload = standard_workload(commands, seed)
     ex = Exchange()
     for command in workload.setup:
@@ -77,6 +85,7 @@ def run_engine_bench(commands: int, seed: int, reference: Path | None) -> Engine
         ratio_to_reference=round(commands / elapsed_s / reference_ops, 3)
         if reference_ops
         else None,
+        uncross=run_uncross_bench(uncross_orders, seed) if uncross_orders else None,
     )
 
 
@@ -116,4 +125,11 @@ def format_engine_bench(result: EngineBench, as_json: bool) -> str:
         lines.append(f"reference ops/s   {result.reference_ops_per_s:>12,.0f}")
         lines.append(f"ratio             {result.ratio_to_reference:>12.3f}x")
     lines.append(f"state hash        {result.state_hash}")
+    auction = result.uncross
+    if auction is not None:
+        lines.append(
+            f"uncross           {auction.uncross_ms:>12.1f} ms  ({auction.orders:,} orders,"
+            f" {auction.trades:,} trades, {auction.uncross_us_per_order} us/order;"
+            f" indicative {auction.indicative_ms} ms)"
+        )
     return "\n".join(lines)

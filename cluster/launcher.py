@@ -12,6 +12,7 @@ on every start.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import random
@@ -38,7 +39,7 @@ from cluster.market import Market, seed_market
 from cluster.private_file import write_private
 from cluster.tls import CERT_FILE_NAME, self_signed
 from engine.codes import TradingCapacity
-from engine.commands import AddInstrument, SetAccountProfile
+from engine.commands import AddInstrument, SetAccountProfile, SetCalendar
 
 LAUNCH_FILE_NAME = "launch.json"
 LEADER_WAIT_S = 30.0
@@ -377,9 +378,40 @@ DEMO_MARKET = Market(
 )
 
 
-async def seed_demo(http: str, token: str, ca_file: Path | None = None) -> None:
+# The demo instruments' trading calendars (`raftex up --calendar`): a New York day, a
+# short day that repeats every few minutes (the demo market's: an opening auction,
+# continuous trading and a closing auction within minutes), or none (continuous).
+CALENDARS = ("day", "short", "none")
+SHORT_SESSION_S = 600
+
+
+def demo_calendars(kind: str, session_s: int = SHORT_SESSION_S) -> tuple[SetCalendar, ...]:
+    """SetCalendar for every demo instrument; a short session is cut 10% pre-open, 70%
+    continuous, 10% closing call, 5% post-close, 5% closed."""
+    if kind == "none":
+        return ()
+    if kind == "day":
+        hours = ("04:00", "09:30", "15:50", "16:00", "20:00")
+        times = [int(h[:2]) * 3600 + int(h[3:]) * 60 for h in hours]
+        zone, day_s, days = "America/New_York", 86_400, 0b0011111
+    else:
+        times = [0, session_s // 10, session_s * 8 // 10, session_s * 9 // 10, session_s * 19 // 20]
+        zone, day_s, days = "UTC", session_s, 0b1111111
+    return tuple(
+        SetCalendar(symbol, zone, *times, day_s=day_s, trading_days=days, by="raftex up")
+        for symbol, _ in DEMO_STOCKS
+    )
+
+
+async def seed_demo(
+    http: str,
+    token: str,
+    ca_file: Path | None = None,
+    calendars: tuple[SetCalendar, ...] = (),
+) -> None:
+    market = dataclasses.replace(DEMO_MARKET, calendars=calendars)
     async with AdminClient(token, ca_file=ca_file) as client:
-        await seed_market(client, http, DEMO_MARKET)
+        await seed_market(client, http, market)
 
 
 class LocalCluster:

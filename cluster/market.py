@@ -20,6 +20,7 @@ from engine.commands import (
     CreateAccount,
     Deposit,
     SetAccountProfile,
+    SetCalendar,
     command_to_wire,
 )
 
@@ -38,6 +39,8 @@ class Market:
     shares: int
     # Compliance reference data for some accounts: member, owner, LEI, trading capacity.
     profiles: tuple[SetAccountProfile, ...] = ()
+    # Trading calendars of some instruments (none: they trade continuously).
+    calendars: tuple[SetCalendar, ...] = ()
 
     def commands(self) -> list[Command]:
         commands: list[Command] = [AddAsset(self.quote, self.quote_decimals)]
@@ -51,6 +54,7 @@ class Market:
                 for inst in self.instruments
             ]
         commands += self.profiles
+        commands += self.calendars
         return commands
 
 

@@ -18,14 +18,19 @@ from types import MappingProxyType
 from immutables import Map
 
 from engine import Exchange
+from engine.codes import CALL_PHASES
 from engine.events import (
     ApiKeyChanged,
     AssetAdded,
+    AuctionIndicated,
     BalanceChanged,
+    CalendarSet,
     Event,
     InstrumentChanged,
     LevelChanged,
+    PhaseChanged,
     SecondFactorSet,
+    SessionClosed,
     StatusChanged,
     Trade,
 )
@@ -69,6 +74,14 @@ class InstrumentView:
     halt_pause_ms: int
     status: int
     resume_at_ms: int
+    # engine.codes.TradingPhase, and when it is next due to change (0: not scheduled).
+    phase: int = 0
+    phase_until_ms: int = 0
+    # In a call phase: (price, volume, imbalance, imbalance side) of the uncross as it
+    # stands; None otherwise.
+    indicative: tuple[int, int, int, int] | None = None
+    # The last session's official close (0: none yet, or no calendar).
+    official_close: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +115,12 @@ class NodeView:
     access: AccessView = field(default_factory=AccessView)
 
 
+# Events that change what an instrument's view shows besides its book.
+_INSTRUMENT_EVENTS = frozenset(
+    {InstrumentChanged, StatusChanged, PhaseChanged, AuctionIndicated, CalendarSet, SessionClosed}
+)
+
+
 def next_view(prev: NodeView, ex: Exchange, applied_index: int, events: list[Event]) -> NodeView:
     """The view after an entry: rebuilds only the books, trades and balances it touched."""
     # account -> {asset: (available, held)}: the last value of each touched balance.
@@ -125,7 +144,7 @@ def next_view(prev: NodeView, ex: Exchange, applied_index: int, events: list[Eve
                 event.seq, event.ts_ms, event.price, event.qty, event.aggressor_side
             )
             touched_instruments.add(event.symbol)
-        elif kind is InstrumentChanged or kind is StatusChanged:
+        elif kind in _INSTRUMENT_EVENTS:
             touched_instruments.add(event.symbol)
         elif kind is ApiKeyChanged or kind is AssetAdded or kind is SecondFactorSet:
             access_changed = True
@@ -192,4 +211,18 @@ def book_view(ex: Exchange, symbol: str) -> BookView:
 
 def instrument_view(ex: Exchange, symbol: str) -> InstrumentView:
     inst = ex.instruments[symbol]
-    return InstrumentView(*inst.spec(), inst.status, inst.resume_at_ms)
+    clock = ex.state.sessions.get(symbol)
+    until = inst.resume_at_ms or (clock.due_ms if clock is not None else 0)
+    indicative = None
+    if inst.phase in CALL_PHASES:
+        result = ex.books.indicative(inst)
+        indicative = (result.price, result.volume, result.surplus, result.imbalance_side)
+    return InstrumentView(
+        *inst.spec(),
+        inst.status,
+        inst.resume_at_ms,
+        inst.phase,
+        until,
+        indicative,
+        clock.close_price if clock is not None else 0,
+    )

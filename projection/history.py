@@ -160,7 +160,9 @@ ORDER_FIELDS = (
     "updated_ms",
     "event_count",
 )
-TRADE_FIELDS = ("trade_id", "seq", "ts_ms", "symbol", "price", "qty", "aggressor_side")
+# `auction`: the auction phase that made the trade (0: continuous); rows written before
+# auctions existed lack it and read as 0.
+TRADE_FIELDS = ("trade_id", "seq", "ts_ms", "symbol", "price", "qty", "aggressor_side", "auction")
 FILL_FIELDS = (
     "trade_id",
     "seq",
@@ -379,7 +381,7 @@ class HistoryStore(RocksStore):
             prefix + U64.pack(before_trade_id - 1) if before_trade_id else prefix + _AFTER_ANY_U64
         )
         rows = scan(self._db.cf(CF_TRADES), prefix, start, limit, backwards=True)
-        return [dict(zip(TRADE_FIELDS, unpack(value), strict=True)) for _, value in rows]
+        return [_trade_row(unpack(value)) for _, value in rows]
 
     def fills_of(self, account: str, after_trade_id: int, limit: int) -> list[dict[str, Any]]:
         """An account's fills with trade id above `after_trade_id`, ascending."""
@@ -637,7 +639,7 @@ class _BatchBuilder:
         self._fill(e, e.maker_order_id, e.maker_account, maker_side, ROLE_MAKER)
         self._fill(e, e.taker_order_id, e.taker_account, e.aggressor_side, ROLE_TAKER)
         # In TRADE_FIELDS order.
-        public = [e.trade_id, e.seq, e.ts_ms, e.symbol, e.price, e.qty, e.aggressor_side]
+        public = [e.trade_id, e.seq, e.ts_ms, e.symbol, e.price, e.qty, e.aggressor_side, e.auction]
         self.batch.put(
             name_key(e.symbol) + U64.pack(e.trade_id), self.pack(public), self.handles[CF_TRADES]
         )
@@ -759,3 +761,9 @@ def _check_quantities(record: list[Any], event: Event) -> None:
             f"event seq {event.seq}: order {record[_O_ORDER_ID]} has qty {record[_O_QTY]}, "
             f"filled {record[_O_FILLED_QTY]} and {record[_O_LEAVES]} left"
         )
+
+
+def _trade_row(values: list[Any]) -> dict[str, Any]:
+    if len(values) == len(TRADE_FIELDS) - 1:
+        values = [*values, 0]
+    return dict(zip(TRADE_FIELDS, values, strict=True))

@@ -23,10 +23,12 @@ from cluster.admin_client import (
     read_cluster_file,
 )
 from cluster.keyring import KEK_ENV, KeyringError
+from engine.calendar import parse_clock, parse_weekdays
 from engine.codes import TradingCapacity, TradingStatus
 from engine.commands import (
     SetAccountEnabled,
     SetAccountProfile,
+    SetCalendar,
     SetMemberRateLimit,
     SetRateLimit,
     SetTradingStatus,
@@ -125,6 +127,30 @@ def add_admin_parser(commands: argparse._SubParsersAction) -> None:
         choices=[c.name for c in TradingCapacity if c != TradingCapacity.ACCOUNT_DEFAULT],
         default="DEAL",
         help="the trading capacity its orders carry unless they say otherwise",
+    )
+    calendar = actions.add_parser(
+        "calendar",
+        parents=[json_flag],
+        help="set a symbol's trading calendar: pre-open, opening auction, continuous"
+        " trading, closing call and auction, post-close, in its own time zone",
+    )
+    calendar.add_argument("symbol")
+    calendar.add_argument("--tz", help="IANA time zone, e.g. Europe/Berlin (default: UTC)")
+    calendar.add_argument("--pre-open", default="08:00", help="HH:MM[:SS] (default 08:00)")
+    calendar.add_argument("--open", default="09:00", help="the opening auction (09:00)")
+    calendar.add_argument("--pre-close", default="17:30", help="the closing call (17:30)")
+    calendar.add_argument("--close", default="17:35", help="the closing auction (17:35)")
+    calendar.add_argument("--post-close", default="20:00", help="post-close ends (20:00)")
+    calendar.add_argument("--days", default="mon-fri", help="trading weekdays (mon-fri)")
+    calendar.add_argument("--holidays", default="", help="closed dates: YYYY-MM-DD,...")
+    calendar.add_argument(
+        "--session-s",
+        type=int,
+        default=86_400,
+        help="session length in seconds, a divisor of a day: a short day repeats (demos)",
+    )
+    calendar.add_argument(
+        "--clear", action="store_true", help="remove the calendar: trade continuously"
     )
     rate = actions.add_parser(
         "rate-limit",
@@ -231,6 +257,8 @@ async def _dispatch(
         if action in ("halt", "resume"):
             status = TradingStatus.HALTED if action == "halt" else TradingStatus.OPEN
             wire = command_to_wire(SetTradingStatus(args.symbol, status, by=args.operator))
+        elif action == "calendar":
+            wire = command_to_wire(_calendar_command(args))
         elif action == "rate-limit":
             wire = command_to_wire(
                 SetRateLimit(args.account, args.messages_per_s, by=args.operator)
@@ -255,6 +283,30 @@ async def _dispatch(
         if rejected:
             raise AdminError(f"refused: {rejected[0]['code']} ({rejected[0]['message']})")
         return result, True
+
+
+def _calendar_command(args: argparse.Namespace) -> SetCalendar:
+    """The SetCalendar the calendar action's options describe; AdminError on bad text (the
+    engine checks the rest and refuses with a clear message)."""
+    if args.clear:
+        return SetCalendar(args.symbol, "", by=args.operator)
+    try:
+        times = [
+            parse_clock(text)
+            for text in (args.pre_open, args.open, args.pre_close, args.close, args.post_close)
+        ]
+        days = parse_weekdays(args.days)
+    except ValueError as exc:
+        raise AdminError(str(exc)) from None
+    return SetCalendar(
+        args.symbol,
+        args.tz or "UTC",
+        *times,
+        day_s=args.session_s,
+        trading_days=days,
+        holidays=args.holidays,
+        by=args.operator,
+    )
 
 
 def _addition(args: argparse.Namespace) -> dict[str, str]:

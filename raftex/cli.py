@@ -40,7 +40,15 @@ from cluster.keyring import (
     load_data_key,
     read_kek_file,
 )
-from cluster.launcher import HTTP_PORT_BASE, LAUNCH_FILE_NAME, RAFT_PORT_BASE, PortBases
+from cluster.launcher import (
+    CALENDARS,
+    HTTP_PORT_BASE,
+    LAUNCH_FILE_NAME,
+    RAFT_PORT_BASE,
+    SHORT_SESSION_S,
+    PortBases,
+    demo_calendars,
+)
 from cluster.node import event_log_dir
 from projection.projector import projection_dir, run_projector
 from raftex.admin_cli import add_admin_parser, run_admin
@@ -307,6 +315,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a market maker and noise traders on the demo accounts (what `make run` does)",
     )
     up.add_argument(
+        "--calendar",
+        choices=CALENDARS,
+        help="the demo instruments' trading day: a New York day (default), a short day that"
+        " repeats every --session-s seconds (default with --demo-market), or none",
+    )
+    up.add_argument(
+        "--session-s",
+        type=int,
+        default=SHORT_SESSION_S,
+        help=f"the short day's length in seconds, a divisor of a day (default {SHORT_SESSION_S})",
+    )
+    up.add_argument(
         "--demo-rate",
         type=_rate,
         default=RATE_DEFAULT,
@@ -418,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         demo_rate = args.demo_rate if args.demo_market else 0.0
         kek_file = _up_kek_file(args)
+        calendar = args.calendar or ("short" if args.demo_market else "day")
         return run_up(
             args.nodes,
             args.data_dir,
@@ -427,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
             args.restart,
             demo_rate,
             kek_file,
+            demo_calendars(calendar, args.session_s),
         )
     if args.command == "restore":
         return _run_restore(args)

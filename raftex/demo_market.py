@@ -54,6 +54,12 @@ REVERSION = 0.002
 # Of every 10 actions: how many the maker takes (the rest are the traders').
 MAKER_SHARE = 0.5
 RESYNC_EVERY = 200
+# How often (in actions) the phases are read again, and the phases that take no orders.
+PHASES_EVERY = 20
+CLOSED_PHASES = ("closed", "post_close")
+# Call phases gather orders for an auction: a trader who wants to trade leaves a day order
+# that crosses the book instead of an immediate-or-cancel one.
+CALL_PHASES = ("pre_open", "pre_close", "volatility_auction")
 OPEN_ORDERS_PAGE = 500
 REQUEST_TIMEOUT_S = 5.0
 
@@ -68,6 +74,8 @@ class Book:
     fair: float
     # (side, level) -> (client order id, price) of the maker's quote there.
     quotes: dict[tuple[str, int], tuple[str, Decimal]] = field(default_factory=dict)
+    # The symbol's trading phase, as /v1/instruments last said.
+    phase: str = "continuous"
 
 
 class DemoMarket:
@@ -90,7 +98,9 @@ class DemoMarket:
             reference = Decimal(inst["reference_price"])
             last = ticker.get("last")
             fair = float(Decimal(last) if last else reference)
-            self.books.append(Book(inst["symbol"], Decimal(inst["tick_size"]), reference, fair))
+            book = Book(inst["symbol"], Decimal(inst["tick_size"]), reference, fair)
+            book.phase = inst["phase"]
+            self.books.append(book)
         for account, client in self.clients.items():
             try:
                 await client.mass_cancel()
@@ -117,6 +127,10 @@ class DemoMarket:
         self._walk(book)
         if self.actions % RESYNC_EVERY == 0:
             await self._resync()
+        if self.actions % PHASES_EVERY == 0:
+            await self._read_phases()
+        if book.phase in CLOSED_PHASES:
+            return
         if self.random.random() < MAKER_SHARE:
             await self._requote(book)
         else:
@@ -180,7 +194,8 @@ class DemoMarket:
             # Through the maker's first level: a trade.
             price = self._price(book, sign * (HALF_SPREAD_BPS + LEVEL_STEP_BPS))
             qty = self.random.randint(*TRADE_QTY)
-            await client.place_order(book.symbol, side, str(qty), str(price), tif="ioc")
+            tif = "day" if book.phase in CALL_PHASES else "ioc"
+            await client.place_order(book.symbol, side, str(qty), str(price), tif=tif)
         elif roll < 0.8 or not resting:
             price = self._price(book, -sign * self.random.uniform(0, HALF_SPREAD_BPS * 2))
             cid = self._client_order_id(who)
@@ -195,6 +210,16 @@ class DemoMarket:
             await client.amend_order(
                 symbol, client_order_id=cid, qty=str(self.random.randint(1, 5))
             )
+
+    async def _read_phases(self) -> None:
+        """Each symbol's phase and reference price (a session opens at the last close)."""
+        answer = await self.clients[MAKER].instruments()
+        phases = {inst["symbol"]: inst for inst in answer["instruments"]}
+        for book in self.books:
+            inst = phases.get(book.symbol)
+            if inst is not None:
+                book.phase = inst["phase"]
+                book.reference = Decimal(inst["reference_price"])
 
     async def _resync(self) -> None:
         """Forgets quotes and resting orders that traded away, from the open orders."""

@@ -25,6 +25,7 @@ from cluster.launcher import (
     stop_processes,
     wait_for_leader,
 )
+from engine.commands import SetCalendar
 from raftex.supervisor import Supervisor
 
 DEMO_MARKET_LOG_NAME = "demo-market.log"
@@ -67,11 +68,13 @@ def run_up(
     restart: bool = True,
     demo_rate: float = 0.0,
     kek_file: Path | None = None,
+    calendars: tuple[SetCalendar, ...] = (),
 ) -> int:
     """`count` voters and `replicas` read replicas. `tls`, `bases` and `kek_file` (encrypt
     at rest) apply to a new cluster; a restarted one keeps the ports, the scheme and the
     encryption it was created with (`kek_file`: where its key file is now).
-    `demo_rate`: above 0, a demo market trades at that many actions per second."""
+    `demo_rate`: above 0, a demo market trades at that many actions per second;
+    `calendars`: the demo instruments' trading calendars (none: continuous trading)."""
     try:
         cluster = LocalCluster(
             data_dir.resolve(), count, tls=tls, replicas=replicas, bases=bases, kek_file=kek_file
@@ -94,7 +97,7 @@ def run_up(
         leader = asyncio.run(wait_for_leader(cluster.nodes, token, LEADER_WAIT_S, ca))
         leader_http = cluster.node(leader).http
         asyncio.run(register_replicas(cluster.replicas, token, leader_http, ca))
-        asyncio.run(seed_demo(leader_http, token, ca))
+        asyncio.run(seed_demo(leader_http, token, ca, calendars))
         keys = asyncio.run(issue_demo_keys(leader_http, token, cluster.data_dir, DEMO_ACCOUNTS, ca))
     except AdminError as exc:
         print(f"raftex up: {exc}; logs in {data_dir}", file=sys.stderr)

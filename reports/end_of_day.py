@@ -130,12 +130,19 @@ def end_of_day(
         daily_list = _table_rows(con, warehouse, "ohlcv_daily", day)
         members = _table_rows(con, warehouse, "member_daily", day)
         halts = _table_rows(con, warehouse, "halts", day)
+        closes = _table_rows(con, warehouse, "sessions", day)
+        interruptions = _rows(
+            con,
+            "SELECT seq, ts, symbol, until AS reopens FROM phases "
+            "WHERE date = $day AND phase = 'volatility_auction' ORDER BY seq",
+            day,
+        )
         breaches = _table_rows(con, warehouse, "control_breaches", day)
         changes = _rows(
             con,
             "SELECT seq, ts, kind, key, detail, changed_by FROM reference_changes "
             "WHERE date = $day AND kind IN ('instrument', 'rate_limit', 'member_rate_limit', "
-            "'account_profile', 'account') "
+            "'account_profile', 'account', 'calendar') "
             "ORDER BY seq",
             day,
         )
@@ -156,6 +163,8 @@ def end_of_day(
         "ok": all(check["ok"] for check in reconciliation),
         "daily_list": plain_rows(daily_list),
         "member_activity": plain_rows(members),
+        "official_closes": plain_rows(closes),
+        "volatility_interruptions": plain_rows(interruptions),
         "halts": plain_rows(halts),
         "control_breaches": {
             "count": len(breaches),
@@ -313,6 +322,8 @@ th {{ background: #f6f8fa; }} .none {{ color: #8b949e; }}
 <h2>Daily list</h2>{_html_table(report["daily_list"])}
 {images}
 <h2>Member activity</h2>{_html_table(report["member_activity"])}
+<h2>Official closes</h2>{_html_table(report["official_closes"])}
+<h2>Volatility interruptions</h2>{_html_table(report["volatility_interruptions"])}
 <h2>Halts</h2>{_html_table(report["halts"])}
 <h2>Control breaches ({breaches["count"]})</h2>
 {_html_table([{"member code": k, "count": v} for k, v in breaches["by_member_and_code"].items()])}

@@ -64,10 +64,12 @@ SELECT d.member AS submitting_member,
            AS passive_aggressive,
        true AS self_execution_prevention,
        d.trade_id AS transaction_id,
-       CASE WHEN h.status = 'halted' THEN 'HALTED' ELSE 'CONTINUOUS' END AS trading_phase
+       CASE WHEN h.status = 'halted' THEN 'HALTED'
+            ELSE upper(coalesce(p.phase, 'continuous')) END AS trading_phase
 FROM day d
 LEFT JOIN initial i USING (order_id)
 ASOF LEFT JOIN halts h ON d.symbol = h.symbol AND d.seq >= h.seq
+ASOF LEFT JOIN phases p ON d.symbol = p.symbol AND d.seq >= p.seq
 ORDER BY d.seq
 """
 

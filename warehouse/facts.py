@@ -16,7 +16,14 @@ from typing import Any
 
 import msgpack
 
-from engine.codes import OrderType, RejectCode, Side, TimeInForce, TradingCapacity
+from engine.codes import (
+    OrderType,
+    RejectCode,
+    Side,
+    TimeInForce,
+    TradingCapacity,
+    TradingPhase,
+)
 from engine.events import (
     Accepted,
     AccountChanged,
@@ -24,15 +31,18 @@ from engine.events import (
     Amended,
     AssetAdded,
     BalanceChanged,
+    CalendarSet,
     Cancelled,
     Event,
     Expired,
     InstrumentChanged,
     LevelChanged,
     MemberRateLimitChanged,
+    PhaseChanged,
     RateLimitChanged,
     Rejected,
     Replenished,
+    SessionClosed,
     StatusChanged,
     Trade,
     Transferred,
@@ -47,6 +57,7 @@ ORDER_TYPES = {int(t): t.name.lower() for t in OrderType}
 TIFS = {int(t): t.name.lower() for t in TimeInForce}
 CAPACITIES = {int(c): c.name for c in TradingCapacity}
 STATUSES = {0: "open", 1: "halted", 2: "closed"}
+PHASES = {phase.value: phase.name.lower() for phase in TradingPhase}
 # Refusals by a pre-trade control (the control_breaches table); other refusals (an unknown
 # order, a duplicate id) are a client's mistakes, not breaches.
 CONTROL_CODES = frozenset(
@@ -395,6 +406,7 @@ class FactBuilder:
             buy_account=buy[1],
             sell_order_id=sell[0],
             sell_account=sell[1],
+            auction=PHASES.get(e.auction) if e.auction else None,
         )
 
     def _rejected(self, e: Rejected) -> None:
@@ -465,6 +477,39 @@ class FactBuilder:
             ask_qty=self._qty(top[3], symbol) if asks else None,
         )
 
+    def _phase(self, e: PhaseChanged) -> None:
+        self._row(
+            "phases",
+            e.seq,
+            e.ts_ms,
+            symbol=e.symbol,
+            phase=PHASES.get(int(e.phase), str(e.phase)),
+            reason=str(e.reason),
+            until=_ts_us(e.until_ms) if e.until_ms else None,
+            changed_by=e.by,
+        )
+
+    def _session_closed(self, e: SessionClosed) -> None:
+        symbol = e.symbol
+        self._row(
+            "sessions",
+            e.seq,
+            e.ts_ms,
+            symbol=symbol,
+            session_start=_ts_us(e.session_start_ms) if e.session_start_ms else None,
+            local_date=e.local_date,
+            close_price=self._price(e.close_price, symbol) if e.close_price else None,
+            from_auction=e.from_auction,
+        )
+
+    def _calendar(self, e: CalendarSet) -> None:
+        detail = {
+            name: getattr(e, name)
+            for name in e.__match_args__
+            if name not in ("seq", "ts_ms", "symbol", "by")
+        }
+        self._reference(e.seq, e.ts_ms, "calendar", e.symbol, detail, e.by)
+
     def _status(self, e: StatusChanged) -> None:
         self._row(
             "halts",
@@ -497,4 +542,7 @@ _HANDLERS: dict[type, Any] = {
     Transferred: FactBuilder._transferred,
     LevelChanged: FactBuilder._level,
     StatusChanged: FactBuilder._status,
+    PhaseChanged: FactBuilder._phase,
+    SessionClosed: FactBuilder._session_closed,
+    CalendarSet: FactBuilder._calendar,
 }

@@ -45,11 +45,13 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
 def _view(
     con: duckdb.DuckDBPyConnection, warehouse: Path, table: str, schema: pa.Schema | None
 ) -> None:
+    """A table's partitions as one view; by column name, so partitions written before a
+    column was added read it as null."""
     if has_table(warehouse, table):
         path = files_of(warehouse, table).replace("'", "''")
         con.execute(
             f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{path}', "
-            "hive_partitioning = true, hive_types = {'date': DATE})"
+            "hive_partitioning = true, hive_types = {'date': DATE}, union_by_name = true)"
         )
         return
     assert schema is not None

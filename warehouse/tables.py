@@ -80,6 +80,8 @@ TRADES = pa.schema(
         ("buy_account", pa.string()),
         ("sell_order_id", pa.int64()),
         ("sell_account", pa.string()),
+        # opening_auction closing_auction volatility_auction; null in continuous trading
+        ("auction", pa.string()),
     ]
 )
 
@@ -104,6 +106,32 @@ HALTS = pa.schema(
         ("reason", pa.string()),
         ("resume_at", TIME),
         ("changed_by", pa.string()),  # the operator, for a halt or resumption by hand
+    ]
+)
+
+PHASES = pa.schema(
+    [
+        ("seq", pa.int64()),
+        ("ts", TIME),
+        ("symbol", pa.string()),
+        # continuous closed pre_open opening_auction pre_close closing_auction post_close
+        # volatility_auction
+        ("phase", pa.string()),
+        ("reason", pa.string()),  # calendar circuit_breaker pause_ended admin
+        ("until", TIME),  # when the phase is next due to change; null: not scheduled
+        ("changed_by", pa.string()),
+    ]
+)
+
+SESSIONS = pa.schema(
+    [
+        ("seq", pa.int64()),
+        ("ts", TIME),
+        ("symbol", pa.string()),
+        ("session_start", TIME),
+        ("local_date", pa.string()),  # the session's date on the exchange's wall clock
+        ("close_price", AMOUNT),  # the official close; null: the symbol never traded
+        ("from_auction", pa.bool_()),  # the closing auction's price, else the last trade's
     ]
 )
 
@@ -161,6 +189,8 @@ FACT_TABLES: dict[str, pa.Schema] = {
     "trades": TRADES,
     "bbo": BBO,
     "halts": HALTS,
+    "phases": PHASES,
+    "sessions": SESSIONS,
     "control_breaches": CONTROL_BREACHES,
     "balance_changes": BALANCE_CHANGES,
     "transfers": TRANSFERS,

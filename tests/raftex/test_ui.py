@@ -111,6 +111,11 @@ def test_trading_and_cluster_pages_in_a_real_browser(browser: WebDriver, tmp_pat
         browser.get(f"http://{nodes['n1']['http']}/ui/")
         _until(browser, _two_sided, "the demo market's book never showed on the page")
         _until(browser, lambda d: _rows(d, "#trades tbody tr"), "no trades shown")
+        _until(
+            browser,
+            lambda d: d.find_element(By.ID, "phase").text == "continuous",
+            "the trading phase is not shown",
+        )
 
         browser.find_element(By.ID, "key-id").send_keys(bob["api_key"])
         browser.find_element(By.ID, "key-secret").send_keys(bob["secret"])

@@ -35,6 +35,10 @@ class Up:
         self.kek_file = data_dir.with_name(data_dir.name + ".kek")
         if "--no-encryption" not in args:
             args = (*args, "--kek-file", str(self.kek_file))
+        if "--calendar" not in args:
+            # Continuous trading unless a test asks for a calendar: these tests place orders
+            # at whatever time of day they run.
+            args = (*args, "--calendar", "none")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "raftex.cli", "up", "--data-dir", str(data_dir), *args],
             stdout=subprocess.PIPE,
@@ -304,6 +308,46 @@ def test_up_with_the_demo_market_has_live_books_trades_and_candles(tmp_path: Pat
     assert not _alive(demo_pid), "the demo market stops with the cluster"
     demo_log = (data_dir / "demo-market.log").read_text()
     assert "event=started symbols=4" in demo_log and "event=stopped" in demo_log
+    assert "Traceback" not in demo_log
+
+
+SHORT_SESSION_S = 60
+# Two sessions and the cluster's start.
+SESSIONS_WAIT_S = 2 * SHORT_SESSION_S + 30.0
+
+
+def test_up_with_the_demo_market_on_a_short_day_shows_the_auctions(tmp_path: Path) -> None:
+    """`make run`'s calendar, cut to a minute: within two sessions every phase appears
+    on /v1/instruments, the demo market's orders cross in pre-open and pre-close, and the
+    opening and closing auctions trade and set an official close."""
+    data_dir = tmp_path / "data"
+    up = Up(
+        data_dir, "--demo-market", "--demo-rate", "40",
+        "--calendar", "short", "--session-s", str(SHORT_SESSION_S),
+    )  # fmt: skip
+    phases: set[str] = set()
+    auctions: set[str] = set()
+    closes = False
+    try:
+        harness = ClusterHarness(data_dir, attached=True)
+        node = harness.wait_leader()
+        deadline = time.monotonic() + SESSIONS_WAIT_S
+        wanted = {"opening_auction", "closing_auction"}
+        while time.monotonic() < deadline and not (wanted <= auctions and closes):
+            for inst in harness.call(node, "GET", "/v1/instruments")["instruments"]:
+                phases.add(inst["phase"])
+                closes = closes or inst["official_close"] is not None
+            for symbol in DEMO_SYMBOLS:
+                trades = harness.call(node, "GET", f"/v1/trades/{symbol}?limit=500")["trades"]
+                auctions |= {t["auction"] for t in trades if t["auction"]}
+            time.sleep(0.5)
+        harness.wait_hashes_agree()
+    finally:
+        up.stop()
+    assert wanted <= auctions, (auctions, phases)
+    assert {"pre_open", "continuous", "pre_close"} <= phases, phases
+    assert closes, "a closing auction set an official close"
+    demo_log = (data_dir / "demo-market.log").read_text()
     assert "Traceback" not in demo_log
 
 

@@ -74,8 +74,26 @@
 
   function renderTrades(trades) {
     raftex.rows($("trades").tBodies[0], trades.slice(0, TRADES_SHOWN).map((t) => [
-      raftex.clock(t.ts_ms), t.price, t.qty, t.aggressor_side,
+      raftex.clock(t.ts_ms), t.price, t.qty, t.auction ? t.auction.replace("_", " ") : t.aggressor_side,
     ]), (i) => ({ class: trades[i].aggressor_side === "buy" ? "bid" : "ask" }));
+  }
+
+  /* The trading phase, when it next changes, and in a call phase the auction as it stands. */
+  function renderPhase(phase, untilMs, auction) {
+    let text = phase.replace("_", " ");
+    if (untilMs) text += ` until ${raftex.clock(untilMs)}`;
+    if (auction) {
+      text += auction.indicative_price
+        ? ` | indicative ${auction.indicative_price} x ${auction.matched_qty}`
+        : " | no cross";
+      if (auction.imbalance_side) text += `, imbalance ${auction.imbalance_qty} ${auction.imbalance_side}`;
+    }
+    $("phase").textContent = text;
+  }
+
+  async function loadPhase() {
+    const inst = await raftex.call("GET", `/v1/instruments/${state.symbol}`);
+    renderPhase(inst.phase, inst.phase_until_ms, inst.auction);
   }
 
   async function loadTrades() {
@@ -97,7 +115,7 @@
     const ws = new WebSocket(`${scheme}://${location.host}/v1/ws`);
     state.ws = ws;
     ws.onopen = () => {
-      for (const channel of ["book", "trades", "ticker", "candles"]) {
+      for (const channel of ["book", "trades", "ticker", "candles", "auction"]) {
         ws.send(JSON.stringify({ op: "subscribe", channel, symbol: state.symbol }));
       }
     };
@@ -107,6 +125,9 @@
       if (m.channel === "book") refreshBook();
       else if (m.channel === "candles") refreshCandles();
       else if (m.channel === "ticker" && m.type === "ticker") renderTicker(m);
+      else if (m.channel === "auction" && m.type === "phase") renderPhase(m.phase, m.until_ms, null);
+      else if (m.channel === "auction" && m.type === "indicative") renderPhase(m.phase, 0, m);
+      else if (m.channel === "auction" && m.type === "snapshot") renderPhase(m.phase, m.until_ms, m.auction);
       else if (m.channel === "trades" && m.type === "trade") {
         state.trades = [m, ...(state.trades || [])].slice(0, TRADES_SHOWN);
         renderTrades(state.trades);
@@ -120,7 +141,7 @@
     state.trades = [];
     if (state.ws) { const old = state.ws; state.ws = null; old.close(); }
     try {
-      await Promise.all([loadBook(), loadCandles(), loadTrades(),
+      await Promise.all([loadBook(), loadCandles(), loadTrades(), loadPhase(),
         raftex.call("GET", `/v1/ticker/${symbol}`).then(renderTicker)]);
     } catch (error) { raftex.showError(error.message); }
     connect();
