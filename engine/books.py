@@ -159,7 +159,7 @@ class Books(Part):
         if problem:
             self.reject("", cmd.symbol, name, RejectCode.INVALID_INSTRUMENT, problem)
             return
-        inst = Instrument(*spec, int(cmd.status))
+        inst = Instrument(*spec, int(cmd.status))  # type: ignore[call-arg]
         instruments[cmd.symbol] = inst
         self.emit(InstrumentChanged, *inst.spec(), cmd.by)
         if inst.status != OPEN:

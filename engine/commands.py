@@ -362,7 +362,9 @@ _FIELD_KINDS: dict[str, type] = {"str": str, "int": int, "bool": bool, "Command"
 _FIELDS: dict[type, tuple[tuple[str, type], ...]] = {}
 for _cls in COMMAND_TAGS:
     _FIELDS[_cls] = tuple(
-        (f.name, _ENUM_FIELDS.get(f.name) or _FIELD_KINDS[f.type]) for f in fields(_cls)
+        # Annotations are strings here (postponed evaluation): the kind's name.
+        (f.name, _ENUM_FIELDS.get(f.name) or _FIELD_KINDS[str(f.type)])
+        for f in fields(_cls)
     )
 
 

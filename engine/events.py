@@ -416,7 +416,10 @@ EVENT_TAGS: dict[type, int] = {
 _CLASS_BY_TAG = {tag: cls for cls, tag in EVENT_TAGS.items()}
 EVENT_NAMES: dict[type, str] = {cls: cls.__name__.lower() for cls in EVENT_TAGS}
 # One C-level getter per class: every stored event goes through event_to_wire.
-_FIELD_GETTERS = {cls: operator.attrgetter(*cls.__match_args__) for cls in EVENT_TAGS}
+_FIELD_GETTERS = {
+    cls: operator.attrgetter(*cls.__match_args__)  # type: ignore[attr-defined]
+    for cls in EVENT_TAGS
+}
 
 
 def event_to_wire(event: Event) -> list[Any]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from sortedcontainers import SortedDict
 
@@ -51,7 +52,7 @@ from engine.commands import (
 )
 from engine.events import Event, Rejected, Transferred
 from engine.exchange_state import FEE_ACCOUNT, OPEN_ORDERS_PER_ACCOUNT_MAX, ExchangeState
-from engine.invariants import asset_totals, invariant_problems
+from engine.invariants import InvariantBroken, asset_totals, invariant_problems
 from engine.ledger import Ledger
 from engine.retries import Retries
 from engine.risk import Risk
@@ -62,10 +63,6 @@ from engine.state import Account, ApiKey, Instrument, Order, PriceLevel
 __all__ = ["FEE_ACCOUNT", "Exchange", "InvariantBroken"]
 
 BUY = Side.BUY.value
-
-
-class InvariantBroken(AssertionError):
-    """Checked mode found the state wrong after a command: a bug, never bad input."""
 
 
 class Exchange:
@@ -92,7 +89,8 @@ class Exchange:
         )
         self.sessions = Sessions(self.state, self.emit, self.books)
         ledger, risk, books, access = self.ledger, self.risk, self.books, self.access
-        self._handlers: dict[type, Callable[[Command], None]] = {
+        # Each handler takes its own command type (typed Any: a dict cannot say which).
+        self._handlers: dict[type, Callable[[Any], None]] = {
             PlaceOrder: books.place,
             CancelOrder: books.cancel,
             AmendOrder: books.amend,
@@ -132,17 +130,24 @@ class Exchange:
         state = self.state
         state.now_ms = max(state.now_ms, ts_ms)
         out = self._out = []
+        now = state.now_ms
         if state.client_ids:
             self.retries.forget_expired()
-        if (state.next_phase_ms and state.next_phase_ms <= state.now_ms) or state.paused:
+        if (state.next_phase_ms and state.next_phase_ms <= now) or state.paused:
             self.sessions.run_due()
-        if state.expiries and state.expiries[0][0] <= state.now_ms:
+        if state.expiries and state.expiries[0][0] <= now:
             self.books.run_expiries()
-        self._dispatch(command)
-        if self.ledger.touched:
-            self.ledger.flush()
-        if self.books.touched:
-            self.books.flush()
+        handler = self._handlers.get(type(command))
+        if handler is None:
+            self._reject_unknown(type(command).__name__)
+        else:
+            handler(command)
+        ledger = self.ledger
+        if ledger.touched:
+            ledger.flush()
+        books = self.books
+        if books.touched:
+            books.flush()
         if self.checked:
             self.check(out)
         return out

@@ -18,6 +18,10 @@ BUY = 0
 PROBLEMS_MAX = 20
 
 
+class InvariantBroken(AssertionError):
+    """Checked mode found the state wrong after a command: a bug, never bad input."""
+
+
 def invariant_problems(ex: Exchange) -> list[str]:
     """Holds equal open exposure, no negative balance, levels add up, no crossed book."""
     problems: list[str] = []

@@ -64,8 +64,9 @@ class Risk(Part):
         code = ""
         msg = ""
         inst = state.instruments.get(cmd.symbol)
-        order_type = cmd.order_type
-        tif = cmd.tif
+        # Plain ints: the time in force may become another below (a market GTC is IOC).
+        order_type: int = cmd.order_type
+        tif: int = cmd.tif
         price = cmd.price
         qty = cmd.qty
         if account is None:
@@ -81,8 +82,10 @@ class Risk(Part):
                 code, msg = RejectCode.HALTED, f"{cmd.symbol} is halted"
             else:
                 code, msg = RejectCode.MARKET_CLOSED, f"{cmd.symbol} is closed"
-        elif (inst.phase or tif > GTD) and (refusal := _phase_refusal(inst.phase, tif, order_type)):
-            code, msg = refusal
+        elif (inst.phase or tif > GTD) and (
+            wrong_phase := _phase_refusal(inst.phase, tif, order_type)
+        ):
+            code, msg = wrong_phase
         elif qty <= 0 or qty % inst.lot_size:
             code, msg = (
                 RejectCode.LOT_SIZE,

@@ -52,12 +52,12 @@ class Sessions(Part):
                 del paused[symbol]
                 inst = state.instruments[symbol]
                 inst.resume_at_ms = 0
-                clock = state.sessions.get(symbol)
+                scheduled = state.sessions.get(symbol)
                 self._enter(
                     inst,
-                    clock.phase if clock is not None else CONTINUOUS,
+                    scheduled.phase if scheduled is not None else CONTINUOUS,
                     StatusReason.PAUSE_ENDED,
-                    clock.due_ms if clock is not None else 0,
+                    scheduled.due_ms if scheduled is not None else 0,
                 )
         self._schedule()
 

@@ -240,7 +240,7 @@ def _build(state: list[Any]) -> ExchangeState:
         else:
             *spec, status, resume_at, last_price, bids, asks = row
             phase = 0
-        inst = Instrument(*spec, status)
+        inst = Instrument(*spec, status)  # type: ignore[call-arg]
         symbol = inst.symbol
         inst.phase = phase
         inst.resume_at_ms = resume_at
