@@ -5,9 +5,10 @@ One row per order event, in sequence order. Codes follow RTS 24's tables: event 
 (new order), REME (replaced by the member: an amend), REMA (replaced by the market
 operator, automatically: an iceberg's refreshed peak), TRIG (a stop triggered), PARF/FILL
 (partly/fully filled), CAME/CAMO (cancelled by the member / by the venue: kill switch, IOC
-or FOK remainder, self-trade prevention, circuit breaker), EXPI (expired); validity DAVY,
-GTCV, GTTV (good till a time), IOCV, FOKV; side BUYI/SELL; PASV/AGRE on fills. Order
-types are the venue's own (RTS 24 field 28). Timestamps are UTC with microseconds.
+or FOK remainder, self-trade prevention, volatility interruption, auction over), EXPI
+(expired); validity DAVY, GTCV, GTTV (good till a time), IOCV, FOKV, VFAU (valid for an
+auction: at the open or the close); side BUYI/SELL; PASV/AGRE on fills. Order types are the
+venue's own (RTS 24 field 28). Timestamps are UTC with microseconds.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ SELECT d.member AS submitting_member,
        d.capacity AS trading_capacity,
        strftime(d.ts, '{TIME_FORMAT}') AS timestamp,
        CASE d.tif WHEN 'day' THEN 'DAVY' WHEN 'gtc' THEN 'GTCV' WHEN 'gtd' THEN 'GTTV'
-                  WHEN 'ioc' THEN 'IOCV' WHEN 'fok' THEN 'FOKV' END AS validity_period,
+                  WHEN 'ioc' THEN 'IOCV' WHEN 'fok' THEN 'FOKV'
+                  WHEN 'at_open' THEN 'VFAU' WHEN 'at_close' THEN 'VFAU' END AS validity_period,
        strftime(d.expire_at, '{TIME_FORMAT}') AS validity_date_time,
        strftime(d.priority_ts, '{TIME_FORMAT}') AS priority_timestamp,
        CASE WHEN d.display_qty > 0 THEN least(d.display_qty, d.leaves) ELSE d.leaves END

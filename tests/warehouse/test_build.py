@@ -23,9 +23,11 @@ from engine.commands import (
     CancelOrder,
     PlaceOrder,
     SetAccountProfile,
+    SetCalendar,
     SetTradingStatus,
+    Tick,
 )
-from tests.cluster.logged_node import BUY, SELL, LoggedNode, market_setup
+from tests.cluster.logged_node import BUY, SELL, START_MS, LoggedNode, market_setup
 from warehouse.build import STATE_FILE_NAME, build
 from warehouse.facts import DAY_MS
 from warehouse.query import WarehouseError, run_sql
@@ -282,3 +284,44 @@ def test_a_triggered_stop_takes_its_place_in_the_queue_when_it_triggers(tmp_path
     assert accepted["priority_ts"] == accepted["ts"]
     assert triggered["priority_ts"] == triggered["ts"] > accepted["ts"]
     assert triggered["tif"] == "gtc"  # a stop-limit keeps its own; a stop becomes IOC
+
+
+def test_a_trading_day_lands_in_phases_sessions_and_auction_trades(tmp_path: Path) -> None:
+    node, log = _node(tmp_path)
+    node.run(AddAsset("USD", 2), AddAsset("ACME", 0), *market_setup())
+    # A ten-minute UTC day from 2026-01-01T00:00: pre-open now, the open at 60 s, the
+    # closing call at 480 s, the close at 540 s.
+    node.run(SetCalendar("ACME", "UTC", 0, 60, 480, 540, 570, day_s=600, trading_days=0b1111111))
+    node.run(PlaceOrder("alice", "ACME", BUY, 5, 1_010), PlaceOrder("bob", "ACME", SELL, 3, 990))
+    node.time_ms = START_MS + 60_000
+    node.run(Tick())
+    node.time_ms = START_MS + 480_000
+    node.run(PlaceOrder("carol", "ACME", SELL, 2, 1_000, tif=TimeInForce.AT_CLOSE))
+    node.time_ms = START_MS + 540_000
+    node.run(Tick())
+    log.close()
+    warehouse = tmp_path / "warehouse"
+    _build(tmp_path, warehouse)
+    phases = _rows(warehouse, "SELECT phase, reason FROM phases ORDER BY seq")
+    assert [row["phase"] for row in phases] == [
+        "pre_open",
+        "opening_auction",
+        "continuous",
+        "pre_close",
+        "closing_auction",
+        "post_close",
+    ]
+    assert {row["reason"] for row in phases} == {"calendar"}
+    trades = _rows(warehouse, "SELECT price, qty, auction FROM trades ORDER BY seq")
+    assert trades == [
+        {"price": Decimal("10.1"), "qty": Decimal(3), "auction": "opening_auction"},
+        {"price": Decimal("10.1"), "qty": Decimal(2), "auction": "closing_auction"},
+    ]
+    [session] = _rows(warehouse, "SELECT local_date, close_price, from_auction FROM sessions")
+    assert session == {
+        "local_date": "2026-01-01",
+        "close_price": Decimal("10.1"),
+        "from_auction": True,
+    }
+    [calendar] = _rows(warehouse, "SELECT key FROM reference_changes WHERE kind = 'calendar'")
+    assert calendar == {"key": "ACME"}
