@@ -22,6 +22,7 @@ COMPILED = [
     "engine/risk.py",
     "engine/books.py",
     "engine/sessions.py",
+    "engine/bands.py",
     "engine/retries.py",
     "engine/access.py",
     "engine/state.py",

@@ -38,6 +38,7 @@ from api.json_input import JsonBeyondLimits, JsonRefused, parse_json
 from api.l3 import l3_json, read_l3
 from api.metrics import SLOW_CONSUMERS_CUT
 from api.public import (
+    LIMIT_STATES,
     auction_json,
     auction_name,
     book_sides,
@@ -55,6 +56,7 @@ from engine.events import (
     Amended,
     AuctionIndicated,
     BalanceChanged,
+    BandsChanged,
     Cancelled,
     Event,
     Expired,
@@ -335,7 +337,7 @@ def render(
                 _user(out, wanted, account, event)
         elif kind in _USER_EVENTS or (kind is Rejected and event.account):
             _user(out, wanted, event.account, event)
-        elif (kind is PhaseChanged or kind is AuctionIndicated) and (
+        elif (kind is PhaseChanged or kind is AuctionIndicated or kind is BandsChanged) and (
             ("auction", event.symbol) in wanted
         ):
             out[("auction", event.symbol)].append((event.seq, _auction_message(gw, event)))
@@ -411,9 +413,22 @@ def _render_l3(
         )
 
 
-def _auction_message(gw: Gateway, event: PhaseChanged | AuctionIndicated) -> str:
-    """A phase change, or the indicative uncross after a change in a call phase."""
+def _auction_message(gw: Gateway, event: PhaseChanged | AuctionIndicated | BandsChanged) -> str:
+    """A phase change, the indicative uncross after a change in a call phase, or limit
+    up-limit down bands and limit state."""
     head = {"channel": "auction", "symbol": event.symbol, "seq": event.seq, "ts_ms": event.ts_ms}
+    if type(event) is BandsChanged:
+        inst = gw.instrument(event.symbol)
+        return _dump(
+            {
+                **head,
+                "type": "bands",
+                "reference": gw.price_text(inst, event.reference),
+                "price_band": [gw.price_text(inst, p) for p in (event.band_lo, event.band_hi)],
+                "limit_state": LIMIT_STATES.get(event.limit_side),
+                "limit_until_ms": event.limit_until_ms,
+            }
+        )
     if type(event) is PhaseChanged:
         return _dump(
             {

@@ -58,6 +58,9 @@ def instrument_json(gw: Gateway, inst: InstrumentView) -> dict[str, Any]:
         "phase_until_ms": inst.phase_until_ms,
         "auction": auction_json(gw, inst),
         "official_close": gw.price_text(inst, inst.official_close) if inst.official_close else None,
+        "price_band": [gw.price_text(inst, price) for price in inst.band] if inst.band[1] else None,
+        "limit_state": LIMIT_STATES.get(inst.limit_side),
+        "limit_until_ms": inst.limit_until_ms,
         "price_decimals": price_places,
         "qty_decimals": qty_places,
         "tick_size": gw.price_text(inst, inst.tick_size),
@@ -70,6 +73,10 @@ def instrument_json(gw: Gateway, inst: InstrumentView) -> dict[str, Any]:
         "maker_fee_bps": inst.maker_fee_bps,
         "taker_fee_bps": inst.taker_fee_bps,
     }
+
+
+# Limit up-limit down: which side's best price is at its band.
+LIMIT_STATES = {int(Side.BUY): "limit_up", int(Side.SELL): "limit_down"}
 
 
 def auction_name(phase: int) -> str | None:

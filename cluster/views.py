@@ -24,6 +24,7 @@ from engine.events import (
     AssetAdded,
     AuctionIndicated,
     BalanceChanged,
+    BandsChanged,
     CalendarSet,
     Event,
     InstrumentChanged,
@@ -82,6 +83,11 @@ class InstrumentView:
     indicative: tuple[int, int, int, int] | None = None
     # The last session's official close (0: none yet, or no calendar).
     official_close: int = 0
+    # The price band in force, and under limit up-limit down the limit state: the side whose
+    # best price is at its band (-1: none) and when the pause is due if it stays.
+    band: tuple[int, int] = (0, 0)
+    limit_side: int = -1
+    limit_until_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +123,15 @@ class NodeView:
 
 # Events that change what an instrument's view shows besides its book.
 _INSTRUMENT_EVENTS = frozenset(
-    {InstrumentChanged, StatusChanged, PhaseChanged, AuctionIndicated, CalendarSet, SessionClosed}
+    {
+        InstrumentChanged,
+        StatusChanged,
+        PhaseChanged,
+        AuctionIndicated,
+        CalendarSet,
+        SessionClosed,
+        BandsChanged,
+    }
 )
 
 
@@ -212,6 +226,7 @@ def book_view(ex: Exchange, symbol: str) -> BookView:
 def instrument_view(ex: Exchange, symbol: str) -> InstrumentView:
     inst = ex.instruments[symbol]
     clock = ex.state.sessions.get(symbol)
+    luld = ex.state.bands.get(symbol)
     until = inst.resume_at_ms or (clock.due_ms if clock is not None else 0)
     indicative = None
     if inst.phase in CALL_PHASES:
@@ -225,4 +240,7 @@ def instrument_view(ex: Exchange, symbol: str) -> InstrumentView:
         until,
         indicative,
         clock.close_price if clock is not None else 0,
+        (inst.band_lo, inst.band_hi),
+        luld.limit_side if luld is not None else -1,
+        luld.limit_until_ms if luld is not None else 0,
     )

@@ -274,11 +274,16 @@ class Books(Part):
         cancel_oldest = taker.stp == STP_OLDEST
         book = inst.asks if taker.side == BUY else inst.bids
         reference = inst.reference_price
+        # Under limit up-limit down the band stays put for the whole command.
+        fixed = inst.symbol in self.state.bands
         for key, level in book.items():
             if key > limit_key:
                 return False
             if reference:
-                band_lo, band_hi = inst.band_around(reference)
+                if fixed:
+                    band_lo, band_hi = inst.band_lo, inst.band_hi
+                else:
+                    band_lo, band_hi = inst.band_around(reference)
                 if not band_lo <= level.price <= band_hi:
                     return False
             queue = collections.deque(
@@ -324,8 +329,13 @@ class Books(Part):
                 break
             price = level.price
             if inst.reference_price and not inst.band_lo <= price <= inst.band_hi:
-                self._trip_breaker(inst)
-                stopped = CancelReason.CIRCUIT_BREAKER
+                if inst.symbol in self.state.bands:
+                    # Limit up-limit down: not executed outside the band (engine.bands
+                    # decides the limit state from the book).
+                    stopped = CancelReason.PRICE_BAND
+                else:
+                    self._trip_breaker(inst)
+                    stopped = CancelReason.CIRCUIT_BREAKER
                 break
             orders = level.orders
             while taker.leaves and orders:
@@ -370,9 +380,7 @@ class Books(Part):
         else:
             self.ledger.settle(inst, maker, taker, qty, price, maker_fee, taker_fee)
         self._trade(inst, price, qty, maker, maker_fee, taker, taker_fee, 0)
-        inst.last_price = price
-        if price != inst.reference_price:
-            inst.set_reference(price)
+        self._traded_at(inst, price)
         if not level.dirty:
             level.dirty = True
             self.touched.append((inst.symbol, level))
@@ -442,11 +450,25 @@ class Books(Part):
         return ""
 
     def _trip_breaker(self, inst: Instrument) -> None:
-        """A volatility interruption: the instrument stops matching for its pause, takes
+        self.pause(inst, inst.halt_pause_ms, StatusReason.CIRCUIT_BREAKER)
+
+    def pause(self, inst: Instrument, pause_ms: int, reason: str) -> None:
+        """A volatility interruption: the instrument stops matching for `pause_ms`, takes
         orders meanwhile, and reopens with an auction (engine.sessions ends the pause)."""
-        inst.resume_at_ms = self.state.now_ms + inst.halt_pause_ms
+        inst.resume_at_ms = self.state.now_ms + pause_ms
         self.state.paused[inst.symbol] = inst.resume_at_ms
-        self.set_phase(inst, VOLATILITY_AUCTION, StatusReason.CIRCUIT_BREAKER, inst.resume_at_ms)
+        self.set_phase(inst, VOLATILITY_AUCTION, reason, inst.resume_at_ms)
+
+    def _traded_at(self, inst: Instrument, price: int) -> None:
+        """The last price, and the reference: the trade itself, or under limit up-limit
+        down one more trade in the window whose mean it is (engine.bands)."""
+        inst.last_price = price
+        luld = self.state.bands.get(inst.symbol)
+        if luld is not None:
+            luld.trades.append((self.state.now_ms, price))
+            luld.price_sum += price
+        elif price != inst.reference_price:
+            inst.set_reference(price)
 
     def trigger_stops(self, inst: Instrument) -> None:
         """Fires stops in trigger-price then time order; each may trade and fire more."""
@@ -749,9 +771,7 @@ class Books(Part):
             if not ask_level.orders:
                 asks.pop(ask_key, None)
         if traded:
-            inst.last_price = price
-            if price != inst.reference_price:
-                inst.set_reference(price)
+            self._traded_at(inst, price)
         only_for = ONLY_FOR[auction]
         symbol = inst.symbol
         for order in [o for o in self.state.orders.values() if o.symbol == symbol]:

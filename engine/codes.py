@@ -155,6 +155,8 @@ class CancelReason(StrEnum):
     CIRCUIT_BREAKER = "circuit_breaker"
     # What an auction left of a market order or an order only for that auction.
     AUCTION_OVER = "auction_over"
+    # A taker stopped at a limit up-limit down band (the symbol enters a limit state).
+    PRICE_BAND = "price_band"
 
 
 class StatusReason(StrEnum):
@@ -164,3 +166,4 @@ class StatusReason(StrEnum):
     CIRCUIT_BREAKER = "circuit_breaker"
     PAUSE_ENDED = "pause_ended"
     CALENDAR = "calendar"
+    LIMIT_STATE = "limit_state"

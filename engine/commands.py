@@ -280,6 +280,31 @@ class SetCalendar:
 
 
 @dataclass(slots=True, frozen=True)
+class SetLimitUpLimitDown:
+    """Price bands as in the US Limit Up-Limit Down plan, in place of the band around the
+    last price (`band_bps` 0 turns them off).
+
+    The reference is the mean price of the trades of the last `window_ms` (it stays put
+    while there are none); the band is `band_bps` either side of it (the instrument's tier),
+    doubled in the first `open_ms` after the opening auction and the last `close_ms` before
+    the closing auction of a calendar's session. Nothing executes outside the band; when
+    the best bid reaches the upper band (or the best ask the lower) the symbol is in a
+    limit state, and if the book is still there `limit_state_ms` later, trading pauses for
+    `pause_ms` and reopens with an auction.
+    """
+
+    symbol: str
+    band_bps: int
+    window_ms: int = 300_000
+    limit_state_ms: int = 15_000
+    pause_ms: int = 300_000
+    open_ms: int = 900_000
+    close_ms: int = 1_500_000
+    # Who made the change (an operator's name, from the admin CLI's --operator): audited.
+    by: str = ""
+
+
+@dataclass(slots=True, frozen=True)
 class Signed:
     """A client's write with what its signature and second factor proved at the edge.
 
@@ -318,6 +343,7 @@ Command = (
     | SetRateLimit
     | SetMemberRateLimit
     | SetCalendar
+    | SetLimitUpLimitDown
 )
 
 # Wire tags are part of the log format: never renumber, only append.
@@ -343,6 +369,7 @@ COMMAND_TAGS: dict[type, int] = {
     SetRateLimit: 19,
     SetMemberRateLimit: 20,
     SetCalendar: 21,
+    SetLimitUpLimitDown: 22,
 }
 _CLASS_BY_TAG = {tag: cls for cls, tag in COMMAND_TAGS.items()}
 _ENUM_FIELDS = {

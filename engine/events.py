@@ -359,6 +359,38 @@ class CalendarSet:
     by: str = ""
 
 
+@dataclass(slots=True)
+class BandsChanged:
+    """A limit up-limit down instrument's reference (mean of the window's trades) and band,
+    and its limit state: `limit_side` is the side that reached the band (Side; -1 none) and
+    `limit_until_ms` when trading pauses if the book is still there."""
+
+    seq: int
+    ts_ms: int
+    symbol: str
+    reference: int
+    band_lo: int
+    band_hi: int
+    limit_side: int
+    limit_until_ms: int
+
+
+@dataclass(slots=True)
+class LimitUpLimitDownSet:
+    """An instrument's limit up-limit down parameters were set (band_bps 0: off)."""
+
+    seq: int
+    ts_ms: int
+    symbol: str
+    band_bps: int
+    window_ms: int
+    limit_state_ms: int
+    pause_ms: int
+    open_ms: int
+    close_ms: int
+    by: str = ""
+
+
 Event = (
     Accepted
     | Rejected
@@ -384,6 +416,8 @@ Event = (
     | AuctionIndicated
     | SessionClosed
     | CalendarSet
+    | BandsChanged
+    | LimitUpLimitDownSet
 )
 
 # Wire tags are part of the event-history format: never renumber, only append.
@@ -412,6 +446,8 @@ EVENT_TAGS: dict[type, int] = {
     AuctionIndicated: 22,
     SessionClosed: 23,
     CalendarSet: 24,
+    BandsChanged: 25,
+    LimitUpLimitDownSet: 26,
 }
 _CLASS_BY_TAG = {tag: cls for cls, tag in EVENT_TAGS.items()}
 EVENT_NAMES: dict[type, str] = {cls: cls.__name__.lower() for cls in EVENT_TAGS}

@@ -8,8 +8,8 @@ command is validated before it changes anything; bad input becomes a
 The exchange is a thin dispatcher over parts that each own a share of the state
 (engine.exchange_state): the ledger (balances, holds, fees, transfers), risk
 (pre-trade controls), the books (matching, auctions, stops, expiries), sessions
-(trading calendars, phases, volatility pauses) and access (accounts, keys, second
-factors). It alone owns the sequence: every event is
+(trading calendars, phases, volatility pauses), bands (limit up-limit down) and
+access (accounts, keys, second factors). It alone owns the sequence: every event is
 numbered by `emit`. In checked mode it verifies every invariant after every
 command (engine.invariants), as the tests and the chaos suite run it.
 """
@@ -24,6 +24,7 @@ from typing import Any
 from sortedcontainers import SortedDict
 
 from engine.access import Access
+from engine.bands import Bands
 from engine.books import Books
 from engine.codes import RejectCode, Side
 from engine.commands import (
@@ -41,6 +42,7 @@ from engine.commands import (
     SetAccountEnabled,
     SetAccountProfile,
     SetCalendar,
+    SetLimitUpLimitDown,
     SetMemberRateLimit,
     SetRateLimit,
     SetSecondFactor,
@@ -88,6 +90,7 @@ class Exchange:
             self.state, self.emit, self.retries, self.books.cancel_all, self._dispatch, self._events
         )
         self.sessions = Sessions(self.state, self.emit, self.books)
+        self.bands = Bands(self.state, self.emit, self.books)
         ledger, risk, books, access = self.ledger, self.risk, self.books, self.access
         # Each handler takes its own command type (typed Any: a dict cannot say which).
         self._handlers: dict[type, Callable[[Any], None]] = {
@@ -106,6 +109,7 @@ class Exchange:
             UpdateInstrument: books.update_instrument,
             SetTradingStatus: books.set_trading_status,
             SetCalendar: self.sessions.set_calendar,
+            SetLimitUpLimitDown: self.bands.set_luld,
             Tick: _ignore,
             AddAsset: ledger.add_asset,
             AddApiKey: access.add_api_key,
@@ -137,11 +141,16 @@ class Exchange:
             self.sessions.run_due()
         if state.expiries and state.expiries[0][0] <= now:
             self.books.run_expiries()
+        bands = state.bands
+        if bands:
+            self.bands.refresh()  # windows and limit states as of log time
         handler = self._handlers.get(type(command))
         if handler is None:
             self._reject_unknown(type(command).__name__)
         else:
             handler(command)
+        if bands:
+            self.bands.refresh()  # with the command's trades
         ledger = self.ledger
         if ledger.touched:
             ledger.flush()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from engine.commands import Command
 from engine.events import Event
-from engine.state import Account, ApiKey, Instrument, Order, SessionClock
+from engine.state import Account, ApiKey, Instrument, LimitUpLimitDown, Order, SessionClock
 
 FEE_ACCOUNT = "fees"
 OPEN_ORDERS_PER_ACCOUNT_MAX = 1_000
@@ -36,6 +36,8 @@ class ExchangeState:
         # changes phase (what apply compares log time with).
         self.sessions: dict[str, SessionClock] = {}
         self.next_phase_ms = 0
+        # Instruments under limit up-limit down bands.
+        self.bands: dict[str, LimitUpLimitDown] = {}
         # Ledger: the assets' decimals; balances live in their accounts.
         self.assets: dict[str, int] = {}
         # Access: accounts, keys, second factors, spent signatures and TOTP steps.

@@ -21,11 +21,14 @@ from engine.exchange_state import ExchangeState
 from engine.state import (
     ACCOUNT_PROFILE_FIELDS,
     INSTRUMENT_SPEC,
+    LULD_FIELDS,
+    LULD_PARAMETERS,
     SESSION_CLOCK_FIELDS,
     Account,
     ApiKey,
     Balance,
     Instrument,
+    LimitUpLimitDown,
     Order,
     PriceLevel,
     SessionClock,
@@ -130,6 +133,10 @@ def encode_state(ex: ExchangeState) -> bytes:
             ]
             for symbol, clock in sorted(ex.sessions.items(), key=_first)
         ],
+        [
+            [symbol, [getattr(luld, f) for f in LULD_FIELDS], [list(t) for t in luld.trades]]
+            for symbol, luld in sorted(ex.bands.items(), key=_first)
+        ],
     ]
     return msgpack.packb(state, use_bin_type=True)
 
@@ -165,7 +172,7 @@ def _build(state: list[Any]) -> ExchangeState:
         second_factors,
         signatures,
         totp_steps,
-        *later,  # version 4: member rates; version 5: sessions
+        *later,  # version 4: member rates; version 5: sessions and price bands
     ) = state
     ex = ExchangeState(open_orders_per_account_max=open_max)
     ex.seq = seq
@@ -292,6 +299,13 @@ def _build(state: list[Any]) -> ExchangeState:
         for name, value in zip(SESSION_CLOCK_FIELDS, clock_values, strict=True):
             setattr(clock, name, value)
     ex.next_phase_ms = min((c.due_ms for c in ex.sessions.values()), default=0)
+    for symbol, fields, trades in later[2] if len(later) > 2 else []:
+        if symbol not in ex.instruments:
+            raise SnapshotError(f"price bands for unknown symbol {symbol}")
+        luld = ex.bands[symbol] = LimitUpLimitDown(*fields[: len(LULD_PARAMETERS)])
+        for name, value in zip(LULD_FIELDS, fields, strict=True):
+            setattr(luld, name, value)
+        luld.trades.extend((ts_ms, price) for ts_ms, price in trades)
     return ex
 
 

@@ -6,6 +6,7 @@ there are millions of them. Only the apply thread touches them.
 
 from __future__ import annotations
 
+import collections
 import operator
 
 from sortedcontainers import SortedDict, SortedList
@@ -321,3 +322,31 @@ class SessionClock:
         self.local_date = ""
         self.close_price = 0
         self.closed_start_ms = 0
+
+
+# Limit up-limit down parameters in SetLimitUpLimitDown's order, and the live fields after
+# them (a snapshot stores both in this order, then the window's trades).
+LULD_PARAMETERS = ("band_bps", "window_ms", "limit_state_ms", "pause_ms", "open_ms", "close_ms")
+LULD_FIELDS = (*LULD_PARAMETERS, "price_sum", "limit_side", "limit_until_ms")
+
+
+class LimitUpLimitDown:
+    """An instrument's LULD parameters, the trades of the window (time, price) oldest first
+    with the sum of their prices, and its limit state (limit_side -1: none)."""
+
+    __slots__ = (*LULD_FIELDS, "trades")
+
+    def __init__(
+        self, band_bps: int, window_ms: int, limit_state_ms: int, pause_ms: int,
+        open_ms: int, close_ms: int,
+    ) -> None:  # fmt: skip
+        self.band_bps = band_bps
+        self.window_ms = window_ms
+        self.limit_state_ms = limit_state_ms
+        self.pause_ms = pause_ms
+        self.open_ms = open_ms
+        self.close_ms = close_ms
+        self.price_sum = 0
+        self.limit_side = -1
+        self.limit_until_ms = 0
+        self.trades: collections.deque[tuple[int, int]] = collections.deque()

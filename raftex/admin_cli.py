@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from engine.commands import (
     SetAccountEnabled,
     SetAccountProfile,
     SetCalendar,
+    SetLimitUpLimitDown,
     SetMemberRateLimit,
     SetRateLimit,
     SetTradingStatus,
@@ -152,6 +154,26 @@ def add_admin_parser(commands: argparse._SubParsersAction) -> None:
     calendar.add_argument(
         "--clear", action="store_true", help="remove the calendar: trade continuously"
     )
+    luld = actions.add_parser(
+        "luld",
+        parents=[json_flag],
+        help="limit up-limit down bands for a symbol: a band around the mean price of the last"
+        " minutes' trades, a limit state, a pause that reopens by auction",
+    )
+    luld.add_argument("symbol")
+    luld.add_argument("--band-pct", type=Decimal, help="the symbol's tier, e.g. 5 (percent)")
+    luld.add_argument("--window-s", type=int, default=300, help="the reference's window (300)")
+    luld.add_argument(
+        "--limit-state-s", type=int, default=15, help="how long a limit state lasts (15)"
+    )
+    luld.add_argument("--pause-s", type=int, default=300, help="the pause that follows (300)")
+    luld.add_argument(
+        "--double-open-min", type=int, default=15, help="bands doubled after the open (15)"
+    )
+    luld.add_argument(
+        "--double-close-min", type=int, default=25, help="bands doubled before the close (25)"
+    )
+    luld.add_argument("--off", action="store_true", help="back to the band around the last price")
     rate = actions.add_parser(
         "rate-limit",
         parents=[json_flag],
@@ -259,6 +281,8 @@ async def _dispatch(
             wire = command_to_wire(SetTradingStatus(args.symbol, status, by=args.operator))
         elif action == "calendar":
             wire = command_to_wire(_calendar_command(args))
+        elif action == "luld":
+            wire = command_to_wire(_luld_command(args))
         elif action == "rate-limit":
             wire = command_to_wire(
                 SetRateLimit(args.account, args.messages_per_s, by=args.operator)
@@ -283,6 +307,28 @@ async def _dispatch(
         if rejected:
             raise AdminError(f"refused: {rejected[0]['code']} ({rejected[0]['message']})")
         return result, True
+
+
+def _luld_command(args: argparse.Namespace) -> SetLimitUpLimitDown:
+    """The SetLimitUpLimitDown the luld action's options describe (the engine checks the
+    ranges and refuses with a clear message)."""
+    if args.off:
+        return SetLimitUpLimitDown(args.symbol, 0, by=args.operator)
+    if args.band_pct is None:
+        raise AdminError("give the band as --band-pct (e.g. 5), or --off")
+    band_bps = args.band_pct * 100
+    if band_bps != band_bps.to_integral_value():
+        raise AdminError(f"--band-pct {args.band_pct}: at most two decimals")
+    return SetLimitUpLimitDown(
+        args.symbol,
+        int(band_bps),
+        window_ms=args.window_s * 1000,
+        limit_state_ms=args.limit_state_s * 1000,
+        pause_ms=args.pause_s * 1000,
+        open_ms=args.double_open_min * 60_000,
+        close_ms=args.double_close_min * 60_000,
+        by=args.operator,
+    )
 
 
 def _calendar_command(args: argparse.Namespace) -> SetCalendar:

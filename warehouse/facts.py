@@ -31,12 +31,14 @@ from engine.events import (
     Amended,
     AssetAdded,
     BalanceChanged,
+    BandsChanged,
     CalendarSet,
     Cancelled,
     Event,
     Expired,
     InstrumentChanged,
     LevelChanged,
+    LimitUpLimitDownSet,
     MemberRateLimitChanged,
     PhaseChanged,
     RateLimitChanged,
@@ -58,6 +60,7 @@ TIFS = {int(t): t.name.lower() for t in TimeInForce}
 CAPACITIES = {int(c): c.name for c in TradingCapacity}
 STATUSES = {0: "open", 1: "halted", 2: "closed"}
 PHASES = {phase.value: phase.name.lower() for phase in TradingPhase}
+LIMIT_STATES = {int(Side.BUY): "limit_up", int(Side.SELL): "limit_down"}
 # Refusals by a pre-trade control (the control_breaches table); other refusals (an unknown
 # order, a duplicate id) are a client's mistakes, not breaches.
 CONTROL_CODES = frozenset(
@@ -502,13 +505,31 @@ class FactBuilder:
             from_auction=e.from_auction,
         )
 
+    def _bands(self, e: BandsChanged) -> None:
+        symbol = e.symbol
+        self._row(
+            "price_bands",
+            e.seq,
+            e.ts_ms,
+            symbol=symbol,
+            reference=self._price(e.reference, symbol),
+            band_lo=self._price(e.band_lo, symbol),
+            band_hi=self._price(e.band_hi, symbol),
+            limit_state=LIMIT_STATES.get(e.limit_side),
+            limit_until=_ts_us(e.limit_until_ms) if e.limit_until_ms else None,
+        )
+
+    def _luld(self, e: LimitUpLimitDownSet) -> None:
+        self._symbol_setting(e, "limit_up_limit_down")
+
     def _calendar(self, e: CalendarSet) -> None:
-        detail = {
-            name: getattr(e, name)
-            for name in e.__match_args__
-            if name not in ("seq", "ts_ms", "symbol", "by")
-        }
-        self._reference(e.seq, e.ts_ms, "calendar", e.symbol, detail, e.by)
+        self._symbol_setting(e, "calendar")
+
+    def _symbol_setting(self, e: CalendarSet | LimitUpLimitDownSet, kind: str) -> None:
+        """A symbol's setting changed: every field of its event as the detail."""
+        skipped = ("seq", "ts_ms", "symbol", "by")
+        detail = {name: getattr(e, name) for name in e.__match_args__ if name not in skipped}
+        self._reference(e.seq, e.ts_ms, kind, e.symbol, detail, e.by)
 
     def _status(self, e: StatusChanged) -> None:
         self._row(
@@ -545,4 +566,6 @@ _HANDLERS: dict[type, Any] = {
     PhaseChanged: FactBuilder._phase,
     SessionClosed: FactBuilder._session_closed,
     CalendarSet: FactBuilder._calendar,
+    BandsChanged: FactBuilder._bands,
+    LimitUpLimitDownSet: FactBuilder._luld,
 }

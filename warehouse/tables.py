@@ -135,6 +135,19 @@ SESSIONS = pa.schema(
     ]
 )
 
+PRICE_BANDS = pa.schema(
+    [
+        ("seq", pa.int64()),
+        ("ts", TIME),
+        ("symbol", pa.string()),
+        ("reference", AMOUNT),  # limit up-limit down: the mean of the window's trades
+        ("band_lo", AMOUNT),
+        ("band_hi", AMOUNT),
+        ("limit_state", pa.string()),  # limit_up limit_down; null: none
+        ("limit_until", TIME),  # when the pause is due if the book stays at the band
+    ]
+)
+
 CONTROL_BREACHES = pa.schema(
     [
         ("seq", pa.int64()),
@@ -191,6 +204,7 @@ FACT_TABLES: dict[str, pa.Schema] = {
     "halts": HALTS,
     "phases": PHASES,
     "sessions": SESSIONS,
+    "price_bands": PRICE_BANDS,
     "control_breaches": CONTROL_BREACHES,
     "balance_changes": BALANCE_CHANGES,
     "transfers": TRANSFERS,

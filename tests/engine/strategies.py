@@ -40,6 +40,7 @@ from engine.commands import (
     PlaceOrder,
     SetAccountEnabled,
     SetCalendar,
+    SetLimitUpLimitDown,
     SetTradingStatus,
     Signed,
     Tick,
@@ -144,6 +145,7 @@ _KIND_WEIGHTS = {
     "update_instrument": 1,
     "signed": 4,
     "calendar": 1,
+    "luld": 1,
 }
 _KINDS = tuple(kind for kind, weight in _KIND_WEIGHTS.items() for _ in range(weight))
 
@@ -645,6 +647,23 @@ def _calendar(draw: DrawFn, shadow: _Shadow) -> Command:
     )
 
 
+def _luld(draw: DrawFn, shadow: _Shadow) -> Command:
+    """Limit up-limit down bands for a symbol (short windows and pauses, so that streams
+    reach limit states and their pauses), or off."""
+    symbol = _pick(draw, SYMBOLS)
+    if not draw(st.integers(0, 3)):
+        return SetLimitUpLimitDown(symbol, 0)
+    return SetLimitUpLimitDown(
+        symbol,
+        _pick(draw, (500, 1_000, 2_000, 50)),
+        window_ms=_pick(draw, (300_000, 10_000, 1)),
+        limit_state_ms=_pick(draw, (15_000, 1, 1_000)),
+        pause_ms=_pick(draw, (300_000, 1, 5_000)),
+        open_ms=_pick(draw, (900_000, 0)),
+        close_ms=_pick(draw, (1_500_000, 0)),
+    )
+
+
 def _status(draw: DrawFn, shadow: _Shadow) -> Command:
     """Mostly a halted or closed symbol reopened (so few stay shut long), else any status."""
     instruments = shadow.ex.instruments
@@ -804,4 +823,5 @@ _BUILDERS = {
     "update_instrument": _update_instrument,
     "signed": _signed,
     "calendar": _calendar,
+    "luld": _luld,
 }

@@ -29,7 +29,6 @@ REPLAY = """
 import hashlib, sys
 sys.path.insert(0, sys.argv[1])
 import msgpack
-import pytest
 import engine.books
 from engine import Exchange
 from engine.commands import command_from_wire
@@ -48,9 +47,10 @@ print(engine.books.__file__.rsplit(".", 1)[-1], digest.hexdigest(), ex.state_has
 def _replay(source: Path, steps_file: Path) -> list[str]:
     done = subprocess.run(
         [sys.executable, "-c", REPLAY, str(source), str(steps_file)],
-        capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=True,
+        capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False,
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
     )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout.split()
 
 

@@ -43,7 +43,7 @@ from engine.events import (
     event_to_wire,
 )
 from engine.retries import CLIENT_ID_RETENTION_MS
-from engine.state import buy_cost
+from engine.state import LULD_FIELDS, buy_cost
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -332,6 +332,7 @@ def _timers_due(ex: Exchange, ts_ms: int) -> bool:
         (state.expiries and state.expiries[0][0] <= ts_ms)
         or any(at <= ts_ms for at in state.paused.values())
         or (state.next_phase_ms and state.next_phase_ms <= ts_ms)
+        or state.bands  # limit states end and windows move with time
     )
 
 
@@ -446,6 +447,15 @@ def test_fresh_processes_with_other_hash_seeds_agree(
 # ---------------------------------------------------------------- beyond the core properties
 
 
+def _window_at(row: list[Any], now_ms: int) -> list[Any]:
+    """A snapshot's limit up-limit down row with the trades `now_ms` leaves in its window."""
+    symbol, fields, trades = row
+    kept = [t for t in trades if t[0] > now_ms - fields[LULD_FIELDS.index("window_ms")]]
+    fields = list(fields)
+    fields[LULD_FIELDS.index("price_sum")] = sum(price for _, price in kept)
+    return [symbol, fields, kept]
+
+
 def _state_without_seq_and_time(snapshot: bytes) -> list[Any]:
     state = msgpack.unpackb(snapshot, raw=False, strict_map_key=False)
     state[2] = state[3] = 0  # seq, now_ms
@@ -509,6 +519,8 @@ def test_order_outcomes_keep_their_promises(stream: Stream) -> None:
             horizon = ex.now_ms - CLIENT_ID_RETENTION_MS
             before[9] = [row for row in before[9] if row[3][2] >= horizon]
             before[14] = [row for row in before[14] if row in after[14]]
+            # So are the trades that leave a limit up-limit down window (with their prices).
+            before[18] = [_window_at(row, ex.now_ms) for row in before[18]]
             assert after == before, f"{format_command(command)} changed the state: {fresh}"
 
 

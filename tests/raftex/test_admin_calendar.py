@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Iterator
+from decimal import Decimal
 
 import pytest
 
@@ -73,3 +74,25 @@ def test_bad_calendars_are_refused_with_a_clear_message(
     assert code != 0 and message in err, (out, err)
     assert "Traceback" not in err
     assert _instrument(harness, "NVDA")["phase"] == before["phase"] == "continuous"
+
+
+def test_limit_up_limit_down_bands_are_set_shown_and_turned_off(harness: ClusterHarness) -> None:
+    before = _instrument(harness, "TSLA")
+    code, out, err = _admin(harness, "--json", "luld", "TSLA", "--band-pct", "5")
+    assert code == 0, err
+    events = json.loads(out)["events"]
+    assert events[0]["type"] == "limituplimitdownset" and events[0]["band_bps"] == 500
+    reference = Decimal(before["reference_price"])
+    low, high = (Decimal(p) for p in _instrument(harness, "TSLA")["price_band"])
+    assert abs(low - reference * Decimal("0.95")) <= Decimal("0.01")
+    assert abs(high - reference * Decimal("1.05")) <= Decimal("0.01")
+    assert _instrument(harness, "TSLA")["limit_state"] is None
+    for args, message in (
+        (("--band-pct", "5.123"), "at most two decimals"),
+        (("--band-pct", "150"), "basis points"),
+        ((), "--band-pct"),
+    ):
+        code, out, err = _admin(harness, "luld", "TSLA", *args)
+        assert code != 0 and message in err and "Traceback" not in err, (out, err)
+    code, _, err = _admin(harness, "luld", "TSLA", "--off")
+    assert code == 0, err

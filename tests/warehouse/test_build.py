@@ -24,6 +24,7 @@ from engine.commands import (
     PlaceOrder,
     SetAccountProfile,
     SetCalendar,
+    SetLimitUpLimitDown,
     SetTradingStatus,
     Tick,
 )
@@ -325,3 +326,22 @@ def test_a_trading_day_lands_in_phases_sessions_and_auction_trades(tmp_path: Pat
     }
     [calendar] = _rows(warehouse, "SELECT key FROM reference_changes WHERE kind = 'calendar'")
     assert calendar == {"key": "ACME"}
+
+
+def test_limit_up_limit_down_bands_and_limit_states_land_in_price_bands(tmp_path: Path) -> None:
+    node, log = _node(tmp_path)
+    node.run(AddAsset("USD", 2), AddAsset("ACME", 0), *market_setup())
+    node.run(SetLimitUpLimitDown("ACME", 500))  # around 10.00: [9.50, 10.50]
+    node.run(PlaceOrder("alice", "ACME", BUY, 1, 1_050))  # a bid at the upper band
+    log.close()
+    warehouse = tmp_path / "warehouse"
+    _build(tmp_path, warehouse)
+    rows = _rows(warehouse, "SELECT band_lo, band_hi, limit_state FROM price_bands ORDER BY seq")
+    assert rows == [
+        {"band_lo": Decimal("9.5"), "band_hi": Decimal("10.5"), "limit_state": None},
+        {"band_lo": Decimal("9.5"), "band_hi": Decimal("10.5"), "limit_state": "limit_up"},
+    ]
+    [change] = _rows(
+        warehouse, "SELECT key FROM reference_changes WHERE kind = 'limit_up_limit_down'"
+    )
+    assert change == {"key": "ACME"}
