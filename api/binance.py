@@ -40,7 +40,7 @@ from engine.codes import (
     TradingPhase,
     TradingStatus,
 )
-from engine.commands import CLIENT_ID_LEN_MAX, CancelOrder, PlaceOrder
+from engine.commands import CLIENT_ID_LEN_MAX, CancelOrder, MassCancel, PlaceOrder
 from engine.events import Accepted, Rejected, Trade
 from engine.order_status import OrderStatus
 from engine.state import price_band
@@ -130,6 +130,7 @@ def add_binance_routes(app: web.Application) -> None:
         ("GET", "/api/v3/exchangeInfo", exchange_info),
         ("GET", "/api/v3/depth", depth),
         ("GET", "/api/v3/trades", trades),
+        ("GET", "/api/v3/aggTrades", agg_trades),
         ("GET", "/api/v3/klines", klines),
         ("GET", "/api/v3/ticker/24hr", ticker_24hr),
         ("GET", "/api/v3/ticker/price", ticker_price),
@@ -138,12 +139,16 @@ def add_binance_routes(app: web.Application) -> None:
         ("GET", "/api/v3/order", query_order),
         ("DELETE", "/api/v3/order", cancel_order),
         ("GET", "/api/v3/openOrders", open_orders),
+        ("DELETE", "/api/v3/openOrders", cancel_open_orders),
         ("GET", "/api/v3/allOrders", all_orders),
         ("GET", "/api/v3/account", account),
         ("GET", "/api/v3/myTrades", my_trades),
     ]
     for method, path, handler in routes:
         app.router.add_route(method, path, binance_route(handler))
+    # Last: what no route above answers, whatever its method.
+    for prefix in ("/api/v3", "/api/v1"):
+        app.router.add_route("*", prefix + "/{tail:.*}", binance_route(unsupported))
 
 
 # ------------------------------------------------------------------ parameters
@@ -372,13 +377,42 @@ async def depth(request: web.Request) -> web.Response:
     )
 
 
-async def trades(request: web.Request) -> web.Response:
+async def _recent_trades(
+    request: web.Request,
+) -> tuple[Gateway, InstrumentView, list[dict[str, Any]]]:
+    """The symbol's latest trades (up to `limit`), oldest first."""
     gw = gateway(request)
     params = _public_params(request, LIST_PARAMS)
     inst = _symbol(gw, params)
     limit = _int_param(params, "limit", TRADES_LIMIT_DEFAULT, 1, READ_LIMIT_MAX) or 1
     history = await gw.history_store()
     rows = await asyncio.to_thread(history.trades, inst.symbol, limit, 0)
+    return gw, inst, rows[::-1]
+
+
+async def agg_trades(request: web.Request) -> web.Response:
+    """Binance's compressed trades. Every raftex trade is its own aggregate (first and last
+    trade id equal): a fill is already one price, one taker and one maker."""
+    gw, inst, rows = await _recent_trades(request)
+    return web.json_response(
+        [
+            {
+                "a": row["trade_id"],
+                "p": gw.price_text(inst, row["price"]),
+                "q": gw.qty_text(inst, row["qty"]),
+                "f": row["trade_id"],
+                "l": row["trade_id"],
+                "T": row["ts_ms"],
+                "m": row["aggressor_side"] == Side.SELL,
+                "M": True,
+            }
+            for row in rows
+        ]
+    )
+
+
+async def trades(request: web.Request) -> web.Response:
+    gw, inst, rows = await _recent_trades(request)
     return web.json_response(
         [
             {
@@ -390,7 +424,7 @@ async def trades(request: web.Request) -> web.Response:
                 "isBuyerMaker": row["aggressor_side"] == Side.SELL,
                 "isBestMatch": True,
             }
-            for row in reversed(rows)
+            for row in rows
         ]
     )
 
@@ -697,6 +731,45 @@ async def cancel_order(request: web.Request) -> web.Response:
     row = _order_row(gw, inst, record)
     row["origClientOrderId"] = row["clientOrderId"]
     return web.json_response(row)
+
+
+async def cancel_open_orders(request: web.Request) -> web.Response:
+    """DELETE openOrders: every open order of the account in the symbol, cancelled at once
+    (one MassCancel in the log), answered as the cancelled orders."""
+    gw, principal, params = await _signed(request, Scope.TRADE, SYMBOL_PARAMS)
+    if "symbol" not in params:
+        raise BinanceError(400, -1102, "Mandatory parameter 'symbol' was not sent.")
+    inst = _symbol(gw, params)
+    history = await gw.history_store()
+    rows = await asyncio.to_thread(
+        lambda: history.orders_of(
+            principal.account, open_only=True, after_order_id=0, limit=READ_LIMIT_MAX
+        )
+    )
+    order_ids = [r["order_id"] for r in rows if r["symbol"] == inst.symbol]
+    if not order_ids:
+        raise BinanceError(400, -2011, "Unknown order sent.")
+    outcome = await gw.submit(principal.signed(MassCancel(principal.account, inst.symbol)))
+    if outcome.rejected is not None:
+        _refuse_replay(outcome.rejected)
+        raise BinanceError(400, -2011, f"{outcome.rejected.message} ({outcome.rejected.code})")
+    history = await gw.history_at(outcome.seq)
+    answer = []
+    for order_id in order_ids:
+        record = await asyncio.to_thread(history.order, order_id)
+        if record is not None:
+            row = _order_row(gw, inst, record)
+            row["origClientOrderId"] = row["clientOrderId"]
+            answer.append(row)
+    return web.json_response(answer)
+
+
+async def unsupported(request: web.Request) -> web.Response:
+    """Any other path or method under /api/v3 and /api/v1: Binance's error shape, so that
+    a client library raises its own clean error instead of failing to parse an answer."""
+    raise BinanceError(
+        404, -1020, f"This operation is not supported: {request.method} {request.path}"
+    )
 
 
 async def _orders(

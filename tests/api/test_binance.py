@@ -247,3 +247,15 @@ async def test_ed25519_keys_sign_binance_requests_in_base64(api: ApiCluster) -> 
     ):
         body = json.loads(await response.text())
     assert response.status == 200 and body["accountType"] == "SPOT", body
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/api/v3/noSuchThing"), ("PUT", "/api/v3/order"), ("GET", "/api/v1/ping")],
+)
+async def test_unknown_paths_and_methods_answer_in_binances_shape(
+    api: ApiCluster, method: str, path: str
+) -> None:
+    status, answer = await call(api.followers[0], method, path)
+    assert status == 404
+    assert answer["code"] == -1020 and "not supported" in answer["msg"]
