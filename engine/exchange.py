@@ -200,7 +200,14 @@ class Exchange:
         problems = invariant_problems(self)
         issued = self._issued
         last = self._checked_seq
-        fresh = [event for event in events if event.seq > last]
+        # A retry's answer repeats an outcome already numbered (maybe earlier in the same
+        # entry): only events above every number seen so far are new.
+        fresh = []
+        top = last
+        for event in events:
+            if event.seq > top:
+                fresh.append(event)
+                top = event.seq
         for event in fresh:
             if type(event) is Transferred:
                 issued[event.asset] = issued.get(event.asset, 0) + event.amount

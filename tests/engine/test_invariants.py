@@ -1,11 +1,11 @@
 """The invariant check passes on states the engine reaches and catches broken ones."""
 
 import pytest
-from conftest import ALICE, BOB, BUY, SELL, rest
+from conftest import ALICE, BOB, BUY, SELL, make_exchange, rest
 
 from bench.workload import standard_workload
 from engine import Exchange, InvariantBroken
-from engine.commands import Tick
+from engine.commands import PlaceOrder, Tick
 from engine.invariants import invariant_problems
 from engine.state import PriceLevel
 
@@ -53,3 +53,21 @@ def test_checked_mode_finds_a_crossed_book(ex: Exchange) -> None:
     ex.instruments["ACME"].bids[-105] = PriceLevel(BUY, 105)  # above the best ask
     with pytest.raises(InvariantBroken, match="ACME is crossed"):
         rest(ex, BOB, SELL, 1, 109)
+
+
+def test_a_retry_in_the_same_entry_is_no_break_in_the_numbering() -> None:
+    """A node checks a whole entry's events at once; a retry answered with its original
+    outcome (an old number) inside that entry is not a gap or a repeat of new events."""
+    ex = Exchange.restore(make_exchange().snapshot())
+    order = PlaceOrder(ALICE, "ACME", BUY, 1, 99, client_order_id="once")
+    entry = ex.apply(order, 2_000) + ex.apply(order, 2_000) + ex.apply(Tick(), 2_000)
+    seqs = [event.seq for event in entry]
+    assert len(seqs) > len(set(seqs)), "the retry repeats its outcome's number"
+    ex.check(entry)
+
+
+def test_a_gap_in_an_entrys_numbering_is_found() -> None:
+    ex = Exchange.restore(make_exchange().snapshot())
+    entry = ex.apply(PlaceOrder(ALICE, "ACME", BUY, 1, 99), 2_000)
+    with pytest.raises(InvariantBroken, match="numbered"):
+        ex.check(entry[1:])
