@@ -21,11 +21,23 @@ PARAM_TEXT_LEN_MAX = 1_024
 
 
 class BinanceError(Exception):
-    def __init__(self, status: int, code: int, msg: str) -> None:
+    """A refusal in Binance's words; `data` is what a partly done request did (Binance's
+    cancel-replace answers carry it)."""
+
+    def __init__(
+        self,
+        status: int,
+        code: int,
+        msg: str,
+        headers: dict[str, str] | None = None,
+        data: dict | None = None,
+    ) -> None:
         super().__init__(msg)
         self.status = status
         self.code = code
         self.msg = msg
+        self.headers = headers
+        self.data = data
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,21 +128,34 @@ class CandleBook:
             candle.last_seq = trade.seq
         self.last_seq = trade.seq
 
-    def candles(self, symbol: str, interval: str, limit: int) -> list[Candle]:
-        """The newest `limit` candles, oldest first (copies: the apply thread moves on)."""
+    def candles(
+        self, symbol: str, interval: str, limit: int, start_ms: int = 0, end_ms: int = 2**63
+    ) -> list[Candle]:
+        """Up to `limit` candles opened in [start_ms, end_ms], oldest first: the oldest ones
+        when a start is given (a client pages forward), else the newest (copies: the apply
+        thread moves on)."""
         with self._lock:
             series = self._series.get((symbol, interval))
             if not series:
                 return []
-            rows = list(series.values())[-limit:]
+            rows = [c for c in series.values() if start_ms <= c.open_ms <= end_ms]
+            rows = rows[:limit] if start_ms else rows[-limit:]
             return [Candle(*(getattr(c, f) for f in Candle.__slots__)) for c in rows]
 
     def ticker(self, symbol: str, now_ms: int) -> Ticker24h | None:
         """Over the minutes of the last 24 hours of log time; None if nothing traded."""
-        since_ms = now_ms - DAY_MS
+        return self.window(symbol, now_ms - DAY_MS, now_ms)
+
+    def window(self, symbol: str, since_ms: int, until_ms: int) -> Ticker24h | None:
+        """Over the candles opened after `since_ms` up to `until_ms`: minutes for a window
+        of a day or less, hours beyond (a day's minutes are all that is kept); None if
+        nothing traded."""
+        interval = "1m" if until_ms - since_ms <= DAY_MS else "1h"
         with self._lock:
-            series = self._series.get((symbol, "1m"))
-            rows = [c for c in series.values() if c.open_ms > since_ms] if series else []
+            series = self._series.get((symbol, interval))
+            rows = (
+                [c for c in series.values() if since_ms < c.open_ms <= until_ms] if series else []
+            )
             if not rows:
                 return None
             return Ticker24h(

@@ -383,6 +383,40 @@ class HistoryStore(RocksStore):
         rows = scan(self._db.cf(CF_TRADES), prefix, start, limit, backwards=True)
         return [_trade_row(unpack(value)) for _, value in rows]
 
+    def trades_from(self, symbol: str, from_trade_id: int, limit: int) -> list[dict[str, Any]]:
+        """A symbol's public trades with id at or above `from_trade_id`, ascending."""
+        check_cursor("from_trade_id", from_trade_id)
+        check_limit(limit)
+        if from_trade_id >= U64_MAX:
+            return []
+        prefix = name_key(symbol)
+        rows = scan(self._db.cf(CF_TRADES), prefix, prefix + U64.pack(from_trade_id), limit)
+        return [_trade_row(unpack(value)) for _, value in rows]
+
+    def first_trade_at(self, symbol: str, ts_ms: int) -> int:
+        """The id of the symbol's first trade at or after log time `ts_ms` (0: none).
+
+        Trade ids and log time rise together, so a binary search over ids finds it in
+        about 64 seeks however many trades the symbol has.
+        """
+        prefix = name_key(symbol)
+        trades = self._db.cf(CF_TRADES)
+        newest = scan(trades, prefix, prefix + _AFTER_ANY_U64, 1, backwards=True)
+        if not newest:
+            return 0
+        best, low, high = 0, 1, U64.unpack(newest[0][0][len(prefix) :])[0] + 1
+        while low < high:
+            middle = (low + high) // 2
+            rows = scan(trades, prefix, prefix + U64.pack(middle), 1)
+            trade_id = U64.unpack(rows[0][0][len(prefix) :])[0] if rows else high
+            if trade_id >= high:
+                high = middle
+            elif _trade_row(unpack(rows[0][1]))["ts_ms"] >= ts_ms:
+                best, high = trade_id, middle
+            else:
+                low = trade_id + 1
+        return best
+
     def fills_of(self, account: str, after_trade_id: int, limit: int) -> list[dict[str, Any]]:
         """An account's fills with trade id above `after_trade_id`, ascending."""
         check_cursor("after_trade_id", after_trade_id)

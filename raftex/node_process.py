@@ -20,6 +20,7 @@ from api.admin import NODE_KEY, add_admin_routes
 from api.admin_checks import add_admin_check_routes
 from api.backups import add_backup_routes
 from api.binance import add_binance_routes
+from api.binance_request import BINANCE_PATH_PREFIXES, error_response
 from api.candles import CandleBook
 from api.errors import ApiError, error_middleware
 from api.exposition import add_metrics_route, count_requests
@@ -83,14 +84,21 @@ def build_app(node: ExchangeNode, history: HistoryReader | None) -> web.Applicat
         # Nodes call each other on the admin and internal paths; only clients are limited.
         if request.path.startswith((ADMIN_PATH_PREFIX, INTERNAL_PATH_PREFIX)):
             return await handler(request)
-        gw.ip_limits.take(request.remote or "?")
+        # Binance's paths are limited by request weight (api/binance_weight.py) and refused
+        # in Binance's error shape.
+        binance = request.path.startswith(BINANCE_PATH_PREFIXES)
+        if not binance:
+            gw.ip_limits.take(request.remote or "?")
         if in_flight[0] >= config.requests_in_flight_max:
-            raise ApiError(
+            busy = ApiError(
                 503,
                 "busy",
                 f"this node is handling {config.requests_in_flight_max} requests; retry",
                 headers={"Retry-After": "1"},
             )
+            if binance:
+                return error_response(busy)
+            raise busy
         in_flight[0] += 1
         try:
             return await handler(request)
@@ -103,7 +111,7 @@ def build_app(node: ExchangeNode, history: HistoryReader | None) -> web.Applicat
     )
     app[NODE_KEY] = node
     app[GATEWAY_KEY] = gw
-    add_routes(app)
+    add_routes(app, weight_per_min=int(config.rate_limit_ip_per_s * 60))
 
     async def session_context(app: web.Application):  # type: ignore[no-untyped-def]
         timeout = aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)
@@ -135,8 +143,9 @@ def build_app(node: ExchangeNode, history: HistoryReader | None) -> web.Applicat
     return app
 
 
-def add_routes(app: web.Application) -> None:
-    """Every route a node serves."""
+def add_routes(app: web.Application, weight_per_min: int) -> None:
+    """Every route a node serves; `weight_per_min` is a Binance caller's request weight a
+    minute (the per-IP rate's minute)."""
     add_admin_routes(app)
     add_metrics_route(app)
     add_admin_check_routes(app)
@@ -145,7 +154,7 @@ def add_routes(app: web.Application) -> None:
     add_order_routes(app)
     add_account_routes(app)
     add_feed_routes(app)
-    add_binance_routes(app)
+    add_binance_routes(app, weight_per_min)
     add_internal_routes(app)
     add_openapi_route(app)
     add_ui_routes(app)

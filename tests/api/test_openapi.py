@@ -13,7 +13,7 @@ pytestmark = pytest.mark.asyncio
 
 def registered_native_routes() -> set[tuple[str, str]]:
     app = web.Application()
-    add_routes(app)
+    add_routes(app, weight_per_min=0)
     return {
         (route.method.lower(), route.resource.canonical)
         for route in app.router.routes()
