@@ -18,6 +18,7 @@ from aiohttp import web
 from api import binance_account, binance_market, binance_orders
 from api.binance_params import BinanceError
 from api.binance_request import BINANCE_PATH_PREFIXES, Handler, binance_route
+from api.binance_user_stream import add_user_data_stream_routes
 from api.binance_weight import WEIGHTS_KEY, RequestWeights
 
 # (method, path, handler, request weight), weights as Binance's documentation gives them.
@@ -67,6 +68,7 @@ ORDER_LIST_PATHS = (
 
 def add_binance_routes(app: web.Application, weight_per_min: int) -> None:
     """`weight_per_min`: each caller's request weight a minute (0: counted, not limited)."""
+    add_user_data_stream_routes(app)
     app[WEIGHTS_KEY] = RequestWeights(weight_per_min)
     for method, path, handler, weight in ROUTES:
         app.router.add_route(method, path, binance_route(handler, weight))

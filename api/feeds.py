@@ -26,6 +26,7 @@ import struct
 import termios
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +92,12 @@ USER_CHANNEL = "user"
 _USER_EVENTS = (Accepted, Cancelled, Expired, Amended, Triggered, BalanceChanged)
 
 Key = tuple[str, str]  # (channel, symbol or account)
+Rows = dict[Key, list[tuple[int, str]]]
+# Another dialect's share of an entry (the Binance streams, api/binance_streams.py): `capture`
+# runs on the apply thread and takes what must be read as it stands right after the entry;
+# `render` runs on the loop, once per entry, for the keys its subscribers hold.
+Capture = Callable[[EntryApplied, Any], Any]
+Renderer = Callable[[list[Event], Any, "EntryState"], Rows]
 
 
 def text_frame(text: str) -> bytes:
@@ -203,6 +210,11 @@ class FeedHub:
     subscribers: dict[Key, set[Subscriber]] = field(default_factory=lambda: defaultdict(set))
     connections: set[Subscriber] = field(default_factory=set)
     delivered: int = 0
+    # The view published after the previous entry, kept whether or not anyone listens: a
+    # Binance depth diff's first update id is the book's seq in it, plus one.
+    previous_view: NodeView | None = None
+    captures: list[Capture] = field(default_factory=list)
+    renderers: list[Renderer] = field(default_factory=list)
 
     async def close_all(self, app: web.Application) -> None:
         """At shutdown (aiohttp's on_shutdown, before it waits for handlers): every feed gets
@@ -231,6 +243,7 @@ class FeedHub:
         taken here, as it stands right after this entry: a message stamped with the entry's
         seq never shows a later state.
         """
+        before, self.previous_view = self.previous_view, applied.view
         subscribers = self.subscribers
         if not subscribers:
             return
@@ -245,11 +258,15 @@ class FeedHub:
             elif kind is Trade and ("candles", event.symbol) in subscribers:
                 rows = self.gw.candles.candles(event.symbol, "1m", 1)
                 candles[event.symbol] = rows[0] if rows else None
-        state = EntryState(applied.view, queues, candles)
+        captured = tuple(capture(applied, subscribers) for capture in self.captures)
+        state = EntryState(applied.view, queues, candles, before, captured)
         self.loop.call_soon_threadsafe(self.publish, applied.events, state)
 
     def publish(self, events: list[Event], state: EntryState) -> None:
-        rows_by_key = render(self.gw, events, self.subscribers.keys(), state)
+        wanted = self.subscribers.keys()
+        rows_by_key = render(self.gw, events, wanted, state)
+        for renderer in self.renderers:
+            rows_by_key.update(renderer(events, wanted, state))
         for key, rows in rows_by_key.items():
             frames = [(seq, text_frame(text)) for seq, text in rows]
             for subscriber in tuple(self.subscribers.get(key, ())):
@@ -276,11 +293,16 @@ class FeedHub:
 class EntryState:
     """The state right after an entry, taken on the apply thread: the view, the queues of the
     levels it touched (for L3 subscribers) and the current 1m candle of the symbols it traded
-    (for candle subscribers)."""
+    (for candle subscribers); with the view before the entry and what other dialects'
+    captures took."""
 
     view: NodeView
     queues: dict[tuple[str, int, int], list[tuple[int, int]]]
     candles: dict[str, Candle | None]
+    # The view after the entry before this one (None: unknown, e.g. the hub's first entry).
+    before: NodeView | None = None
+    # What each of the hub's captures took, in their order.
+    captured: tuple[Any, ...] = ()
 
 
 def render(
@@ -482,17 +504,18 @@ def add_feed_routes(app: web.Application) -> None:
     app.router.add_get("/v1/ws", websocket)
 
 
-async def websocket(request: web.Request) -> web.StreamResponse:
-    hub = request.app[HUB_KEY]
+async def open_feed_socket(request: web.Request, hub: FeedHub, max_msg_size: int) -> Subscriber:
+    """Accept one feed WebSocket (native or Binance's), within the node's connection limit.
+
+    No per-message compression: one rendered message goes to many subscribers as is.
+    No aiohttp heartbeat either: its ping waits behind whatever the client has not read,
+    so a client a few megabytes behind missed the pong deadline and was dropped with no
+    close frame, before the buffer limit (and its 4008) could apply. Heartbeat messages
+    keep data flowing, and TCP_USER_TIMEOUT drops a peer that stops acknowledging it.
+    """
     if len(hub.connections) >= WS_CONNECTIONS_MAX:
         raise ApiError(503, "too_many_connections", f"this node serves {WS_CONNECTIONS_MAX} feeds")
-    # No per-message compression: one rendered message goes to many subscribers as is.
-    # No aiohttp heartbeat either: its ping waits behind whatever the client has not read,
-    # so a client a few megabytes behind missed the pong deadline and was dropped with no
-    # close frame, before the buffer limit (and its 4008) could apply. Our own heartbeat
-    # messages keep data flowing, and TCP_USER_TIMEOUT drops a peer that stops
-    # acknowledging it.
-    ws = web.WebSocketResponse(max_msg_size=MESSAGE_BYTES_MAX, compress=False)
+    ws = web.WebSocketResponse(max_msg_size=max_msg_size, compress=False)
     await ws.prepare(request)
     config = hub.gw.node.config
     sock = request.transport.get_extra_info("socket") if request.transport else None
@@ -500,12 +523,20 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, PEER_SILENT_MS_MAX)
         if config.feed_socket_send_bytes:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, config.feed_socket_send_bytes)
-    subscriber = Subscriber(ws, request.transport, config.feed_buffer_bytes_max)
+    return Subscriber(ws, request.transport, config.feed_buffer_bytes_max)
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    hub = request.app[HUB_KEY]
+    subscriber = await open_feed_socket(request, hub, MESSAGE_BYTES_MAX)
+    ws = subscriber.ws
+    config = hub.gw.node.config
     subscriber.node_seq = lambda: hub.gw.node.view.last_seq
     hub.connections.add(subscriber)
     try:
         async with asyncio.TaskGroup() as tasks:
-            closer = tasks.create_task(_close_when_cut(subscriber))
+            reason = f"slow consumer: over {subscriber.buffer_bytes_max} bytes unread; resubscribe"
+            closer = tasks.create_task(close_when_cut(subscriber, f"{reason} with since"))
             heartbeat = tasks.create_task(_heartbeat_loop(subscriber, config.feed_idle_timeout_s))
             try:
                 await _receive_loop(request, hub, subscriber)
@@ -519,7 +550,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _close_when_cut(subscriber: Subscriber) -> None:
+async def close_when_cut(subscriber: Subscriber, reason: str) -> None:
     """The close frame goes behind what the client has not read yet, at once (no wait for
     the buffer to drain: the client is not reading); the connection is dropped after
     CLOSE_LINGER_S if it never reads that far."""
@@ -528,10 +559,7 @@ async def _close_when_cut(subscriber: Subscriber) -> None:
     if transport is not None:
         asyncio.get_running_loop().call_later(CLOSE_LINGER_S, transport.abort)
     SLOW_CONSUMERS_CUT.inc()
-    reason = f"slow consumer: over {subscriber.buffer_bytes_max} bytes unread; resubscribe"
-    await subscriber.ws.close(
-        code=CLOSE_SLOW_CONSUMER, message=f"{reason} with since".encode(), drain=False
-    )
+    await subscriber.ws.close(code=CLOSE_SLOW_CONSUMER, message=reason.encode(), drain=False)
 
 
 async def _heartbeat_loop(subscriber: Subscriber, idle_timeout_s: float) -> None:

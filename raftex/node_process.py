@@ -21,6 +21,7 @@ from api.admin_checks import add_admin_check_routes
 from api.backups import add_backup_routes
 from api.binance import add_binance_routes
 from api.binance_request import BINANCE_PATH_PREFIXES, error_response
+from api.binance_streams import add_binance_stream_routes, attach_binance_streams
 from api.candles import CandleBook
 from api.errors import ApiError, error_middleware
 from api.exposition import add_metrics_route, count_requests
@@ -134,7 +135,8 @@ def build_app(node: ExchangeNode, history: HistoryReader | None) -> web.Applicat
         unsubscribe()
 
     async def feeds_context(app: web.Application):  # type: ignore[no-untyped-def]
-        async with feed_hub(app, gw):
+        async with feed_hub(app, gw) as hub:
+            attach_binance_streams(app, hub)
             yield
 
     app.cleanup_ctx.append(session_context)
@@ -154,6 +156,7 @@ def add_routes(app: web.Application, weight_per_min: int) -> None:
     add_order_routes(app)
     add_account_routes(app)
     add_feed_routes(app)
+    add_binance_stream_routes(app)
     add_binance_routes(app, weight_per_min)
     add_internal_routes(app)
     add_openapi_route(app)
