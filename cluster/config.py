@@ -28,6 +28,11 @@ REQUESTS_IN_FLIGHT_MAX_DEFAULT = 4_096
 HTTP_IDLE_TIMEOUT_S_DEFAULT = 20.0
 HTTP_BODY_TIMEOUT_S_DEFAULT = 10.0
 FEED_IDLE_TIMEOUT_S_DEFAULT = 60.0
+# The SenderCompIDs a node's FIX acceptor has sessions for. quickfix 1.16 creates an
+# acceptor's sessions at start (no dynamic sessions), so the set is fixed and documented;
+# any account's key may log on with any of them (api/fix_logon.py).
+FIX_COMP_IDS_DEFAULT = tuple(f"CLIENT{n}" for n in range(1, 17))
+FIX_COMP_IDS_MAX = 256
 
 
 EXIT_CONFIG = 2
@@ -112,6 +117,11 @@ class NodeConfig:
     keyring_file: Path | None = None
     kek_file: Path | None = None
     data_key: DataKey | None = field(default=None, repr=False)
+    # FIX 4.4 order entry (api/fix_acceptor.py) on this port of the HTTP host; 0: none
+    # (and quickfix is never imported). Sessions: TargetCompID RAFTEX, SenderCompID one of
+    # `fix_comp_ids`.
+    fix_port: int = 0
+    fix_comp_ids: tuple[str, ...] = FIX_COMP_IDS_DEFAULT
 
     @property
     def scheme(self) -> str:
@@ -194,6 +204,8 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> NodeConfig:
         feed_idle_timeout_s=_seconds(raw, "feed_idle_timeout_s", FEED_IDLE_TIMEOUT_S_DEFAULT),
         keyring_file=Path(raw["keyring_file"]) if raw.get("keyring_file") else None,
         kek_file=Path(raw["kek_file"]) if raw.get("kek_file") else None,
+        fix_port=_positive_int(raw, "fix_port", 0, zero_ok=True),
+        fix_comp_ids=_comp_ids(raw),
     )
     if not replica and not any(p.node_id == config.node_id for p in peers):
         config = replace(config, peers=(*peers, Peer(config.node_id, config.raft, config.http)))
@@ -275,6 +287,20 @@ def _positive_int(raw: dict[str, Any], name: str, default: int, zero_ok: bool = 
     return value
 
 
+def _comp_ids(raw: dict[str, Any]) -> tuple[str, ...]:
+    value = raw.get("fix_comp_ids", list(FIX_COMP_IDS_DEFAULT))
+    if (
+        not isinstance(value, list)
+        or not 0 < len(value) <= FIX_COMP_IDS_MAX
+        or not all(isinstance(v, str) and v.isascii() and v.isalnum() for v in value)
+        or len(set(value)) != len(value)
+    ):
+        raise ConfigError(
+            f"fix_comp_ids must be a list of 1..{FIX_COMP_IDS_MAX} distinct alphanumeric names"
+        )
+    return tuple(value)
+
+
 def _peer(entry: Any) -> Peer:
     if not isinstance(entry, dict) or not all(
         isinstance(entry.get(k), str) for k in ("id", "raft", "http")
@@ -320,6 +346,11 @@ def validate(config: NodeConfig) -> None:
     )
     for what, address in listens:
         _check_port_free(what, address)
+    if config.fix_port:
+        if config.fix_port >= 65536:
+            raise ConfigError(f"fix_port {config.fix_port} is not a port (1..65535)")
+        # quickfix 1.16 binds its acceptor on every interface (INADDR_ANY).
+        _check_port_free("fix", f"0.0.0.0:{config.fix_port}")
 
 
 def _check_replica_peers(config: NodeConfig) -> None:

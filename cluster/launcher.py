@@ -50,6 +50,8 @@ OWN_HOST_RAFT_PORT = 7000
 OWN_HOST_HTTP_PORT = 8080
 HTTP_PORT_BASE = 8080
 RAFT_PORT_BASE = 7080
+# `raftex up --fix`: n1's FIX port (9876-9880 are FIX's customary ports), n2 the next.
+FIX_PORT_BASE = 9880
 REPLICA_PORT_OFFSET = 10
 VOTERS_MAX = 5
 REPLICAS_MAX = 8
@@ -133,6 +135,14 @@ class PortBases:
         if node_id.startswith("r"):
             return self.http + REPLICA_PORT_OFFSET + number, 0
         return self.http + number, self.raft + number
+
+
+def fix_node_settings(count: int, replicas: int, base: int) -> dict[str, dict[str, float | bool]]:
+    """A FIX port for every node of a new plan: voter n<i> at base + i - 1, replica r<i> at
+    base + REPLICA_PORT_OFFSET + i - 1, or a free port where that one is taken."""
+    ports = {f"n{i}": base + i - 1 for i in range(1, count + 1)}
+    ports.update({f"r{i}": base + REPLICA_PORT_OFFSET + i - 1 for i in range(1, replicas + 1)})
+    return {node_id: {"fix_port": _port(port)} for node_id, port in ports.items()}
 
 
 def _addresses(

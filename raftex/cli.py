@@ -7,6 +7,7 @@ cluster and the api packages are wired together into a process.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import signal
@@ -42,6 +43,7 @@ from cluster.keyring import (
 )
 from cluster.launcher import (
     CALENDARS,
+    FIX_PORT_BASE,
     HTTP_PORT_BASE,
     LAUNCH_FILE_NAME,
     RAFT_PORT_BASE,
@@ -92,6 +94,15 @@ def _rate(text: str) -> float:
     if not 0 < value <= DEMO_RATE_MAX:
         raise argparse.ArgumentTypeError(f"a rate is more than 0 and at most {DEMO_RATE_MAX:g}/s")
     return value
+
+
+def _fix_port_base(args: argparse.Namespace) -> int:
+    """`raftex up --fix`: the FIX port base, once quickfix is known to be installed."""
+    if not args.fix:
+        return 0
+    if importlib.util.find_spec("quickfix") is None:
+        raise SystemExit("raftex up: --fix needs quickfix: pip install 'raftex[fix]'")
+    return args.fix_port_base
 
 
 def _peer(text: str) -> dict[str, str]:
@@ -172,6 +183,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_api.add_argument("--seconds", type=_positive, default=10)
     bench_api.add_argument("--json", action="store_true", help="print one JSON object")
+    bench_fix = targets.add_parser(
+        "fix", help="FIX order entry over one session, beside `bench api` (needs quickfix)"
+    )
+    bench_fix.add_argument("--orders", type=_positive, default=5_000)
+    bench_fix.add_argument(
+        "--window", type=_positive, default=16, help="orders sent and not yet answered, at most"
+    )
+    bench_fix.add_argument(
+        "--api-clients", type=_positive, default=16, help="`bench api`'s HTTP clients"
+    )
+    bench_fix.add_argument(
+        "--api-seconds", type=_positive, default=10, help="how long `bench api` runs"
+    )
+    bench_fix.add_argument("--json", action="store_true", help="print one JSON object")
     chaos = commands.add_parser("chaos", help="fault-injection runs against a local cluster")
     chaos_actions = chaos.add_subparsers(dest="chaos_action", required=True)
     chaos_run = chaos_actions.add_parser("run", help="workload + nemesis + checkers + report")
@@ -308,6 +333,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument(
         "--raft-port-base", type=_port_base, default=RAFT_PORT_BASE, help="n1's Raft port, ..."
+    )
+    up.add_argument(
+        "--fix",
+        action="store_true",
+        help="serve FIX 4.4 order entry on every node of a new cluster (needs the fix extra:"
+        " quickfix)",
+    )
+    up.add_argument(
+        "--fix-port-base",
+        type=_port_base,
+        default=FIX_PORT_BASE,
+        help="with --fix: n1's FIX port, n2's the next (replicas from base+10)",
     )
     up.add_argument(
         "--demo-market",
@@ -449,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
             demo_rate,
             kek_file,
             demo_calendars(calendar, args.session_s),
+            _fix_port_base(args),
         )
     if args.command == "restore":
         return _run_restore(args)
@@ -513,6 +551,16 @@ def _run_bench(args: argparse.Namespace) -> int:
             args.clients, args.subscribers, args.seconds, args.batch, args.replicas
         )
         print(format_api_bench(result, args.json))
+        return 0
+    if args.command == "bench" and args.target == "fix":
+        if importlib.util.find_spec("quickfix") is None:
+            print("raftex bench fix: needs quickfix: pip install 'raftex[fix]'", file=sys.stderr)
+            return 2
+        # Imported only here: the rest of the CLI runs without the fix extra (quickfix).
+        from bench.fix import format_fix_bench, run_fix_bench  # noqa: PLC0415
+
+        result = run_fix_bench(args.orders, args.window, args.api_clients, args.api_seconds)
+        print(format_fix_bench(result, args.json))
         return 0
     if args.command == "bench" and args.target == "warehouse":
         result = run_warehouse_bench(args.commands, args.seed)

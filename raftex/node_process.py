@@ -142,6 +142,17 @@ def build_app(node: ExchangeNode, history: HistoryReader | None) -> web.Applicat
     app.cleanup_ctx.append(session_context)
     app.cleanup_ctx.append(candles_context)
     app.cleanup_ctx.append(feeds_context)
+    if config.fix_port:
+        # Imported only here: a node without the `fix` extra (quickfix) runs without FIX.
+        from api.fix_acceptor import fix_acceptor  # noqa: PLC0415 - optional: quickfix
+
+        async def fix_context(app: web.Application):  # type: ignore[no-untyped-def]
+            async with fix_acceptor(gw, config):
+                yield
+
+        # After the forwarder's context: FIX writes on a follower go through it, and
+        # cleanup runs in reverse, so FIX stops first.
+        app.cleanup_ctx.append(fix_context)
     return app
 
 

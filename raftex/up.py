@@ -5,6 +5,7 @@ SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
@@ -16,10 +17,12 @@ from cluster.demo_keys import DEMO_KEYS_FILE_NAME, issue_demo_keys
 from cluster.keyring import KeyringError
 from cluster.launcher import (
     DEMO_ACCOUNTS,
+    LAUNCH_FILE_NAME,
     LEADER_WAIT_S,
     POLL_PERIOD_S,
     LocalCluster,
     PortBases,
+    fix_node_settings,
     register_replicas,
     seed_demo,
     stop_processes,
@@ -59,6 +62,16 @@ def _start_demo_market(data_dir: Path, rate: float) -> subprocess.Popen:
         )
 
 
+def _fix_ports(data_dir: Path) -> dict[str, int]:
+    """The nodes' FIX ports, as the cluster's plan has them (none: no FIX)."""
+    plan = json.loads((data_dir / LAUNCH_FILE_NAME).read_text())
+    return {
+        node_id: settings["fix_port"]
+        for node_id, settings in plan.get("node_settings", {}).items()
+        if settings.get("fix_port")
+    }
+
+
 def run_up(
     count: int,
     data_dir: Path,
@@ -69,15 +82,24 @@ def run_up(
     demo_rate: float = 0.0,
     kek_file: Path | None = None,
     calendars: tuple[SetCalendar, ...] = (),
+    fix_port_base: int = 0,
 ) -> int:
     """`count` voters and `replicas` read replicas. `tls`, `bases` and `kek_file` (encrypt
     at rest) apply to a new cluster; a restarted one keeps the ports, the scheme and the
     encryption it was created with (`kek_file`: where its key file is now).
     `demo_rate`: above 0, a demo market trades at that many actions per second;
-    `calendars`: the demo instruments' trading calendars (none: continuous trading)."""
+    `calendars`: the demo instruments' trading calendars (none: continuous trading);
+    `fix_port_base`: above 0, every node of a new cluster serves FIX 4.4 from that port on."""
+    node_settings = fix_node_settings(count, replicas, fix_port_base) if fix_port_base else None
     try:
         cluster = LocalCluster(
-            data_dir.resolve(), count, tls=tls, replicas=replicas, bases=bases, kek_file=kek_file
+            data_dir.resolve(),
+            count,
+            tls=tls,
+            replicas=replicas,
+            bases=bases,
+            kek_file=kek_file,
+            node_settings=node_settings,
         )
     except KeyringError as exc:
         print(f"raftex up: {exc}", file=sys.stderr)
@@ -109,6 +131,9 @@ def run_up(
         scheme = "https" if ca else "http"
         role = "replica" if node.replica else f"raft {node.raft}"
         print(f"  {node.node_id}  {scheme}://{node.http}  {role}  log {node.log_path}")
+    fix_ports = _fix_ports(cluster.data_dir)
+    for node_id, port in sorted(fix_ports.items()):
+        print(f"  {node_id}  FIX 4.4 127.0.0.1:{port}  (TargetCompID RAFTEX; see README)")
     first = f"{'https' if ca else 'http'}://{cluster.nodes[0].http}"
     print(f"  browser UI    {first}/ui/ (cluster page: {first}/ui/cluster)")
     print(f"  metrics       {first}/metrics (every node)")

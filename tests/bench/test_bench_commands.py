@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 BENCH_TIMEOUT_S = 300
 
 
@@ -62,3 +64,15 @@ def test_bench_warehouse_times_the_build_every_report_and_surveillance() -> None
     assert result["events"] > 20_000 and result["rows"] > 0 and result["rows_per_s"] > 0
     assert set(result["report_s"]) == {"orders", "cat", "otr", "execq", "eod"}
     assert result["eod_clean"] and result["warehouse_mb"] > 0 and result["size_ratio"] > 0
+
+
+def test_bench_fix_times_one_fix_session_beside_the_http_api() -> None:
+    pytest.importorskip("quickfix", reason="the fix extra (quickfix) is not installed")
+    result = _bench(
+        "fix", "--orders", "50", "--window", "4", "--api-clients", "2", "--api-seconds", "1"
+    )
+    assert set(result) == {"fix", "api", "fix_to_api_orders_per_s"}
+    fix = result["fix"]
+    assert (fix["orders_reported"], fix["orders_lost"], fix["orders_rejected"]) == (50, 0, 0)
+    assert fix["orders_per_s"] > 0 and 0 < fix["round_trip_ms_p50"] <= fix["round_trip_ms_p99"]
+    assert result["api"]["orders_acked"] > 0 and result["fix_to_api_orders_per_s"] > 0
