@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench clean chaos-tools browser-tools
+.PHONY: run test lint bench clean chaos-tools fuse-tools browser-tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ chaos-tools:
 		|| echo "iptables not installed: packet loss runs through the nodes' hooks"; \
 	fi
 
+# The power and disk nemeses mount a FUSE file system per node: Debian's fuse3 (libfuse3 and
+# fusermount3), installed as root when missing (those runs are skipped where it cannot be had).
+fuse-tools:
+	@if [ "$$(id -u)" = 0 ] && ! command -v fusermount3 >/dev/null && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && apt-get install -y -qq fuse3) >/dev/null 2>&1 \
+		|| echo "fuse3 not installed: the power and disk nemeses are skipped"; \
+	fi
+
 # The UI test drives a real headless Chromium: Debian's chromium and chromium-driver, installed
 # as root when missing (the test is skipped where they cannot be had).
 browser-tools:
@@ -38,7 +46,7 @@ browser-tools:
 		|| echo "chromium not installed: the browser UI test is skipped"; \
 	fi
 
-test: $(STAMP_DEV) chaos-tools browser-tools
+test: $(STAMP_DEV) chaos-tools fuse-tools browser-tools
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

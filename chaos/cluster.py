@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import signal
 import subprocess
@@ -24,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from chaos.disks import LazyDisks
 from chaos.netns import NamespaceNet, unavailable_reason
 from cluster.admin_client import AdminClient, AdminError, NodeAddress
 from cluster.keyring import ensure_kek_file
@@ -35,6 +37,7 @@ from engine.commands import AddInstrument, Tick, command_to_wire
 
 LEADER_WAIT_S = 30.0
 REFUSAL_WAIT_S = 30.0
+FAILURE_CHARS_MAX = 160
 JOURNAL_FILE = JOURNAL_FILE_NAME
 SNAPSHOT_FILE = DUMP_FILE_NAME
 CHAOS_MARKET = Market(
@@ -70,10 +73,19 @@ def resolve_plane(plane: str) -> str:
 
 
 class ChaosCluster:
-    def __init__(self, data_dir: Path, nodes: int, plane: str = "hooks", replicas: int = 0) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        nodes: int,
+        plane: str = "hooks",
+        replicas: int = 0,
+        fsync: str = "always",
+        lazy_disks: bool = False,
+    ) -> None:
         """`nodes` voters and `replicas` read replicas, encrypted at rest as `raftex up` makes
         them (the key-encryption key beside `data_dir`: a wiped node keeps only that and the
-        keyring, as an operator would)."""
+        keyring, as an operator would). `lazy_disks`: every voter's data directory on a disk
+        of chaos/lazyfs.py, for the power and disk nemeses."""
         kek_file = data_dir.with_name(data_dir.name + ".kek")
         ensure_kek_file(kek_file)
         self.plane = resolve_plane(plane)
@@ -90,14 +102,19 @@ class ChaosCluster:
             self.local = LocalCluster(
                 data_dir,
                 nodes,
-                fsync="always",
+                fsync=fsync,
                 settings=settings,
                 host_of=self.net.add_node if self.net else None,
                 prefix_of=self.net.command_prefix if self.net else None,
                 replicas=replicas,
                 kek_file=kek_file,
             )
+            self.disks = LazyDisks(data_dir.with_name(data_dir.name + ".disks"))
+            if lazy_disks:
+                for node in self.local.voters:
+                    self.disks.mount(node.node_id, data_dir / node.node_id)
         except BaseException:
+            self.disks.unmount_all()
             if self.net is not None:
                 self.net.destroy()
             raise
@@ -130,6 +147,7 @@ class ChaosCluster:
             self._signal(node_id, signal.SIGCONT)
         self.paused.clear()
         self.local.stop()
+        self.disks.unmount_all()
         if self.net is not None:
             self.net.destroy()
 
@@ -190,6 +208,42 @@ class ChaosCluster:
             else:
                 self.kill(node_id)
         self.local.start_one(node_id)
+
+    def power_cut(self, node_ids: list[str]) -> int:
+        """The power goes on these nodes: each process group killed at once (the node and
+        its projector), then what their disks held only in memory dropped. Returns the
+        bytes lost."""
+        for node_id in node_ids:
+            process = self.local.processes.get(node_id)
+            if process is None:
+                continue
+            self.kill(node_id)
+            _kill_group(process.pid)
+        return sum(self.disks.cut(node_id) for node_id in node_ids)
+
+    def exit_code(self, node_id: str) -> int | None:
+        """The node's exit status if its process has ended on its own, else None."""
+        process = self.local.processes.get(node_id)
+        return None if process is None else process.poll()
+
+    def last_failure(self, node_id: str) -> str:
+        """The last CRITICAL or ERROR line of the node's log, or its last refusal to start
+        (why it stopped), or ''."""
+        try:
+            lines = self.local.node(node_id).log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        failures = [
+            ln
+            for ln in lines
+            if "level=CRITICAL" in ln or "level=ERROR" in ln or ln.startswith("raftex node:")
+        ]
+        # The part after the timestamp, short enough for a report line.
+        return failures[-1].split(" level=", 1)[-1][:FAILURE_CHARS_MAX] if failures else ""
+
+    def set_disk(self, node_id: str, mode: str) -> None:
+        """`ok`, `full` (ENOSPC), `eio-write` or `eio` (reads fail too) on the node's disk."""
+        self.disks.set_mode(node_id, mode)
 
     def wipe(self, node_id: str) -> None:
         """kill -9 and an empty disk: the node must rejoin from the others."""
@@ -341,6 +395,17 @@ class ChaosCluster:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.5)
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL to a process group, and wait until it is gone (a node runs in a session of
+    its own, its projector with it)."""
+    deadline = time.monotonic() + REFUSAL_WAIT_S
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+        while time.monotonic() < deadline:
+            os.killpg(pgid, 0)
+            time.sleep(0.01)
 
 
 def _damage_offset(path: Path, file_name: str, size: int) -> int:

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 from chaos.checkers import PROBED_FAMILIES
 from chaos.cluster import JOURNAL_FILE, SNAPSHOT_FILE, ChaosCluster
+from chaos.disks import unavailable_reason as disks_unavailable
 from chaos.history import FaultRecord, History
 from cluster.admin_client import AdminError
+from cluster.node import EXIT_JOURNAL_FAILED
 
 FAMILIES = (
     "kill",
@@ -28,7 +30,11 @@ FAMILIES = (
     "skew",
     "corrupt",
     "replica",
+    "power",
+    "disk",
 )
+# Families that need every voter's data directory on a FUSE disk of the suite's own.
+DISK_FAMILIES = ("power", "disk")
 KINDS = {
     "kill": ("leader", "follower", "minority", "all"),
     "pause": ("leader", "follower"),
@@ -43,7 +49,15 @@ KINDS = {
     # took a snapshot, so it rebuilds from a snapshot plus the log): the voters must not
     # notice (their commits are probed throughout).
     "replica": ("kill", "pause", "partition", "wipe"),
+    # Every voter, or a minority, loses power at once: processes killed and what their
+    # disks held in memory only (written, not fsynced) thrown away; restarted after the fault.
+    "power": ("all", "minority"),
+    # A voter's disk fills (ENOSPC) or fails (EIO on writes, or on reads too): it must stop
+    # acknowledging (it exits on the first failed journal write) while the others commit;
+    # when the disk is back it is started again and rejoins.
+    "disk": ("full-follower", "eio-write-leader", "full-leader", "eio-follower"),
 }
+DISK_EXIT_CODES = {EXIT_JOURNAL_FAILED: f"exited {EXIT_JOURNAL_FAILED} (journal write failed)"}
 COMMIT_PROBE_PERIOD_S = 0.1
 FAULT_S = 3.0
 QUIET_S = 3.0
@@ -68,9 +82,12 @@ class PlannedFault:
 
 
 def parse_families(text: str) -> tuple[str, ...]:
+    """`all` is every family this machine can run: the disk families need FUSE."""
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     if names == ("all",):
-        return FAMILIES
+        if disks_unavailable() is None:
+            return FAMILIES
+        return tuple(f for f in FAMILIES if f not in DISK_FAMILIES)
     unknown = [n for n in names if n not in FAMILIES]
     if unknown or not names:
         raise NemesisError(
@@ -130,7 +147,7 @@ class Nemesis:
                 await asyncio.sleep(max(0.0, until - self.now()))
                 await self.end(fault, record)
                 record.end_s = self.now()
-                if fault.family == "kill" or _is(fault, "replica", "kill"):
+                if fault.family in ("kill", "power", "disk") or _is(fault, "replica", "kill"):
                     for node in record.targets:
                         watchers.create_task(self._watch_catch_up(record, node))
 
@@ -193,6 +210,20 @@ class Nemesis:
             for node in targets:
                 cluster.kill(node)
             record.targets = targets
+        elif family == "power":
+            if kind == "all":
+                targets = list(nodes)
+            else:
+                leader, others = await self._target("leader", fault.pick)
+                targets = [leader, *others][: (len(nodes) - 1) // 2]
+            lost = cluster.power_cut(targets)
+            record.targets = targets
+            record.description += f": {lost:,} bytes written but not synced lost"
+        elif family == "disk":
+            mode, role = kind.rsplit("-", 1)
+            node = (await self._target(role, fault.pick))[0]
+            cluster.set_disk(node, mode)
+            record.targets = [node]
         elif family == "pause":
             node = (await self._target(kind, fault.pick))[0]
             cluster.pause(node)
@@ -266,8 +297,20 @@ class Nemesis:
 
     async def end(self, fault: PlannedFault, record: FaultRecord) -> None:
         cluster = self.cluster
-        if fault.family == "kill" or _is(fault, "replica", "kill"):
+        if fault.family in ("kill", "power") or _is(fault, "replica", "kill"):
             for node in record.targets:
+                cluster.restart(node)
+        elif fault.family == "disk":
+            node = record.targets[0]
+            cluster.set_disk(node, "ok")
+            code = cluster.exit_code(node)
+            if code is None:
+                record.description += f": {node} kept running"
+            elif code in DISK_EXIT_CODES:
+                record.description += f": {node} {DISK_EXIT_CODES[code]}"
+                cluster.restart(node)
+            else:
+                record.description += f": {node} exited {code}: {cluster.last_failure(node)}"
                 cluster.restart(node)
         elif fault.family == "pause" or _is(fault, "replica", "pause"):
             for node in record.targets:

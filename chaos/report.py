@@ -74,7 +74,9 @@ def plot_timeline(history: History, path: Path) -> bool:
     for fault in history.faults:
         for axis in (rate, latency):
             axis.axvspan(fault.start_s, fault.end_s or end, color="red", alpha=0.15)
-        rate.annotate(fault.description, (fault.start_s, 0), fontsize=7, rotation=90, va="bottom")
+        # What happened in it (after a colon) is in the summary; the plot names the fault.
+        label = fault.description.split(":")[0]
+        rate.annotate(label, (fault.start_s, 0), fontsize=7, rotation=90, va="bottom")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

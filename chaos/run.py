@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from chaos.checkers import NodeFinal, Verdict, availability, check_all
 from chaos.cluster import CHAOS_MARKET, ChaosCluster
 from chaos.history import History, StateSample, StatusSample
-from chaos.nemesis import Nemesis, NemesisError, schedule
+from chaos.nemesis import DISK_FAMILIES, Nemesis, NemesisError, schedule
 from chaos.report import write_report
 from chaos.workload import Client
 from cluster.admin_client import HASH_ANSWER_SLACK_S, AdminError
@@ -55,16 +55,19 @@ def run_chaos(
     clients: int,
     plane: str = "auto",
     replicas: int | None = None,
+    fsync: str = "always",
 ) -> RunResult:
     """`nodes` voters; `replicas` read replicas (default: one when the replica family runs,
-    else none). `plane`: auto, netns (root: nodes in network namespaces) or hooks (no root)."""
+    else none). `plane`: auto, netns (root: nodes in network namespaces) or hooks (no root).
+    `fsync`: the nodes' policy; `none` with the power family shows what it loses."""
     if replicas is None:
         replicas = 1 if "replica" in families else 0
     if "replica" in families and replicas < 1:
         raise NemesisError("the replica family needs at least one read replica (--replicas)")
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="raftex-chaos-") as tmp:
-        cluster = ChaosCluster(Path(tmp) / "cluster", nodes, plane, replicas)
+        lazy_disks = any(f in DISK_FAMILIES for f in families)
+        cluster = ChaosCluster(Path(tmp) / "cluster", nodes, plane, replicas, fsync, lazy_disks)
         try:
             return asyncio.run(_stoppable(_run(cluster, families, seconds, seed, out_dir, clients)))
         finally:

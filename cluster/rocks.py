@@ -124,8 +124,7 @@ class RocksDb:
         # rocksdict reports every RocksDB status (lock, corruption, I/O) as a bare Exception.
         except Exception as exc:
             raise StoreError(
-                f"cannot open store at {self.path}: {exc} "
-                "(is another process using this data directory, or is it not a raftex store?)"
+                f"cannot open store at {self.path}: {exc}{_open_hint(str(exc))}"
             ) from None
         try:
             self._check_at_rest(created, data_key, column_families)
@@ -364,3 +363,11 @@ def blocks_from(cf: Column, prefix: bytes, first: int) -> Iterator[tuple[int, An
         if not key.startswith(prefix):
             return
         yield U64.unpack(key[len(prefix) :])[0], unpack(value)
+
+
+def _open_hint(status: str) -> str:
+    """What an operator should look at, by RocksDB's status text: a full or failing disk
+    says so itself; anything else is most often a second process or a foreign directory."""
+    if "No space left" in status or "Input/output error" in status:
+        return " (the disk is full or failing: free or replace it, then start the node again)"
+    return " (is another process using this data directory, or is it not a raftex store?)"

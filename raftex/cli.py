@@ -25,6 +25,7 @@ from bench.engine import REFERENCE_MATCHER, format_engine_bench, run_engine_benc
 from bench.snapshot import format_snapshot_bench, run_snapshot_bench
 from bench.warehouse import format_warehouse_bench, run_warehouse_bench
 from chaos.cluster import PLANES
+from chaos.disks import DiskError
 from chaos.nemesis import NemesisError, parse_families
 from chaos.netns import NetnsUnavailable
 from chaos.report import format_table
@@ -221,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="netns: nodes in network namespaces (root); hooks: faults inside the nodes; "
         "auto: netns where possible",
+    )
+    chaos_run.add_argument(
+        "--fsync",
+        choices=["always", "none"],
+        default="always",
+        help="the nodes' fsync policy (none: the power nemesis must find lost writes)",
     )
     chaos_run.add_argument("--out", type=Path, default=Path("chaos-report"))
     chaos_run.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -607,6 +614,7 @@ def _run_chaos(args: argparse.Namespace) -> int:
             args.clients,
             args.plane,
             args.replicas,
+            args.fsync,
         )
     except KeyboardInterrupt:
         print("raftex chaos: interrupted; the cluster is stopped and cleaned up", file=sys.stderr)
@@ -620,6 +628,9 @@ def _run_chaos(args: argparse.Namespace) -> int:
     except NemesisError as exc:
         print(f"raftex chaos: {exc}", file=sys.stderr)
         return 2
+    except DiskError as exc:
+        print(f"raftex chaos: {exc}", file=sys.stderr)
+        return 1
     summary = result_json(result)
     print(json.dumps(summary) if args.json else format_table(summary))
     return 0 if result.ok else 1
