@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from chaos.cluster import resolve_plane
-from chaos.nemesis import FAMILIES, KINDS
+from chaos.nemesis import KINDS, parse_families
 from chaos.netns import NamespaceNet
 from chaos.report import HISTORY_FILE, SUMMARY_FILE, TIMELINE_FILE
 from chaos.run import run_chaos
@@ -78,5 +78,5 @@ def test_a_replica_killed_paused_cut_off_or_wiped_costs_the_voters_no_commit(
 @pytest.mark.soak
 @pytest.mark.skipif(not SOAK, reason="long run: RAFTEX_SOAK=1")
 def test_a_long_run_with_every_family(tmp_path: Path) -> None:
-    result = run_chaos(5, FAMILIES, 120, seed=11, out_dir=tmp_path, clients=8)
+    result = run_chaos(5, parse_families("all"), 120, seed=11, out_dir=tmp_path, clients=8)
     assert result.ok, [v for v in result.verdicts if not v.ok]
