@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chaos.history import FAIL, OK, History, Op
+from chaos.resources import growth_problems
 from cluster.node import RAFT_MAX_TIMEOUT_S
 from engine.codes import RejectCode
 from engine.commands import COMMAND_TAGS, Deposit, PlaceOrder, Withdraw, signed_inner
@@ -382,4 +383,14 @@ def check_all(history: History, finals: list[NodeFinal]) -> list[Verdict]:
         check_leaders(history),
         check_faults(history),
         check_commits_unhurt(history),
+        check_resources(history),
     ]
+
+
+def check_resources(history: History) -> Verdict:
+    """No node's memory, open files, journal, store or apply time grows without bound
+    (fitted slopes over the last half of the run; chaos/resources.py states the limits)."""
+    problems, slopes = growth_problems(history.resources)
+    return _verdict(
+        "resources_bounded", problems, samples=len(history.resources), nodes_judged=len(slopes)
+    )

@@ -68,12 +68,31 @@ class StateSample:
     totals: dict[str, int]
 
 
+@dataclass(frozen=True, slots=True)
+class ResourceSample:
+    """What one node used at one moment (chaos/resources.py)."""
+
+    time_s: float
+    node: str
+    pid: int
+    rss_bytes: int
+    fds: int
+    journal_bytes: int
+    store_bytes: int
+    # Mean time to apply an entry since the previous sample; None when nothing was applied.
+    apply_ms: float | None
+    # Writes acknowledged in the whole run so far.
+    acknowledged: int
+
+
 @dataclass
 class History:
     ops: list[Op] = field(default_factory=list)
     faults: list[FaultRecord] = field(default_factory=list)
     status: list[StatusSample] = field(default_factory=list)
     states: list[StateSample] = field(default_factory=list)
+    resources: list[ResourceSample] = field(default_factory=list)
+    acknowledged_writes: int = 0
 
     def invoke(self, process: int, f: str, value: dict[str, Any], time_s: float) -> Op:
         op = Op(len(self.ops), process, INVOKE, f, value, time_s)
@@ -85,6 +104,8 @@ class History:
     ) -> Op:
         op = Op(len(self.ops), invocation.process, kind, invocation.f, value, time_s, node)
         self.ops.append(op)
+        if kind == OK and invocation.f != "read":
+            self.acknowledged_writes += 1
         return op
 
     def pairs(self) -> list[tuple[Op, Op | None]]:
@@ -112,6 +133,8 @@ class History:
                 out.write(json.dumps({"type": "status", **asdict(sample)}) + "\n")
             for state in self.states:
                 out.write(json.dumps({"type": "state", **asdict(state)}) + "\n")
+            for sample in self.resources:
+                out.write(json.dumps({"type": "resource", **asdict(sample)}) + "\n")
 
     @classmethod
     def read(cls, path: Path) -> History:
@@ -125,6 +148,8 @@ class History:
                 history.faults.append(FaultRecord(**row))
             elif kind == "state":
                 history.states.append(StateSample(**row))
+            elif kind == "resource":
+                history.resources.append(ResourceSample(**row))
             else:
                 history.status.append(StatusSample(**row))
         return history

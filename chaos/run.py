@@ -23,6 +23,7 @@ from chaos.cluster import CHAOS_MARKET, ChaosCluster
 from chaos.history import History, StateSample, StatusSample
 from chaos.nemesis import DISK_FAMILIES, Nemesis, NemesisError, schedule
 from chaos.report import write_report
+from chaos.resources import ApplyClock, sample_node
 from chaos.workload import Client
 from cluster.admin_client import HASH_ANSWER_SLACK_S, AdminError
 from cluster.rocks import READ_LIMIT_MAX
@@ -31,6 +32,7 @@ T = TypeVar("T")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 STATUS_PERIOD_S = 0.25
 STATE_PERIOD_S = 1.0
+RESOURCE_PERIOD_S = 1.0
 CONVERGE_WAIT_S = 60.0
 HASH_WAIT_MS = 30_000
 
@@ -144,12 +146,21 @@ async def _run(
             reader = tasks.create_task(
                 _every(STATE_PERIOD_S, stop, lambda: _sample_states(cluster, history, t0))
             )
+            apply_clock = ApplyClock()
+            meter = tasks.create_task(
+                _every(
+                    RESOURCE_PERIOD_S,
+                    stop,
+                    lambda: _sample_resources(cluster, history, t0, apply_clock),
+                )
+            )
             fault_task = tasks.create_task(nemesis.run(plan))
             await asyncio.gather(*(w.run(seconds) for w in workers))
             await fault_task
             stop.set()
             await poller
             await reader
+            await meter
         await _heal(cluster)
         finals = await _collect(cluster)
         verdicts = check_all(history, finals)
@@ -201,6 +212,34 @@ async def _sample_states(cluster: ChaosCluster, history: History, t0: float) -> 
                     state["totals"],
                 )
             )
+
+
+async def _sample_resources(
+    cluster: ChaosCluster, history: History, t0: float, apply_clock: ApplyClock
+) -> None:
+    """Every running node's memory, open files, disk and apply time (chaos/resources.py),
+    all nodes at once: a node that does not answer within the period is skipped."""
+
+    async def one(node: str) -> None:
+        process = cluster.local.processes.get(node)
+        if process is None or node in cluster.paused:
+            return
+        try:
+            metrics = await cluster.admin.text(cluster.http(node), "/metrics", RESOURCE_PERIOD_S)
+        except AdminError:
+            return
+        sample = await asyncio.to_thread(
+            sample_node,
+            time.monotonic() - t0,
+            node,
+            process.pid,
+            cluster.local.data_dir / node,
+            apply_clock.mean_ms(node, process.pid, metrics),
+            history.acknowledged_writes,
+        )
+        history.resources.append(sample)
+
+    await asyncio.gather(*(one(node) for node in cluster.running()))
 
 
 async def _heal(cluster: ChaosCluster) -> None:

@@ -122,6 +122,19 @@ class AdminClient:
             raise AdminError(f"{http}: {message}", code=code, status=response.status)
         return payload
 
+    async def text(self, http: str, path: str, timeout_s: float | None = None) -> str:
+        """A plain-text answer, such as the Prometheus exposition at /metrics."""
+        assert self._session is not None, "use AdminClient as an async context manager"
+        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s is not None else None
+        url = f"{self._scheme}://{http}{path}"
+        try:
+            async with self._session.get(url, timeout=timeout or self._timeout) as response:
+                if response.status >= 400:
+                    raise AdminError(f"{http}{path}: {response.status}", status=response.status)
+                return await response.text()
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise AdminError(f"{http} unreachable: {exc.__class__.__name__}") from None
+
     async def download(self, http: str, path: str, dest: Path, timeout_s: float) -> str:
         """Streams GET `path` into `dest`, fsynced; returns the bytes' SHA-256."""
         assert self._session is not None, "use AdminClient as an async context manager"

@@ -1,0 +1,187 @@
+"""What each node uses over a run (memory, open files, journal and store on disk, apply
+time), sampled from /proc, the data directory and the node's metrics, and the check that
+none of it grows without bound.
+
+Leaks show as a slope, not as a level: a node that holds 300 MB is fine, one that gains
+10 MB a minute for half an hour is not. So the checker fits a line to each series over the
+last half of the run, on the samples since the node's last start (a restart or a wipe
+resets everything, and the first seconds after a start are catch-up), and fails a slope
+above its limit. Memory and open files are judged per minute. The journal and the store
+grow with the writes by design (the store is the history), so they are judged per
+acknowledged write: a journal that snapshots stop from growing, and a store that gains
+no more per write than a write's events take. Apply time is judged per minute.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from chaos.history import ResourceSample
+
+# Limits on each fitted slope (see the module docstring for the units).
+RSS_BYTES_PER_MIN_MAX = 16 * 1024 * 1024
+FDS_PER_MIN_MAX = 20.0
+JOURNAL_BYTES_PER_WRITE_MAX = 4096.0
+STORE_BYTES_PER_WRITE_MAX = 16384.0
+# An entry's apply time is a few ms and noisy second to second on shared cores; growing by
+# this much a minute would be 150 ms an entry after a half-hour soak.
+APPLY_MS_PER_MIN_MAX = 5.0
+# Samples this soon after a node's start are catch-up, not steady state.
+SETTLE_S = 10.0
+SAMPLES_MIN = 10
+JOURNAL_PREFIX = "raft.journal"
+
+
+def process_tree(pid: int) -> list[int]:
+    """The process and its descendants (the node and its projector)."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                children = Path(f"/proc/{current}/task/{task}/children").read_text().split()
+                queue.extend(int(child) for child in children)
+        except OSError:
+            continue
+    return found
+
+
+def rss_and_fds(pid: int) -> tuple[int, int]:
+    rss = fds = 0
+    for member in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    rss += int(line.split()[1]) * 1024
+            fds += len(os.listdir(f"/proc/{member}/fd"))
+        except OSError:
+            continue
+    return rss, fds
+
+
+def disk_usage(node_dir: Path) -> tuple[int, int]:
+    """(journal bytes, everything else: event log, projection, snapshots)."""
+    journal = store = 0
+    for root, _, files in os.walk(node_dir):
+        for name in files:
+            try:
+                size = os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+            if name.startswith(JOURNAL_PREFIX):
+                journal += size
+            else:
+                store += size
+    return journal, store
+
+
+def apply_totals(metrics_text: str) -> tuple[float, float]:
+    """(seconds, count) of raftex_apply_seconds from a node's /metrics."""
+    total = count = 0.0
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name != "raftex_apply_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_sum"):
+                total = sample.value
+            elif sample.name.endswith("_count"):
+                count = sample.value
+    return total, count
+
+
+class ApplyClock:
+    """Turns each node's cumulative apply histogram into a mean per sampling interval."""
+
+    def __init__(self) -> None:
+        self.last: dict[tuple[str, int], tuple[float, float]] = {}
+
+    def mean_ms(self, node: str, pid: int, metrics_text: str) -> float | None:
+        total, count = apply_totals(metrics_text)
+        before = self.last.get((node, pid))
+        self.last[(node, pid)] = (total, count)
+        if before is None or count <= before[1]:
+            return None
+        return (total - before[0]) / (count - before[1]) * 1000
+
+
+def sample_node(
+    time_s: float,
+    node: str,
+    pid: int,
+    node_dir: Path,
+    apply_ms: float | None,
+    acknowledged: int,
+) -> ResourceSample:
+    rss, fds = rss_and_fds(pid)
+    journal, store = disk_usage(node_dir)
+    return ResourceSample(time_s, node, pid, rss, fds, journal, store, apply_ms, acknowledged)
+
+
+def slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of y over x."""
+    count = len(points)
+    mean_x = sum(x for x, _ in points) / count
+    mean_y = sum(y for _, y in points) / count
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    if spread == 0:
+        return 0.0
+    return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
+
+
+def steady_samples(samples: list[ResourceSample]) -> dict[str, list[ResourceSample]]:
+    """Each node's samples in the last half of the run, from its last process only, past
+    that process's first SETTLE_S."""
+    if not samples:
+        return {}
+    half = max(s.time_s for s in samples) / 2
+    by_node: dict[str, list[ResourceSample]] = {}
+    for sample in samples:
+        by_node.setdefault(sample.node, []).append(sample)
+    steady = {}
+    for node, rows in by_node.items():
+        last_pid = rows[-1].pid
+        started = next(r.time_s for r in rows if r.pid == last_pid)
+        steady[node] = [
+            r for r in rows if r.pid == last_pid and r.time_s >= max(half, started + SETTLE_S)
+        ]
+    return steady
+
+
+def growth_problems(
+    samples: list[ResourceSample],
+) -> tuple[list[str], dict[str, dict[str, float]]]:
+    """Every series whose fitted slope is above its limit, and each node's slopes."""
+    problems: list[str] = []
+    slopes: dict[str, dict[str, float]] = {}
+    for node, rows in sorted(steady_samples(samples).items()):
+        if len(rows) < SAMPLES_MIN:
+            continue
+        per_min = {
+            "rss_bytes_per_min": (
+                slope([(r.time_s / 60, r.rss_bytes) for r in rows]),
+                RSS_BYTES_PER_MIN_MAX,
+            ),
+            "fds_per_min": (slope([(r.time_s / 60, r.fds) for r in rows]), FDS_PER_MIN_MAX),
+        }
+        applies = [(r.time_s / 60, r.apply_ms) for r in rows if r.apply_ms is not None]
+        if len(applies) >= SAMPLES_MIN:
+            per_min["apply_ms_per_min"] = (slope(applies), APPLY_MS_PER_MIN_MAX)
+        writes = [r.acknowledged for r in rows]
+        if writes[-1] > writes[0]:
+            per_min["journal_bytes_per_write"] = (
+                slope([(r.acknowledged, r.journal_bytes) for r in rows]),
+                JOURNAL_BYTES_PER_WRITE_MAX,
+            )
+            per_min["store_bytes_per_write"] = (
+                slope([(r.acknowledged, r.store_bytes) for r in rows]),
+                STORE_BYTES_PER_WRITE_MAX,
+            )
+        slopes[node] = {name: round(value, 3) for name, (value, _) in per_min.items()}
+        for name, (value, limit) in per_min.items():
+            if value > limit:
+                problems.append(f"{node}: {name} {value:,.1f} above the limit {limit:,.1f}")
+    return problems, slopes

@@ -1,0 +1,57 @@
+"""The resource checker: a series that keeps growing over the last half of a run fails it,
+one that levels off or starts over after a restart does not."""
+
+from __future__ import annotations
+
+from chaos.history import ResourceSample
+from chaos.resources import RSS_BYTES_PER_MIN_MAX, growth_problems, slope
+
+MIB = 1024 * 1024
+
+
+def _run(rss_of, pid_of=lambda t: 100, journal_of=lambda t, w: 1_000, writes_per_s=10):
+    return [
+        ResourceSample(
+            time_s=float(t),
+            node="n1",
+            pid=pid_of(t),
+            rss_bytes=int(rss_of(t)),
+            fds=50,
+            journal_bytes=int(journal_of(t, t * writes_per_s)),
+            store_bytes=t * writes_per_s * 500,
+            apply_ms=0.5,
+            acknowledged=t * writes_per_s,
+        )
+        for t in range(0, 120)
+    ]
+
+
+def test_a_least_squares_slope() -> None:
+    assert slope([(0, 1), (1, 3), (2, 5)]) == 2
+    assert slope([(1, 7), (1, 9)]) == 0
+
+
+def test_memory_that_levels_off_passes_and_a_leak_fails() -> None:
+    levelled = _run(lambda t: 300 * MIB + min(t, 40) * MIB)
+    assert growth_problems(levelled)[0] == []
+    leaking = _run(lambda t: 300 * MIB + t * (RSS_BYTES_PER_MIN_MAX / 30))
+    problems, slopes = growth_problems(leaking)
+    assert len(problems) == 1 and "rss_bytes_per_min" in problems[0]
+    assert slopes["n1"]["rss_bytes_per_min"] > RSS_BYTES_PER_MIN_MAX
+
+
+def test_only_the_last_process_past_its_catch_up_is_judged() -> None:
+    # Memory climbs fast after a restart at 70 s (catch-up), then stays flat.
+    restarted = _run(
+        lambda t: 300 * MIB if t < 70 else 100 * MIB + min(t - 70, 8) * 25 * MIB,
+        pid_of=lambda t: 100 if t < 70 else 200,
+    )
+    assert growth_problems(restarted)[0] == []
+
+
+def test_a_journal_that_snapshots_never_trim_fails_per_write() -> None:
+    trimmed = _run(lambda t: 300 * MIB, journal_of=lambda t, w: 1_000 + (w % 200) * 300)
+    assert growth_problems(trimmed)[0] == []
+    untrimmed = _run(lambda t: 300 * MIB, journal_of=lambda t, w: w * 10_000)
+    problems, _ = growth_problems(untrimmed)
+    assert any("journal_bytes_per_write" in p for p in problems)
