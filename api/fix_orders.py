@@ -97,6 +97,9 @@ ORD_REJ_INCORRECT_QUANTITY = 13
 ORD_REJ_OTHER = 99
 CXL_REJ_UNKNOWN_ORDER = 1
 CXL_REJ_OTHER = 99
+# An order id is below 2**63: 19 digits. Longer text is refused before int() reads it (past
+# 4,300 digits int() raises ValueError, and below that it costs quadratic time).
+ORDER_ID_DIGITS_MAX = len(str(2**63 - 1))
 
 
 class FixRefusal(Exception):
@@ -276,8 +279,14 @@ def _order_id(inbound: FixInbound) -> int:
     text = inbound.get(ORDER_ID)
     if not text:
         return 0
-    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 2**63:
-        raise FixRefusal(f"OrderID(37) {text!r} is not an order id of this exchange")
+    if (
+        not (text.isascii() and text.isdigit())
+        or len(text) > ORDER_ID_DIGITS_MAX
+        or not 0 < int(text) < 2**63
+    ):
+        raise FixRefusal(
+            f"OrderID(37) {text[:ORDER_ID_DIGITS_MAX]!r} is not an order id of this exchange"
+        )
     return int(text)
 
 

@@ -6,12 +6,13 @@ digits into an int: 2,000 brackets inside 64 KiB raise RecursionError, and a
 limit, costs quadratic time to convert). Neither is a JSON error the caller
 expects, so both became 500s. Here nesting deeper than JSON_DEPTH_MAX and
 numbers longer than JSON_NUMBER_CHARS_MAX are refused before they are built,
-and NaN and Infinity (not JSON) are refused too.
+and NaN and Infinity (not JSON) are refused too, as are numbers beyond a float (1e400).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -65,7 +66,12 @@ def _number(kind: type) -> Any:
     def parse(text: str) -> Any:
         if len(text) > JSON_NUMBER_CHARS_MAX:
             raise JsonBeyondLimits(f"a JSON number longer than {JSON_NUMBER_CHARS_MAX} characters")
-        return kind(text)
+        number = kind(text)
+        # 1e400 is a short JSON number that float() makes infinite: echoed back (an op's id),
+        # it would be written as Infinity, which is not JSON either.
+        if kind is float and not math.isfinite(number):
+            raise JsonBeyondLimits(f"the JSON number {text} is beyond a 64-bit float")
+        return number
 
     return parse
 

@@ -47,7 +47,12 @@ def decode_entry(payload: bytes) -> Entry:
         raise EntryDecodeError(f"log entry is not a batch: {exc}") from None
     if version != ENTRY_VERSION or type(ts_ms) is not int or not isinstance(items, list):
         raise EntryDecodeError(f"log entry version {version!r} or shape not understood")
-    return Entry(ts_ms, bool(hash_mark), [(str(tag), command) for tag, command in items])
+    pairs = []
+    for item in items:
+        if type(item) is not list or len(item) != 2:
+            raise EntryDecodeError("a log entry's item is not a [submitter, command] pair")
+        pairs.append((str(item[0]), item[1]))
+    return Entry(ts_ms, bool(hash_mark), pairs)
 
 
 def member_record(action: str, node_id: str, raft: str, http: str) -> bytes:

@@ -177,9 +177,18 @@ class EventLog(RocksStore):
             raise StoreError(
                 f"event log at {self.path} has format {fmt}, this build reads {EVENT_LOG_FORMAT}"
             )
+        if (
+            type(applied_index) is not int
+            or type(audit_count) is not int
+            or type(last_seq) is not int
+            or type(audit_head) is not bytes
+            or len(audit_head) != HASH_BYTES
+        ):
+            raise StoreCorruptionError(f"event log at {self.path}: a tip of the wrong types")
         last = last_item(self._db.cf(CF_ENTRIES))
         if last is not None:
-            index, value = U64.unpack(last[0])[0], unpack(last[1])
+            index = U64.unpack(last[0])[0]
+            value = _entry_of(index, last[1])
             if (
                 index != applied_index
                 or value[_E_LAST_SEQ] != last_seq
@@ -308,7 +317,8 @@ class EventLog(RocksStore):
         if log_index >= U64_MAX:
             return out
         for key, value in self._db.cf(CF_ENTRIES).items(from_key=U64.pack(log_index + 1)):
-            out.append(_logged_entry(U64.unpack(key)[0], unpack(value)))
+            index = U64.unpack(key)[0]
+            out.append(_logged_entry(index, _entry_of(index, value)))
             if len(out) >= limit:
                 break
         return out
@@ -322,21 +332,22 @@ class EventLog(RocksStore):
             return out
         start = self._entry_holding(_E_FIRST_SEQ, seq + 1)
         for key, value in self._db.cf(CF_ENTRIES).items(from_key=start):
-            entry = unpack(value)
+            index = U64.unpack(key)[0]
+            entry = _entry_of(index, value)
             first, last = entry[_E_FIRST_SEQ], entry[_E_LAST_SEQ]
             if not first or last <= seq:
                 continue
             expected = max(first, seq + 1)
             for record in entry[_E_RECORDS]:
-                for wire in unpack(record)[_R_EVENTS]:
-                    if wire[1] < expected:
+                for wire in _record_of(index, record)[_R_EVENTS]:
+                    event_seq = _event_seq(index, wire)
+                    if event_seq < expected:
                         continue  # before `seq`, or a retry's original outcome
-                    if wire[1] != expected:
+                    if event_seq != expected:
                         raise StoreCorruptionError(
-                            f"entry {U64.unpack(key)[0]} holds seq {wire[1]} where"
-                            f" {expected} belongs"
+                            f"entry {index} holds seq {event_seq} where {expected} belongs"
                         )
-                    out.append(event_from_wire(wire))
+                    out.append(_event_of(index, wire))
                     expected += 1
                     if len(out) >= limit:
                         return out
@@ -352,14 +363,15 @@ class EventLog(RocksStore):
         start = self._entry_holding(_E_FIRST_AUDIT, after_no + 1)
         cf = self._db.cf(CF_ENTRIES)
         prev_hash = self._hash_before(U64.unpack(start)[0])
-        for value in cf.values(from_key=start):
-            entry = unpack(value)
+        for key, value in cf.items(from_key=start):
+            index = U64.unpack(key)[0]
+            entry = _entry_of(index, value)
             no = entry[_E_FIRST_AUDIT]
             first_seq = entry[_E_FIRST_SEQ]
             # The last sequence logged before each command: a retry's events are at or below.
             logged_before = first_seq - 1 if first_seq else entry[_E_LAST_SEQ]
             for record, digest in zip(entry[_E_RECORDS], entry[_E_HASHES], strict=True):
-                row = _audit_record_dict(record, prev_hash, digest, logged_before)
+                row = _audit_record_dict(index, record, prev_hash, digest, logged_before)
                 if no > after_no:
                     out.append(row)
                     if len(out) >= limit:
@@ -373,10 +385,10 @@ class EventLog(RocksStore):
         """The last command hash of the entries before `log_index` (genesis: none)."""
         if log_index == 0:
             return GENESIS_HASH
-        for value in self._db.cf(CF_ENTRIES).values(
+        for key, value in self._db.cf(CF_ENTRIES).items(
             backwards=True, from_key=U64.pack(log_index - 1)
         ):
-            hashes = unpack(value)[_E_HASHES]
+            hashes = _entry_of(U64.unpack(key)[0], value)[_E_HASHES]
             if hashes:
                 return hashes[-1]
         return GENESIS_HASH
@@ -397,11 +409,11 @@ class EventLog(RocksStore):
                 break
             index = U64.unpack(key)[0]
             try:
-                entry = unpack(value)
-                records, hashes = entry[_E_RECORDS], entry[_E_HASHES]
-                first = entry[_E_FIRST_AUDIT]
-            except (ValueError, TypeError, IndexError, msgpack.UnpackException) as exc:
-                return AuditReport(False, expected_no - 1, expected_no, f"entry {index}: {exc}")
+                entry = _entry_of(index, value)
+            except StoreCorruptionError as exc:
+                return AuditReport(False, expected_no - 1, expected_no, str(exc))
+            records, hashes = entry[_E_RECORDS], entry[_E_HASHES]
+            first = entry[_E_FIRST_AUDIT]
             if first != expected_no or len(records) != len(hashes):
                 return AuditReport(
                     False,
@@ -452,7 +464,7 @@ class EventLog(RocksStore):
                 high = middle - 1
                 continue
             key, value = found
-            entry = unpack(value)
+            entry = _entry_of(U64.unpack(key)[0], value)
             # An entry with no new event stands where the next one would be.
             value_number = entry[field] or entry[_E_LAST_SEQ] + 1
             if value_number <= number:
@@ -463,11 +475,73 @@ class EventLog(RocksStore):
         return start
 
 
+def _entry_of(log_index: int, raw: bytes) -> list[Any]:
+    """The value of entry `log_index`, checked for the shape write_entry gives it; anything
+    else is StoreCorruptionError naming the entry, never an error of msgpack or of indexing."""
+    try:
+        entry = unpack(raw)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise StoreCorruptionError(f"event log entry {log_index} does not decode: {exc}") from None
+    if (
+        type(entry) is not list
+        or len(entry) != 6
+        or type(entry[_E_TIME]) is not int
+        or type(entry[_E_FIRST_AUDIT]) is not int
+        or type(entry[_E_FIRST_SEQ]) is not int
+        or type(entry[_E_LAST_SEQ]) is not int
+        or type(entry[_E_RECORDS]) is not list
+        or type(entry[_E_HASHES]) is not list
+        or len(entry[_E_RECORDS]) != len(entry[_E_HASHES])
+        or not all(type(record) is bytes for record in entry[_E_RECORDS])
+        or not all(type(h) is bytes and len(h) == HASH_BYTES for h in entry[_E_HASHES])
+    ):
+        raise StoreCorruptionError(f"event log entry {log_index} is not an entry of this log")
+    return entry
+
+
+def _record_of(log_index: int, raw: bytes) -> list[Any]:
+    """A command's record in entry `log_index`, checked for its shape (StoreCorruptionError)."""
+    try:
+        fields = unpack(raw)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise StoreCorruptionError(
+            f"a record of event log entry {log_index} does not decode: {exc}"
+        ) from None
+    if (
+        type(fields) is not list
+        or len(fields) != 6
+        or type(fields[_R_AUDIT_NO]) is not int
+        or type(fields[_R_LOG_INDEX]) is not int
+        or type(fields[_R_LOG_TIME]) is not int
+        or type(fields[_R_SUBMITTER]) is not str
+        or type(fields[_R_EVENTS]) is not list
+    ):
+        raise StoreCorruptionError(f"a record of event log entry {log_index} has the wrong shape")
+    return fields
+
+
+def _event_seq(log_index: int, wire: Any) -> int:
+    if type(wire) is not list or len(wire) < 2 or type(wire[1]) is not int:
+        raise StoreCorruptionError(f"event log entry {log_index} holds an event of no sequence")
+    return wire[1]
+
+
+def _event_of(log_index: int, wire: Any) -> Event:
+    """An event of entry `log_index` from its wire form (StoreCorruptionError if it is not one)."""
+    _event_seq(log_index, wire)
+    try:
+        return event_from_wire(wire)
+    except (KeyError, TypeError) as exc:
+        raise StoreCorruptionError(
+            f"event log entry {log_index} holds an event that does not decode: {exc!r}"
+        ) from None
+
+
 def _logged_entry(log_index: int, entry: list[Any]) -> LoggedEntry:
     commands = []
     for record in entry[_E_RECORDS]:
-        fields = unpack(record)
-        events = [event_from_wire(wire) for wire in fields[_R_EVENTS]]
+        fields = _record_of(log_index, record)
+        events = [_event_of(log_index, wire) for wire in fields[_R_EVENTS]]
         commands.append(AppliedCommand(fields[_R_SUBMITTER], fields[_R_COMMAND], events))
     return LoggedEntry(log_index, entry[_E_TIME], entry[_E_FIRST_SEQ], entry[_E_LAST_SEQ], commands)
 
@@ -491,20 +565,20 @@ def _record_problem(
 
 
 def _audit_record_dict(
-    record: bytes, prev_hash: bytes, digest: bytes, logged_before: int
+    index: int, record: bytes, prev_hash: bytes, digest: bytes, logged_before: int
 ) -> dict[str, Any]:
-    """A command's audit record as reads show it; `logged_before` is the last event
-    sequence logged before its entry: events at or below it are a retry's original
-    outcome."""
-    audit_no, log_index, log_time_ms, submitter, command, wires = unpack(record)
-    events = [event_from_wire(wire) for wire in wires]
+    """A command's audit record (of entry `index`) as reads show it; `logged_before` is the
+    last event sequence logged before its entry: events at or below it are a retry's
+    original outcome."""
+    audit_no, log_index, log_time_ms, submitter, command, wires = _record_of(index, record)
+    events = [_event_of(index, wire) for wire in wires]
     result, code, order_id = _outcome_summary(events)
     return {
         "audit_no": audit_no,
         "log_index": log_index,
         "log_time_ms": log_time_ms,
         "submitter": submitter,
-        "command": unpack(command),
+        "command": _shown_command(command),
         "outcome": {
             "seqs": [event.seq for event in events],
             "retry": any(event.seq <= logged_before for event in events),
@@ -515,6 +589,15 @@ def _audit_record_dict(
         "prev_hash": prev_hash.hex(),
         "hash": digest.hex(),
     }
+
+
+def _shown_command(command: Any) -> Any:
+    """A command's wire form for the audit; None for bytes that are no command (the node
+    applied them as a rejection: still audited, with nothing to show)."""
+    try:
+        return unpack(command)
+    except (ValueError, TypeError, msgpack.UnpackException):
+        return None
 
 
 def _outcome_summary(events: list[Event]) -> tuple[str, str, int]:

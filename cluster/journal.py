@@ -807,7 +807,13 @@ def _decode_meta(path: str, data: bytes) -> tuple[int, int, str | None]:
             None,
             f"votedFor length {voted_for_length} does not match {len(voted_for_bytes)} bytes",
         )
-    return term, commit_index, voted_for_bytes.decode()
+    try:
+        voted_for = voted_for_bytes.decode()
+    except UnicodeDecodeError:
+        raise JournalCorruptError(
+            path, META_FIXED.size, None, "votedFor is not a UTF-8 node id"
+        ) from None
+    return term, commit_index, voted_for
 
 
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:

@@ -184,30 +184,54 @@ def read_snapshot_meta(
             packed = meta_file.read()
             if _sha256(packed) != digest_file.read().decode("ascii", "replace"):
                 raise SnapshotFileError(f"{path}: {META_NAME} does not match its digest")
-            fields: list[Any] = msgpack.unpackb(packed, raw=False)
-            version = fields[0]
-            if version != SNAPSHOT_FILE_VERSION:
-                raise SnapshotFileError(f"{path}: snapshot file version {version} not understood")
-            (
-                _,
-                applied_index,
-                last_entry,
-                prev_entry,
-                cluster,
-                members,
-                engine,
-                engine_sha,
-                files,
-            ) = fields
+            fields: Any = msgpack.unpackb(packed, raw=False)
     except SealError as exc:
         raise SnapshotFileError(str(exc)) from None
     except (OSError, tarfile.TarError, KeyError, ValueError, msgpack.UnpackException) as exc:
         raise SnapshotFileError(f"{path}: unreadable snapshot file: {exc}") from None
+    return _meta_of(path, fields)
+
+
+def _meta_of(path: Path, fields: Any) -> SnapshotMeta:
+    """The metadata in a dump's snapshot.msgpack, checked for the shape the writer gives it
+    (SnapshotFileError otherwise), and the engine snapshot against its digest."""
+    if type(fields) is not list or not fields:
+        raise SnapshotFileError(f"{path}: {META_NAME} is not a list of fields")
+    if fields[0] != SNAPSHOT_FILE_VERSION:
+        raise SnapshotFileError(f"{path}: snapshot file version {fields[0]!r} not understood")
+    if len(fields) != 9:
+        raise SnapshotFileError(f"{path}: {META_NAME} has {len(fields)} fields, not 9")
+    _, applied_index, last_entry, prev_entry, cluster, members, engine, engine_sha, files = fields
+    if not (
+        type(applied_index) is int
+        and _is_log_entry(last_entry)
+        and _is_log_entry(prev_entry)
+        and _is_texts(cluster)
+        and type(members) is list
+        and all(_is_texts(member) and len(member) == 3 for member in members)
+        and type(engine) is bytes
+        and type(engine_sha) is str
+        and type(files) is dict
+        and _is_texts(list(files.keys()))
+        and _is_texts(list(files.values()))
+    ):
+        raise SnapshotFileError(f"{path}: {META_NAME} holds fields of the wrong types")
     if _sha256(engine) != engine_sha:
         raise SnapshotFileError(f"{path}: the engine snapshot does not match its digest")
     return SnapshotMeta(
         applied_index, tuple(last_entry), tuple(prev_entry), cluster, members, engine, files
     )
+
+
+def _is_log_entry(value: Any) -> bool:
+    """A Raft log entry as pysyncobj hands it over: [command, index, term]."""
+    return (
+        type(value) is list and len(value) == 3 and type(value[1]) is int and type(value[2]) is int
+    )
+
+
+def _is_texts(value: Any) -> bool:
+    return type(value) is list and all(type(item) is str for item in value)
 
 
 def extract_event_log(
@@ -232,6 +256,8 @@ def extract_event_log(
         found = {m.name for m in members if m.isfile()}
         if found != set(digests):
             raise SnapshotFileError(f"{path}: event log files differ from the ones recorded")
+        if not found:
+            raise SnapshotFileError(f"{path}: no event log in the dump (a checkpoint has files)")
         for name, digest in digests.items():
             if file_sha256(staging / name) != digest:
                 raise SnapshotFileError(f"{path}: {name} does not match its digest")

@@ -481,6 +481,13 @@ def command_from_wire(wire: Any) -> Command:
     checks are type identity tests against a per-class table, and the message
     of an error is only built when there is one.
     """
+    return _from_wire(wire, "")
+
+
+def _from_wire(wire: Any, carried_by: str) -> Command:
+    """`carried_by`: the field of a Signed this command is carried in ("" at the top). A
+    signed command inside another is refused before its own fields are read: a thousand
+    nested in one message would otherwise take the decoder past Python's recursion limit."""
     if (type(wire) is not list and type(wire) is not tuple) or not wire:
         raise CommandDecodeError("a command is a non-empty array")
     tag = wire[0]
@@ -488,6 +495,8 @@ def command_from_wire(wire: Any) -> Command:
     if decoder is None:
         raise CommandDecodeError(f"unknown command tag {tag!r}")
     cls, spec = decoder
+    if carried_by and cls is Signed:
+        raise CommandDecodeError(f"{carried_by}: a signed command inside another")
     count = len(wire) - 1
     if count > len(spec):
         raise CommandDecodeError(f"{cls.__name__}: too many fields")
@@ -505,9 +514,7 @@ def command_from_wire(wire: Any) -> Command:
             if type(value) is not bool:
                 raise _field_error(cls, name, kind, limit, value)
         elif kind is list:
-            value = command_from_wire(value)
-            if type(value) is Signed:
-                raise CommandDecodeError(f"{cls.__name__}.{name}: a signed command inside another")
+            value = _from_wire(value, f"{cls.__name__}.{name}")
         else:
             member = members.get(value) if type(value) is int else None
             if member is None:

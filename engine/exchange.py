@@ -59,7 +59,7 @@ from engine.ledger import Ledger
 from engine.retries import Retries
 from engine.risk import Risk
 from engine.sessions import Sessions
-from engine.snapshot import decode_state, encode_state
+from engine.snapshot import MALFORMED_STATE_ERRORS, SnapshotError, decode_state, encode_state
 from engine.state import Account, ApiKey, Instrument, Order, PriceLevel
 
 __all__ = ["FEE_ACCOUNT", "Exchange", "InvariantBroken"]
@@ -347,7 +347,13 @@ class Exchange:
     @classmethod
     def restore(cls, data: bytes, *, checked: bool = False) -> Exchange:
         """The exchange a snapshot describes; raises SnapshotError on bytes it cannot trust."""
-        return cls(state=decode_state(data), checked=checked)
+        state = decode_state(data)
+        try:
+            # Building the parts reads the state (the fee account, sessions, bands): values
+            # of the wrong type that decoding let through fail here.
+            return cls(state=state, checked=checked)
+        except MALFORMED_STATE_ERRORS as exc:
+            raise SnapshotError(f"snapshot cannot be restored: {exc!r}") from exc
 
 
 def _best(book: SortedDict, levels: int) -> Iterator[PriceLevel]:

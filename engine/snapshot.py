@@ -17,7 +17,7 @@ import msgpack
 from engine.calendar import Calendar
 from engine.commands import command_from_wire, command_to_wire
 from engine.events import event_from_wire, event_to_wire
-from engine.exchange_state import ExchangeState
+from engine.exchange_state import FEE_ACCOUNT, ExchangeState
 from engine.state import (
     ACCOUNT_PROFILE_FIELDS,
     INSTRUMENT_SPEC,
@@ -48,6 +48,20 @@ CLOCK = SESSION_CLOCK_FIELDS
 
 class SnapshotError(ValueError):
     """Snapshot bytes that are not a state this engine wrote: never run on them."""
+
+
+# What building a state (and the exchange around it) from values of the wrong shape or type
+# raises: a zero tick size divides by zero, a number where a list goes has no attribute.
+# Exchange.restore turns every one of them into SnapshotError.
+MALFORMED_STATE_ERRORS = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    ArithmeticError,
+    msgpack.UnpackException,
+)
 
 
 def encode_state(ex: ExchangeState) -> bytes:
@@ -146,8 +160,8 @@ def decode_state(data: bytes) -> ExchangeState:
     try:
         state = msgpack.unpackb(data, raw=False, strict_map_key=False)
         return _build(state)
-    except (ValueError, TypeError, KeyError, IndexError, msgpack.UnpackException) as exc:
-        raise SnapshotError(f"snapshot cannot be restored: {exc}") from exc
+    except MALFORMED_STATE_ERRORS as exc:
+        raise SnapshotError(f"snapshot cannot be restored: {exc!r}") from exc
 
 
 def _build(state: list[Any]) -> ExchangeState:
@@ -187,6 +201,8 @@ def _build(state: list[Any]) -> ExchangeState:
                 setattr(acct, name, value)
         for asset, available, held in balances:
             acct.balances[asset] = Balance(account_id, asset, available, held)
+    if FEE_ACCOUNT not in ex.accounts:
+        raise SnapshotError(f"no {FEE_ACCOUNT!r} account: every exchange has one")
     for row in orders:
         (
             order_id,
