@@ -254,10 +254,14 @@ OPERATIONS: tuple[Operation, ...] = (
     (
         "POST",
         "/v1/admin/faults",
-        "Partition this node or skew its clock",
+        "Partition this node, skew its clock or lose some of its Raft messages",
         ADMIN,
         (),
-        {"blocked": "node ids whose Raft traffic is lost", "clock_offset_ms": "clock skew"},
+        {
+            "blocked": "node ids whose Raft traffic is lost",
+            "clock_offset_ms": "clock skew",
+            "loss": "share of its Raft messages lost at random, 0..1",
+        },
     ),
     (
         "POST",
@@ -275,6 +279,27 @@ OPERATIONS: tuple[Operation, ...] = (
         (),
         {},
     ),
+)
+
+# Admin bodies that ignore the fields they do not read; every other body refuses them
+# (400 unknown_field), and the document says so.
+OPEN_BODIES = frozenset(
+    {
+        ("POST", "/v1/admin/members"),
+        ("POST", "/v1/admin/commands"),
+        ("POST", "/v1/admin/commands/batch"),
+        ("POST", "/v1/admin/faults"),
+    }
+)
+
+# Writes that answer 201 on success: each makes a key or a TOTP secret, shown once.
+CREATED = frozenset(
+    {
+        ("POST", "/v1/account/keys"),
+        ("POST", "/v1/account/second-factor"),
+        ("POST", "/v1/admin/accounts/{account}/keys"),
+        ("POST", "/v1/admin/accounts/{account}/second-factor"),
+    }
 )
 
 _SECURITY = {
@@ -309,21 +334,20 @@ def document() -> dict[str, Any]:
             "summary": summary,
             "security": _SECURITY[auth],
             "parameters": parameters,
-            "responses": {"200": {"description": "Success"}, "4XX": _ERROR, "503": _ERROR},
+            "responses": {
+                "201" if (method, path) in CREATED else "200": {"description": "Success"},
+                "4XX": _ERROR,
+                "503": _ERROR,
+            },
         }
         if body:
-            operation["requestBody"] = {
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "properties": {
-                                name: {"description": text} for name, text in body.items()
-                            },
-                        }
-                    }
-                }
+            schema: dict[str, Any] = {
+                "type": "object",
+                "properties": {name: {"description": text} for name, text in body.items()},
             }
+            if (method, path) not in OPEN_BODIES:
+                schema["additionalProperties"] = False
+            operation["requestBody"] = {"content": {"application/json": {"schema": schema}}}
         paths.setdefault(path, {})[method.lower()] = operation
     return {
         "openapi": "3.1.0",
