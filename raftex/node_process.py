@@ -40,6 +40,7 @@ from api.ui import add_ui_routes
 from cluster.config import EXIT_KEY, NodeConfig, split_address
 from cluster.event_log import EventLog
 from cluster.gc_policy import tune_gc_for_apply
+from cluster.identity import IdentityError, claim_data_dir
 from cluster.journal import FsyncPolicy, JournalError, JournalKeyError, install_durable_journal
 from cluster.node import ExchangeNode, event_log_dir
 from cluster.store_errors import StoreError, StoreKeyError
@@ -208,6 +209,11 @@ def _recent_trades(node: ExchangeNode, history: HistoryReader) -> list[dict]:
 
 
 async def serve(config: NodeConfig) -> None:
+    try:
+        claim_data_dir(config.data_dir, config.secret)
+    except (IdentityError, OSError) as exc:
+        print(f"raftex node: refusing to start: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_KEY) from None
     install_durable_journal(FsyncPolicy(config.fsync), config.data_key)
     try:
         # The Raft journal is the durability source; the event log is replayed above its
