@@ -110,6 +110,7 @@ class ChaosCluster:
                 kek_file=kek_file,
             )
             self.disks = LazyDisks(data_dir.with_name(data_dir.name + ".disks"))
+            self.lazy_disks = lazy_disks
             if lazy_disks:
                 for node in self.local.voters:
                     self.disks.mount(node.node_id, data_dir / node.node_id)
@@ -370,14 +371,25 @@ class ChaosCluster:
 
     async def add_node(self) -> str:
         node: LocalNode = self.local.plan_joiner()
+        if self.lazy_disks:
+            # A joiner is a voter like the others: the power and disk faults may pick it.
+            self.disks.mount(node.node_id, self.local.data_dir / node.node_id)
         self.local.start_one(node.node_id)
         body = {"action": "add", "id": node.node_id, "raft": node.raft, "http": node.http}
         await self._member_change(body)
         return node.node_id
 
     async def remove_node(self, node_id: str) -> None:
+        """Removes a member; a member that leads is first restarted (SIGTERM) so that another
+        takes the lead, as an operator would: a leader cannot remove itself."""
+        deadline = time.monotonic() + LEADER_WAIT_S
+        while await self.leader() == node_id and time.monotonic() < deadline:
+            self.restart(node_id, clean=True)
+            await self.wait_leader()
         await self._member_change({"action": "remove", "id": node_id})
         self.kill(node_id)
+        if node_id in self.disks.mounts:
+            self.disks.unmount(node_id)
         self.local.forget(node_id)
         if self.net is not None:
             self.net.remove_node(node_id)

@@ -113,6 +113,7 @@ class LazyDisks:
         if backing.exists() and not os.path.ismount(mountpoint):
             for entry in backing.iterdir():
                 shutil.move(str(entry), mountpoint / entry.name)
+            shutil.rmtree(backing.with_name(backing.name + ".orphans"), ignore_errors=True)
 
     def unmount_all(self) -> None:
         for node_id in list(self.mounts):

@@ -38,6 +38,7 @@ from typing import Any
 import mfusepy
 
 PAGE = 4096
+HIDDEN_PREFIX = ".fuse_hidden"
 MODES = ("ok", "full", "eio-write", "eio")
 WRITEBACK_CHECK_S = 1.0
 
@@ -60,6 +61,13 @@ class LazyFs(mfusepy.Operations):
 
     def __init__(self, backing: Path, writeback_s: float) -> None:
         self.backing = backing
+        # libfuse keeps a file that is unlinked while open under a hidden name in its
+        # directory (.fuse_hidden*), which a real file system does not: rmdir of a RocksDB
+        # directory whose files another process still reads failed. Such files live here
+        # instead, outside every directory, until libfuse unlinks them at the last close.
+        self.orphan_dir = backing.with_name(backing.name + ".orphans")
+        self.orphan_dir.mkdir(exist_ok=True)
+        self.orphans: dict[str, str] = {}
         self.writeback_s = writeback_s
         self.mutex = threading.RLock()
         self.dirty: dict[tuple[int, int], DirtyFile] = {}
@@ -105,7 +113,7 @@ class LazyFs(mfusepy.Operations):
     # ------------------------------------------------------------ helpers
 
     def _path(self, path: str) -> str:
-        return str(self.backing) + path
+        return self.orphans.get(path) or str(self.backing) + path
 
     def _key(self, path: str) -> tuple[int, int] | None:
         try:
@@ -120,13 +128,18 @@ class LazyFs(mfusepy.Operations):
         if writing and self.mode == "full":
             raise mfusepy.FuseOSError(errno.ENOSPC)
 
-    def _dirty_for(self, path: str) -> DirtyFile:
-        real = self._path(path)
-        st = os.lstat(real)
+    def _dirty_for(self, path: str | None, fh: int | None = None) -> DirtyFile:
+        """The file's in-memory state, by its open handle when it has one (the path of a
+        file unlinked while open is gone), else by its path."""
+        if fh is not None:
+            st = os.fstat(fh)
+        else:
+            assert path is not None
+            st = os.lstat(self._path(path))
         key = (st.st_dev, st.st_ino)
         dirty = self.dirty.get(key)
         if dirty is None:
-            fd = os.open(real, os.O_RDWR)
+            fd = os.dup(fh) if fh is not None else os.open(self._path(path or ""), os.O_RDWR)
             dirty = DirtyFile(fd=fd, size=st.st_size, truncated_to=st.st_size)
             self.dirty[key] = dirty
         return dirty
@@ -157,11 +170,15 @@ class LazyFs(mfusepy.Operations):
 
     # ------------------------------------------------------------ metadata, passed through
 
-    def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
+    def getattr(self, path: str | None, fh: int | None = None) -> dict[str, Any]:
         with self.mutex:
             self._failing(writing=False)
             try:
-                st = os.lstat(self._path(path))
+                st = (
+                    os.fstat(fh)
+                    if path is None and fh is not None
+                    else os.lstat(self._path(path or "/"))
+                )
             except OSError as exc:
                 raise mfusepy.FuseOSError(exc.errno) from None
             attrs = {
@@ -214,6 +231,7 @@ class LazyFs(mfusepy.Operations):
         with self.mutex:
             key = self._key(path)
             os.unlink(self._path(path))
+            self.orphans.pop(path, None)
             if key is not None and self._key_gone(key):
                 os.close(self.dirty.pop(key).fd)
             return 0
@@ -224,6 +242,11 @@ class LazyFs(mfusepy.Operations):
 
     def rename(self, old: str, new: str) -> int:
         with self.mutex:
+            if os.path.basename(new).startswith(HIDDEN_PREFIX):
+                orphan = str(self.orphan_dir / f"{len(self.orphans)}-{time.monotonic_ns()}")
+                os.rename(self._path(old), orphan)
+                self.orphans[new] = orphan
+                return 0
             replaced = self._key(new)
             os.rename(self._path(old), self._path(new))
             if replaced is not None and self._key_gone(replaced):
@@ -254,33 +277,31 @@ class LazyFs(mfusepy.Operations):
 
     def create(self, path: str, mode: int, fi: Any = None) -> int:
         self._failing(writing=True)
-        fd = os.open(self._path(path), os.O_CREAT | os.O_RDWR | os.O_TRUNC, mode)
-        os.close(fd)
-        return 0
+        return os.open(self._path(path), os.O_CREAT | os.O_RDWR | os.O_TRUNC, mode)
 
     def open(self, path: str, flags: int) -> int:
         with self.mutex:
             self._failing(writing=bool(flags & (os.O_WRONLY | os.O_RDWR)))
             if flags & os.O_TRUNC:
                 self.truncate(path, 0)
-            return 0
+            # Every handle can read and write the backing file: what the caller may do was
+            # checked by the kernel against the mode bits already.
+            return os.open(self._path(path), os.O_RDWR)
 
-    def release(self, path: str, fh: int) -> int:
+    def release(self, path: str | None, fh: int) -> int:
+        os.close(fh)
         return 0
 
     def flush(self, path: str, fh: int) -> int:
         return 0
 
-    def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
+    def read(self, path: str | None, size: int, offset: int, fh: int) -> bytes:
         with self.mutex:
             self._failing(writing=False)
-            key = self._key(path)
-            if key is None:
-                raise mfusepy.FuseOSError(errno.ENOENT)
-            dirty = self.dirty.get(key)
+            st = os.fstat(fh)
+            dirty = self.dirty.get((st.st_dev, st.st_ino))
             if dirty is None:
-                with open(self._path(path), "rb", buffering=0) as f:
-                    return os.pread(f.fileno(), size, offset)
+                return os.pread(fh, size, offset)
             size = max(0, min(size, dirty.size - offset))
             data = self._backing_range(dirty.fd, offset, size, dirty.truncated_to)
             for index in range(offset // PAGE, (offset + size + PAGE - 1) // PAGE):
@@ -289,15 +310,14 @@ class LazyFs(mfusepy.Operations):
                     continue
                 start = max(offset, index * PAGE)
                 end = min(offset + size, (index + 1) * PAGE)
-                data[start - offset : end - offset] = page[
-                    start - index * PAGE : end - index * PAGE
-                ]
+                within = index * PAGE
+                data[start - offset : end - offset] = page[start - within : end - within]
             return bytes(data)
 
-    def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
+    def write(self, path: str | None, data: bytes, offset: int, fh: int) -> int:
         with self.mutex:
             self._failing(writing=True)
-            dirty = self._dirty_for(path)
+            dirty = self._dirty_for(path, fh)
             position = 0
             while position < len(data):
                 at = offset + position
@@ -326,11 +346,12 @@ class LazyFs(mfusepy.Operations):
             dirty.truncated_to = min(dirty.truncated_to, length)
             return 0
 
-    def fsync(self, path: str, datasync: int, fh: int) -> int:
+    def fsync(self, path: str | None, datasync: int, fh: int) -> int:
         with self.mutex:
             self._failing(writing=True)
-            key = self._key(path)
-            if key is not None and key in self.dirty:
+            st = os.fstat(fh)
+            key = (st.st_dev, st.st_ino)
+            if key in self.dirty:
                 self._write_back(key, durable=True)
             return 0
 

@@ -72,8 +72,17 @@ def run_chaos(
         cluster = ChaosCluster(Path(tmp) / "cluster", nodes, plane, replicas, fsync, lazy_disks)
         try:
             return asyncio.run(_stoppable(_run(cluster, families, seconds, seed, out_dir, clients)))
+        except ExceptionGroup as group:
+            # A task of the run failed (a node that never answered, say): the caller gets
+            # that error, not the task group around it.
+            raise _first_error(group) from None
         finally:
             cluster.stop()
+
+
+def _first_error(group: BaseExceptionGroup) -> BaseException:
+    first = group.exceptions[0]
+    return _first_error(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 async def _stoppable(work: Coroutine[Any, Any, T]) -> T:

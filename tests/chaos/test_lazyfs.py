@@ -86,6 +86,19 @@ def test_truncation_and_overwrites_read_back_before_and_after_sync(
     assert path.read_bytes() == expected
 
 
+def test_a_directory_empties_while_another_process_still_reads_an_unlinked_file(
+    disk: tuple[LazyDisks, Path],
+) -> None:
+    _, root = disk
+    (root / "db").mkdir()
+    _write(root / "db" / "000001.sst", b"table", sync=True)
+    with open(root / "db" / "000001.sst", "rb") as reader:
+        os.unlink(root / "db" / "000001.sst")
+        os.rmdir(root / "db")
+        assert reader.read() == b"table"
+    assert not (root / "db").exists()
+
+
 def test_a_full_disk_refuses_writes_and_a_failing_one_reads_too(
     disk: tuple[LazyDisks, Path],
 ) -> None:
