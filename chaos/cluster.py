@@ -179,7 +179,11 @@ class ChaosCluster:
         return [n for n in self.voter_ids if n in self.local.processes]
 
     async def wait_leader(self, timeout_s: float = LEADER_WAIT_S) -> str:
-        nodes = [n for n in self.local.nodes if n.node_id in self.local.processes]
+        nodes = [
+            n
+            for n in self.local.nodes
+            if n.node_id in self.local.processes and n.node_id not in self.paused
+        ]
         return await wait_for_leader(nodes, self.local.admin_token, timeout_s)
 
     async def statuses(self) -> list[dict[str, Any]]:
@@ -380,11 +384,11 @@ class ChaosCluster:
         return node.node_id
 
     async def remove_node(self, node_id: str) -> None:
-        """Removes a member; a member that leads is first restarted (SIGTERM) so that another
-        takes the lead, as an operator would: a leader cannot remove itself."""
-        deadline = time.monotonic() + LEADER_WAIT_S
-        while await self.leader() == node_id and time.monotonic() < deadline:
-            self.restart(node_id, clean=True)
+        """Removes a member. A leader cannot remove itself, so a member that leads is paused
+        first and removed through the leader the others elect (a restart is not enough: it
+        rejoins at once and may win again)."""
+        if await self.leader() == node_id:
+            self.pause(node_id)
             await self.wait_leader()
         await self._member_change({"action": "remove", "id": node_id})
         self.kill(node_id)
@@ -395,6 +399,9 @@ class ChaosCluster:
             self.net.remove_node(node_id)
 
     async def _member_change(self, body: dict[str, Any]) -> None:
+        """Adds or removes a member through whichever node leads, retrying until it is done:
+        a retry of a change that was applied before its answer got lost is done too."""
+        done_already = "already_member" if body["action"] == "add" else "not_member"
         deadline = time.monotonic() + LEADER_WAIT_S
         while True:
             leader = await self.leader()
@@ -403,7 +410,9 @@ class ChaosCluster:
                     raise AdminError("no leader")
                 await self.admin.call(self.http(leader), "POST", "/v1/admin/members", body)
                 return
-            except AdminError:
+            except AdminError as exc:
+                if exc.code == done_already:
+                    return
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.5)

@@ -32,6 +32,9 @@ APPLY_MS_PER_MIN_MAX = 5.0
 # Samples this soon after a node's start are catch-up, not steady state.
 SETTLE_S = 10.0
 SAMPLES_MIN = 10
+# A slope over less steady time than this says more about warm-up than about leaks: a
+# node with less (a short run, or one restarted late) is not judged.
+STEADY_WINDOW_MIN_S = 25.0
 JOURNAL_PREFIX = "raft.journal"
 
 
@@ -158,7 +161,7 @@ def growth_problems(
     problems: list[str] = []
     slopes: dict[str, dict[str, float]] = {}
     for node, rows in sorted(steady_samples(samples).items()):
-        if len(rows) < SAMPLES_MIN:
+        if len(rows) < SAMPLES_MIN or rows[-1].time_s - rows[0].time_s < STEADY_WINDOW_MIN_S:
             continue
         per_min = {
             "rss_bytes_per_min": (
