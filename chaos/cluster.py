@@ -380,7 +380,17 @@ class ChaosCluster:
             self.disks.mount(node.node_id, self.local.data_dir / node.node_id)
         self.local.start_one(node.node_id)
         body = {"action": "add", "id": node.node_id, "raft": node.raft, "http": node.http}
-        await self._member_change(body)
+        try:
+            await self._member_change(body)
+        except AdminError:
+            # Never a member: it leaves no process, mount or name behind to be checked.
+            self.kill(node.node_id)
+            if node.node_id in self.disks.mounts:
+                self.disks.unmount(node.node_id)
+            self.local.forget(node.node_id)
+            if self.net is not None:
+                self.net.remove_node(node.node_id)
+            raise
         return node.node_id
 
     async def remove_node(self, node_id: str) -> None:

@@ -136,7 +136,15 @@ class Nemesis:
         async with asyncio.TaskGroup() as watchers:
             for fault in plan:
                 await asyncio.sleep(max(0.0, fault.at_s - self.now()))
-                record = await self.start(fault)
+                try:
+                    record = await self.start(fault)
+                except AdminError as exc:
+                    # A fault the cluster could not take (a membership change with no
+                    # quorum, say) is recorded as such; the run and its checks go on.
+                    now = self.now()
+                    description = f"{fault.family} {fault.kind}: not applied ({exc})"
+                    self.history.faults.append(FaultRecord(fault.family, description, [], now, now))
+                    continue
                 self.history.faults.append(record)
                 if fault.family in ("wipe", "restart", "corrupt") or _is(fault, "replica", "wipe"):
                     for node in record.targets:
