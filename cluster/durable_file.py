@@ -9,7 +9,16 @@ from pathlib import Path
 
 def fsync_directory(directory: str | os.PathLike[str]) -> None:
     """Make a create or rename in `directory` durable (the file's own fsync does not)."""
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    _fsync_path(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+
+
+def fsync_file(path: str | os.PathLike[str]) -> None:
+    """Put a file someone else wrote (a library, an archive) on disk."""
+    _fsync_path(path, os.O_RDONLY)
+
+
+def _fsync_path(path: str | os.PathLike[str], flags: int) -> None:
+    fd = os.open(path, flags)
     try:
         os.fsync(fd)
     finally:

@@ -36,7 +36,7 @@ from pysyncobj.transport import TCPTransport
 
 from cluster.batcher import Batcher, NotCommitted
 from cluster.config import NodeConfig, Peer
-from cluster.durable_file import fsync_directory
+from cluster.durable_file import fsync_directory, fsync_file
 from cluster.engine_fork import EngineForks, ForkedReadError
 from cluster.entry import MEMBER_TAG, decode_entry
 from cluster.event_log import AppliedCommand, EventLog
@@ -472,7 +472,8 @@ class ExchangeNode(SyncObj):
         is made durable here, first, before anything that depends on it.
         """
         try:
-            _fsync_file(path)
+            fsync_file(path)
+            fsync_directory(os.path.dirname(path) or ".")
             return self._install_dump(path)
         except BaseException:
             log.critical(
@@ -640,13 +641,3 @@ def _pass_on(done: Future, to: Future) -> None:
         to.set_exception(exc)
     else:
         to.set_result(done.result())
-
-
-def _fsync_file(path: str) -> None:
-    """The file and the directory entry that names it, on disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    fsync_directory(os.path.dirname(path) or ".")

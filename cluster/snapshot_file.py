@@ -31,7 +31,7 @@ from typing import Any
 import msgpack
 
 from cluster.child_process import die_with_parent, run_when_idle
-from cluster.durable_file import fsync_directory
+from cluster.durable_file import fsync_directory, fsync_file
 from cluster.sealed import DataKey, SealError, open_for_reading, open_for_writing
 from engine import Exchange
 
@@ -280,9 +280,5 @@ def _fsync_tree(root: Path) -> None:
     says) when it was extracted and renamed without a sync."""
     for directory, _, files in os.walk(root):
         for name in files:
-            fd = os.open(os.path.join(directory, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_file(os.path.join(directory, name))
         fsync_directory(directory)
