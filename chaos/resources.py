@@ -23,7 +23,9 @@ from chaos.history import ResourceSample
 
 # Limits on each fitted slope (see the module docstring for the units).
 RSS_BYTES_PER_MIN_MAX = 16 * 1024 * 1024
-FDS_PER_MIN_MAX = 20.0
+# Client and peer connections come and go by the dozen within a short window; a leak of
+# this rate would hold 1,800 more files after a half-hour soak.
+FDS_PER_MIN_MAX = 60.0
 JOURNAL_BYTES_PER_WRITE_MAX = 4096.0
 STORE_BYTES_PER_WRITE_MAX = 16384.0
 # An entry's apply time is a few ms and noisy second to second on shared cores; growing by

@@ -63,7 +63,7 @@ def test_full_and_failing_disks_stop_their_node_and_it_rejoins(tmp_path: Path) -
     for fault in stopped:
         assert (
             "journal write failed" in fault["fault"]
-            or "level=CRITICAL" in fault["fault"]
+            or "CRITICAL node=" in fault["fault"]
             or ("refusing to start" in fault["fault"])
         ), fault["fault"]
         assert fault["catch_up_s"], fault
