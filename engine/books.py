@@ -750,39 +750,49 @@ class Books(Part):
     def run_auction(self, inst: Instrument, auction: int) -> int:
         """Uncrosses the book at one price: bids and asks that reach it trade in price-time
         priority on each side, the older order of each pair the maker. Self-trades are
-        prevented by the newer order's mode. Then market orders and orders only for this
-        auction leave. Returns the auction price, 0 if nothing traded."""
+        prevented by the newer order's mode; when those cancellations leave a cross the
+        price cannot clear, the rest uncrosses at the price the rules give the book as it
+        then stands, so no call phase ends crossed. Then market orders and orders only for
+        this auction leave. Returns the (last) auction price, 0 if nothing traded."""
         price = self.indicative(inst).price
-        traded = 0
+        traded_at = 0  # the last price anything traded at
+        unpublished = False  # trades at `price` not yet made the last price
         bids, asks = inst.bids, inst.asks
         while price and bids and asks:
             bid_key, bid_level = bids.peekitem(0)
             ask_key, ask_level = asks.peekitem(0)
             if bid_level.price < price or ask_level.price > price:
-                break
+                if bid_level.price < ask_level.price:
+                    break
+                if unpublished:
+                    self._traded_at(inst, price)
+                    unpublished = False
+                price = self.indicative(inst).price
+                continue
             buy = next(iter(bid_level.orders.values()))
             sell = next(iter(ask_level.orders.values()))
             if buy.owner is sell.owner:
                 self._auction_self_trade(buy, sell, inst)
             else:
-                traded += self._auction_fill(inst, bid_level, buy, ask_level, sell, price, auction)
+                self._auction_fill(inst, bid_level, buy, ask_level, sell, price, auction)
+                traded_at, unpublished = price, True
             if not bid_level.orders:
                 bids.pop(bid_key, None)
             if not ask_level.orders:
                 asks.pop(ask_key, None)
-        if traded:
+        if unpublished:
             self._traded_at(inst, price)
         only_for = ONLY_FOR[auction]
         symbol = inst.symbol
         for order in [o for o in self.state.orders.values() if o.symbol == symbol]:
             if not order.armed and (order.order_type == MARKET or order.tif == only_for):
                 self._cancel_open(order, inst, CancelReason.AUCTION_OVER)
-        return price if traded else 0
+        return traded_at
 
     def _auction_fill(
         self, inst: Instrument, bid_level: PriceLevel, buy: Order, ask_level: PriceLevel,
         sell: Order, price: int, auction: int,
-    ) -> int:  # fmt: skip
+    ) -> None:  # fmt: skip
         qty = buy.visible if buy.visible < sell.visible else sell.visible
         maker, taker = (buy, sell) if buy.order_id < sell.order_id else (sell, buy)
         notional = price * qty
@@ -803,7 +813,6 @@ class Books(Part):
                 else:
                     del level.orders[order.order_id]
                     self._forget(order)
-        return qty
 
     def _auction_self_trade(self, buy: Order, sell: Order, inst: Instrument) -> None:
         """The newer order's STP mode decides, as a taker's does in continuous trading."""

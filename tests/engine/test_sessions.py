@@ -169,6 +169,21 @@ def test_self_trade_prevention_applies_in_the_auction(day: Exchange) -> None:
     assert one(events, Trade).taker_account == CAROL
 
 
+def test_a_cross_left_by_self_trade_prevention_uncrosses_at_a_new_price(day: Exchange) -> None:
+    """Alice's own bid at 101 sets the price; cancelling it leaves carol's bid crossing
+    alice's ask at 100, which trades there rather than open continuous trading crossed."""
+    rest(day, ALICE, SELL, 1, 100)
+    rest(day, CAROL, BUY, 1, 100)
+    own = rest(day, ALICE, BUY, 1, 101)
+    events = day.apply(Tick(), at(120, 1))
+    assert one(events, Cancelled).order_id == own
+    trade = one(events, Trade)
+    assert (trade.price, trade.qty, trade.taker_account) == (100, 1, CAROL)
+    inst = day.state.instruments[SYMBOL]
+    assert not inst.bids and not inst.asks
+    assert inst.last_price == 100
+
+
 def test_market_orders_wait_for_the_uncross_and_what_is_left_leaves(day: Exchange) -> None:
     market = one(place(day, ALICE, BUY, 10, order_type=OrderType.MARKET), Accepted).order_id
     rest(day, BOB, SELL, 4, 100)
