@@ -55,19 +55,21 @@ class LazyDisks:
             shutil.move(str(entry), backing / entry.name)
         control = self.backing_root / f"{node_id}.control"
         control.unlink(missing_ok=True)
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "chaos.lazyfs",
-                str(backing),
-                str(mountpoint),
-                str(control),
-                f"--writeback-s={self.writeback_s}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.backing_root / f"{node_id}.lazyfs.log", "ab"),  # noqa: SIM115
-        )
+        # The child keeps its own copy of the log's descriptor; ours closes here.
+        with open(self.backing_root / f"{node_id}.lazyfs.log", "ab") as errors:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "chaos.lazyfs",
+                    str(backing),
+                    str(mountpoint),
+                    str(control),
+                    f"--writeback-s={self.writeback_s}",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+            )
         self.mounts[node_id] = (mountpoint, backing, process)
         deadline = time.monotonic() + MOUNT_WAIT_S
         while not (os.path.ismount(mountpoint) and control.exists()):

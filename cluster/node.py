@@ -36,7 +36,6 @@ from pysyncobj.transport import TCPTransport
 
 from cluster.batcher import Batcher, NotCommitted
 from cluster.config import NodeConfig, Peer
-from cluster.durable_file import fsync_directory, fsync_file
 from cluster.engine_fork import EngineForks, ForkedReadError
 from cluster.entry import MEMBER_TAG, decode_entry
 from cluster.event_log import AppliedCommand, EventLog
@@ -464,16 +463,10 @@ class ExchangeNode(SyncObj):
 
         pysyncobj logs and ignores a failing deserializer, which would leave this
         node running on whatever state it had: a snapshot we cannot load stops the
-        node instead.
-
-        pysyncobj writes a snapshot it receives to a temporary file and renames it over
-        the dump without a sync; a power cut then left an empty dump behind a journal
-        already compacted past it (found by the chaos suite's power nemesis). So the dump
-        is made durable here, first, before anything that depends on it.
+        node instead. A dump received from the leader is already on disk by now
+        (cluster/dump_transfer.py), before the journal is cleared for it.
         """
         try:
-            fsync_file(path)
-            fsync_directory(os.path.dirname(path) or ".")
             return self._install_dump(path)
         except BaseException:
             log.critical(

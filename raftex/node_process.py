@@ -38,6 +38,7 @@ from api.rate_limits import RateLimiter
 from api.sealing import Sealer
 from api.ui import add_ui_routes
 from cluster.config import EXIT_KEY, NodeConfig, split_address
+from cluster.dump_transfer import install_durable_dump_transfer
 from cluster.event_log import EventLog
 from cluster.gc_policy import tune_gc_for_apply
 from cluster.identity import IdentityError, claim_data_dir
@@ -215,6 +216,7 @@ async def serve(config: NodeConfig) -> None:
         print(f"raftex node: refusing to start: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_KEY) from None
     install_durable_journal(FsyncPolicy(config.fsync), config.data_key)
+    install_durable_dump_transfer()
     try:
         # The Raft journal is the durability source; the event log is replayed above its
         # applied index after a crash, so its own writes need not wait for fsync.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,17 +12,6 @@ import pytest
 from chaos.disks import LazyDisks, unavailable_reason
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
-
-
-@pytest.fixture
-def disk(tmp_path: Path) -> Iterator[tuple[LazyDisks, Path]]:
-    disks = LazyDisks(tmp_path / "backing", writeback_s=3600)
-    mountpoint = tmp_path / "n1"
-    disks.mount("n1", mountpoint)
-    try:
-        yield disks, mountpoint
-    finally:
-        disks.unmount_all()
 
 
 def _write(path: Path, data: bytes, sync: bool, mode: str = "wb") -> None:
@@ -35,9 +23,9 @@ def _write(path: Path, data: bytes, sync: bool, mode: str = "wb") -> None:
 
 
 def test_a_power_cut_loses_what_was_not_synced_and_keeps_what_was(
-    disk: tuple[LazyDisks, Path],
+    lazy_disk: tuple[LazyDisks, Path],
 ) -> None:
-    disks, root = disk
+    disks, root = lazy_disk
     _write(root / "synced", b"a" * 10_000, sync=True)
     _write(root / "synced", b"b" * 5_000, sync=False, mode="ab")
     _write(root / "unsynced", b"c" * 3_000, sync=False)
@@ -53,9 +41,9 @@ def test_a_power_cut_loses_what_was_not_synced_and_keeps_what_was(
 
 
 def test_a_file_renamed_before_its_data_was_synced_comes_back_empty(
-    disk: tuple[LazyDisks, Path],
+    lazy_disk: tuple[LazyDisks, Path],
 ) -> None:
-    disks, root = disk
+    disks, root = lazy_disk
     _write(root / "state", b"old", sync=True)
     _write(root / "state.tmp", b"new", sync=False)
     os.rename(root / "state.tmp", root / "state")
@@ -67,9 +55,9 @@ def test_a_file_renamed_before_its_data_was_synced_comes_back_empty(
 
 
 def test_truncation_and_overwrites_read_back_before_and_after_sync(
-    disk: tuple[LazyDisks, Path],
+    lazy_disk: tuple[LazyDisks, Path],
 ) -> None:
-    disks, root = disk
+    disks, root = lazy_disk
     path = root / "log"
     _write(path, bytes(range(256)) * 64, sync=True)
     with open(path, "r+b") as f:
@@ -87,9 +75,9 @@ def test_truncation_and_overwrites_read_back_before_and_after_sync(
 
 
 def test_a_directory_empties_while_another_process_still_reads_an_unlinked_file(
-    disk: tuple[LazyDisks, Path],
+    lazy_disk: tuple[LazyDisks, Path],
 ) -> None:
-    _, root = disk
+    _, root = lazy_disk
     (root / "db").mkdir()
     _write(root / "db" / "000001.sst", b"table", sync=True)
     with open(root / "db" / "000001.sst", "rb") as reader:
@@ -100,9 +88,9 @@ def test_a_directory_empties_while_another_process_still_reads_an_unlinked_file(
 
 
 def test_a_full_disk_refuses_writes_and_a_failing_one_reads_too(
-    disk: tuple[LazyDisks, Path],
+    lazy_disk: tuple[LazyDisks, Path],
 ) -> None:
-    disks, root = disk
+    disks, root = lazy_disk
     _write(root / "kept", b"kept", sync=True)
     disks.set_mode("n1", "full")
     with pytest.raises(OSError) as full:
