@@ -4,12 +4,23 @@ one that levels off or starts over after a restart does not."""
 from __future__ import annotations
 
 from chaos.history import ResourceSample
-from chaos.resources import RSS_BYTES_PER_MIN_MAX, growth_problems, slope
+from chaos.resources import (
+    RSS_BYTES_PER_MIN_MAX,
+    RSS_BYTES_PER_WRITE_MAX,
+    growth_problems,
+    slope,
+)
 
 MIB = 1024 * 1024
 
 
-def _run(rss_of, pid_of=lambda t: 100, journal_of=lambda t, w: 1_000, writes_per_s=10):
+def _run(
+    rss_of,
+    pid_of=lambda t: 100,
+    journal_of=lambda t, w: 1_000,
+    writes_per_s=10,
+    seconds=120,
+):
     return [
         ResourceSample(
             time_s=float(t),
@@ -22,7 +33,7 @@ def _run(rss_of, pid_of=lambda t: 100, journal_of=lambda t, w: 1_000, writes_per
             apply_ms=0.5,
             acknowledged=t * writes_per_s,
         )
-        for t in range(0, 120)
+        for t in range(0, seconds)
     ]
 
 
@@ -32,12 +43,25 @@ def test_a_least_squares_slope() -> None:
 
 
 def test_memory_that_levels_off_passes_and_a_leak_fails() -> None:
-    levelled = _run(lambda t: 300 * MIB + min(t, 40) * MIB)
+    levelled = _run(lambda t: 300 * MIB + min(t, 40) * MIB, seconds=720)
     assert growth_problems(levelled)[0] == []
-    leaking = _run(lambda t: 300 * MIB + t * (RSS_BYTES_PER_MIN_MAX / 30))
+    # Under the per-write limit (100 writes a second), over the per-minute one.
+    leaking = _run(
+        lambda t: 300 * MIB + t * (RSS_BYTES_PER_MIN_MAX / 30), writes_per_s=100, seconds=720
+    )
     problems, slopes = growth_problems(leaking)
     assert len(problems) == 1 and "rss_bytes_per_min" in problems[0]
     assert slopes["n1"]["rss_bytes_per_min"] > RSS_BYTES_PER_MIN_MAX
+
+
+def test_a_short_run_judges_memory_per_write_not_per_minute() -> None:
+    # Buffers filling at 4 KiB a write: 24 MiB a minute at 100 writes a second, fine.
+    filling = _run(lambda t: 300 * MIB + t * 100 * 4096, writes_per_s=100)
+    problems, slopes = growth_problems(filling)
+    assert problems == [] and "rss_bytes_per_min" not in slopes["n1"]
+    leaking = _run(lambda t: 300 * MIB + t * 10 * 2 * RSS_BYTES_PER_WRITE_MAX)
+    problems, _ = growth_problems(leaking)
+    assert len(problems) == 1 and "rss_bytes_per_write" in problems[0]
 
 
 def test_only_the_last_process_past_its_catch_up_is_judged() -> None:
