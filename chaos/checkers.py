@@ -387,6 +387,18 @@ def check_all(history: History, finals: list[NodeFinal]) -> list[Verdict]:
     ]
 
 
+def check_unrecovered(history: History, details: list[str]) -> list[Verdict]:
+    """A run whose cluster did not come back after the faults were healed: that fails it,
+    and the checks that need no final state still run."""
+    return [
+        Verdict("recovered", False, details),
+        check_leaders(history),
+        check_faults(history),
+        check_commits_unhurt(history),
+        check_resources(history),
+    ]
+
+
 def check_resources(history: History) -> Verdict:
     """No node's memory, open files, journal, store or apply time grows without bound
     (fitted slopes over the last half of the run; chaos/resources.py states the limits)."""

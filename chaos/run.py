@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import signal
 import tempfile
 import time
@@ -18,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from chaos.checkers import NodeFinal, Verdict, availability, check_all
+from chaos.checkers import NodeFinal, Verdict, availability, check_all, check_unrecovered
 from chaos.cluster import CHAOS_MARKET, ChaosCluster
 from chaos.history import History, StateSample, StatusSample
 from chaos.nemesis import DISK_FAMILIES, Nemesis, NemesisError, schedule
@@ -34,6 +35,7 @@ STATUS_PERIOD_S = 0.25
 STATE_PERIOD_S = 1.0
 RESOURCE_PERIOD_S = 1.0
 CONVERGE_WAIT_S = 60.0
+LOGS_DIR = "logs"
 HASH_WAIT_MS = 30_000
 
 
@@ -171,15 +173,51 @@ async def _run(
             await reader
             await meter
         await _heal(cluster)
-        finals = await _collect(cluster)
-        verdicts = check_all(history, finals)
+        try:
+            verdicts = check_all(history, await _collect(cluster))
+        except AdminError as exc:
+            details = [f"after healing: {exc}", *await _node_states(cluster)]
+            verdicts = check_unrecovered(history, details)
         gaps = availability(history)
         counts = _counts(history)
         ok = all(v.ok for v in verdicts)
         write_report(out_dir, history, verdicts, gaps, counts, seed, families, ok, cluster.plane)
         return RunResult(ok, verdicts, gaps, counts, out_dir, seed, cluster.plane)
     finally:
+        _keep_logs(cluster, out_dir)
         await cluster.close()
+
+
+async def _node_states(cluster: ChaosCluster) -> list[str]:
+    """One line per node: its process's exit status, or what it says of itself."""
+    lines = []
+    answers = {row["id"]: row for row in await cluster.statuses()}
+    for node in cluster.node_ids:
+        process = cluster.local.processes.get(node)
+        code = process.poll() if process is not None else None
+        row = answers.get(node, {})
+        if process is None:
+            lines.append(f"{node}: not started")
+        elif code is not None:
+            lines.append(f"{node}: exited with status {code}")
+        elif row.get("role") == "down":
+            lines.append(f"{node}: running, not answering ({row.get('error')})")
+        else:
+            lines.append(
+                f"{node}: {row.get('role')} in term {row.get('term')}, leader "
+                f"{row.get('leader')}, commit {row.get('commit_index')}, "
+                f"applied {row.get('applied_index')}"
+            )
+    return lines
+
+
+def _keep_logs(cluster: ChaosCluster, out_dir: Path) -> None:
+    """Each node's log into the report: the cluster's own directory goes with the run."""
+    logs = out_dir / LOGS_DIR
+    logs.mkdir(parents=True, exist_ok=True)
+    for node in cluster.local.nodes:
+        with contextlib.suppress(OSError):
+            shutil.copyfile(node.log_path, logs / node.log_path.name)
 
 
 async def _every(

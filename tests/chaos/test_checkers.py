@@ -18,6 +18,7 @@ from chaos.checkers import (
     check_live_states,
     check_replicas,
     check_trades,
+    check_unrecovered,
     check_writes,
 )
 from chaos.history import INFO, OK, FaultRecord, History, StateSample, StatusSample
@@ -99,6 +100,21 @@ def test_a_good_run_passes_every_checker() -> None:
         check_leaders(history),
     ):
         assert verdict.ok, verdict
+
+
+def test_a_cluster_that_did_not_come_back_fails_the_run_with_what_each_node_said() -> None:
+    history, _ = good_run()
+    details = ["after healing: no leader elected within 60 s", "n2: exited with status 74"]
+    verdicts = check_unrecovered(history, details)
+    assert verdicts[0].name == "recovered" and not verdicts[0].ok
+    assert verdicts[0].details == details
+    # What needs no final state is still judged.
+    assert [v.name for v in verdicts[1:]] == [
+        "leaders_and_reads",
+        "corruption_refused",
+        "replica_faults_cost_no_commit",
+        "resources_bounded",
+    ]
 
 
 def test_a_lost_write_is_caught() -> None:
