@@ -95,24 +95,24 @@ def now_ms() -> int:
 
 
 def execution_report(gw: Gateway, account: str, execution: Execution) -> quickfix.Message:
-    e = execution
-    inst = gw.node.view.instruments.get(e.symbol)
+    e, order = execution, execution.order
+    inst = gw.node.view.instruments.get(order.symbol)
     out = message(EXECUTION_REPORT)
-    out.setField(ORDER_ID, e.order_id)
+    out.setField(ORDER_ID, str(order.order_id) if order.order_id else "NONE")
     out.setField(EXEC_ID, e.exec_id)
     out.setField(EXEC_TYPE, e.exec_type)
     out.setField(ORD_STATUS, e.ord_status)
     out.setField(ACCOUNT, account)
-    out.setField(SYMBOL, e.symbol or "NONE")
-    out.setField(SIDE, FIX_SIDES.get(e.side, "1"))
-    if e.cl_ord_id:
-        out.setField(CL_ORD_ID, e.cl_ord_id)
-    if e.orig_cl_ord_id:
-        out.setField(ORIG_CL_ORD_ID, e.orig_cl_ord_id)
-    if e.order_type in FIX_ORD_TYPES:
-        out.setField(ORD_TYPE, FIX_ORD_TYPES[OrderType(e.order_type)])
-    if e.tif in FIX_TIFS:
-        out.setField(TIME_IN_FORCE, FIX_TIFS[TimeInForce(e.tif)])
+    out.setField(SYMBOL, order.symbol or "NONE")
+    out.setField(SIDE, FIX_SIDES.get(order.side, "1"))
+    if order.cl_ord_id:
+        out.setField(CL_ORD_ID, order.cl_ord_id)
+    if order.orig_cl_ord_id:
+        out.setField(ORIG_CL_ORD_ID, order.orig_cl_ord_id)
+    if order.order_type in FIX_ORD_TYPES:
+        out.setField(ORD_TYPE, FIX_ORD_TYPES[OrderType(order.order_type)])
+    if order.tif in FIX_TIFS:
+        out.setField(TIME_IN_FORCE, FIX_TIFS[TimeInForce(order.tif)])
     out.setField(TRANSACT_TIME, utc_timestamp(e.transact_ms))
     if e.text:
         out.setField(TEXT, e.text)
@@ -123,14 +123,14 @@ def execution_report(gw: Gateway, account: str, execution: Execution) -> quickfi
         for tag in (ORDER_QTY, LEAVES_QTY, CUM_QTY, AVG_PX):
             out.setField(tag, "0")
         return out
-    out.setField(ORDER_QTY, gw.qty_text(inst, e.qty))
-    out.setField(LEAVES_QTY, gw.qty_text(inst, e.leaves))
-    out.setField(CUM_QTY, gw.qty_text(inst, e.cum_qty))
-    out.setField(AVG_PX, avg_px_text(e.notional, e.cum_qty, gw.scales(inst)[0]))
-    if e.price:
-        out.setField(PRICE, gw.price_text(inst, e.price))
-    if e.stop_price:
-        out.setField(STOP_PX, gw.price_text(inst, e.stop_price))
+    out.setField(ORDER_QTY, gw.qty_text(inst, order.qty))
+    out.setField(LEAVES_QTY, gw.qty_text(inst, order.leaves))
+    out.setField(CUM_QTY, gw.qty_text(inst, order.cum_qty))
+    out.setField(AVG_PX, avg_px_text(order.notional, order.cum_qty, gw.scales(inst)[0]))
+    if order.price:
+        out.setField(PRICE, gw.price_text(inst, order.price))
+    if order.stop_price:
+        out.setField(STOP_PX, gw.price_text(inst, order.stop_price))
     if e.last_qty:
         out.setField(LAST_QTY, gw.qty_text(inst, e.last_qty))
         out.setField(LAST_PX, gw.price_text(inst, e.last_px))

@@ -75,7 +75,8 @@ CXL_REJ_OTHER = 99
 @dataclass(slots=True)
 class TrackedOrder:
     """One open order of the account, in engine units; `qty` is its total as the engine
-    sees it (filled + leaves)."""
+    sees it (filled + leaves). An order the engine never accepted has order_id 0 (its
+    reports say OrderID NONE)."""
 
     order_id: int
     symbol: str
@@ -102,20 +103,8 @@ class Execution:
     exec_id: str
     exec_type: str
     ord_status: str
-    # "NONE" for an order the engine never accepted.
-    order_id: str
-    cl_ord_id: str
-    orig_cl_ord_id: str
-    symbol: str
-    side: int
-    order_type: int
-    tif: int
-    price: int
-    stop_price: int
-    qty: int
-    cum_qty: int
-    leaves: int
-    notional: int
+    # The order as this report tells it: a copy, as the tracked one moves on.
+    order: TrackedOrder
     transact_ms: int
     last_px: int = 0
     last_qty: int = 0
@@ -135,26 +124,8 @@ class PendingChange:
 def execution_of(
     order: TrackedOrder, exec_id: str, exec_type: str, transact_ms: int, **extra: Any
 ) -> Execution:
-    return Execution(
-        exec_id=exec_id,
-        exec_type=exec_type,
-        ord_status=FIX_ORD_STATUS[OrderStatus(order.status)],
-        order_id=str(order.order_id),
-        cl_ord_id=order.cl_ord_id,
-        orig_cl_ord_id=order.orig_cl_ord_id,
-        symbol=order.symbol,
-        side=order.side,
-        order_type=order.order_type,
-        tif=order.tif,
-        price=order.price,
-        stop_price=order.stop_price,
-        qty=order.qty,
-        cum_qty=order.cum_qty,
-        leaves=order.leaves,
-        notional=order.notional,
-        transact_ms=transact_ms,
-        **extra,
-    )
+    status = FIX_ORD_STATUS[OrderStatus(order.status)]
+    return Execution(exec_id, exec_type, status, replace(order), transact_ms, **extra)
 
 
 def order_from_record(record: dict[str, Any]) -> TrackedOrder:
@@ -366,13 +337,8 @@ def rejected_order(
 ) -> Execution:
     """The ExecutionReport of an order refused, by the engine (`command` is what it
     refused) or at the edge (no command: `symbol` and `side` as the client sent them)."""
-    return Execution(
-        exec_id=exec_id,
-        exec_type=EXEC_REJECTED,
-        ord_status=ORD_STATUS_REJECTED,
-        order_id="NONE",
-        cl_ord_id=cl_ord_id,
-        orig_cl_ord_id="",
+    order = TrackedOrder(
+        order_id=0,
         symbol=command.symbol if command else symbol,
         side=command.side if command else side,
         order_type=command.order_type if command else -1,
@@ -383,7 +349,16 @@ def rejected_order(
         cum_qty=0,
         leaves=0,
         notional=0,
-        transact_ms=transact_ms,
+        cl_ord_id=cl_ord_id,
+        orig_cl_ord_id="",
+        status="",
+    )
+    return Execution(
+        exec_id,
+        EXEC_REJECTED,
+        ORD_STATUS_REJECTED,
+        order,
+        transact_ms,
         text=text,
         ord_rej_reason=reason,
     )

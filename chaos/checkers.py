@@ -24,6 +24,9 @@ DETAILS_MAX = 10
 # election timeout.
 COMMIT_PROBE_MAX_MS = round(RAFT_MAX_TIMEOUT_S * 1000)
 PROBED_FAMILIES = ("replica",)
+# How a corrupt fault records a node that ran on the file it damaged (the nemesis writes
+# it, check_faults looks for it: one string, so the check can fail).
+STARTED_ON_CORRUPT_FILE = " STARTED ON A CORRUPT FILE"
 PLACE_TAG = COMMAND_TAGS[PlaceOrder]
 DEPOSIT_TAG = COMMAND_TAGS[Deposit]
 WITHDRAW_TAG = COMMAND_TAGS[Withdraw]
@@ -317,7 +320,7 @@ def check_faults(history: History) -> Verdict:
     problems = [
         f"{','.join(f.targets)}: {f.description}"
         for f in history.faults
-        if f.family == "corrupt" and "STARTED ON A CORRUPT FILE" in f.description
+        if f.family == "corrupt" and STARTED_ON_CORRUPT_FILE in f.description
     ]
     return _verdict("corruption_refused", problems, faults=len(history.faults))
 

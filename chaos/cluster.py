@@ -25,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from chaos.checkers import STARTED_ON_CORRUPT_FILE
 from chaos.disks import LazyDisks
 from chaos.netns import NamespaceNet, unavailable_reason
 from cluster.admin_client import AdminClient, AdminError, NodeAddress
@@ -314,17 +315,18 @@ class ChaosCluster:
         with contextlib.suppress(AdminError):  # a node down now is healed when it restarts
             await self.admin.call(self.http(node_id), "POST", "/v1/admin/faults", body)
 
-    async def corrupt(self, node_id: str, file_name: str) -> bool | None:
+    async def corrupt(self, node_id: str, file_name: str) -> str:
         """Stops the node, flips a byte in the middle of one of its files (the Raft journal
-        or the snapshot dump) and starts it by hand: True if it refused to start, as it must,
-        None if there was no such file to damage. Then it is wiped so it can rejoin."""
+        or the snapshot dump) and starts it by hand; then wipes it so it can rejoin. Says
+        what the node did: refused to start, as it must; exited for another reason; or
+        ran on the damaged file (STARTED_ON_CORRUPT_FILE)."""
         if file_name == SNAPSHOT_FILE:
             await self._snapshot_taken(node_id)
         if node_id in self.local.processes:
             self.local.kill(node_id, signal.SIGTERM)
         target = self.local.data_dir / node_id / file_name
         data = bytearray(target.read_bytes()) if target.exists() else bytearray()
-        refused: bool | None = None
+        outcome = ": no such file to damage (wiped)"
         if len(data) > 64:
             data[_damage_offset(target, file_name, len(data))] ^= 0xFF
             target.write_bytes(bytes(data))
@@ -337,11 +339,18 @@ class ChaosCluster:
                     timeout=REFUSAL_WAIT_S,
                     check=False,
                 )
-                refused = done.returncode != 0 and "refusing" in done.stderr
-            except subprocess.TimeoutExpired:
-                refused = False  # it ran on the damaged file (subprocess.run killed it)
+                lines = done.stderr.strip().splitlines() or [""]
+                if done.returncode != 0 and "refusing" in done.stderr:
+                    outcome = " refused to start"
+                else:
+                    outcome = f": exited {done.returncode}: {lines[-1][-200:]}"
+            except subprocess.TimeoutExpired as ran:
+                # It ran (subprocess.run killed it): its last words say on what.
+                said = ran.stderr.decode(errors="replace") if isinstance(ran.stderr, bytes) else ""
+                last = (said.strip().splitlines() or [""])[-1][-200:]
+                outcome = f"{STARTED_ON_CORRUPT_FILE} ({last})"
         self.wipe(node_id)
-        return refused
+        return outcome
 
     async def commit_probe(self, http: str) -> float | None:
         """Milliseconds one empty command took to commit through the node at `http` (the

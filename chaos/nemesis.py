@@ -128,6 +128,8 @@ class Nemesis:
         self.history = history
         self.t0 = t0
         self.joined: list[str] = []
+        # Voters whose disk a wipe or corrupt fault took and that have not caught up yet.
+        self.empty_disks: set[str] = set()
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -174,8 +176,25 @@ class Nemesis:
             mine = rows.get(node)
             if target is not None and mine and mine.get("applied_index", 0) >= target:
                 record.catch_up_s[node] = round(self.now() - started, 3)
+                self.empty_disks.discard(node)
                 return
             await asyncio.sleep(CATCH_UP_POLL_S)
+
+    async def _disk_may_go(self, node: str) -> None:
+        """Raft keeps what a majority holds on disk: a wipe or a corrupt fault takes a
+        voter's disk only once every voter whose disk was taken before has caught up again
+        (a half-hour soak found a second wipe while the first node was still empty: two
+        of three disks gone, and the cluster's history with them). Marks `node` empty."""
+        deadline = self.now() + CATCH_UP_WAIT_S
+        while waiting := sorted(self.empty_disks - {node}):
+            if self.now() > deadline:
+                raise AdminError(
+                    f"{', '.join(waiting)} still catching up from an empty disk: "
+                    f"taking {node}'s too would leave a majority without the log"
+                )
+            await asyncio.sleep(CATCH_UP_POLL_S)
+        if node in self.cluster.voter_ids:
+            self.empty_disks.add(node)
 
     async def _probe_commits(self, record: FaultRecord, until_s: float) -> None:
         """Commits an empty command through the leader every COMMIT_PROBE_PERIOD_S until
@@ -248,12 +267,14 @@ class Nemesis:
             record.targets = [node]
         elif family == "wipe":
             node = (await self._target("follower", fault.pick))[0]
+            await self._disk_may_go(node)
             cluster.wipe(node)
             record.targets = [node]
         elif family == "membership":
             if self.joined:
                 node = self.joined.pop()
                 await cluster.remove_node(node)
+                self.empty_disks.discard(node)
                 record.description = f"membership remove {node}"
             else:
                 node = await cluster.add_node()
@@ -274,12 +295,10 @@ class Nemesis:
             record.targets = [await self._replica_fault(kind, fault.pick)]
         elif family == "corrupt":
             node = (await self._target("follower", fault.pick))[0]
+            await self._disk_may_go(node)
             file_name = SNAPSHOT_FILE if kind == "follower-snapshot" else JOURNAL_FILE
-            refused = await cluster.corrupt(node, file_name)
+            record.description += await cluster.corrupt(node, file_name)
             record.targets = [node]
-            record.description += (
-                " refused to start" if refused else " STARTED ON A CORRUPT JOURNAL"
-            )
         # The fault counts from when it is in effect, not from when the nemesis began to
         # resolve its target: a write a paused or cut-off leader acknowledged in between
         # was acknowledged before the fault, and is no minority write.

@@ -58,6 +58,7 @@ from cluster.snapshot_file import (
     SnapshotMeta,
     extract_event_log,
     read_snapshot_meta,
+    verify_event_log,
 )
 from cluster.views import NodeView, full_view, next_view
 from engine import Exchange, InvariantBroken
@@ -488,6 +489,8 @@ class ExchangeNode(SyncObj):
             digests = meta.event_log_digests or {}
             extract_event_log(Path(path), self.event_log_dir, digests, data_key)
             self.writer.replace_log(EventLog.open(self.event_log_dir, data_key=data_key))
+        else:
+            verify_event_log(Path(path), meta.event_log_digests or {}, data_key)
         self.engine = Exchange.restore(meta.engine)
         self.applied_index = meta.applied_index
         self.members = {m[0]: Peer(m[0], m[1], m[2]) for m in meta.members}

@@ -10,6 +10,7 @@ from chaos.checkers import (
     COMMIT_PROBE_MAX_MS,
     DEPOSIT_TAG,
     PLACE_TAG,
+    STARTED_ON_CORRUPT_FILE,
     NodeFinal,
     check_commits_unhurt,
     check_conservation,
@@ -208,7 +209,7 @@ def test_a_node_that_ran_on_a_corrupt_journal_is_caught() -> None:
     assert check_faults(history).ok
     history.faults.append(
         FaultRecord(
-            "corrupt", "corrupt follower-journal STARTED ON A CORRUPT FILE", ["n3"], 3.0, 4.0
+            "corrupt", "corrupt follower-journal" + STARTED_ON_CORRUPT_FILE, ["n3"], 3.0, 4.0
         )
     )
     verdict = check_faults(history)

@@ -14,6 +14,7 @@ from cluster.snapshot_file import (
     SnapshotMeta,
     extract_event_log,
     read_snapshot_meta,
+    verify_event_log,
     write_snapshot_file,
 )
 from engine import Exchange
@@ -73,3 +74,16 @@ def test_a_flipped_bit_is_refused(tmp_path: Path, member: str) -> None:
         meta = read_snapshot_meta(dump)
         extract_event_log(dump, tmp_path / "restored", meta.event_log_digests or {})
     assert not (tmp_path / "restored").exists()
+
+
+def test_a_flipped_bit_in_the_event_log_is_found_without_unpacking_it(tmp_path: Path) -> None:
+    """A node that keeps its own event log checks that part of its dump anyway: it would
+    send the dump whole to a peer that needs a snapshot."""
+    dump = make_dump(tmp_path)
+    digests = read_snapshot_meta(dump).event_log_digests or {}
+    verify_event_log(dump, digests)
+    flip_inside(dump, "events")
+    assert read_snapshot_meta(dump).event_log_digests == digests
+    with pytest.raises(SnapshotFileError, match="does not match its digest"):
+        verify_event_log(dump, digests)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint", "events", "raft.dump"]
