@@ -339,16 +339,14 @@ class ChaosCluster:
                     timeout=REFUSAL_WAIT_S,
                     check=False,
                 )
-                lines = done.stderr.strip().splitlines() or [""]
                 if done.returncode != 0 and "refusing" in done.stderr:
                     outcome = " refused to start"
                 else:
-                    outcome = f": exited {done.returncode}: {lines[-1][-200:]}"
+                    outcome = f": exited {done.returncode}: {_last_line(done.stderr)}"
             except subprocess.TimeoutExpired as ran:
                 # It ran (subprocess.run killed it): its last words say on what.
                 said = ran.stderr.decode(errors="replace") if isinstance(ran.stderr, bytes) else ""
-                last = (said.strip().splitlines() or [""])[-1][-200:]
-                outcome = f"{STARTED_ON_CORRUPT_FILE} ({last})"
+                outcome = f"{STARTED_ON_CORRUPT_FILE} ({_last_line(said)})"
         self.wipe(node_id)
         return outcome
 
@@ -446,6 +444,11 @@ def _kill_group(pgid: int) -> None:
         while time.monotonic() < deadline:
             os.killpg(pgid, 0)
             time.sleep(0.01)
+
+
+def _last_line(output: str) -> str:
+    """The end of what a process said last, short enough for a fault's description."""
+    return (output.strip().splitlines() or [""])[-1][-200:]
 
 
 def _damage_offset(path: Path, file_name: str, size: int) -> int:
