@@ -13,7 +13,7 @@ import random
 import time
 from typing import Any
 
-from pysyncobj.transport import TCPTransport
+from cluster.vote_guard import VoteGuardTransport
 
 
 class FaultState:
@@ -28,8 +28,9 @@ class FaultState:
         return int(time.time() * 1000) + self.clock_offset_ms
 
 
-class PartitionableTransport(TCPTransport):
-    """pysyncobj's TCP transport that loses every message to or from a blocked peer."""
+class PartitionableTransport(VoteGuardTransport):
+    """The node's transport (cluster/vote_guard.py) that loses every message to or from a
+    blocked peer."""
 
     def send(self, node: Any, message: Any) -> bool:
         faults = self._faults()

@@ -32,7 +32,6 @@ from typing import Any
 from pysyncobj import SyncObj, SyncObjConf, replicated
 from pysyncobj.config import SERIALIZER_STATE
 from pysyncobj.node import TCPNode
-from pysyncobj.transport import TCPTransport
 
 from cluster.batcher import Batcher, NotCommitted
 from cluster.config import NodeConfig, Peer
@@ -61,6 +60,7 @@ from cluster.snapshot_file import (
     verify_event_log,
 )
 from cluster.views import NodeView, full_view, next_view
+from cluster.vote_guard import VoteGuardTransport
 from engine import Exchange, InvariantBroken
 from engine.commands import CommandDecodeError, command_from_wire, wire_from_bytes
 from engine.events import Event, Rejected
@@ -142,7 +142,7 @@ class ExchangeNode(SyncObj):
             logCompactionMinEntries=LOG_COMPACTION_MIN_ENTRIES,
             logCompactionMinTime=LOG_COMPACTION_MIN_TIME_S,
         )
-        transport = PartitionableTransport if config.fault_hooks else TCPTransport
+        transport = PartitionableTransport if config.fault_hooks else VoteGuardTransport
         # A replica is pysyncobj's read-only node: no address of its own (it connects to
         # every voter), never a candidate, never counted for a quorum.
         super().__init__(
@@ -503,6 +503,11 @@ class ExchangeNode(SyncObj):
         self._keep_hash(meta.applied_index, node_state_hash(engine_hash, audit_head))
         log.info("event=snapshot_loaded node=%s index=%d", self.node_id, meta.applied_index)
         return meta.last_entry, meta.prev_entry, [TCPNode(addr) for addr in meta.cluster]
+
+    def last_log_term(self) -> int:
+        """The term of the last entry in this node's Raft log (0: no leader's entry yet,
+        cluster/vote_guard.py). pysyncobj keeps its log private; called on its thread."""
+        return self._SyncObj__raftLog[-1][2]
 
     def _onTick(self, timeToWait: float = 0.0) -> None:
         """pysyncobj retries a tick that raised, forever: a journal that can no longer

@@ -114,6 +114,30 @@ def test_a_node_with_a_wiped_disk_rejoins_from_a_snapshot(cluster: ClusterHarnes
     assert status["last_snapshot_index"] > 0, "the wiped node was rebuilt from a snapshot"
 
 
+def test_a_wiped_voter_does_not_elect_a_leader_before_it_has_the_log_again(
+    cluster: ClusterHarness,
+) -> None:
+    """A wiped voter forgot whom it voted for: with it and one other voter up, electing a
+    leader could make a second leader in a term it had already voted in. The cluster waits
+    for a voter that kept its disk, then the wiped one catches up."""
+    before = cluster.run_load(orders=20, concurrency=2, prefix="before")
+    leader = cluster.wait_leader()
+    wiped, survivor = [n.node_id for n in cluster.cluster.nodes if n.node_id != leader]
+    cluster.cluster.kill(leader, signal.SIGKILL)
+    cluster.cluster.kill(wiped, signal.SIGKILL)
+    shutil.rmtree(cluster.cluster.data_dir / wiped)
+    cluster.cluster.start_one(wiped)
+
+    time.sleep(4)  # a dozen election timeouts of the survivor's
+    roles = {s["id"]: s["role"] for s in cluster.status()}
+    assert set(roles) == {wiped, survivor} and "leader" not in roles.values(), roles
+
+    cluster.cluster.start_one(leader)
+    cluster.wait_hashes_agree()
+    counts = cluster.accepted_counts(wiped)
+    assert before.acked and all(counts[key] == 1 for key in before.acked)
+
+
 def _wait_snapshot_everywhere(cluster: ClusterHarness) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
