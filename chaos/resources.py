@@ -151,19 +151,22 @@ def slope(points: list[tuple[float, float]]) -> float:
 
 def steady_samples(samples: list[ResourceSample]) -> dict[str, list[ResourceSample]]:
     """Each node's samples in the last half of the run, from its last process only, past
-    that process's first SETTLE_S."""
+    that process's first SETTLE_S. A node gone before the end (a joiner removed again) is
+    left out: its last minutes were a catch-up from a snapshot, never a steady state."""
     if not samples:
         return {}
-    half = max(s.time_s for s in samples) / 2
+    end = max(s.time_s for s in samples)
     by_node: dict[str, list[ResourceSample]] = {}
     for sample in samples:
         by_node.setdefault(sample.node, []).append(sample)
     steady = {}
     for node, rows in by_node.items():
+        if rows[-1].time_s < end - SETTLE_S:
+            continue
         last_pid = rows[-1].pid
         started = next(r.time_s for r in rows if r.pid == last_pid)
         steady[node] = [
-            r for r in rows if r.pid == last_pid and r.time_s >= max(half, started + SETTLE_S)
+            r for r in rows if r.pid == last_pid and r.time_s >= max(end / 2, started + SETTLE_S)
         ]
     return steady
 

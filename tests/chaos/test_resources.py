@@ -79,3 +79,28 @@ def test_a_journal_that_snapshots_never_trim_fails_per_write() -> None:
     untrimmed = _run(lambda t: 300 * MIB, journal_of=lambda t, w: w * 10_000)
     problems, _ = growth_problems(untrimmed)
     assert any("journal_bytes_per_write" in p for p in problems)
+
+
+def test_a_node_gone_before_the_end_is_not_judged() -> None:
+    steady = _run(lambda t: 300 * MIB)
+    # A joiner catching up from a snapshot, then removed at 90 s of 120.
+    joiner = [
+        ResourceSample(
+            s.time_s,
+            "n11",
+            300,
+            100 * MIB + int(s.time_s) * 50 * MIB,
+            40,
+            0,
+            0,
+            None,
+            s.acknowledged,
+        )
+        for s in _run(lambda t: 0, seconds=90)
+    ]
+    problems, slopes = growth_problems(steady + joiner)
+    assert problems == [] and list(slopes) == ["n1"]
+    problems, _ = growth_problems(
+        steady + joiner + [ResourceSample(119.0, "n11", 300, 20_000 * MIB, 40, 0, 0, None, 1190)]
+    )
+    assert any(p.startswith("n11: rss_bytes_per_write") for p in problems)
