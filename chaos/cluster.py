@@ -380,25 +380,28 @@ class ChaosCluster:
                     return
                 await asyncio.sleep(0.2)
 
-    async def add_node(self) -> str:
+    async def add_node(self) -> tuple[str, str | None]:
+        """Starts a joiner and adds it: (its id, why the add is unconfirmed, or None). An add
+        whose answer was lost may still commit, so an unconfirmed joiner keeps running as a
+        member-to-be and the next membership fault removes it: stopping it instead left a
+        half-hour soak a voter short for good (with one more voter wiped, no majority)."""
         node: LocalNode = self.local.plan_joiner()
         if self.lazy_disks:
             # A joiner is a voter like the others: the power and disk faults may pick it.
             self.disks.mount(node.node_id, self.local.data_dir / node.node_id)
         self.local.start_one(node.node_id)
-        body = {"action": "add", "id": node.node_id, "raft": node.raft, "http": node.http}
         try:
-            await self._member_change(body)
-        except AdminError:
-            # Never a member: it leaves no process, mount or name behind to be checked.
-            self.kill(node.node_id)
-            if node.node_id in self.disks.mounts:
-                self.disks.unmount(node.node_id)
-            self.local.forget(node.node_id)
-            if self.net is not None:
-                self.net.remove_node(node.node_id)
-            raise
-        return node.node_id
+            await self.confirm_member(node.node_id)
+        except AdminError as exc:
+            return node.node_id, str(exc)
+        return node.node_id, None
+
+    async def confirm_member(self, node_id: str) -> None:
+        """Adds a started joiner, or learns that it is a member already."""
+        node = self.local.node(node_id)
+        await self._member_change(
+            {"action": "add", "id": node_id, "raft": node.raft, "http": node.http}
+        )
 
     async def remove_node(self, node_id: str) -> None:
         """Removes a member. A leader cannot remove itself, so a member that leads is paused
@@ -406,8 +409,15 @@ class ChaosCluster:
         rejoins at once and may win again)."""
         if await self.leader() == node_id:
             self.pause(node_id)
-            await self.wait_leader()
-        await self._member_change({"action": "remove", "id": node_id})
+        try:
+            if node_id in self.paused:
+                await self.wait_leader()
+            await self._member_change({"action": "remove", "id": node_id})
+        except AdminError:
+            # Maybe still a member: it must run (and vote) until a later fault removes it.
+            if node_id in self.paused:
+                self.resume(node_id)
+            raise
         self.kill(node_id)
         if node_id in self.disks.mounts:
             self.disks.unmount(node_id)

@@ -282,14 +282,18 @@ class Nemesis:
             record.targets = [node]
         elif family == "membership":
             if self.joined:
-                node = self.joined.pop()
+                # Forgotten only once removed: a failed removal is tried again next time.
+                node = self.joined[-1]
                 await cluster.remove_node(node)
+                self.joined.pop()
                 self.empty_disks.discard(node)
                 record.description = f"membership remove {node}"
             else:
-                node = await cluster.add_node()
+                node, unconfirmed = await cluster.add_node()
                 self.joined.append(node)
                 record.description = f"membership add {node}"
+                if unconfirmed:
+                    record.description += f" (unconfirmed: {unconfirmed})"
             record.targets = [node]
         elif family == "skew":
             node = (await self._target(kind, fault.pick))[0]

@@ -172,8 +172,8 @@ async def _run(
             await poller
             await reader
             await meter
-        await _heal(cluster)
         try:
+            await _heal(cluster, nemesis.joined)
             verdicts = check_all(history, await _collect(cluster))
         except AdminError as exc:
             details = [f"after healing: {exc}", *await _node_states(cluster)]
@@ -206,7 +206,7 @@ async def _node_states(cluster: ChaosCluster) -> list[str]:
             lines.append(
                 f"{node}: {row.get('role')} in term {row.get('term')}, leader "
                 f"{row.get('leader')}, commit {row.get('commit_index')}, "
-                f"applied {row.get('applied_index')}"
+                f"applied {row.get('applied_index')}, members {row.get('members')}"
             )
     return lines
 
@@ -289,7 +289,10 @@ async def _sample_resources(
     await asyncio.gather(*(one(node) for node in cluster.running()))
 
 
-async def _heal(cluster: ChaosCluster) -> None:
+async def _heal(cluster: ChaosCluster, joined: list[str]) -> None:
+    """Every node running and reachable, a leader, and every joiner still in the run a
+    member: one whose add was never confirmed may be none, and every running node is
+    checked as a member."""
     for node in list(cluster.paused):
         cluster.resume(node)
     for node in cluster.node_ids:
@@ -297,6 +300,8 @@ async def _heal(cluster: ChaosCluster) -> None:
             cluster.local.start_one(node)
     await cluster.heal()
     await cluster.wait_leader(CONVERGE_WAIT_S)
+    for node in joined:
+        await cluster.confirm_member(node)
 
 
 async def _collect(cluster: ChaosCluster) -> list[NodeFinal]:
