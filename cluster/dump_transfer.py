@@ -6,12 +6,22 @@ still pointed past the old one (found by the chaos suite's power nemesis): the o
 snapshot was gone and the new one had never reached the disk. `DurableSerializer` writes
 the same file the same way, but fsyncs it before the rename and the directory after it,
 as `cluster/durable_file.py` does for every file raftex replaces itself.
+
+A snapshot arrives in chunks that carry no offset, and pysyncobj's leader goes on from the
+chunk after the last one it sent when a connection drops and comes back between two
+sends: the follower gets a file with a hole. A node would then refuse the spliced dump at
+its next start and stop (the half-hour soak saw a joiner do so three times and never
+catch up). So the received file is checked as a whole (`check`) before it replaces the
+dump; a damaged one is thrown away and the leader sends the snapshot again.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import pysyncobj.syncobj
@@ -20,6 +30,7 @@ from pysyncobj.serializer import Serializer
 
 from cluster.durable_file import fsync_directory
 from cluster.journal import PYSYNCOBJ_VERSION_VERIFIED
+from cluster.snapshot_file import SnapshotFileError
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +52,14 @@ class DurableSerializer(Serializer):
         serializer: Any,
         deserializer: Any,
         serializeChecker: Any,
+        check: Callable[[Path], None] | None = None,
     ) -> None:
         super().__init__(
             fileName, transmissionBatchSize, tryUseFork, serializer, deserializer, serializeChecker
         )
         self.dump_path = fileName
+        # Raises SnapshotFileError for a received file that is not a whole, valid dump.
+        self.check = check
         self.incoming: BinaryIO | None = None
 
     def setTransmissionData(self, data: Any) -> bool:
@@ -68,6 +82,13 @@ class DurableSerializer(Serializer):
             self.incoming.flush()
             os.fsync(self.incoming.fileno())
             self._drop_incoming()
+            if self.check is not None:
+                try:
+                    self.check(Path(partial))
+                except SnapshotFileError as exc:
+                    log.warning("event=snapshot_received_damaged %s: asking the leader again", exc)
+                    os.unlink(partial)
+                    return False
             os.replace(partial, self.dump_path)
             fsync_directory(os.path.dirname(self.dump_path) or ".")
         except OSError:
@@ -84,8 +105,9 @@ class DurableSerializer(Serializer):
             incoming.close()
 
 
-def install_durable_dump_transfer() -> None:
-    """Make every SyncObj constructed after this call receive snapshots durably.
+def install_durable_dump_transfer(check: Callable[[Path], None] | None = None) -> None:
+    """Make every SyncObj constructed after this call receive snapshots durably, each
+    checked with `check` before it replaces the dump.
 
     SyncObj.__init__ builds its serializer as `Serializer(...)`, a name imported into
     `pysyncobj.syncobj`, and takes no factory: rebinding that name is the only way in
@@ -97,7 +119,7 @@ def install_durable_dump_transfer() -> None:
             f"found {pysyncobj.version.VERSION}: re-check Serializer.setTransmissionData and "
             "SyncObj's use of Serializer before changing PYSYNCOBJ_VERSION_VERIFIED"
         )
-    pysyncobj.syncobj.Serializer = DurableSerializer
+    pysyncobj.syncobj.Serializer = functools.partial(DurableSerializer, check=check)
 
 
 def uninstall_durable_dump_transfer() -> None:

@@ -288,6 +288,13 @@ def verify_event_log(path: Path, digests: dict[str, str], data_key: DataKey | No
     _check_event_log(path, found, digests)
 
 
+def verify_snapshot_file(path: Path, data_key: DataKey | None = None) -> None:
+    """Everything a node installing this dump reads: its metadata, the engine snapshot
+    and every event log file, each against its digest."""
+    meta = read_snapshot_meta(path, data_key)
+    verify_event_log(path, meta.event_log_digests or {}, data_key)
+
+
 def _check_event_log(path: Path, found: dict[str, str], digests: dict[str, str]) -> None:
     """`found`: each event log file in the dump and its SHA-256, against what the writer
     recorded."""

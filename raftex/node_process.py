@@ -44,6 +44,7 @@ from cluster.gc_policy import tune_gc_for_apply
 from cluster.identity import IdentityError, claim_data_dir
 from cluster.journal import FsyncPolicy, JournalError, JournalKeyError, install_durable_journal
 from cluster.node import ExchangeNode, event_log_dir
+from cluster.snapshot_file import verify_snapshot_file
 from cluster.store_errors import StoreError, StoreKeyError
 from cluster.tls import client_context, server_context
 from projection.projector import projection_dir
@@ -216,7 +217,7 @@ async def serve(config: NodeConfig) -> None:
         print(f"raftex node: refusing to start: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_KEY) from None
     install_durable_journal(FsyncPolicy(config.fsync), config.data_key)
-    install_durable_dump_transfer()
+    install_durable_dump_transfer(lambda dump: verify_snapshot_file(dump, config.data_key))
     try:
         # The Raft journal is the durability source; the event log is replayed above its
         # applied index after a crash, so its own writes need not wait for fsync.

@@ -18,6 +18,8 @@ from cluster.dump_transfer import (
     install_durable_dump_transfer,
     uninstall_durable_dump_transfer,
 )
+from cluster.snapshot_file import read_snapshot_meta, verify_snapshot_file
+from tests.cluster.test_snapshot_file import make_dump
 
 OLD_DUMP = b"old snapshot " * 1_000
 NEW_DUMP = bytes(range(256)) * 400
@@ -111,3 +113,34 @@ def test_the_hook_refuses_a_pysyncobj_it_was_not_checked_against(
     with pytest.raises(RuntimeError, match="verified against pysyncobj"):
         install_durable_dump_transfer()
     assert pysyncobj.syncobj.Serializer is Serializer
+
+
+def test_a_transfer_with_a_lost_chunk_is_thrown_away_and_the_resend_lands(
+    tmp_path: Path,
+) -> None:
+    """pysyncobj's leader goes on after a dropped connection from the chunk after the
+    last one it sent: the follower must not install the file with the hole."""
+    sent = make_dump(tmp_path / "leader").read_bytes()
+    dump = _old_dump_on_disk(tmp_path)
+    serializer = DurableSerializer(
+        str(dump), 10_000, False, None, None, None, check=verify_snapshot_file
+    )
+    chunks = [sent[i : i + 4_096] for i in range(0, len(sent), 4_096)]
+    assert len(chunks) > 3
+    with_a_hole = [c for i, c in enumerate(chunks) if i != 2]
+
+    answers = [
+        serializer.setTransmissionData((c, i == 0, i == len(with_a_hole) - 1))
+        for i, c in enumerate(with_a_hole)
+    ]
+    assert not any(answers)
+    assert dump.read_bytes() == OLD_DUMP
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["raft.dump"]
+
+    answers = [
+        serializer.setTransmissionData((c, i == 0, i == len(chunks) - 1))
+        for i, c in enumerate(chunks)
+    ]
+    assert answers[-1] and not any(answers[:-1])
+    assert dump.read_bytes() == sent
+    assert read_snapshot_meta(dump).applied_index == 7
