@@ -332,6 +332,8 @@ def check_commits_unhurt(history: History) -> Verdict:
     problems = []
     probes = 0
     for fault in history.faults:
+        if not fault.targets and not fault.commit_ms:
+            continue  # not applied (the description says why)
         if not fault.commit_ms and fault.family not in PROBED_FAMILIES:
             continue
         probes += len(fault.commit_ms)

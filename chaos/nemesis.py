@@ -153,10 +153,16 @@ class Nemesis:
                     self._not_applied(fault, str(exc))
                     continue
                 self.history.faults.append(record)
-                if fault.family in ("wipe", "restart", "corrupt") or _is(fault, "replica", "wipe"):
+                joining = fault.family == "membership" and record.targets[0] in self.joined
+                if (
+                    fault.family in ("wipe", "restart", "corrupt")
+                    or joining
+                    or _is(fault, "replica", "wipe")
+                ):
                     for node in record.targets:
                         watchers.create_task(self._watch_catch_up(record, node))
-                until = fault.at_s + fault.duration_s
+                # A fault that started late still lasts its whole duration.
+                until = max(fault.at_s, record.start_s) + fault.duration_s
                 if fault.family in PROBED_FAMILIES:
                     await self._probe_commits(record, until)
                 await asyncio.sleep(max(0.0, until - self.now()))
@@ -190,17 +196,19 @@ class Nemesis:
                 return
             await asyncio.sleep(CATCH_UP_POLL_S)
 
-    async def _disk_may_go(self, node: str) -> None:
+    async def _disk_may_go(self, node: str | None) -> None:
         """Raft keeps what a majority holds on disk: a wipe or a corrupt fault takes a
-        voter's disk only once every voter whose disk was taken before has caught up again
-        (a half-hour soak found a second wipe while the first node was still empty: two
-        of three disks gone, and the cluster's history with them). Marks `node` empty."""
+        voter's disk, and a joiner (None) comes with an empty one, only once every voter
+        whose disk was taken before has caught up again (a half-hour soak found a second
+        wipe while the first node was still empty: two of three disks gone, and the
+        cluster's history with them). Marks `node` empty."""
         deadline = self.now() + CATCH_UP_WAIT_S
         while waiting := sorted(self.empty_disks - {node}):
             if self.now() > deadline:
+                what = "adding an empty voter" if node is None else f"taking {node}'s too"
                 raise AdminError(
                     f"{', '.join(waiting)} still catching up from an empty disk: "
-                    f"taking {node}'s too would leave a majority without the log"
+                    f"{what} would leave a majority without the log"
                 )
             await asyncio.sleep(CATCH_UP_POLL_S)
         if node in self.cluster.voter_ids:
@@ -289,8 +297,12 @@ class Nemesis:
                 self.empty_disks.discard(node)
                 record.description = f"membership remove {node}"
             else:
+                # A joiner is a voter with an empty disk until it has caught up: adding one
+                # while another voter is empty would leave two of four without the log.
+                await self._disk_may_go(None)
                 node, unconfirmed = await cluster.add_node()
                 self.joined.append(node)
+                self.empty_disks.add(node)
                 record.description = f"membership add {node}"
                 if unconfirmed:
                     record.description += f" (unconfirmed: {unconfirmed})"
