@@ -342,7 +342,10 @@ def check_commits_unhurt(history: History) -> Verdict:
         if not fault.commit_ms:
             problems.append(f"{fault.description}: no commit was probed")
         elif lost:
-            problems.append(f"{fault.description}: {lost} probe write(s) not committed")
+            problems.append(
+                f"{fault.description}: {lost} probe write(s) not committed"
+                f" ({'; '.join(fault.probe_errors[:3])})"
+            )
         elif slowest is not None and slowest > COMMIT_PROBE_MAX_MS:
             problems.append(
                 f"{fault.description}: a commit took {slowest:.0f} ms"

@@ -45,6 +45,8 @@ class FaultRecord:
     # Faults that must cost the voters nothing (read replicas): milliseconds each probe write
     # took to commit through the leader while the fault lasted, None for one not committed.
     commit_ms: list[float | None] = field(default_factory=list)
+    # Why each probe that was not committed failed (the leader's answer, or none in time).
+    probe_errors: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)

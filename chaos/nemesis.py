@@ -221,11 +221,14 @@ class Nemesis:
         leader = await cluster.leader()
         while self.now() < until_s:
             started = self.now()
-            if leader is None:
-                record.commit_ms.append(None)
-                leader = await cluster.leader()
-            else:
+            try:
+                if leader is None:
+                    raise AdminError("no leader")
                 record.commit_ms.append(await cluster.commit_probe(cluster.http(leader)))
+            except AdminError as exc:
+                record.commit_ms.append(None)
+                record.probe_errors.append(f"{self.now():.1f} s {leader or '-'}: {exc}")
+                leader = await cluster.leader()
             await asyncio.sleep(max(0.0, COMMIT_PROBE_PERIOD_S - (self.now() - started)))
 
     async def _target(self, role: str, pick: int) -> tuple[str, list[str]]:

@@ -6,7 +6,10 @@ Leaks show as a slope, not as a level: a node that holds 300 MB is fine, one tha
 10 MB a minute for half an hour is not. So the checker fits a line to each series over the
 last half of the run, on the samples since the node's last start (a restart or a wipe
 resets everything, and the first seconds after a start are catch-up), and fails a slope
-above its limit. Open files and apply time are judged per minute. The journal and the
+above its limit. The line is Theil-Sen's (the median of the slopes between every two
+samples), not least squares': a leak moves every sample, a slow second on shared cores or
+a GC pause moves a few, and a half-hour soak failed on one node's apply time whose least-
+squares slope such a tail made. Open files and apply time are judged per minute. The journal and the
 store grow with the writes by design (the store is the history), so they are judged per
 acknowledged write: a journal that snapshots stop from growing, and a store that gains
 no more per write than a write's events take.
@@ -18,7 +21,8 @@ engine's at-most-once table of client ids for its 24 hours. Measured here, that 
 4 KiB a write, some 16 MiB a minute under the chaos clients' load: a short run cannot
 tell it from a leak by the minute. So memory is judged per write always (a limit of four
 times that footprint), and per minute only over a steady window long enough to take in
-a flush and a compaction (the soak's).
+a flush and a compaction (the soak's). Apply time too is judged only over such a window:
+over less, a node's first minutes after a catch-up make its trend.
 """
 
 from __future__ import annotations
@@ -27,14 +31,15 @@ import os
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
+from scipy.stats import theilslopes
 
 from chaos.history import ResourceSample
 
 # Limits on each fitted slope (see the module docstring for the units).
 RSS_BYTES_PER_MIN_MAX = 16 * 1024 * 1024
 RSS_BYTES_PER_WRITE_MAX = 16 * 1024.0
-# Memory is judged by the minute only over at least this much steady time.
-RSS_WINDOW_MIN_S = 300.0
+# Memory and apply time are judged by the minute only over at least this much steady time.
+TREND_WINDOW_MIN_S = 300.0
 # Client and peer connections come and go by the dozen within a short window; a leak of
 # this rate would hold 1,800 more files after a half-hour soak.
 FDS_PER_MIN_MAX = 60.0
@@ -139,14 +144,11 @@ def sample_node(
 
 
 def slope(points: list[tuple[float, float]]) -> float:
-    """Least-squares slope of y over x."""
-    count = len(points)
-    mean_x = sum(x for x, _ in points) / count
-    mean_y = sum(y for _, y in points) / count
-    spread = sum((x - mean_x) ** 2 for x, _ in points)
-    if spread == 0:
+    """Theil-Sen slope of y over x (0 where every x is the same)."""
+    if len({x for x, _ in points}) < 2:
         return 0.0
-    return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
+    xs, ys = zip(*points, strict=True)
+    return float(theilslopes(ys, xs).slope)
 
 
 def steady_samples(samples: list[ResourceSample]) -> dict[str, list[ResourceSample]]:
@@ -181,14 +183,14 @@ def growth_problems(
         if len(rows) < SAMPLES_MIN or rows[-1].time_s - rows[0].time_s < STEADY_WINDOW_MIN_S:
             continue
         judged = {"fds_per_min": (slope([(r.time_s / 60, r.fds) for r in rows]), FDS_PER_MIN_MAX)}
-        if rows[-1].time_s - rows[0].time_s >= RSS_WINDOW_MIN_S:
+        if rows[-1].time_s - rows[0].time_s >= TREND_WINDOW_MIN_S:
             judged["rss_bytes_per_min"] = (
                 slope([(r.time_s / 60, r.rss_bytes) for r in rows]),
                 RSS_BYTES_PER_MIN_MAX,
             )
-        applies = [(r.time_s / 60, r.apply_ms) for r in rows if r.apply_ms is not None]
-        if len(applies) >= SAMPLES_MIN:
-            judged["apply_ms_per_min"] = (slope(applies), APPLY_MS_PER_MIN_MAX)
+            applies = [(r.time_s / 60, r.apply_ms) for r in rows if r.apply_ms is not None]
+            if len(applies) >= SAMPLES_MIN:
+                judged["apply_ms_per_min"] = (slope(applies), APPLY_MS_PER_MIN_MAX)
         writes = [r.acknowledged for r in rows]
         if writes[-1] > writes[0]:
             judged["rss_bytes_per_write"] = (

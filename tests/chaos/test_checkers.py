@@ -226,6 +226,7 @@ def test_a_replica_fault_that_slowed_or_lost_a_commit_is_caught() -> None:
     slow.commit_ms = [15.0, COMMIT_PROBE_MAX_MS + 400]
     lost = FaultRecord("replica", "replica kill", ["r1"], 9.0, 12.0)
     lost.commit_ms = [14.0, None]
+    lost.probe_errors = ["10.2 s n1: n1 unreachable: TimeoutError"]
     unprobed = FaultRecord("replica", "replica wipe", ["r1"], 13.0, 16.0)
     history.faults += [slow, lost, unprobed]
     verdict = check_commits_unhurt(history)
@@ -233,7 +234,7 @@ def test_a_replica_fault_that_slowed_or_lost_a_commit_is_caught() -> None:
     assert verdict.details == [
         f"replica partition: a commit took {COMMIT_PROBE_MAX_MS + 400} ms"
         f" (over {COMMIT_PROBE_MAX_MS} ms)",
-        "replica kill: 1 probe write(s) not committed",
+        "replica kill: 1 probe write(s) not committed (10.2 s n1: n1 unreachable: TimeoutError)",
         "replica wipe: no commit was probed",
     ]
 

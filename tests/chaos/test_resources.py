@@ -20,6 +20,7 @@ def _run(
     journal_of=lambda t, w: 1_000,
     writes_per_s=10,
     seconds=120,
+    apply_of=lambda t: 0.5,
 ):
     return [
         ResourceSample(
@@ -30,16 +31,40 @@ def _run(
             fds=50,
             journal_bytes=int(journal_of(t, t * writes_per_s)),
             store_bytes=t * writes_per_s * 500,
-            apply_ms=0.5,
+            apply_ms=apply_of(t),
             acknowledged=t * writes_per_s,
         )
         for t in range(0, seconds)
     ]
 
 
-def test_a_least_squares_slope() -> None:
+def test_a_slope_that_a_few_outliers_do_not_make() -> None:
     assert slope([(0, 1), (1, 3), (2, 5)]) == 2
     assert slope([(1, 7), (1, 9)]) == 0
+    flat_with_a_slow_tail = [(t, 2.0) for t in range(100)] + [(100, 400.0), (101, 350.0)]
+    assert slope(flat_with_a_slow_tail) == 0
+
+
+def test_apply_time_is_judged_per_minute_only_over_a_steady_window() -> None:
+    # Two slow seconds at the end of a flat half hour: no trend.
+    tail = _run(lambda t: 300 * MIB, seconds=1800, apply_of=lambda t: 2.0 if t < 1795 else 300.0)
+    problems, slopes = growth_problems(tail)
+    assert problems == [] and slopes["n1"]["apply_ms_per_min"] == 0
+    # Warm-up after a late restart: apply time rising for the node's last two minutes.
+    late = _run(
+        lambda t: 300 * MIB,
+        seconds=1800,
+        pid_of=lambda t: 100 if t < 1680 else 200,
+        apply_of=lambda t: 1.0 + max(0, t - 1680) / 6,
+    )
+    problems, slopes = growth_problems(late)
+    assert problems == [] and "apply_ms_per_min" not in slopes["n1"]
+    # Every entry slower by a further 10 ms each minute: a trend, whatever the noise.
+    growing = _run(
+        lambda t: 300 * MIB, seconds=1800, apply_of=lambda t: 2.0 + t / 6 + (t % 7 == 0) * 90
+    )
+    problems, _ = growth_problems(growing)
+    assert any(p.startswith("n1: apply_ms_per_min") for p in problems)
 
 
 def test_memory_that_levels_off_passes_and_a_leak_fails() -> None:
