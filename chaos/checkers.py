@@ -410,7 +410,7 @@ def check_unrecovered(history: History, details: list[str]) -> list[Verdict]:
 def check_resources(history: History) -> Verdict:
     """No node's memory, open files, journal, store or apply time grows without bound
     (fitted slopes over the last half of the run; chaos/resources.py states the limits)."""
-    problems, slopes = growth_problems(history.resources)
+    problems, slopes = growth_problems(history.resources, history.faults)
     return _verdict(
         "resources_bounded", problems, samples=len(history.resources), nodes_judged=len(slopes)
     )

@@ -42,6 +42,8 @@ class FaultRecord:
     # Restarted or wiped nodes: seconds from their start until they applied what the
     # leader had committed when they started.
     catch_up_s: dict[str, float] = field(default_factory=dict)
+    # The same moment as seconds into the run: where a node's steady state begins.
+    caught_up_at_s: dict[str, float] = field(default_factory=dict)
     # Faults that must cost the voters nothing (read replicas): milliseconds each probe write
     # took to commit through the leader while the fault lasted, None for one not committed.
     commit_ms: list[float | None] = field(default_factory=list)

@@ -192,6 +192,7 @@ class Nemesis:
             mine = rows.get(node)
             if target is not None and mine and mine.get("applied_index", 0) >= target:
                 record.catch_up_s[node] = round(self.now() - started, 3)
+                record.caught_up_at_s[node] = round(self.now(), 3)
                 self.empty_disks.discard(node)
                 return
             await asyncio.sleep(CATCH_UP_POLL_S)

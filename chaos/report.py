@@ -42,7 +42,7 @@ def write_report(
     history.write(out_dir / HISTORY_FILE)
     plotted = plot_timeline(history, out_dir / TIMELINE_FILE)
     resources_plotted = plot_resources(history, out_dir / RESOURCES_FILE)
-    _, slopes = growth_problems(history.resources)
+    _, slopes = growth_problems(history.resources, history.faults)
     summary = {
         "ok": ok,
         "seed": seed,

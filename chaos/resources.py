@@ -4,9 +4,12 @@ none of it grows without bound.
 
 Leaks show as a slope, not as a level: a node that holds 300 MB is fine, one that gains
 10 MB a minute for half an hour is not. So the checker fits a line to each series over the
-last half of the run, on the samples since the node's last start (a restart or a wipe
-resets everything, and the first seconds after a start are catch-up), and fails a slope
-above its limit. The line is Theil-Sen's (the median of the slopes between every two
+last half of the run, on the samples since the node's last start caught up (a restart or
+a wipe resets everything, and until a node has applied what the leader had committed it
+is taking in a snapshot and a backlog, its store growing by megabytes while the
+acknowledged writes hardly move), and fails a slope above its limit. A node started
+during the run whose catch-up was not seen (it was still catching up at the end) is not
+judged. The line is Theil-Sen's (the median of the slopes between every two
 samples), not least squares': a leak moves every sample, a slow second on shared cores or
 a GC pause moves a few, and a half-hour soak failed on one node's apply time whose least-
 squares slope such a tail made. Open files and apply time are judged per minute. The journal and the
@@ -33,7 +36,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 from scipy.stats import theilslopes
 
-from chaos.history import ResourceSample
+from chaos.history import FaultRecord, ResourceSample
 
 # Limits on each fitted slope (see the module docstring for the units).
 RSS_BYTES_PER_MIN_MAX = 16 * 1024 * 1024
@@ -50,6 +53,8 @@ STORE_BYTES_PER_WRITE_MAX = 16384.0
 APPLY_MS_PER_MIN_MAX = 5.0
 # Samples this soon after a node's start are catch-up, not steady state.
 SETTLE_S = 10.0
+# A catch-up is recorded after the process starts; its first sample may come this late.
+SAMPLE_LAG_S = 1.5
 SAMPLES_MIN = 10
 # A slope over less steady time than this says more about warm-up than about leaks: a
 # node with less (a short run, or one restarted late) is not judged.
@@ -151,13 +156,20 @@ def slope(points: list[tuple[float, float]]) -> float:
     return float(theilslopes(ys, xs).slope)
 
 
-def steady_samples(samples: list[ResourceSample]) -> dict[str, list[ResourceSample]]:
+def steady_samples(
+    samples: list[ResourceSample], faults: list[FaultRecord]
+) -> dict[str, list[ResourceSample]]:
     """Each node's samples in the last half of the run, from its last process only, past
-    that process's first SETTLE_S. A node gone before the end (a joiner removed again) is
-    left out: its last minutes were a catch-up from a snapshot, never a steady state."""
+    that process's first SETTLE_S and, for one started during the run, past its catch-up.
+    A node gone before the end (a joiner removed again) or never seen caught up after its
+    last start is left out: its last minutes were a catch-up, never a steady state."""
     if not samples:
         return {}
-    end = max(s.time_s for s in samples)
+    first, end = min(s.time_s for s in samples), max(s.time_s for s in samples)
+    caught_up: dict[str, list[float]] = {}
+    for fault in faults:
+        for node, at_s in fault.caught_up_at_s.items():
+            caught_up.setdefault(node, []).append(at_s)
     by_node: dict[str, list[ResourceSample]] = {}
     for sample in samples:
         by_node.setdefault(sample.node, []).append(sample)
@@ -167,19 +179,24 @@ def steady_samples(samples: list[ResourceSample]) -> dict[str, list[ResourceSamp
             continue
         last_pid = rows[-1].pid
         started = next(r.time_s for r in rows if r.pid == last_pid)
-        steady[node] = [
-            r for r in rows if r.pid == last_pid and r.time_s >= max(end / 2, started + SETTLE_S)
-        ]
+        from_s = max(end / 2, started + SETTLE_S)
+        if started > first + SETTLE_S:
+            after = [at for at in caught_up.get(node, []) if at >= started - SAMPLE_LAG_S]
+            if not after:
+                continue
+            from_s = max(from_s, min(after))
+        steady[node] = [r for r in rows if r.pid == last_pid and r.time_s >= from_s]
     return steady
 
 
 def growth_problems(
-    samples: list[ResourceSample],
+    samples: list[ResourceSample], faults: list[FaultRecord]
 ) -> tuple[list[str], dict[str, dict[str, float]]]:
-    """Every series whose fitted slope is above its limit, and each node's slopes."""
+    """Every series whose fitted slope is above its limit, and each node's slopes (`faults`
+    say when each restarted node caught up)."""
     problems: list[str] = []
     slopes: dict[str, dict[str, float]] = {}
-    for node, rows in sorted(steady_samples(samples).items()):
+    for node, rows in sorted(steady_samples(samples, faults).items()):
         if len(rows) < SAMPLES_MIN or rows[-1].time_s - rows[0].time_s < STEADY_WINDOW_MIN_S:
             continue
         judged = {"fds_per_min": (slope([(r.time_s / 60, r.fds) for r in rows]), FDS_PER_MIN_MAX)}
