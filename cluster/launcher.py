@@ -43,7 +43,8 @@ from engine.commands import AddInstrument, SetAccountProfile, SetCalendar
 
 LAUNCH_FILE_NAME = "launch.json"
 LEADER_WAIT_S = 30.0
-STOP_WAIT_S = 10.0
+# Longer than a node's own wait for its projector to stop (raftex/projector_child.py).
+STOP_WAIT_S = 15.0
 POLL_PERIOD_S = 0.2
 HOST = "127.0.0.1"
 OWN_HOST_RAFT_PORT = 7000
@@ -529,7 +530,14 @@ class LocalCluster:
         return [NodeAddress(n.node_id, n.http) for n in self.nodes]
 
     def kill(self, node_id: str, signum: int = signal.SIGKILL) -> None:
+        """Ends the node with `signum`; a SIGTERM it has not obeyed in STOP_WAIT_S (a hung
+        node, or a machine too loaded for its shutdown) is followed by SIGKILL, as any
+        supervisor does, and its projector goes with it (a half-hour soak ended on a node
+        that took longer)."""
         process = self.processes.pop(node_id)
+        if signum == signal.SIGTERM:
+            stop_processes([process])
+            return
         process.send_signal(signum)
         process.wait(timeout=STOP_WAIT_S)
 
