@@ -201,18 +201,14 @@ class ChaosCluster:
 
     def kill(self, node_id: str) -> None:
         if node_id in self.local.processes:
-            if node_id in self.paused:
-                self._signal(node_id, signal.SIGCONT)
-                self.paused.discard(node_id)
+            self.resume(node_id)
             self.local.kill(node_id, signal.SIGKILL)
 
     def restart(self, node_id: str, clean: bool = False) -> None:
         """Stops the node (SIGTERM if `clean`, else kill -9) if it runs, then starts it."""
         if node_id in self.local.processes:
             if clean:
-                if node_id in self.paused:
-                    self._signal(node_id, signal.SIGCONT)
-                    self.paused.discard(node_id)
+                self.resume(node_id)
                 self.local.kill(node_id, signal.SIGTERM)
             else:
                 self.kill(node_id)
