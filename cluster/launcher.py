@@ -245,8 +245,37 @@ def plan_joiner(
     entry = _addresses(f"n{number}", host_of)
     plan["nodes"].append(entry)
     write_private(launch_file, json.dumps(plan, indent=2))
+    joiner = _local_node(data_dir, entry)
+    write_member_configs(data_dir, [*members, joiner], fsync)
+    return joiner
+
+
+def write_member_configs(data_dir: Path, members: list[LocalNode], fsync: str) -> None:
+    """Gives every member's config the voters as they are now as its peers.
+
+    pysyncobj drops connections from nodes it does not know, so a member that starts
+    again on an empty disk with the peers it was first given never hears a leader added
+    after it, and stands for election alone for good: a half-hour soak saw a wiped voter
+    do that while a joiner led. As with etcd's --initial-cluster for a replaced member,
+    what a node starts from must be the membership now. (A node that starts on its own
+    data takes the membership from its snapshot and log instead.)
+    """
+    plan = json.loads((data_dir / LAUNCH_FILE_NAME).read_text())
+    entries = {entry["id"]: entry for entry in (*plan["nodes"], *plan.get("replicas", []))}
     peers = [{"id": n.node_id, "raft": n.raft, "http": n.http} for n in members if not n.replica]
-    return _write_node_config(data_dir, plan, entry, [*peers, entry], fsync)
+    for node in members:
+        _write_node_config(data_dir, plan, entries[node.node_id], peers, fsync)
+
+
+def _local_node(data_dir: Path, entry: dict[str, str]) -> LocalNode:
+    node_id = entry["id"]
+    return LocalNode(
+        node_id,
+        entry["raft"],
+        entry["http"],
+        data_dir / f"{node_id}.toml",
+        data_dir / f"{node_id}.log",
+    )
 
 
 def _write_node_config(
@@ -277,9 +306,7 @@ def _write_node_config(
         f'data_dir = "{data_dir / entry["id"]}"\nsecret = "{plan["secret"]}"\n'
         f'admin_token = "{plan["admin_token"]}"\nfsync = "{fsync}"\n{extra}\n{peer_tables}',
     )
-    return LocalNode(
-        entry["id"], entry["raft"], entry["http"], config_path, data_dir / f"{entry['id']}.log"
-    )
+    return _local_node(data_dir, entry)
 
 
 def node_command(node: LocalNode) -> list[str]:
@@ -500,7 +527,8 @@ class LocalCluster:
         )
 
     def plan_joiner(self) -> LocalNode:
-        """A new node's config (peers: the current members and itself); not started yet."""
+        """A new node's config (peers: the current members and itself, as every member's
+        config now lists them); not started yet."""
         node = plan_joiner(self.data_dir, self.nodes, self.fsync, self.host_of)
         self.nodes.append(node)
         return node
@@ -511,8 +539,10 @@ class LocalCluster:
         return [*prefix, *node_command(self.node(node_id))]
 
     def forget(self, node_id: str) -> None:
-        """Drops a removed member from this launcher's view (stop its process first)."""
+        """Drops a removed member from this launcher's view and from the others' configs
+        (stop its process first)."""
         self.nodes = [n for n in self.nodes if n.node_id != node_id]
+        write_member_configs(self.data_dir, self.nodes, self.fsync)
         self._write_pids()
 
     @property
