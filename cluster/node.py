@@ -142,6 +142,16 @@ class ExchangeNode(SyncObj):
             logCompactionMinEntries=LOG_COMPACTION_MIN_ENTRIES,
             logCompactionMinTime=LOG_COMPACTION_MIN_TIME_S,
         )
+        # (role, term, leader) as the end of the last tick left them, for status(). Read
+        # field by field from another thread they can tear: pysyncobj sets a new term before
+        # it steps down, and its journal write in between lets the reader in, so a leader of
+        # term 704 read as leader of 705 while another node led 705 (two leaders in one
+        # term, to a half-hour soak's checker).
+        self._raft_view: tuple[str, int, str | None] = (
+            "replica" if config.replica else "candidate",
+            0,
+            None,
+        )
         transport = PartitionableTransport if config.fault_hooks else VoteGuardTransport
         # A replica is pysyncobj's read-only node: no address of its own (it connects to
         # every voter), never a candidate, never counted for a quorum.
@@ -525,6 +535,7 @@ class ExchangeNode(SyncObj):
         except JournalError:
             log.critical("event=journal_failed node=%s: stopping", self.node_id, exc_info=True)
             os._exit(EXIT_JOURNAL_FAILED)
+        self._raft_view = (self.role(), self.raftCurrentTerm, self.leader_id())
 
     # ------------------------------------------------------------ status
 
@@ -576,18 +587,19 @@ class ExchangeNode(SyncObj):
         return "follower" if self._getLeader() is not None else "candidate"
 
     def status(self) -> dict[str, Any]:
+        role, term, leader = self._raft_view
         view = self.view
         commit = self.raftCommitIndex
         with self.hash_marks_changed:  # the apply thread adds marks while we read
             hash_index, digest = next(reversed(self.hash_marks.items()), (0, ""))
         return {
             "id": self.node_id,
-            "role": self.role(),
+            "role": role,
             "pid": os.getpid(),
             "http": self.config.http,
             "raft": self.config.raft,
-            "term": self.raftCurrentTerm,
-            "leader": self.leader_id(),
+            "term": term,
+            "leader": leader,
             "commit_index": commit,
             "applied_index": view.applied_index,
             "raft_applied_index": self.raftLastApplied,
