@@ -194,6 +194,8 @@ class ExchangeNode(SyncObj):
         result: Future = Future()
 
         def forked(started: Future) -> None:
+            if not result.set_running_or_notify_cancel():
+                return  # the reader stopped waiting: the child's answer goes nowhere
             try:
                 running = started.result()
             except Exception as exc:  # the fork itself failed: the reader hears of it
@@ -526,6 +528,10 @@ class ExchangeNode(SyncObj):
         reads = self._engine_reads
         while reads:
             read, future = reads.popleft()
+            # A reader that stopped waiting has cancelled its future: setting a cancelled
+            # future raises (a soak's logs held such tracebacks), and the read is wasted.
+            if not future.set_running_or_notify_cancel():
+                continue
             try:
                 future.set_result(read(self.engine))
             except Exception as exc:  # the reader's error goes back to the reader
