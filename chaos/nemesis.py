@@ -364,7 +364,13 @@ class Nemesis:
             node = record.targets[0]
             cluster.set_disk(node, "ok")
             code = cluster.exit_code(node)
-            if code is None:
+            if code is None and not await self._serving(node):
+                # Still starting (a fault just before restarted it): it may have opened its
+                # store on the bad disk and be on its way out, after this look; a CI run saw
+                # such a node refuse the full disk just after, never started again.
+                record.description += f": {node} was still starting, started again"
+                cluster.restart(node)
+            elif code is None:
                 record.description += f": {node} kept running"
             elif code in DISK_EXIT_CODES:
                 record.description += f": {node} {DISK_EXIT_CODES[code]}"
@@ -377,6 +383,10 @@ class Nemesis:
                 cluster.resume(node)
         elif fault.family in ("partition", "skew", "loss") or _is(fault, "replica", "partition"):
             await cluster.heal()
+
+    async def _serving(self, node: str) -> bool:
+        rows = {row["id"]: row for row in await self.cluster.statuses()}
+        return rows.get(node, {}).get("role", "down") != "down"
 
     async def _partition_groups(self, kind: str, pick: int) -> tuple[list[list[str]], list[str]]:
         nodes = self.cluster.running()
