@@ -393,11 +393,13 @@ class ChaosCluster:
         return node.node_id, None
 
     async def confirm_member(self, node_id: str) -> None:
-        """Adds a started joiner, or learns that it is a member already."""
+        """Adds a started joiner, or learns that it is a member already; from then on every
+        member's config names it."""
         node = self.local.node(node_id)
         await self._member_change(
             {"action": "add", "id": node_id, "raft": node.raft, "http": node.http}
         )
+        self.local.admitted(node_id)
 
     async def remove_node(self, node_id: str) -> None:
         """Removes a member. A leader cannot remove itself, so a member that leads is paused

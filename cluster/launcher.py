@@ -36,7 +36,7 @@ from cluster.admin_client import (
 )
 from cluster.keyring import KEYRING_FILE_NAME, KeyringError, create_keyring, read_kek_file
 from cluster.market import Market, seed_market
-from cluster.private_file import write_private
+from cluster.private_file import replace_private, write_private
 from cluster.tls import CERT_FILE_NAME, self_signed
 from engine.codes import TradingCapacity
 from engine.commands import AddInstrument, SetAccountProfile, SetCalendar
@@ -235,7 +235,8 @@ def plan_joiner(
     host_of: HostOf | None = None,
 ) -> LocalNode:
     """Adds a voter to the launch plan whose peers are the current voters plus itself:
-    start it, then `raftex admin add` it on the cluster."""
+    start it, then `raftex admin add` it on the cluster. The members' own configs name it
+    only once the add has committed (`write_member_configs`)."""
     launch_file = data_dir / LAUNCH_FILE_NAME
     plan = json.loads(launch_file.read_text())
     taken = {entry["id"] for entry in plan["nodes"]}
@@ -245,25 +246,31 @@ def plan_joiner(
     entry = _addresses(f"n{number}", host_of)
     plan["nodes"].append(entry)
     write_private(launch_file, json.dumps(plan, indent=2))
-    joiner = _local_node(data_dir, entry)
-    write_member_configs(data_dir, [*members, joiner], fsync)
-    return joiner
+    peers = [{"id": n.node_id, "raft": n.raft, "http": n.http} for n in members if not n.replica]
+    return _write_node_config(data_dir, plan, entry, [*peers, entry], fsync)
 
 
-def write_member_configs(data_dir: Path, members: list[LocalNode], fsync: str) -> None:
-    """Gives every member's config the voters as they are now as its peers.
+def write_member_configs(
+    data_dir: Path, nodes: list[LocalNode], fsync: str, joining: set[str]
+) -> None:
+    """Gives every node's config the voters as they are now as its peers; a joiner whose
+    add has not committed yet (`joining`) is in no config but its own.
 
     pysyncobj drops connections from nodes it does not know, so a member that starts
     again on an empty disk with the peers it was first given never hears a leader added
     after it, and stands for election alone for good: a half-hour soak saw a wiped voter
     do that while a joiner led. As with etcd's --initial-cluster for a replaced member,
-    what a node starts from must be the membership now. (A node that starts on its own
-    data takes the membership from its snapshot and log instead.)
+    what a node starts from must be the membership now. Not the membership to be: a
+    member still starting when the next joiner was planned read that joiner as a member,
+    led, and refused to add it ("already a member"). (A node that starts on its own data
+    takes the membership from its snapshot and log instead.)
     """
     plan = json.loads((data_dir / LAUNCH_FILE_NAME).read_text())
     entries = {entry["id"]: entry for entry in (*plan["nodes"], *plan.get("replicas", []))}
-    peers = [{"id": n.node_id, "raft": n.raft, "http": n.http} for n in members if not n.replica]
-    for node in members:
+    voters = [n for n in nodes if not n.replica and n.node_id not in joining]
+    for node in nodes:
+        own = [node] if node.node_id in joining else []
+        peers = [{"id": n.node_id, "raft": n.raft, "http": n.http} for n in (*voters, *own)]
         _write_node_config(data_dir, plan, entries[node.node_id], peers, fsync)
 
 
@@ -300,7 +307,9 @@ def _write_node_config(
     )
     # A replica follows the voters (its peers) and has no Raft address of its own.
     role = f'raft = "{entry["raft"]}"\n' if entry["raft"] else "replica = true\n"
-    write_private(
+    # Replaced whole: a member still starting may be reading it while a membership change
+    # rewrites it.
+    replace_private(
         config_path,
         f'node_id = "{entry["id"]}"\n{role}http = "{entry["http"]}"\n'
         f'data_dir = "{data_dir / entry["id"]}"\nsecret = "{plan["secret"]}"\n'
@@ -499,6 +508,8 @@ class LocalCluster:
         # The certificate clients trust, when the cluster serves HTTPS.
         self.ca_file = data_dir / CERT_FILE_NAME if plan.get("tls") else None
         self.processes: dict[str, subprocess.Popen] = {}
+        # Joiners planned whose add the cluster has not confirmed yet.
+        self.joining: set[str] = set()
         self._started_at: dict[str, float] = {}
         self.cluster_file = data_dir / CLUSTER_FILE_NAME
 
@@ -527,11 +538,17 @@ class LocalCluster:
         )
 
     def plan_joiner(self) -> LocalNode:
-        """A new node's config (peers: the current members and itself, as every member's
-        config now lists them); not started yet."""
+        """A new node's config (peers: the current members and itself); not started yet,
+        and in no other member's config until `admitted`."""
         node = plan_joiner(self.data_dir, self.nodes, self.fsync, self.host_of)
         self.nodes.append(node)
+        self.joining.add(node.node_id)
         return node
+
+    def admitted(self, node_id: str) -> None:
+        """Records that the cluster committed a joiner's add: every config now names it."""
+        self.joining.discard(node_id)
+        write_member_configs(self.data_dir, self.nodes, self.fsync, self.joining)
 
     def command(self, node_id: str) -> list[str]:
         """The node's command line, behind its prefix (`ip netns exec NS`, in the chaos suite)."""
@@ -542,7 +559,8 @@ class LocalCluster:
         """Drops a removed member from this launcher's view and from the others' configs
         (stop its process first)."""
         self.nodes = [n for n in self.nodes if n.node_id != node_id]
-        write_member_configs(self.data_dir, self.nodes, self.fsync)
+        self.joining.discard(node_id)
+        write_member_configs(self.data_dir, self.nodes, self.fsync, self.joining)
         self._write_pids()
 
     @property

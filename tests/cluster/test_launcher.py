@@ -36,13 +36,28 @@ def test_every_config_follows_the_membership_so_a_wiped_member_knows_the_leader(
     tmp_path: Path,
 ) -> None:
     """A node on an empty disk starts from its config alone: were a joiner missing from it,
-    the node would drop the joiner's connections and never hear it lead."""
+    the node would drop the joiner's connections and never hear it lead. Named before its
+    add commits, a member starting meanwhile would count it a member and, leading, refuse
+    to add it."""
     cluster = LocalCluster(tmp_path / "cluster", 3, replicas=1)
     joiner = cluster.plan_joiner()
     assert {n.node_id: _peer_ids(n) for n in cluster.nodes} == {
+        "n1": {"n1", "n2", "n3"},
+        "n2": {"n1", "n2", "n3"},
+        "n3": {"n1", "n2", "n3"},
+        "r1": {"n1", "n2", "n3"},
+        joiner.node_id: {"n1", "n2", "n3", joiner.node_id},
+    }
+    cluster.admitted(joiner.node_id)
+    assert {n.node_id: _peer_ids(n) for n in cluster.nodes} == {
         node_id: {"n1", "n2", "n3", "n4"} for node_id in ("n1", "n2", "n3", "r1", "n4")
     }
+    second = cluster.plan_joiner()
     cluster.forget("n2")
     assert {n.node_id: _peer_ids(n) for n in cluster.nodes} == {
-        node_id: {"n1", "n3", joiner.node_id} for node_id in ("n1", "n3", "r1", "n4")
+        "n1": {"n1", "n3", "n4"},
+        "n3": {"n1", "n3", "n4"},
+        "r1": {"n1", "n3", "n4"},
+        "n4": {"n1", "n3", "n4"},
+        second.node_id: {"n1", "n3", "n4", second.node_id},
     }

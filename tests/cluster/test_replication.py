@@ -197,6 +197,7 @@ def test_nodes_join_and_leave_under_load(cluster: ClusterHarness) -> None:
             cluster.cluster.start_one(joiner.node_id)
             body = {"action": "add", "id": joiner.node_id, "raft": joiner.raft, "http": joiner.http}
             cluster.call(cluster.wait_leader(members), "POST", "/v1/admin/members", body)
+            cluster.cluster.admitted(joiner.node_id)
         # An operator removes a node only once the joiners follow the leader, and
         # removes a follower (the leader refuses to remove itself).
         leader = cluster.wait_leader()
