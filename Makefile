@@ -48,7 +48,8 @@ browser-tools:
 
 test: $(STAMP_DEV) chaos-tools fuse-tools browser-tools
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not alone"
+	$(BIN)/python -m pytest -m alone
 
 bench: $(STAMP_RUN)
 	$(BIN)/raftex bench engine --json
