@@ -48,8 +48,7 @@ browser-tools:
 
 test: $(STAMP_DEV) chaos-tools fuse-tools browser-tools
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not alone"
-	$(BIN)/python -m pytest -m alone
+	$(BIN)/python -m pytest
 
 bench: $(STAMP_RUN)
 	$(BIN)/raftex bench engine --json

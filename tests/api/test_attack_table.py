@@ -102,7 +102,6 @@ async def test_an_oversized_body_is_refused_before_it_is_read(api: ApiCluster) -
     assert status == 413 and answer["code"] == "request_entity_too_large"
 
 
-@pytest.mark.alone
 async def test_garbage_on_the_raft_port_changes_nothing(api: ApiCluster) -> None:
     harness = api.harness
     follower = next(n for n in harness.cluster.nodes if harness.http(n.node_id) != api.leader_http)
@@ -127,7 +126,6 @@ async def test_garbage_on_the_raft_port_changes_nothing(api: ApiCluster) -> None
     assert after == before
 
 
-@pytest.mark.alone
 async def test_ten_thousand_idle_and_slow_connections_do_not_stop_trading(
     api: ApiCluster,
 ) -> None:

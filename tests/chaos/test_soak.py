@@ -20,7 +20,6 @@ SOAK = os.environ.get("RAFTEX_SOAK") == "1"
 
 
 @pytest.mark.soak
-@pytest.mark.alone
 def test_a_soak_run_keeps_every_nodes_resources_bounded(tmp_path: Path) -> None:
     if SOAK:
         families, seconds = parse_families("all"), 1800

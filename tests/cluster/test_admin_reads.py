@@ -66,7 +66,6 @@ async def _load(harness: ClusterHarness, leader: str) -> int:
 
 
 @pytest.mark.soak
-@pytest.mark.alone
 def test_the_state_hash_of_a_large_state_costs_no_election(tmp_path: Path) -> None:
     with ClusterHarness(tmp_path / "cluster").running() as harness:
         leader = harness.wait_leader()

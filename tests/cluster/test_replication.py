@@ -147,7 +147,6 @@ def _wait_snapshot_everywhere(cluster: ClusterHarness) -> None:
     raise AssertionError(f"no snapshot on every node: {cluster.status()}")
 
 
-@pytest.mark.alone
 def test_a_node_with_the_wrong_secret_cannot_join_or_change_anything(
     cluster: ClusterHarness, tmp_path: Path
 ) -> None:
