@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from cluster.admin_client import AdminClient
-from cluster.private_file import write_private
+from cluster.private_file import replace_private
 
 DEMO_KEYS_FILE_NAME = "demo-keys.json"
 DEMO_TOTP_FILE_NAME = "demo-totp.json"
@@ -65,8 +65,8 @@ async def issue_demo_keys(
                 rows.append(_row(account, "ed25519", made["key_id"], private_hex, scopes))
             factor = await client.call(http, "POST", f"{base}/second-factor", {})
             factors[account] = factor["totp_secret"]
-    write_private(data_dir / DEMO_TOTP_FILE_NAME, json.dumps(factors, indent=2) + "\n")
-    write_private(keys_file, json.dumps(rows, indent=2) + "\n")
+    replace_private(data_dir / DEMO_TOTP_FILE_NAME, json.dumps(factors, indent=2) + "\n")
+    replace_private(keys_file, json.dumps(rows, indent=2) + "\n")
     return rows
 
 

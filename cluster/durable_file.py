@@ -26,7 +26,10 @@ def _fsync_path(path: str | os.PathLike[str], flags: int) -> None:
 
 
 def replace_file(path: Path, data: bytes, mode: int = 0o600) -> None:
-    partial = path.with_name(path.name + ".tmp")
+    # A name of this process's own: two processes replacing the same file (`raftex up` and
+    # a harness attached to its cluster, both writing the launch plan) must not write into
+    # one partial file and rename it over half-written.
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "wb") as out:
         out.write(data)

@@ -36,7 +36,7 @@ from cluster.admin_client import (
 )
 from cluster.keyring import KEYRING_FILE_NAME, KeyringError, create_keyring, read_kek_file
 from cluster.market import Market, seed_market
-from cluster.private_file import replace_private, write_private
+from cluster.private_file import replace_private
 from cluster.tls import CERT_FILE_NAME, self_signed
 from engine.codes import TradingCapacity
 from engine.commands import AddInstrument, SetAccountProfile, SetCalendar
@@ -218,8 +218,8 @@ def prepare(
             _addresses(f"r{n}", host_of, voter=False, bases=bases)
             for n in range(len(planned) + 1, replicas + 1)
         )
-    write_private(launch_file, json.dumps(plan, indent=2))
-    write_private(data_dir / ADMIN_TOKEN_FILE_NAME, plan["admin_token"])
+    replace_private(launch_file, json.dumps(plan, indent=2))
+    replace_private(data_dir / ADMIN_TOKEN_FILE_NAME, plan["admin_token"])
     voters = plan["nodes"][:count]
     nodes = [
         _write_node_config(data_dir, plan, entry, voters, fsync)
@@ -245,7 +245,7 @@ def plan_joiner(
         number += 1
     entry = _addresses(f"n{number}", host_of)
     plan["nodes"].append(entry)
-    write_private(launch_file, json.dumps(plan, indent=2))
+    replace_private(launch_file, json.dumps(plan, indent=2))
     peers = [{"id": n.node_id, "raft": n.raft, "http": n.http} for n in members if not n.replica]
     return _write_node_config(data_dir, plan, entry, [*peers, entry], fsync)
 

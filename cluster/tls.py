@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from cluster.private_file import write_private
+from cluster.private_file import replace_private
 
 CERT_FILE_NAME = "tls-cert.pem"
 KEY_FILE_NAME = "tls-key.pem"
@@ -60,7 +60,7 @@ def self_signed(directory: Path, host: str) -> tuple[Path, Path]:
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .sign(key, hashes.SHA256())
     )
-    write_private(
+    replace_private(
         key_path,
         key.private_bytes(
             serialization.Encoding.PEM,
