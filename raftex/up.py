@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from cluster.admin_client import ADMIN_TOKEN_FILE_NAME, AdminError
 from cluster.demo_keys import DEMO_KEYS_FILE_NAME, issue_demo_keys
@@ -104,7 +105,6 @@ def run_up(
     except KeyringError as exc:
         print(f"raftex up: {exc}", file=sys.stderr)
         return 2
-    ca = cluster.ca_file
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -114,19 +114,67 @@ def run_up(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     cluster.start()
+    demo: subprocess.Popen | None = None
     try:
-        token = cluster.admin_token
-        leader = asyncio.run(wait_for_leader(cluster.nodes, token, LEADER_WAIT_S, ca))
-        leader_http = cluster.node(leader).http
-        asyncio.run(register_replicas(cluster.replicas, token, leader_http, ca))
-        asyncio.run(seed_demo(leader_http, token, ca, calendars))
-        keys = asyncio.run(issue_demo_keys(leader_http, token, cluster.data_dir, DEMO_ACCOUNTS, ca))
-    except AdminError as exc:
-        print(f"raftex up: {exc}; logs in {data_dir}", file=sys.stderr)
+        try:
+            leader, keys = _bring_up(cluster, calendars)
+        except AdminError as exc:
+            print(f"raftex up: {exc}; logs in {data_dir}", file=sys.stderr)
+            return 1
+        _print_where(cluster, data_dir, leader, replicas, keys)
+        demo = _start_demo_market(cluster.data_dir, demo_rate) if demo_rate else None
+        if demo is not None:
+            log = _demo_log(data_dir)
+            print(f"  demo market   {demo_rate:g} actions/s, pid {demo.pid}, log {log}")
+        restarts = "restarted when they exit" if restart else "left down when they exit"
+        print(f"Nodes are {restarts}. Ctrl-C stops the cluster; the data stays in", data_dir)
+        sys.stdout.flush()
+        supervisor = Supervisor(cluster, restart, _report)
+        code = 0
+        while not stopping:
+            supervisor.check()
+            if supervisor.all_down:
+                _report("every node is down; see their logs")
+                code = 1
+                break
+            if demo is not None and demo.poll() is not None:
+                _report(
+                    f"the demo market exited (code {demo.returncode}); see {_demo_log(data_dir)}"
+                )
+                demo = None
+            time.sleep(POLL_PERIOD_S)
+    finally:
+        # Whatever ends this (a signal, a failed start, or an error such as no file
+        # descriptor left to start a node with), the nodes, in sessions of their own, are
+        # not left behind: a `raftex up` that died of an error once left three running.
+        if demo is not None:
+            stop_processes([demo])
         cluster.stop()
-        return 1
+    print("raftex: cluster stopped")
+    return code
+
+
+def _bring_up(
+    cluster: LocalCluster, calendars: tuple[SetCalendar, ...]
+) -> tuple[str, list[dict[str, Any]]]:
+    """Waits for a leader, registers the replicas, seeds the demo instruments and accounts;
+    (the leader, the demo keys)."""
+    token, ca = cluster.admin_token, cluster.ca_file
+    leader = asyncio.run(wait_for_leader(cluster.nodes, token, LEADER_WAIT_S, ca))
+    leader_http = cluster.node(leader).http
+    asyncio.run(register_replicas(cluster.replicas, token, leader_http, ca))
+    asyncio.run(seed_demo(leader_http, token, ca, calendars))
+    keys = asyncio.run(issue_demo_keys(leader_http, token, cluster.data_dir, DEMO_ACCOUNTS, ca))
+    return leader, keys
+
+
+def _print_where(
+    cluster: LocalCluster, data_dir: Path, leader: str, replicas: int, keys: list[dict[str, Any]]
+) -> None:
+    """What `make run` shows: every node's addresses, FIX ports, UI, files and demo keys."""
+    ca = cluster.ca_file
     with_replicas = f" and {replicas} read replica(s)" if replicas else ""
-    print(f"raftex: {count}-node cluster{with_replicas} up, leader {leader}")
+    print(f"raftex: {len(cluster.voters)}-node cluster{with_replicas} up, leader {leader}")
     for node in cluster.nodes:
         scheme = "https" if ca else "http"
         role = "replica" if node.replica else f"raft {node.raft}"
@@ -148,32 +196,3 @@ def run_up(
     print(f"  demo API keys {data_dir / DEMO_KEYS_FILE_NAME} (TOTP secrets next to it)")
     for key in keys:
         print(f"    {key['account']:<6} {key['kind']:<8} {key['api_key']}  {key['scopes']}")
-    demo = _start_demo_market(cluster.data_dir, demo_rate) if demo_rate else None
-    if demo is not None:
-        print(f"  demo market   {demo_rate:g} actions/s, pid {demo.pid}, log {_demo_log(data_dir)}")
-    restarts = "restarted when they exit" if restart else "left down when they exit"
-    print(f"Nodes are {restarts}. Ctrl-C stops the cluster; the data stays in", data_dir)
-    sys.stdout.flush()
-    supervisor = Supervisor(cluster, restart, _report)
-    code = 0
-    try:
-        while not stopping:
-            supervisor.check()
-            if supervisor.all_down:
-                _report("every node is down; see their logs")
-                code = 1
-                break
-            if demo is not None and demo.poll() is not None:
-                _report(
-                    f"the demo market exited (code {demo.returncode}); see {_demo_log(data_dir)}"
-                )
-                demo = None
-            time.sleep(POLL_PERIOD_S)
-    finally:
-        # Whatever ends the loop (a signal, or an error such as no file descriptor left to
-        # start a node with), the nodes, in sessions of their own, are not left behind.
-        if demo is not None:
-            stop_processes([demo])
-        cluster.stop()
-    print("raftex: cluster stopped")
-    return code
