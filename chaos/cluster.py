@@ -401,6 +401,23 @@ class ChaosCluster:
         )
         self.local.admitted(node_id)
 
+    async def learn_joiners(self) -> None:
+        """Admits every joiner whose add the leader's membership shows, though its answer
+        was lost: a node about to start on an empty disk has only its config to find the
+        members by, and one that did not name a joiner that leads would never hear it."""
+        if not self.local.joining:
+            return
+        leader = await self.leader()
+        try:
+            if leader is None:
+                raise AdminError("no leader")
+            members = await self.admin.call(self.http(leader), "GET", "/v1/admin/members")
+        except AdminError:
+            return  # no answer: the joiner's fate is learnt at the next membership fault
+        for row in members["members"]:
+            if row["id"] in self.local.joining:
+                self.local.admitted(row["id"])
+
     async def remove_node(self, node_id: str) -> None:
         """Removes a member. A leader cannot remove itself, so a member that leads is paused
         first and removed through the leader the others elect (a restart is not enough: it

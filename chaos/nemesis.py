@@ -205,7 +205,8 @@ class Nemesis:
         voter's disk, and a joiner (None) comes with an empty one, only once every voter
         whose disk was taken before has caught up again (a half-hour soak found a second
         wipe while the first node was still empty: two of three disks gone, and the
-        cluster's history with them). Marks `node` empty."""
+        cluster's history with them). Marks `node` empty, and gives its config every
+        member it will need on an empty disk."""
         deadline = self.now() + CATCH_UP_WAIT_S
         while waiting := sorted(self.empty_disks - {node}):
             if self.now() > deadline:
@@ -217,6 +218,8 @@ class Nemesis:
             await asyncio.sleep(CATCH_UP_POLL_S)
         if node in self.cluster.voter_ids:
             self.empty_disks.add(node)
+        if node is not None:
+            await self.cluster.learn_joiners()
 
     async def _probe_commits(self, record: FaultRecord, until_s: float) -> None:
         """Commits an empty command through the leader every COMMIT_PROBE_PERIOD_S until
