@@ -36,6 +36,7 @@ from pysyncobj.node import TCPNode
 from cluster.batcher import Batcher, NotCommitted
 from cluster.config import NodeConfig, Peer
 from cluster.engine_fork import EngineForks, ForkedReadError
+from cluster.engine_reads import EngineReads
 from cluster.entry import MEMBER_TAG, decode_entry
 from cluster.event_log import AppliedCommand, EventLog
 from cluster.event_log_writer import EventLogWriter
@@ -115,9 +116,7 @@ class ExchangeNode(SyncObj):
         self.started_monotonic = time.monotonic()
         self._listeners: list[EntryListener] = []
         # Reads of the engine itself (L3 books) run on the apply thread, between entries.
-        self._engine_reads: collections.deque[tuple[Callable[[Exchange], Any], Future]] = (
-            collections.deque()
-        )
+        self._engine_reads = EngineReads()
         self.faults = FaultState()
         self.batcher = Batcher(
             config.node_id, self._send_entry, self._isLeader, clock_ms=self.faults.now_ms
@@ -184,9 +183,7 @@ class ExchangeNode(SyncObj):
         """Runs `read(engine)` on the apply thread between two entries (single writer: the
         engine is never read while it changes); the future holds its result. Only for
         reads bounded by a small part of the state (read_engine_copy for the rest)."""
-        future: Future = Future()
-        self._engine_reads.append((read, future))
-        return future
+        return self._engine_reads.add(read)
 
     def read_engine_copy(self, read: Callable[[Exchange], Any]) -> Future:
         """Runs `read(engine)` in a child forked between two entries: the engine as it is
@@ -525,17 +522,7 @@ class ExchangeNode(SyncObj):
         """pysyncobj retries a tick that raised, forever: a journal that can no longer
         write would leave a leader sending heartbeats it cannot back. Stop instead, so
         the others elect a leader that can."""
-        reads = self._engine_reads
-        while reads:
-            read, future = reads.popleft()
-            # A reader that stopped waiting has cancelled its future: setting a cancelled
-            # future raises (a soak's logs held such tracebacks), and the read is wasted.
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(read(self.engine))
-            except Exception as exc:  # the reader's error goes back to the reader
-                future.set_exception(exc)
+        self._engine_reads.run(self.engine)
         try:
             super()._onTick(timeToWait)
         except JournalError:
