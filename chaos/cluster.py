@@ -407,13 +407,14 @@ class ChaosCluster:
         members by, and one that did not name a joiner that leads would never hear it."""
         if not self.local.joining:
             return
+        # Without an answer, the joiner's fate is learnt at the next membership fault.
         leader = await self.leader()
+        if leader is None:
+            return
         try:
-            if leader is None:
-                raise AdminError("no leader")
             members = await self.admin.call(self.http(leader), "GET", "/v1/admin/members")
         except AdminError:
-            return  # no answer: the joiner's fate is learnt at the next membership fault
+            return
         for row in members["members"]:
             if row["id"] in self.local.joining:
                 self.local.admitted(row["id"])

@@ -22,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -246,7 +246,7 @@ def plan_joiner(
     entry = _addresses(f"n{number}", host_of)
     plan["nodes"].append(entry)
     replace_private(launch_file, json.dumps(plan, indent=2))
-    peers = [{"id": n.node_id, "raft": n.raft, "http": n.http} for n in members if not n.replica]
+    peers = _peer_entries(n for n in members if not n.replica)
     return _write_node_config(data_dir, plan, entry, [*peers, entry], fsync)
 
 
@@ -270,8 +270,13 @@ def write_member_configs(
     voters = [n for n in nodes if not n.replica and n.node_id not in joining]
     for node in nodes:
         own = [node] if node.node_id in joining else []
-        peers = [{"id": n.node_id, "raft": n.raft, "http": n.http} for n in (*voters, *own)]
+        peers = _peer_entries([*voters, *own])
         _write_node_config(data_dir, plan, entries[node.node_id], peers, fsync)
+
+
+def _peer_entries(nodes: Iterable[LocalNode]) -> list[dict[str, str]]:
+    """The nodes as a config's [[peers]] tables name them."""
+    return [{"id": n.node_id, "raft": n.raft, "http": n.http} for n in nodes]
 
 
 def _local_node(data_dir: Path, entry: dict[str, str]) -> LocalNode:
