@@ -41,6 +41,9 @@ PRICE = "100.00"
 CASH_CENTS = 10**13
 SHARES = 10**9
 SETTLE_S = 1.0
+# How long the slowest feed may take to reach the last update once trading stops.
+DRAIN_WAIT_S = 30.0
+DRAIN_POLL_S = 0.05
 OPEN_FILES_SPARE = 512
 UPDATE_HEAD = re.compile(
     r'\{"channel":"book","type":"update","symbol":"[^"]*","seq":(\d+),"ts_ms":(\d+)'
@@ -143,6 +146,7 @@ async def _measure(
         elapsed = time.perf_counter() - started
         used = cpu_used(before, cpu_seconds(roles))
         await asyncio.sleep(SETTLE_S)
+        await _until_feeds_end_alike(feeds, DRAIN_WAIT_S)
         for reader in readers:
             reader.cancel()
     series = {tuple(feed.seqs) for feed in feeds if not feed.cut}
@@ -176,6 +180,17 @@ async def _measure(
         every_subscriber_complete=len(series) == 1 and not any(feed.cut for feed in feeds),
         subscribers_cut=sum(feed.cut for feed in feeds),
     )
+
+
+async def _until_feeds_end_alike(feeds: list[_Subscriber], timeout_s: float) -> None:
+    """Replicas apply behind the leader: on a loaded machine a fixed pause stopped a slow
+    replica's subscribers short of the last update, and the run counted them incomplete.
+    Waits, within `timeout_s`, until every open feed ends at the same update."""
+    deadline = time.perf_counter() + timeout_s
+    while time.perf_counter() < deadline:
+        if len({feed.seqs[-1] if feed.seqs else None for feed in feeds if not feed.cut}) <= 1:
+            return
+        await asyncio.sleep(DRAIN_POLL_S)
 
 
 def _role(cluster: LocalCluster, node_id: str, leader: str) -> str:
